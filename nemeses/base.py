@@ -1,0 +1,64 @@
+"""The nemesis plug point: faults injected, probed, and always healed.
+
+A nemesis handles some op ``f`` names (e.g. ``start-partition`` /
+``stop-partition``). ``invoke`` performs the fault, *probes* that it took
+effect, and returns an :class:`Outcome` saying what was actually done to
+which nodes; the runner records it into the history as a nemesis op. A fault
+whose probe fails is recorded as such (``probe.ok == False``), never as done.
+
+``heal`` undoes everything the nemesis did; it is idempotent and is called on
+every exit path (normal end, exception, Ctrl-C, SIGTERM).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
+
+from harness.backends.base import Backend, Node
+
+
+@dataclass(frozen=True)
+class NemesisOp:
+    """One scheduled fault action: ``f`` plus its parameters (JSON-able)."""
+
+    f: str
+    value: Any = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    ok: bool
+    detail: str
+    measurements: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail, "measurements": dict(self.measurements)}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a nemesis action actually did: ``done`` per node (JSON-able), the probe, and how."""
+
+    done: Mapping[str, Any]
+    probe: Probe
+    mechanism: str              # e.g. "iptables", "in-process transport", "libfaketime", "SIGSTOP"
+
+
+@dataclass(frozen=True)
+class NemesisContext:
+    backend: Backend
+    nodes: Sequence[Node]
+    seed: int
+
+
+@runtime_checkable
+class Nemesis(Protocol):
+    name: str
+    fs: frozenset[str]
+
+    def setup(self, ctx: NemesisContext) -> None:
+        """Check this fault can be done for real here; raise CapabilityError saying why not."""
+
+    def invoke(self, op: NemesisOp) -> Outcome: ...
+
+    def heal(self) -> None: ...
