@@ -1,0 +1,12 @@
+"""Linearizability checking: a Wing & Gong / Lowe search with Porcupine's design, in Python.
+
+``LinearizabilityChecker`` is the ``linearizable`` checker for register
+histories; ``check_operations`` checks one key's ops against any
+:class:`Model` (see ``docs/linearizability.md`` to add one).
+"""
+from checkers.linearizability.checker import LinearizabilityChecker, check_operations, history_operations
+from checkers.linearizability.model import UNKNOWN, Model, Operation
+from checkers.linearizability.models import MODELS, CASRegisterModel, RegisterModel
+
+__all__ = ["LinearizabilityChecker", "check_operations", "history_operations", "Model", "Operation",
+           "UNKNOWN", "MODELS", "RegisterModel", "CASRegisterModel"]

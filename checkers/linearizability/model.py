@@ -1,0 +1,95 @@
+"""The model plug point: the sequential object a history is checked against.
+
+A model is Porcupine's ``Model`` in Python: ``init()`` gives the initial
+state, ``step(state, input, output)`` says whether the op with this input
+could have returned this output in that state, and the state after it.
+States must be hashable (the search caches visited ``(linearized ops,
+state)`` pairs) and compared with ``==``; keep them small and immutable
+(``None``, ints, tuples, frozensets).
+
+An op whose outcome is unknown (``info``) is stepped with ``output`` equal to
+:data:`UNKNOWN`: the model should answer as if the op took effect
+successfully (the search separately considers the op never happening).
+
+A whole new model is about twenty lines; see ``docs/linearizability.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Hashable, Protocol, runtime_checkable
+
+
+class _Unknown:
+    """The output of an op whose completion was ``info`` or never came."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __reduce__(self) -> str:
+        return "UNKNOWN"
+
+
+#: Output of an indeterminate op (a singleton; compare with ``is``).
+UNKNOWN = _Unknown()
+
+
+@runtime_checkable
+class Model(Protocol):
+    """A sequential specification for the linearizability search.
+
+    ``fs`` lists the op names (``Op.f``) the model understands; ``pure_fs``
+    the ones that never change the state (reads): an indeterminate op of
+    such a kind carries no information and is dropped before the search.
+    """
+
+    name: str
+    fs: frozenset[str]
+    pure_fs: frozenset[str]
+
+    def init(self) -> Hashable:
+        """The state before any op."""
+        ...
+
+    def step(self, state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+        """(could this op return ``output`` in ``state``?, state after it)."""
+        ...
+
+    def describe_op(self, input: Any, output: Any) -> str:
+        """One short line for reports, e.g. ``read -> 3``."""
+        ...
+
+    def describe_state(self, state: Any) -> str:
+        """One short line for reports, e.g. ``3`` or ``absent``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """One op of one key as the search sees it (Porcupine's ``Operation``).
+
+    ``call``/``ret`` are positions on one real-time axis (the history uses
+    event indexes); ``ret`` is ``math.inf`` for an op that may have taken
+    effect at any time after its call, or never (``info`` or no completion).
+    ``id`` is whatever the caller wants back in counterexamples (the
+    checker uses the history index of the op's invoke).
+    """
+
+    input: Any
+    output: Any
+    call: float
+    ret: float = math.inf
+    id: Any = None
+
+    @property
+    def indeterminate(self) -> bool:
+        """True when the op may or may not have happened (``info``/open)."""
+        return self.ret == math.inf
+
+
+def describe(model: Model, op: Operation) -> str:
+    """``describe_op`` plus a marker for indeterminate ops, for reports."""
+    text = model.describe_op(op.input, op.output)
+    return f"{text} (info: may or may not have happened)" if op.indeterminate else text

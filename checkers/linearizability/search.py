@@ -1,0 +1,245 @@
+"""The Wing & Gong / Lowe linearizability search, as Porcupine does it.
+
+One key's ops become a doubly linked list of *entries*, a call entry and a
+return entry per op, in real-time order (calls before returns at equal
+times, so ops that touch are concurrent). The search walks the list from
+the head: at a call entry it tries to *linearize* that op next (step the
+model); if the model accepts and the pair (set of linearized ops, state) has
+not been seen before, the op's two entries are *lifted* out of the list, the
+choice is pushed on a stack and the walk restarts at the head. Reaching a
+return entry means the op it closes should already be linearized: dead end,
+so pop the last choice, *unlift* it (re-link its entries, O(1)) and try the
+entry after it. The history is linearizable when every op that completed
+``ok`` is lifted; it is not when the stack is empty at a dead end.
+
+Indeterminate ops (``info``/never completed) have their return at +infinity
+and need not be linearized at all (they may never have happened). The
+search tries them only after the determinate ops at each point, and the
+cache *subsumes*: having failed from (ok ops done, info ops done, state),
+any pair with the same ok ops and state and more info ops done fails too
+(it has fewer options), so those are pruned. Without info ops the cache is
+a plain set of (bitset, state).
+
+Bitsets are Python ints; the linked list is two int arrays; the search is a
+generator that yields every ``quantum`` steps so a scheduler can interleave
+many keys and stop at a deadline (see ``checker.py``).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Generator, Sequence
+
+from checkers.linearizability.model import Model, Operation
+
+VALID, INVALID, UNKNOWN_VERDICT = "valid", "invalid", "unknown"
+
+#: Default cap on cached (linearized set, state) pairs per key (~150 bytes each).
+DEFAULT_MAX_CACHE = 1_000_000
+
+
+@dataclass
+class SearchOutcome:
+    """How one key's search ended.
+
+    ``longest`` is the longest partial linearization seen (positions into
+    the op list, in linearization order) and ``longest_state`` the model
+    state after it; ``blocked`` the op whose return was reached there
+    without it being linearizable (the first op that "could not fit").
+    """
+
+    verdict: str
+    steps: int = 0
+    cache_peak: int = 0
+    reason: str | None = None
+    linearization: tuple[int, ...] = ()
+    longest: tuple[int, ...] = ()
+    longest_state: Any = None
+    blocked: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_CACHE,
+           quantum: int = 2000) -> Generator[tuple[int, int], None, SearchOutcome]:
+    """Search for a linearization of ``ops``; yields (steps, cached pairs) every ``quantum`` steps.
+
+    Drive it with ``next()`` until ``StopIteration``, whose ``value`` is the
+    :class:`SearchOutcome` (``unknown`` only when the cache cap is hit; a
+    time limit is the driver's business: it just stops calling ``next``).
+    """
+    n = len(ops)
+    state = model.init()
+    if n == 0:
+        return SearchOutcome(VALID)
+    # --- the entry list -------------------------------------------------
+    events = []
+    for i, op in enumerate(ops):
+        events.append((op.call, 0, i))
+        events.append((op.ret, 1, i))
+    events.sort(key=lambda ev: (ev[0], ev[1]))
+    size = 2 * n + 2                      # 0 = head, 1..2n = entries, 2n+1 = tail
+    tail = size - 1
+    nxt = list(range(1, size + 1))
+    nxt[tail] = tail
+    prv = list(range(-1, size - 1))
+    op_of = [-1] * size                   # call entry -> op position; -1 for return entries and sentinels
+    ret_entry = [0] * n                   # op position -> its return entry
+    call_entry = [0] * n
+    for pos, (_, kind, i) in enumerate(events, start=1):
+        if kind == 0:
+            op_of[pos] = i
+            call_entry[i] = pos
+        else:
+            ret_entry[i] = pos
+    match = [0] * size                    # call entry -> its return entry
+    closes = [-1] * size                  # return entry -> op position
+    for i in range(n):
+        match[call_entry[i]] = ret_entry[i]
+        closes[ret_entry[i]] = i
+    info = [op.ret == math.inf for op in ops]
+    has_info = any(info)
+    # ok ops and info ops get separate bit positions (the cache subsumes on the info part)
+    bit = [0] * n
+    n_ok = n_info = 0
+    for i in range(n):
+        if info[i]:
+            bit[i] = 1 << n_info
+            n_info += 1
+        else:
+            bit[i] = 1 << n_ok
+            n_ok += 1
+    inputs = [op.input for op in ops]
+    outputs = [op.output for op in ops]
+    step = model.step
+
+    # --- the search -----------------------------------------------------
+    lin = 0                # ok ops linearized (bitset)
+    ilin = 0               # info ops linearized (bitset)
+    remaining = n_ok       # ok ops still to linearize
+    info_left = n_info     # info ops still in the list
+    stack_e: list[int] = []  # call entries lifted, in linearization order
+    stack_s: list[Any] = []  # state before each of them
+    exact: set[tuple[int, Any]] = set()
+    subsume: dict[tuple[int, Any], list[int]] = {}
+    cached = 0
+    steps = 0
+    countdown = quantum
+    best_len = -1
+    best: tuple[int, ...] = ()
+    best_state: Any = state
+    blocked: int | None = None
+    phase_info = False     # False: try ok ops at this node; True: then try info ops
+    skipped_info = False   # an info call was passed over in the ok phase
+    e = nxt[0]
+    while remaining:
+        countdown -= 1
+        if not countdown:
+            steps += quantum
+            countdown = quantum
+            yield steps, cached
+        o = op_of[e]
+        if o >= 0:                                   # a call entry
+            if info[o] is not phase_info:
+                if not phase_info:
+                    skipped_info = True
+                e = nxt[e]
+                continue
+            ok, new_state = step(state, inputs[o], outputs[o])
+            if ok:
+                if phase_info:
+                    new_lin, new_ilin = lin, ilin | bit[o]
+                else:
+                    new_lin, new_ilin = lin | bit[o], ilin
+                fresh = True
+                if has_info:
+                    k = (new_lin, new_state)
+                    seen = subsume.get(k)
+                    if seen is None:
+                        subsume[k] = [new_ilin]
+                    else:
+                        for s in seen:
+                            if not s & ~new_ilin:
+                                fresh = False
+                                break
+                        else:
+                            seen.append(new_ilin)
+                else:
+                    k = (new_lin, new_state)
+                    if k in exact:
+                        fresh = False
+                    else:
+                        exact.add(k)
+                if fresh:
+                    cached += 1
+                    if cached > max_cache:
+                        return SearchOutcome(UNKNOWN_VERDICT, steps + quantum - countdown, cached,
+                                             f"cache cap of {max_cache} (linearized set, state) pairs reached",
+                                             (), best, best_state, blocked)
+                    stack_e.append(e)
+                    stack_s.append(state)
+                    state, lin, ilin = new_state, new_lin, new_ilin
+                    if phase_info:
+                        info_left -= 1
+                    else:
+                        remaining -= 1
+                    # lift the call entry and its return entry out of the list
+                    p, q = prv[e], nxt[e]
+                    nxt[p] = q
+                    prv[q] = p
+                    r = match[e]
+                    p, q = prv[r], nxt[r]
+                    nxt[p] = q
+                    prv[q] = p
+                    phase_info = skipped_info = False
+                    e = nxt[0]
+                    continue
+            e = nxt[e]
+            continue
+        # a return entry (or, after every entry was passed in the info phase, nothing left): dead end here
+        if not phase_info and skipped_info and info_left:
+            phase_info = True
+            e = nxt[0]
+            continue
+        depth = len(stack_e)
+        if depth > best_len:
+            best_len = depth
+            best = tuple(op_of[x] for x in stack_e)
+            best_state = state
+            blocked = closes[e] if closes[e] >= 0 else None
+        if not depth:
+            return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (), best, best_state, blocked)
+        e = stack_e.pop()
+        state = stack_s.pop()
+        o = op_of[e]
+        r = match[e]
+        # unlift: re-link the return entry, then the call entry
+        nxt[prv[r]] = r
+        prv[nxt[r]] = r
+        nxt[prv[e]] = e
+        prv[nxt[e]] = e
+        if info[o]:
+            ilin ^= bit[o]
+            info_left += 1
+            phase_info = True
+        else:
+            lin ^= bit[o]
+            remaining += 1
+            phase_info = False
+            skipped_info = True  # conservative: info calls before e may exist
+        e = nxt[e]
+    return SearchOutcome(VALID, steps + quantum - countdown, cached, None,
+                         tuple(op_of[x] for x in stack_e), tuple(op_of[x] for x in stack_e), state, None)
+
+
+def run(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_CACHE,
+        max_steps: int | None = None) -> SearchOutcome:
+    """Run a search to the end (or to ``max_steps``, then ``unknown``): for tests and minimising."""
+    gen = search(model, ops, max_cache=max_cache, quantum=1000)
+    try:
+        while True:
+            steps, _ = next(gen)
+            if max_steps is not None and steps >= max_steps:
+                gen.close()
+                return SearchOutcome(UNKNOWN_VERDICT, steps, 0, f"step budget of {max_steps} spent")
+    except StopIteration as stop:
+        return stop.value
