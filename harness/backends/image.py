@@ -1,0 +1,423 @@
+"""The node image: built locally, without a registry, cached by a hash of its recipe.
+
+Two layers. The *base* is a Debian root filesystem with python3, iptables,
+iproute2, libfaketime, procps, openssh-server and sudo: made with
+``debootstrap`` and ``docker import`` (no registry needed), or built
+``FROM --base-image`` with apt where a registry is reachable. The *node*
+layer adds the project's node code (the ``targets`` package and the
+first-party packages it imports) and its Python dependencies, unpacked from
+wheels downloaded on the host, so nothing is installed from the network
+inside the image. Each layer is tagged with a hash of what went into it and
+rebuilt only when that changes.
+
+The same offline bundle (code + unpacked wheels) is what the SSH backend
+uploads to a remote host (:func:`build_bundle`).
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from harness.errors import UserError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = Path(os.environ.get("DYNHARNESS_CACHE", Path.home() / ".cache" / "dynharness"))
+BASE_REPO = "dynharness/base"
+NODE_REPO = "dynharness/node"
+LABEL = "dynharness"                       # every image/container/network the harness makes carries it
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+DEFAULT_PACKAGES = ("python3", "iptables", "iproute2", "libfaketime", "procps", "openssh-server", "sudo")
+NODE_REQUIREMENTS = ("aiohttp>=3.9",)
+FIRST_PARTY = ("targets", "harness", "nemeses", "checkers")
+APP_DIR = "/opt/dynharness/app"
+SITE_DIR = "/opt/dynharness/site"
+ENTRYPOINT = "/opt/dynharness/bin/entrypoint"
+SSH_USER = "dyn"                           # non-root user with passwordless sudo, for the SSH backend
+
+# The container entrypoint. ``idle``: create the firewall chain the Docker backend's partitions use
+# (hooked from INPUT and OUTPUT, so "-s A -d B" rules work on either end), make sure the libfaketime
+# control file exists, and idle: the node itself is a daemon the backend starts with ``docker exec``
+# (harness.backends.remote), so a crash kills the server, not the container and its network rules.
+# ``sshd``: generate this container's own host keys (the image carries none), authorize the key in
+# $DYNHARNESS_AUTHORIZED_KEY for root and the sudo user, and run sshd (the SSH backend's tests).
+ENTRYPOINT_SH = f"""#!/bin/sh
+set -e
+mode="${{1:-idle}}"; [ $# -gt 0 ] && shift
+case "$mode" in
+idle)
+  chain="${{DYNHARNESS_CHAIN:-DYNHARNESS}}"
+  iptables -w 5 -N "$chain" 2>/dev/null || true
+  iptables -w 5 -C INPUT -j "$chain" 2>/dev/null || iptables -w 5 -I INPUT -j "$chain"
+  iptables -w 5 -C OUTPUT -j "$chain" 2>/dev/null || iptables -w 5 -I OUTPUT -j "$chain"
+  mkdir -p /var/lib/dynharness
+  [ -s /var/lib/dynharness/clock ] || echo +0 > /var/lib/dynharness/clock
+  exec sleep infinity ;;
+sshd)
+  ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A >/dev/null
+  if [ -n "$DYNHARNESS_AUTHORIZED_KEY" ]; then
+    for home in /root /home/{SSH_USER}; do
+      mkdir -p "$home/.ssh" && printf '%s\\n' "$DYNHARNESS_AUTHORIZED_KEY" > "$home/.ssh/authorized_keys"
+      chmod 700 "$home/.ssh" && chmod 600 "$home/.ssh/authorized_keys"
+    done
+    chown -R {SSH_USER}:{SSH_USER} /home/{SSH_USER}/.ssh
+  fi
+  mkdir -p /run/sshd
+  exec /usr/sbin/sshd -D -e ;;
+*)
+  exec "$mode" "$@" ;;
+esac
+"""
+
+# Image-wide setup, the same whatever the base: no host keys baked in (each container makes its
+# own), a login user with sudo for the SSH backend, the data/clock directory.
+SETUP_SH = (f"rm -f /etc/ssh/ssh_host_* && mkdir -p /run/sshd /var/lib/dynharness "
+            f"&& (id {SSH_USER} >/dev/null 2>&1 || useradd -m -s /bin/bash {SSH_USER}) "
+            f"&& echo '{SSH_USER} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/{SSH_USER} "
+            f"&& chmod 0440 /etc/sudoers.d/{SSH_USER} && passwd -d {SSH_USER} >/dev/null "
+            f"&& (update-alternatives --set iptables /usr/sbin/iptables-nft >/dev/null 2>&1 || true)")
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """Everything that decides the image's content (the mirror only decides where debs come from)."""
+
+    base_image: str | None = None             # None: debootstrap; else FROM this image + apt
+    suite: str = "bookworm"
+    packages: tuple[str, ...] = DEFAULT_PACKAGES
+    requirements: tuple[str, ...] = NODE_REQUIREMENTS
+    python_version: str = "3.11"
+    mirror: str = field(default="", compare=False)
+
+    def base_hash(self) -> str:
+        return _digest(json.dumps([self.base_image, self.suite, sorted(self.packages)]))
+
+    def base_tag(self) -> str:
+        return f"{BASE_REPO}:{self.base_hash()[:16]}"
+
+    def node_hash(self) -> str:
+        """Hash of base + setup + wheels + entrypoint + the node code: the cache key of the image."""
+        parts = [self.base_hash(), SETUP_SH, ENTRYPOINT_SH, json.dumps(sorted(self.requirements)),
+                 self.python_version, _dockerfile("BASE"), code_hash()]
+        return _digest("\0".join(parts))
+
+    def node_tag(self) -> str:
+        return f"{NODE_REPO}:{self.node_hash()[:16]}"
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    name: str
+    seconds: float
+    cached: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ImageBuild:
+    tag: str
+    steps: tuple[BuildStep, ...]
+
+    @property
+    def cached(self) -> bool:
+        return all(s.cached for s in self.steps)
+
+
+StepCallback = Callable[[str, str], None]     # (step name, status line) while a step runs
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def apt_mirror() -> str:
+    """The Debian mirror apt uses on this machine (so debootstrap fetches from the same place)."""
+    sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in sources:
+        try:
+            text = path.read_text()
+        except OSError:
+            continue
+        for stanza in re.split(r"\n\s*\n", text):            # deb822 .sources
+            uris = re.search(r"^URIs:\s*(\S+)", stanza, re.M)
+            suites = re.search(r"^Suites:\s*(.+)$", stanza, re.M)
+            if uris and suites and re.search(r"\bbookworm\b", suites.group(1)) and "security" not in uris.group(1):
+                return uris.group(1)
+        for m in re.finditer(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+bookworm\s", text, re.M):
+            if "security" not in m.group(1):
+                return m.group(1)
+    return "http://deb.debian.org/debian"
+
+
+def _module_file(root: Path, dotted: str) -> Path | None:
+    base = root.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _first_party_imports(root: Path, path: Path) -> set[Path]:
+    """Files of first-party modules (and their parent packages) that ``path`` imports."""
+    try:
+        tree = ast.parse(path.read_text(), str(path))
+    except (SyntaxError, UnicodeDecodeError):
+        return set()
+    package = list(path.relative_to(root).parts[:-1])       # the package a relative import starts from
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+                base = ".".join([*anchor, *([base] if base else [])])
+            names.add(base)
+            names.update(f"{base}.{a.name}" for a in node.names)
+    found: set[Path] = set()
+    for dotted in names:
+        parts = dotted.split(".")
+        if not parts[0] in FIRST_PARTY:
+            continue
+        for i in range(1, len(parts) + 1):          # the module and every package above it
+            f = _module_file(root, ".".join(parts[:i]))
+            if f:
+                found.add(f)
+    return found
+
+
+def node_files(root: Path = PROJECT_ROOT) -> list[Path]:
+    """Every file of ``targets`` plus the first-party modules it imports, transitively."""
+    todo = [p for p in (root / "targets").rglob("*") if p.is_file() and "__pycache__" not in p.parts
+            and p.suffix not in (".pyc", ".pyo")]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        if path.suffix == ".py":
+            todo.extend(_first_party_imports(root, path) - seen)
+    return sorted(seen)
+
+
+def node_packages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
+    """Top-level packages the node's code comes from (for messages)."""
+    return tuple(sorted({p.relative_to(root).parts[0] for p in node_files(root)}))
+
+
+def _code_files(root: Path = PROJECT_ROOT) -> Iterator[tuple[str, Path]]:
+    for path in node_files(root):
+        yield str(path.relative_to(root)), path
+
+
+def code_hash(root: Path = PROJECT_ROOT) -> str:
+    """Hash of the node code that goes into the image (rebuild when it changes)."""
+    h = hashlib.sha256()
+    for rel, path in _code_files(root):
+        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def download_wheels(recipe: ImageRecipe, dest: Path, timeout: float = 300.0) -> list[Path]:
+    """Download the node's dependencies as binary wheels for the image's Python (cached on disk)."""
+    stamp = dest / ".complete"
+    if stamp.exists():
+        return sorted(dest.glob("*.whl"))
+    dest.mkdir(parents=True, exist_ok=True)
+    py = recipe.python_version
+    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(dest),
+            "--only-binary=:all:", "--python-version", py, "--implementation", "cp",
+            "--abi", "cp" + py.replace(".", ""), "--platform", "manylinux_2_28_x86_64",
+            "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
+            "--platform", "manylinux1_x86_64", "--platform", "any", *recipe.requirements]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UserError(f"pip download of the node's wheels took over {timeout:.0f}s: check access to PyPI") from None
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        raise UserError(f"cannot download the node's wheels ({last}); check access to PyPI or a pip index")
+    stamp.write_text("ok\n")
+    return sorted(dest.glob("*.whl"))
+
+
+def unpack_wheels(wheels: list[Path], site: Path) -> None:
+    """Install wheels by unpacking them (a wheel is a zip laid out as site-packages): no pip needed."""
+    site.mkdir(parents=True, exist_ok=True)
+    for whl in wheels:
+        with zipfile.ZipFile(whl) as zf:
+            zf.extractall(site)
+
+
+def build_bundle(recipe: ImageRecipe, dest_dir: Path) -> Path:
+    """A tar.gz with ``app/`` (node code) and ``site/`` (unpacked wheels): what a node host needs."""
+    wheels = download_wheels(recipe, CACHE_DIR / "wheels" / _digest(json.dumps([recipe.requirements, recipe.python_version]))[:16])
+    out = dest_dir / f"dynharness-node-{recipe.node_hash()[:16]}.tar.gz"
+    if out.exists():
+        return out
+    with tempfile.TemporaryDirectory(prefix="dynharness-bundle-") as tmp:
+        unpack_wheels(wheels, Path(tmp) / "site")
+        with tarfile.open(out.with_suffix(".tmp"), "w:gz") as tar:
+            tar.add(Path(tmp) / "site", "site")
+            for rel, path in _code_files():
+                tar.add(path, f"app/{rel}")
+    out.with_suffix(".tmp").rename(out)
+    return out
+
+
+def _dockerfile(base: str) -> str:
+    return (f"FROM {base}\n"
+            f"RUN {SETUP_SH}\n"
+            f"COPY entrypoint {ENTRYPOINT}\n"
+            f"COPY site {SITE_DIR}\n"
+            f"COPY app {APP_DIR}\n"
+            f"ENV PYTHONPATH={SITE_DIR}:{APP_DIR} PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1\n"
+            f"WORKDIR {APP_DIR}\n"
+            f'ENTRYPOINT ["{ENTRYPOINT}"]\n'
+            f'CMD ["idle"]\n')
+
+
+def _image_exists(client, tag: str) -> bool:
+    import docker.errors
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _stream_build(client, context: bytes, tag: str, labels: dict[str, str], pull: bool,
+                  on_status: Callable[[str], None]) -> None:
+    """docker build from an in-memory context; raise UserError with the builder's own error line."""
+    import docker.errors
+    try:
+        for chunk in client.api.build(fileobj=io.BytesIO(context), custom_context=True, tag=tag, rm=True,
+                                      forcerm=True, pull=pull, labels=labels, decode=True):
+            if "error" in chunk:
+                raise UserError(f"image build failed: {chunk['error'].strip()}")
+            line = (chunk.get("stream") or chunk.get("status") or "").strip()
+            if line:
+                on_status(line[:120])
+    except docker.errors.APIError as e:
+        raise UserError(f"image build failed: {e.explanation or e}") from None
+    except OSError as e:  # includes requests' timeouts/connection errors
+        raise UserError(f"image build failed talking to the Docker engine ({e}); is dockerd healthy?") from None
+
+
+def _tar_context(files: dict[str, bytes], dirs: dict[str, Path], code: bool) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+        for arc, path in dirs.items():
+            tar.add(path, arc)
+        if code:
+            for rel, path in _code_files():
+                tar.add(path, f"app/{rel}")
+    return buf.getvalue()
+
+
+def _debootstrap_base(client, recipe: ImageRecipe, on_status: Callable[[str], None], timeout: float) -> None:
+    if os.geteuid() != 0:
+        raise UserError("building the base image with debootstrap needs root; run as root or pass "
+                        "--base-image debian:bookworm-slim where a registry is reachable")
+    if not shutil.which("debootstrap"):
+        raise UserError("debootstrap is not installed: apt-get install -y debootstrap "
+                        "(or pass --base-image debian:bookworm-slim where a registry is reachable)")
+    mirror = recipe.mirror or apt_mirror()
+    debs = CACHE_DIR / "debs"
+    debs.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="dynharness-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        argv = ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", f"--include={','.join(recipe.packages)}",
+                recipe.suite, str(rootfs), mirror]
+        on_status(f"debootstrap {recipe.suite} from {mirror}")
+        log = Path(tmp) / "debootstrap.log"
+        try:
+            with open(log, "w") as out:
+                subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=True)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"debootstrap took over {timeout:.0f}s: check the mirror {mirror}") from None
+        except subprocess.CalledProcessError:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:] or ["?"]
+            raise UserError(f"debootstrap failed ({tail[0][:160]}); check the mirror {mirror} "
+                            "or pass --base-image") from None
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            shutil.rmtree(rootfs / junk, ignore_errors=True)
+        on_status("docker import")
+        tarball = Path(tmp) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(tarball), "."], check=True,
+                       timeout=timeout)
+        repo, tag = recipe.base_tag().split(":")
+        try:
+            client.api.import_image_from_file(str(tarball), repository=repo, tag=tag,
+                                              changes=[f"LABEL {LABEL}=1", 'CMD ["/bin/bash"]'])
+        except Exception as e:  # docker.errors.APIError or a transport error
+            raise UserError(f"docker import of the base root filesystem failed: {e}") from None
+    if not _image_exists(client, recipe.base_tag()):
+        raise UserError("docker import did not produce the base image; see the dockerd log")
+
+
+def _apt_base(client, recipe: ImageRecipe, on_status: Callable[[str], None]) -> None:
+    dockerfile = (f"FROM {recipe.base_image}\n"
+                  "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
+                  f"{' '.join(recipe.packages)} && rm -rf /var/lib/apt/lists/*\n")
+    _stream_build(client, _tar_context({"Dockerfile": dockerfile.encode()}, {}, code=False), recipe.base_tag(),
+                  {LABEL: "1"}, pull=True, on_status=on_status)
+
+
+def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = False,
+                 on_step: StepCallback | None = None, timeout: float = 900.0) -> ImageBuild:
+    """Return the node image for ``recipe``, building only what is missing (or everything with force)."""
+    say = on_step or (lambda step, status: None)
+    steps: list[BuildStep] = []
+
+    def step(name: str, cached: bool, fn: Callable[[], str | None]) -> None:
+        t0 = time.monotonic()
+        detail = "" if cached else (fn() or "")
+        steps.append(BuildStep(name, time.monotonic() - t0, cached, detail or ("cached" if cached else "")))
+        say(name, "done (cached)" if cached else f"done in {time.monotonic() - t0:.1f}s")
+
+    base_tag, node_tag = recipe.base_tag(), recipe.node_tag()
+    if recipe.base_image:
+        step("base image (apt)", not force and _image_exists(client, base_tag),
+             lambda: _apt_base(client, recipe, lambda s: say("base image (apt)", s)))
+    else:
+        step("base image (debootstrap + import)", not force and _image_exists(client, base_tag),
+             lambda: _debootstrap_base(client, recipe, lambda s: say("base image (debootstrap + import)", s), timeout))
+    wheel_dir = CACHE_DIR / "wheels" / _digest(json.dumps([recipe.requirements, recipe.python_version]))[:16]
+    if force:
+        shutil.rmtree(wheel_dir, ignore_errors=True)
+    step("python wheels (offline install)", (wheel_dir / ".complete").exists(),
+         lambda: f"{len(download_wheels(recipe, wheel_dir))} wheels")
+    have_node = not force and _image_exists(client, node_tag)
+
+    def build_node() -> str:
+        with tempfile.TemporaryDirectory(prefix="dynharness-site-") as tmp:
+            unpack_wheels(sorted(wheel_dir.glob("*.whl")), Path(tmp) / "site")
+            context = _tar_context({"Dockerfile": _dockerfile(base_tag).encode(), "entrypoint": ENTRYPOINT_SH.encode()},
+                                   {"site": Path(tmp) / "site"}, code=True)
+        _stream_build(client, context, node_tag, {LABEL: "1", f"{LABEL}.recipe": recipe.node_hash()},
+                      pull=False, on_status=lambda s: say("node layer (code + deps)", s))
+        client.images.get(node_tag).tag(NODE_REPO, "latest")
+        return f"packages: {', '.join(node_packages())}"
+
+    step("node layer (code + deps)", have_node, build_node)
+    return ImageBuild(node_tag, tuple(steps))

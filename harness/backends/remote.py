@@ -1,0 +1,182 @@
+"""Running and faulting a node on a machine the harness reaches only through a shell.
+
+The Docker backend (``docker exec`` into a container) and the SSH backend
+(paramiko to a host) manage nodes the same way: the node is a daemon started
+with ``setsid`` under libfaketime, its pid in a pid file, its output appended
+to a log file; crash is ``kill -KILL``, pause ``kill -STOP``, wipe ``rm -rf``
+of its data directory, and partitions are rules in a firewall chain of the
+node's own, hooked from INPUT and OUTPUT. Only the transport differs, so it
+sits behind :class:`NodeShell` and everything else lives here once.
+
+Every command is an argv list; where a shell is needed the values are passed
+as positional parameters (``sh -c '... "$1" ...' sh VALUE``) or quoted with
+:func:`shlex.quote`, so no value can inject shell.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Mapping, Protocol, Sequence
+
+from harness.backends.base import CommandResult, Node
+from harness.errors import UserError
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+#: Files up to this size are written with one exec (atomic rename); larger ones by the transport.
+INLINE_WRITE_LIMIT = 64 * 1024
+
+
+class NodeShell(Protocol):
+    """A way to run commands on one node's machine (container or host)."""
+
+    def exec(self, argv: Sequence[str], timeout: float = 10.0, privileged: bool = False) -> CommandResult:
+        """Run argv; ``privileged`` asks for root (sudo on SSH when not logged in as root)."""
+
+    def put_file(self, path: str, data: bytes) -> None:
+        """Copy a (large) file onto the machine by the transport's own means (tar/SFTP)."""
+
+    def get_file(self, path: str) -> bytes:
+        """Read a file from the machine (b'' when absent)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NodeLayout:
+    """Where one node's things live on its machine, and how to run its Python."""
+
+    app_dir: str            # cwd of the node (contains the ``targets`` package)
+    pythonpath: str         # ':'-joined, code + unpacked wheels
+    data_dir: str
+    clock_file: str
+    pid_file: str
+    log_file: str
+    python: str = "python3"
+
+
+def sh(script: str, *args: str) -> list[str]:
+    """argv running a fixed shell script with values as "$1", "$2"...: values are never parsed as shell."""
+    return ["sh", "-c", script, "sh", *args]
+
+
+def write_file(shell: NodeShell, path: str, data: bytes, privileged: bool = False) -> None:
+    """Replace ``path`` atomically (write a temp file, rename): a reader never sees it half written."""
+    if len(data) > INLINE_WRITE_LIMIT:
+        shell.put_file(path, data)
+        return
+    script = 'tmp="$2.tmp.$$" && printf %s "$1" | base64 -d > "$tmp" && mv -f "$tmp" "$2"'
+    shell.exec(sh(script, base64.b64encode(data).decode(), path), privileged=privileged).check()
+
+
+def start_daemon(shell: NodeShell, layout: NodeLayout, argv: Sequence[str], *, faketime: bool,
+                 extra_env: Mapping[str, str] | None = None) -> int:
+    """Start the node detached (own session, stdin closed, output appended to its log); return its pid."""
+    env = {"PYTHONPATH": layout.pythonpath, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    if faketime:
+        env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=layout.clock_file, FAKETIME_NO_CACHE="1")
+    env.update(extra_env or {})
+    command = " ".join(shlex.quote(a) for a in ["env", *(f"{k}={v}" for k, v in env.items()), *argv])
+    script = (f"mkdir -p {shlex.quote(layout.data_dir)} && cd {shlex.quote(layout.app_dir)} && "
+              f"{{ [ -s {shlex.quote(layout.clock_file)} ] || echo +0 > {shlex.quote(layout.clock_file)}; }} && "
+              f"setsid {command} >> {shlex.quote(layout.log_file)} 2>&1 < /dev/null & "
+              f"echo $! > {shlex.quote(layout.pid_file)} && echo $!")
+    out = shell.exec(["sh", "-c", script], timeout=15).check().stdout.strip()
+    try:
+        return int(out.splitlines()[-1])
+    except (ValueError, IndexError):
+        raise RuntimeError(f"node did not start: {out[:200]!r}") from None
+
+
+def _pid_script(action: str) -> str:
+    # $1 pid file, $2 a string only this node's command line contains (its data dir): a stale
+    # pid reused by another process is never signalled.
+    return ('pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] '
+            f'&& tr "\\000" " " < "/proc/$pid/cmdline" | grep -qF -- "$2" && {action}')
+
+
+def daemon_pid(shell: NodeShell, layout: NodeLayout) -> int | None:
+    """The node's pid if its process exists (running or stopped), else None."""
+    res = shell.exec(sh(_pid_script('echo "$pid"'), layout.pid_file, layout.data_dir))
+    out = res.stdout.strip()
+    return int(out) if res.returncode == 0 and out.isdigit() else None
+
+
+def signal_daemon(shell: NodeShell, layout: NodeLayout, signal: str) -> bool:
+    """Send ``signal`` (KILL, STOP, CONT, TERM) to the node's process; False when it is not running."""
+    res = shell.exec(sh(_pid_script(f'kill -{signal} "$pid"'), layout.pid_file, layout.data_dir))
+    return res.returncode == 0
+
+
+def wait_gone(shell: NodeShell, layout: NodeLayout, timeout: float = 10.0) -> None:
+    """Wait until the node's process has exited (after SIGKILL) so a restart cannot race it."""
+    deadline = time.monotonic() + timeout
+    while daemon_pid(shell, layout) is not None:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"node process still exists {timeout:.0f}s after SIGKILL")
+        time.sleep(0.05)
+
+
+def wipe(shell: NodeShell, layout: NodeLayout) -> None:
+    """Delete the node's data directory (refused while the node runs: it would keep open files)."""
+    if daemon_pid(shell, layout) is not None:
+        raise RuntimeError("wipe refused: the node is running (kill it first)")
+    shell.exec(sh('rm -rf -- "$1" && mkdir -p -- "$1"', layout.data_dir), privileged=True).check()
+
+
+def ensure_chain(shell: NodeShell, chain: str) -> None:
+    """Create the run's firewall chain and hook it from INPUT and OUTPUT (idempotent)."""
+    script = ('iptables -w 5 -N "$1" 2>/dev/null || true; '
+              'iptables -w 5 -C INPUT -j "$1" 2>/dev/null || iptables -w 5 -I INPUT -j "$1" || exit 1; '
+              'iptables -w 5 -C OUTPUT -j "$1" 2>/dev/null || iptables -w 5 -I OUTPUT -j "$1"')
+    shell.exec(sh(script, chain), privileged=True).check()
+
+
+def flush_chain(shell: NodeShell, chain: str) -> None:
+    """Remove every rule the run added (the chain and its hooks stay)."""
+    shell.exec(["iptables", "-w", "5", "-F", chain], privileged=True)
+
+
+def remove_chain(shell: NodeShell, chain: str) -> None:
+    """Unhook and delete the run's chain (what teardown does on a machine the harness does not own)."""
+    script = ('while iptables -w 5 -D INPUT -j "$1" 2>/dev/null; do :; done; '
+              'while iptables -w 5 -D OUTPUT -j "$1" 2>/dev/null; do :; done; '
+              'iptables -w 5 -F "$1" 2>/dev/null; iptables -w 5 -X "$1" 2>/dev/null; true')
+    shell.exec(sh(script, chain), privileged=True)
+
+
+def http_json(url: str, timeout: float = 1.0) -> dict | None:
+    """GET a JSON document; None when the node does not answer (a paused node does not)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+    except (OSError, ValueError, urllib.error.URLError):
+        return None
+
+
+def healthy(node: Node, timeout: float = 1.0) -> bool:
+    """A real request through the node's event loop (a SYN-ACK alone proves nothing)."""
+    doc = http_json(f"{node.url}/admin/health", timeout)
+    return bool(doc and doc.get("ok"))
+
+
+def wait_healthy(nodes: Sequence[Node], timeout: float, logs: Mapping[str, str] | None = None) -> None:
+    """Wait until every node answers its health check; UserError naming the laggards otherwise."""
+    deadline = time.monotonic() + timeout
+    pending = list(nodes)
+    while pending:
+        pending = [n for n in pending if not healthy(n)]
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            names = ", ".join(n.name for n in pending)
+            tail = ""
+            if logs:
+                last = (logs.get(pending[0].name, "").strip().splitlines() or [""])[-1]
+                tail = f"; {pending[0].name}'s log ends: {last[:200]}" if last else ""
+            raise UserError(f"node(s) {names} did not answer /admin/health within {timeout:.0f}s{tail}")
+        time.sleep(0.1)
