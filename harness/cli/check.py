@@ -1,0 +1,62 @@
+"""``dynharness check RUN_DIR``: re-run the checkers on a stored history.
+
+Uses the same code as the end of a run (``harness.runs.check_run``), with
+the workload and settings from the run's ``spec.json``; ``--checkers``
+picks other checkers. Prints the verdict table; the exit code is the
+verdict's (0 valid, 1 invalid, 2 unknown).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.runs import EXIT_CODES, check_run, resolve_run_dir
+
+
+def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None) -> None:
+    """The verdict table at the end of a run / check: one row per checker, then the verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    colour = {"valid": "green", "invalid": "red", "unknown": "yellow", "failed": "red"}
+    table = Table(title=f"results: {run_dir}" if run_dir else "results")
+    table.add_column("checker")
+    table.add_column("verdict")
+    table.add_column("counts")
+    table.add_column("reason", overflow="fold")
+    for name, r in (results.get("checkers") or {}).items():
+        v = r.get("verdict", "unknown")
+        counts = ", ".join(f"{k}={_fmt(x)}" for k, x in (r.get("counts") or {}).items())
+        table.add_row(name, f"[{colour.get(v, 'white')}]{v}[/]", counts[:200], (r.get("reason") or "")[:300])
+    console = Console()
+    console.print(table)
+    v = results.get("verdict", "unknown")
+    summary = ", ".join(f"{k}={_fmt(x)}" for k, x in (results.get("summary") or {}).items())
+    console.print(f"verdict: [bold {colour.get(v, 'white')}]{v}[/]" + (f"  ({summary})" if summary else ""))
+    for key, label in (("final_reads_missing", "keys without a final read"), ("nemesis_errors", "nemesis errors"),
+                       ("history_warnings", "history warnings"), ("cleanup_errors", "cleanup errors")):
+        if results.get(key):
+            console.print(f"[yellow]{label}:[/] {', '.join(map(str, results[key]))[:500]}")
+
+
+def _fmt(x: Any) -> str:
+    return f"{x:.4g}" if isinstance(x, float) else str(x)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    run_dir = resolve_run_dir(args.run_dir)
+    names = [n.strip() for n in args.checkers.split(",") if n.strip()] if args.checkers else None
+    results = check_run(run_dir, names, write=not args.no_write)
+    print_verdict_table(results, run_dir)
+    return EXIT_CODES.get(results["verdict"], 2)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("check", help="re-run the checkers on a stored run",
+                       description="Re-run the checkers on a stored history and print the verdict table.",
+                       epilog="example: dynharness check histories/latest --checkers lost-writes,siblings")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (e.g. histories/latest)")
+    p.add_argument("--checkers", metavar="A,B", help="checkers to run instead of the workload's own")
+    p.add_argument("--no-write", action="store_true", help="do not overwrite results.json")
+    p.set_defaults(func=cmd_check)

@@ -1,0 +1,114 @@
+"""``dynharness run``: run one test from a spec file and/or flags.
+
+Every spec field is a flag (``--set dotted.key=value`` reaches the rest);
+flags override the file. With no arguments it runs the 30 s demo: 5 local
+nodes, N=3 R=2 W=2, the cart workload, random partitions.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from harness.errors import UserError
+from harness.spec import load_spec, parse_value
+
+#: flag dest -> dotted spec name
+FLAG_FIELDS = {
+    "name": "name", "backend": "backend", "nodes": "nodes", "seed": "seed", "duration": "duration",
+    "rate": "rate", "concurrency": "concurrency", "recovery": "recovery",
+    "final_read_timeout": "final_read_timeout", "client_timeout": "client_timeout",
+    "histories": "histories", "replay_schedule": "replay_schedule",
+    "workload": "workload.name", "keys": "workload.keys", "key_dist": "workload.key_dist",
+    "n": "target.n", "r": "target.r", "w": "target.w", "pr": "target.pr", "pw": "target.pw",
+    "mode": "target.mode", "fsync": "target.fsync",
+    "nemesis_interval": "nemesis.interval", "partition": "nemesis.partition",
+}
+
+EXAMPLES = """examples:
+  dynharness run                                         # the 30 s demo
+  dynharness run --spec examples/riak-lww.toml --seed 7  # a spec file, seed overridden
+  dynharness run --mode lww --nemesis partition --duration 60
+  dynharness run --workload register --keys 5 --nemesis none --n 3 --r 1 --w 1
+  dynharness run --blind --nemesis none --set target.sibling_max=1000
+  dynharness run --replay-schedule histories/latest      # same faults at the same times
+"""
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted spec overrides from parsed flags (flags not given are absent)."""
+    out: dict[str, Any] = {}
+    for dest, dotted in FLAG_FIELDS.items():
+        v = getattr(args, dest, None)
+        if v is not None:
+            out[dotted] = v
+    if args.blind:
+        out["workload.blind"] = True
+    if args.leave_running:
+        out["leave_running"] = True
+    if args.nemesis is not None:
+        names = [f.strip() for f in args.nemesis.split(",") if f.strip()]
+        out["nemesis.faults"] = [] if names in ([], ["none"]) else names
+    for item in args.set or ():
+        if "=" not in item:
+            raise UserError(f"--set expects dotted.key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = parse_value(v.strip())
+    return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cli.check import print_verdict_table
+    from harness.runner import run_test
+
+    spec = load_spec(args.spec, overrides_from_args(args))
+    display = not args.no_display and sys.stderr.isatty()
+    print(f"dynharness: running {spec.name!r}: {spec.workload.name} on {spec.nodes} {spec.backend} nodes, "
+          f"N={spec.target['n']} R={spec.target['r']} W={spec.target['w']} mode={spec.target['mode']}, "
+          f"faults={','.join(spec.faults) or 'none'}, {spec.duration:g}s, seed {spec.seed}", file=sys.stderr)
+    outcome = run_test(spec, display=display)
+    if outcome.error:
+        sys.stderr.write(f"dynharness: error: run failed: {outcome.error} (run folder {outcome.run_dir})\n")
+        return outcome.exit_code
+    print_verdict_table(outcome.results, outcome.run_dir)
+    return outcome.exit_code
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a test (no arguments: a 30 s demo)",
+                       description="Run one test: set up a cluster, drive clients and faults, check, store.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", metavar="FILE", help="test spec (TOML); flags override its fields")
+    g = p.add_argument_group("run")
+    g.add_argument("--name", help="test name (runs are stored under histories/<name>/)")
+    g.add_argument("--backend", choices=("local", "docker", "ssh"), help="where nodes run (default local)")
+    g.add_argument("--nodes", type=int, metavar="K", help="number of nodes (default 5)")
+    g.add_argument("--seed", type=int, help="random seed of ops and faults (default: random, recorded)")
+    g.add_argument("--duration", type=float, metavar="S", help="seconds of client load (default 30)")
+    g.add_argument("--rate", type=float, metavar="OPS", help="total ops per second over all clients (default 200)")
+    g.add_argument("--concurrency", type=int, metavar="C", help="client workers (default 10)")
+    g.add_argument("--recovery", type=float, metavar="S", help="seconds to wait after healing (default 5)")
+    g.add_argument("--final-read-timeout", type=float, metavar="S", help="seconds to get every final read (default 30)")
+    g.add_argument("--client-timeout", type=float, metavar="S", help="client request timeout (default 5)")
+    g.add_argument("--leave-running", action="store_true", help="keep the cluster running after the run")
+    g.add_argument("--histories", metavar="DIR", help="where runs are stored (default histories/)")
+    g.add_argument("--no-display", action="store_true", help="plain progress lines instead of the live panel")
+    g = p.add_argument_group("target (the store's settings)")
+    for flag, kind, text in (("n", int, "replicas per key"), ("r", int, "read quorum"), ("w", int, "write quorum"),
+                             ("pr", int, "primary replicas a read needs"), ("pw", int, "primary replicas a write needs")):
+        g.add_argument(f"--{flag}", type=kind, metavar=flag.upper(), help=text)
+    g.add_argument("--mode", choices=("vclock", "dvv", "lww"), help="versioning")
+    g.add_argument("--fsync", choices=("always", "never"), help="durability")
+    g = p.add_argument_group("workload")
+    g.add_argument("--workload", choices=("cart", "register", "session"), help="what clients do (default cart)")
+    g.add_argument("--keys", type=int, metavar="K", help="carts / registers / keys per session (default 10)")
+    g.add_argument("--key-dist", choices=("uniform", "zipf"), help="key distribution (default uniform)")
+    g.add_argument("--blind", action="store_true", help="cart: add without reading first")
+    g = p.add_argument_group("nemesis")
+    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency or none")
+    g.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default 10)")
+    g.add_argument("--partition", metavar="TOPOLOGY", help="partition topology (default random-halves)")
+    g.add_argument("--replay-schedule", metavar="RUN_DIR", help="replay the nemesis schedule a stored run ran")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any spec field by dotted name, TOML value (repeatable), e.g. target.sibling_max=200")
+    p.set_defaults(func=cmd_run)

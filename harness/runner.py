@@ -1,0 +1,288 @@
+"""One test run, Jepsen's lifecycle, with cleanup on every exit path.
+
+``run_test(spec)``: plan the nemesis schedule (or load the one to replay),
+create the run folder, set the cluster up, run the clients and the nemesis
+for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, read
+every key (``final: true``) through healthy nodes until
+``final_read_timeout``, tear the cluster down (unless ``leave_running``),
+check, and store ``results.json``. The history is journaled as it goes.
+
+On any exit (an exception, Ctrl-C, SIGTERM, which is turned into
+KeyboardInterrupt) the ``finally`` heals faults and tears down nodes, with
+further Ctrl-C ignored until cleanup is done. Exit codes: 0 valid, 1
+invalid, 2 unknown, 3 the run failed (130 for an interrupted run comes from
+the CLI).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import platform
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+from contextlib import contextmanager
+
+from harness.backends import make_backend
+from harness.backends.base import Backend, ClusterConfig
+from harness.errors import UserError
+from harness.history import HistoryJournal
+from harness.live import LiveDisplay
+from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_run, histories_root, new_run_dir,
+                          point_latest, write_results)
+from harness.spec import TestSpec, spec_json
+from harness.workers import ClientPhase, NemesisWorker, final_reads, heal_all, run_clients
+from harness.workloads import build as build_workload
+
+RUN_FAILED = 3
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What a run produced: where it is stored, its verdict and exit code, the results object."""
+
+    run_dir: Path
+    verdict: str                                  # valid / invalid / unknown / failed
+    exit_code: int
+    results: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None                      # why the run failed (exit code 3)
+
+
+@dataclass(frozen=True)
+class NemesisPlan:
+    """The nemesis of a run: its parsed spec (None: no faults) and the actions to invoke."""
+
+    nspec: Any
+    schedule: tuple[Any, ...]
+
+
+def plan_nemesis(spec: TestSpec) -> NemesisPlan:
+    """Parse the spec's nemesis and build (or load, for a replay) the schedule; UserError on bad input."""
+    replay = spec.replay_schedule
+    if not spec.faults and not replay:
+        return NemesisPlan(None, ())
+    try:
+        from nemeses import schedule as sched  # type: ignore[import-not-found]
+    except ImportError as e:
+        raise UserError(f"faults requested but the nemeses package is not available: {e}") from None
+    nemesis_map: Mapping[str, Any] = spec.nemesis
+    if replay:
+        src = Path(replay)
+        actions = sched.load_schedule(src / SCHEDULE if src.is_dir() else src)
+        if not spec.faults:  # replay with the nemesis configuration of the run it came from
+            stored = src / SPEC if src.is_dir() else src.parent / SPEC
+            try:
+                nemesis_map = json.loads(stored.read_text()).get("nemesis") or {}
+            except (OSError, json.JSONDecodeError) as e:
+                raise UserError(f"{stored}: cannot read the replayed run's spec: {e}") from None
+        return NemesisPlan(sched.NemesisSpec.from_mapping(nemesis_map), tuple(actions))
+    nspec = sched.NemesisSpec.from_mapping(nemesis_map)
+    return NemesisPlan(nspec, tuple(sched.build_schedule(nspec, list(spec.node_names), spec.seed, spec.duration)))
+
+
+def versions() -> dict[str, Any]:
+    """Versions recorded with every run (harness, Python, git commit of the checkout)."""
+    try:
+        from importlib.metadata import version
+        harness_version = version("dynharness")
+    except Exception:  # noqa: BLE001 - not installed as a package
+        harness_version = "0.1.0"
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.TimeoutExpired):
+        commit = None
+    return {"dynharness": harness_version, "python": platform.python_version(), "git_commit": commit}
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the main thread, so one cleanup path serves both."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ignore Ctrl-C/SIGTERM while cleaning up (a second Ctrl-C must not leave nodes behind)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None = None,
+             target: Any = None) -> RunOutcome:
+    """Run one test end to end and store it (see the module docstring).
+
+    ``backend``/``target`` replace the spec's backend and the reference
+    store's adapter (tests use an in-process fake). Bad input raises
+    UserError before anything starts; a run that fails later returns exit
+    code 3 with ``error`` set; Ctrl-C/SIGTERM clean up and re-raise
+    KeyboardInterrupt.
+    """
+    plan = plan_nemesis(spec)
+    workload = build_workload(spec.workload, spec.concurrency, spec.node_names)
+    backend = backend or make_backend(spec)
+    root = histories_root(spec.histories)
+    run_dir = new_run_dir(root, spec.name)
+    point_latest(root, run_dir)
+    facts = {"run_dir": str(run_dir), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "versions": versions(), "backend_capabilities": None,
+             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None}
+    (run_dir / SPEC).write_text(spec_json(spec, **facts))
+    journal = HistoryJournal(run_dir / HISTORY)
+    state = _RunState(spec, plan, workload, backend, journal, run_dir)
+    error: str | None = None
+    interrupted: BaseException | None = None
+    with _sigterm_as_interrupt():
+        try:
+            state.execute(display, target)
+        except KeyboardInterrupt as e:
+            interrupted = e
+        except UserError as e:
+            error = str(e)
+        except Exception as e:  # noqa: BLE001 - recorded as a failed run, never a traceback at the user
+            error = f"{type(e).__name__}: {e}"
+        finally:
+            with _no_interrupts():
+                cleanup_errors = state.cleanup()
+    facts["backend_capabilities"] = sorted(getattr(backend, "capabilities", ()))
+    (run_dir / SPEC).write_text(spec_json(spec, **facts))
+    if interrupted is not None or error is not None:
+        why = "interrupted" if interrupted is not None else error
+        results = {"verdict": "unknown", "summary": {}, "checkers": {}, "run_error": why,
+                   "cleanup_errors": cleanup_errors}
+        write_results(run_dir, results)
+        if interrupted is not None:
+            raise KeyboardInterrupt from interrupted
+        return RunOutcome(run_dir, "failed", RUN_FAILED, results, error)
+    results = check_run(run_dir, write=False)
+    results["final_reads_missing"] = state.missing_final
+    results["nemesis_errors"] = state.nemesis_errors
+    if cleanup_errors:
+        results["cleanup_errors"] = cleanup_errors
+    write_results(run_dir, results)
+    return RunOutcome(run_dir, results["verdict"], EXIT_CODES.get(results["verdict"], 2), results)
+
+
+class _RunState:
+    """Everything one run holds, so the cleanup can undo exactly what was done."""
+
+    def __init__(self, spec: TestSpec, plan: NemesisPlan, workload: Any, backend: Backend,
+                 journal: HistoryJournal, run_dir: Path):
+        self.spec, self.plan, self.workload, self.backend = spec, plan, workload, backend
+        self.journal, self.run_dir = journal, run_dir
+        self.nemesis: Any = None
+        self.worker: NemesisWorker | None = None
+        self.display: LiveDisplay | None = None
+        self.set_up = False
+        self.healed = False
+        self.missing_final: list[str] = []
+        self.nemesis_errors: list[str] = []
+
+    def execute(self, display: bool, target: Any) -> None:
+        spec = self.spec
+        self.set_up = True  # from here on, teardown is owed even if setup fails half-way
+        nodes = self.backend.setup(ClusterConfig(
+            nodes=spec.node_names, settings=dict(spec.target), run_dir=self.run_dir, faketime=True,
+            extra={"leave_running": spec.leave_running}))
+        if self.plan.nspec is not None:
+            from nemeses import registry  # type: ignore[import-not-found]
+            from nemeses.base import NemesisContext
+
+            self.nemesis = registry.build(self.plan.nspec)
+            self.nemesis.setup(NemesisContext(self.backend, nodes, spec.seed))
+            self.worker = NemesisWorker(self.journal, self.nemesis, self.plan.schedule)
+        if target is None:
+            from targets.dynamo.target import DynamoTarget  # type: ignore[import-not-found]
+            target = DynamoTarget()
+        worker = self.worker
+        self.display = LiveDisplay(
+            self.journal, duration=spec.duration, node_names=list(spec.node_names),
+            is_running=self.backend.is_running, active_faults=lambda: dict(worker.active) if worker else {},
+            rich_panel=display, title=f"dynharness {spec.name} ({spec.workload.name}, seed {spec.seed})")
+        self.display.start()
+        asyncio.run(self._drive(target, nodes))
+
+    async def _drive(self, target: Any, nodes: list[Any]) -> None:
+        spec = self.spec
+        clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout) for n in nodes}
+        try:
+            assert self.display is not None
+            self.display.set_phase("main")
+            if self.worker is not None:
+                self.worker.start()
+            phase = ClientPhase(spec.seed, spec.concurrency, spec.rate, spec.duration, spec.client_timeout)
+            last_process = await run_clients(self.journal, self.workload, clients, spec.node_names, phase)
+            self.display.set_phase("heal")
+            await asyncio.to_thread(self._stop_nemesis_and_heal)
+            self.display.set_phase("recovery")
+            await asyncio.sleep(spec.recovery)
+            self.display.set_phase("final reads")
+            self.missing_final = await final_reads(
+                self.journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
+                spec.final_read_timeout, spec.client_timeout)
+        finally:
+            await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+    def _stop_nemesis_and_heal(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.nemesis_errors = list(self.worker.errors)
+        if self.nemesis is not None and not self.healed:
+            heal_all(self.journal, self.nemesis, self.nemesis_errors.append)
+        self.healed = True
+
+    def cleanup(self) -> list[str]:
+        """Stop the nemesis, heal, collect logs, tear down, close the journal; returns what failed."""
+        errors: list[str] = []
+        if self.display is not None:
+            self.display.set_phase("teardown")
+        try:
+            if self.worker is not None:
+                self.worker.stop(timeout=30)
+            if self.nemesis is not None and not self.healed:
+                heal_all(self.journal, self.nemesis, errors.append)
+                self.healed = True
+        except Exception as e:  # noqa: BLE001
+            errors.append(f"heal: {e}")
+        if self.display is not None:
+            self.display.stop()
+        if self.set_up:
+            try:
+                self.backend.fetch_logs(self.run_dir / "nodes")
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"fetch logs: {e}")
+            if not self.spec.leave_running:
+                try:
+                    self.backend.teardown()
+                except Exception as e:  # noqa: BLE001
+                    errors.append(f"teardown: {e}")
+        self.journal.close()
+        if self.worker is not None:
+            try:
+                from nemeses.schedule import dump_schedule  # type: ignore[import-not-found]
+                dump_schedule(self.run_dir / SCHEDULE, self.worker.ran)
+            except Exception as e:  # noqa: BLE001
+                errors.append(f"nemesis schedule: {e}")
+        return errors

@@ -1,0 +1,331 @@
+"""Test specs: one TOML file (or flags) that says everything a run needs.
+
+A :class:`TestSpec` is frozen and fully resolved: target settings are merged
+over the target's defaults, the seed is fixed (chosen at random and recorded
+when not given), and every field has been checked. Anything unknown or
+contradictory (``r > n``, ``n > nodes``, an unknown workload) is a
+:class:`~harness.errors.UserError` of one line *before* anything starts.
+
+Defaults are the demo of ``dynharness run`` with no arguments: 30 s on the
+local backend, 5 nodes, N=3 R=2 W=2, the cart workload, random partitions.
+The field reference is ``docs/harness.md``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from harness.errors import UserError
+
+#: Used only until/unless ``targets.dynamo.target`` can be imported (it owns the real defaults).
+_FALLBACK_TARGET_DEFAULTS: dict[str, Any] = {
+    "n": 3, "r": 2, "w": 2, "pr": 0, "pw": 0, "mode": "vclock", "fsync": "always", "partitions": 64,
+    "request_timeout": 1.0, "gossip_interval": 1.0, "ae_interval": 5.0, "tombstone_grace": 60,
+    "vclock_max": 10, "sibling_warn": 25, "sibling_max": 100,
+}
+MODES = ("vclock", "dvv", "lww")
+FSYNC = ("always", "never")
+BACKENDS = ("local", "docker", "ssh")
+KEY_DISTS = ("uniform", "zipf")
+DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}
+CHECKER_OPTIONS = ("resurrections_invalid", "sibling_warn", "sibling_fail", "time_limit")
+
+
+def target_defaults() -> dict[str, Any]:
+    """The reference store's default settings (its own table when importable)."""
+    try:
+        from targets.dynamo.target import DEFAULT_SETTINGS  # type: ignore[import-not-found]
+    except ImportError:
+        return dict(_FALLBACK_TARGET_DEFAULTS)
+    return dict(DEFAULT_SETTINGS)
+
+
+def _freeze(m: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType({k: (_freeze(v) if isinstance(v, Mapping) else v) for k, v in m.items()})
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _thaw(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_thaw(x) for x in v]
+    return v
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """What clients do: the workload name, its keys, and how ops are drawn."""
+
+    name: str = "cart"
+    keys: int = 10                      # carts / registers / keys per session
+    blind: bool = False                 # cart: add without reading first (sibling explosions)
+    key_dist: str = "uniform"           # "uniform" or "zipf" (hot keys)
+    zipf_s: float = 1.0                 # zipf exponent
+    mix: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # f -> weight; {} = workload default
+    foreign_reads: float = 0.2          # session: share of reads of other sessions' keys
+
+
+@dataclass(frozen=True)
+class TestSpec:
+    """A resolved test: every field the run uses, as recorded in ``spec.json``."""
+
+    __test__ = False  # not a pytest test class
+
+    name: str = "demo"
+    backend: str = "local"
+    nodes: int = 5
+    seed: int = 0
+    duration: float = 30.0
+    rate: float = 200.0
+    concurrency: int = 10
+    recovery: float = 5.0
+    final_read_timeout: float = 30.0
+    client_timeout: float = 5.0
+    leave_running: bool = False
+    histories: str = "histories"
+    replay_schedule: str | None = None  # a run dir whose nemesis-schedule.json is replayed
+    target: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    workload: WorkloadSpec = field(default_factory=WorkloadSpec)
+    nemesis: Mapping[str, Any] = field(default_factory=lambda: _freeze(DEFAULT_NEMESIS))
+    checkers: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    docker: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    ssh: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(f"n{i}" for i in range(1, self.nodes + 1))
+
+    @property
+    def faults(self) -> tuple[str, ...]:
+        return tuple(self.nemesis.get("faults") or ())
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every field (what ``spec.json`` stores)."""
+        out = {f.name: _thaw(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        out["workload"] = {f.name: _thaw(getattr(self.workload, f.name)) for f in dataclasses.fields(self.workload)}
+        return out
+
+    @staticmethod
+    def from_json(obj: Mapping[str, Any]) -> "TestSpec":
+        """Rebuild a spec from ``spec.json`` (re-validated, so an edited file cannot smuggle bad values)."""
+        data = dict(obj)
+        return build_spec(data)
+
+
+_TOP_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "backend": (str,), "nodes": (int,), "seed": (int,), "duration": (int, float),
+    "rate": (int, float), "concurrency": (int,), "recovery": (int, float), "final_read_timeout": (int, float),
+    "client_timeout": (int, float), "leave_running": (bool,), "histories": (str,), "replay_schedule": (str, type(None)),
+}
+_TABLES = ("target", "workload", "nemesis", "checkers", "docker", "ssh")
+_WORKLOAD_TYPES: dict[str, tuple[type, ...]] = {
+    "name": (str,), "keys": (int,), "blind": (bool,), "key_dist": (str,), "zipf_s": (int, float),
+    "mix": (dict,), "foreign_reads": (int, float),
+}
+
+
+def _type_ok(v: Any, types: tuple[type, ...]) -> bool:
+    if isinstance(v, bool) and bool not in types:
+        return False
+    return isinstance(v, types)
+
+
+def _type_name(types: tuple[type, ...]) -> str:
+    return " or ".join({int: "an integer", float: "a number", str: "a string", bool: "true/false",
+                        dict: "a table", type(None): "absent"}[t] for t in types)
+
+
+def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict (what ``--set`` and every flag do)."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise UserError(f"bad setting name {dotted!r}")
+    cur = data
+    for p in parts[:-1]:
+        nxt = cur.setdefault(p, {})
+        if not isinstance(nxt, dict):
+            raise UserError(f"cannot set {dotted!r}: {p!r} is not a table")
+        cur = nxt
+    cur[parts[-1]] = value
+
+
+def parse_value(text: str) -> Any:
+    """A ``--set`` value: TOML syntax when it parses (``3``, ``true``, ``["a"]``), else the bare string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TestSpec:
+    """Read a spec file (or none: the demo) and apply dotted overrides (``{"target.n": 3}``).
+
+    Raises UserError (one line) for unreadable files, unknown fields, wrong
+    types and contradictions.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except OSError as e:
+            raise UserError(f"cannot read spec {p}: {e.strerror or e}") from None
+        except tomllib.TOMLDecodeError as e:
+            raise UserError(f"{p}: not valid TOML: {e}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{p}: not a UTF-8 text file") from None
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            apply_override(data, dotted, value)
+    return build_spec(data, source=str(path) if path else None)
+
+
+def build_spec(data: Mapping[str, Any], source: str | None = None) -> TestSpec:
+    """Validate a nested dict (parsed TOML + overrides) into a TestSpec."""
+    where = f"{source}: " if source else ""
+
+    def bad(msg: str) -> UserError:
+        return UserError(where + msg)
+
+    data = dict(data)
+    unknown = sorted(set(data) - set(_TOP_TYPES) - set(_TABLES))
+    if unknown:
+        raise bad(f"unknown spec field {unknown[0]!r} (known: {', '.join(sorted([*_TOP_TYPES, *_TABLES]))})")
+    for k, types in _TOP_TYPES.items():
+        if k in data and not _type_ok(data[k], types):
+            raise bad(f"{k} must be {_type_name(types)}, got {data[k]!r}")
+    for t in _TABLES:
+        if t in data and not isinstance(data[t], Mapping):
+            raise bad(f"[{t}] must be a table, got {data[t]!r}")
+    top = {k: data[k] for k in _TOP_TYPES if k in data}
+    if "seed" not in top:
+        top["seed"] = secrets.randbelow(2**31)
+    spec_fields = TestSpec(**top)
+    s = spec_fields
+    if s.backend not in BACKENDS:
+        raise bad(f"unknown backend {s.backend!r} (known: {', '.join(BACKENDS)})")
+    if not s.name or "/" in s.name or s.name.startswith("."):
+        raise bad(f"name must be a non-empty file name without '/', got {s.name!r}")
+    for k in ("nodes", "concurrency"):
+        if getattr(s, k) < 1:
+            raise bad(f"{k} must be at least 1, got {getattr(s, k)}")
+    for k in ("duration", "rate", "client_timeout"):
+        if getattr(s, k) <= 0:
+            raise bad(f"{k} must be positive, got {getattr(s, k)}")
+    for k in ("recovery", "final_read_timeout"):
+        if getattr(s, k) < 0:
+            raise bad(f"{k} must not be negative, got {getattr(s, k)}")
+    if s.nodes > 200:
+        raise bad(f"nodes must be at most 200, got {s.nodes}")
+    target = _resolve_target(dict(data.get("target", {})), s.nodes, bad)
+    workload = _resolve_workload(dict(data.get("workload", {})), bad)
+    nemesis = dict(data["nemesis"]) if "nemesis" in data else _thaw(DEFAULT_NEMESIS)
+    _check_nemesis(nemesis, bad)
+    checkers = dict(data.get("checkers", {}))
+    unknown = sorted(set(checkers) - set(CHECKER_OPTIONS))
+    if unknown:
+        raise bad(f"unknown [checkers] option {unknown[0]!r} (known: {', '.join(CHECKER_OPTIONS)})")
+    for other in ("docker", "ssh"):
+        if data.get(other) and s.backend != other:
+            raise bad(f"[{other}] options given but backend is {s.backend!r}")
+    return dataclasses.replace(
+        s, target=_freeze(target), workload=workload, nemesis=_freeze(nemesis), checkers=_freeze(checkers),
+        docker=_freeze(dict(data.get("docker", {}))), ssh=_freeze(dict(data.get("ssh", {}))))
+
+
+def _resolve_target(given: dict[str, Any], nodes: int, bad: Any) -> dict[str, Any]:
+    defaults = target_defaults()
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise bad(f"unknown [target] setting {unknown[0]!r} (known: {', '.join(sorted(defaults))})")
+    t = {**defaults, **given}
+    for k, v in given.items():
+        d = defaults[k]
+        if isinstance(d, bool) or isinstance(v, bool):
+            if type(v) is not type(d):
+                raise bad(f"target.{k} must be {type(d).__name__}, got {v!r}")
+        elif isinstance(d, (int, float)) and not isinstance(v, (int, float)):
+            raise bad(f"target.{k} must be a number, got {v!r}")
+        elif isinstance(d, int) and isinstance(v, float) and not v.is_integer():
+            raise bad(f"target.{k} must be an integer, got {v!r}")
+        elif isinstance(d, str) and not isinstance(v, str):
+            raise bad(f"target.{k} must be a string, got {v!r}")
+        if isinstance(d, int) and not isinstance(d, bool) and isinstance(v, float):
+            t[k] = int(v)
+    n, r, w, pr, pw = (t.get(k, 0) for k in ("n", "r", "w", "pr", "pw"))
+    if n < 1:
+        raise bad(f"target.n must be at least 1, got {n}")
+    if n > nodes:
+        raise bad(f"target.n = {n} needs at least {n} nodes, but nodes = {nodes}")
+    for k, v in (("r", r), ("w", w)):
+        if not 1 <= v <= n:
+            raise bad(f"target.{k} = {v} must be between 1 and n = {n}")
+    for k, v, of in (("pr", pr, r), ("pw", pw, w)):
+        if not 0 <= v <= of:
+            raise bad(f"target.{k} = {v} must be between 0 and {k[1]} = {of}")
+    if t.get("mode") not in MODES:
+        raise bad(f"target.mode must be one of {', '.join(MODES)}, got {t.get('mode')!r}")
+    if t.get("fsync") not in FSYNC:
+        raise bad(f"target.fsync must be one of {', '.join(FSYNC)}, got {t.get('fsync')!r}")
+    return t
+
+
+def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
+    from harness.workloads import WORKLOADS, default_mix
+
+    unknown = sorted(set(given) - set(_WORKLOAD_TYPES))
+    if unknown:
+        raise bad(f"unknown [workload] field {unknown[0]!r} (known: {', '.join(sorted(_WORKLOAD_TYPES))})")
+    for k, types in _WORKLOAD_TYPES.items():
+        if k in given and not _type_ok(given[k], types):
+            raise bad(f"workload.{k} must be {_type_name(types)}, got {given[k]!r}")
+    w = WorkloadSpec(**{k: v for k, v in given.items() if k != "mix"})
+    if w.name not in WORKLOADS:
+        raise bad(f"unknown workload {w.name!r} (known: {', '.join(WORKLOADS)})")
+    if w.keys < 1:
+        raise bad(f"workload.keys must be at least 1, got {w.keys}")
+    if w.key_dist not in KEY_DISTS:
+        raise bad(f"workload.key_dist must be one of {', '.join(KEY_DISTS)}, got {w.key_dist!r}")
+    if w.zipf_s <= 0:
+        raise bad(f"workload.zipf_s must be positive, got {w.zipf_s}")
+    if not 0 <= w.foreign_reads <= 1:
+        raise bad(f"workload.foreign_reads must be between 0 and 1, got {w.foreign_reads}")
+    if w.blind and w.name != "cart":
+        raise bad(f"workload.blind applies to the cart workload only, not {w.name!r}")
+    mix = {**default_mix(w.name), **dict(given.get("mix", {}))}
+    allowed = set(default_mix(w.name))
+    for f, weight in mix.items():
+        if f not in allowed:
+            raise bad(f"workload.mix: {w.name} has no op {f!r} (known: {', '.join(sorted(allowed))})")
+        if not _type_ok(weight, (int, float)) or weight < 0:
+            raise bad(f"workload.mix.{f} must be a non-negative number, got {weight!r}")
+    if not any(mix.values()):
+        raise bad("workload.mix: at least one weight must be positive")
+    return dataclasses.replace(w, mix=MappingProxyType(mix))
+
+
+def _check_nemesis(nemesis: dict[str, Any], bad: Any) -> None:
+    faults = nemesis.get("faults", [])
+    if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+        raise bad(f"nemesis.faults must be a list of fault names, got {faults!r}")
+    if not faults:
+        return
+    try:
+        from nemeses.schedule import NemesisSpec  # type: ignore[import-not-found]
+    except ImportError:
+        return  # checked again when the run builds the schedule
+    try:
+        NemesisSpec.from_mapping(nemesis)
+    except UserError as e:
+        raise bad(str(e)) from None
+
+
+def spec_json(spec: TestSpec, **extra: Any) -> str:
+    """``spec.json`` text: the spec plus run facts (versions, resolved run id)."""
+    return json.dumps({**spec.to_json(), **extra}, indent=2, sort_keys=True, default=str)

@@ -1,0 +1,273 @@
+"""Workers: the client workers, the final readers, and the nemesis worker.
+
+Client workers (Jepsen's model): ``concurrency`` asyncio tasks in one event
+loop, worker ``i`` bound to node ``i mod nodes`` and starting as process
+``i``. Each draws ops from its generator (its own random stream), waits the
+stagger delay, journals the invoke, runs the op, journals the completion.
+After an ``info`` (timeout, broken connection, write that may have landed)
+the worker continues as process ``p + concurrency``: the old process may
+still be in flight forever.
+
+The nemesis worker runs the fault schedule in its own thread, so a slow
+fault (an iptables call, a node restart) never stalls the clients. Every
+action is journaled as an invoke and a completion: ``info`` with what was
+done per node, the probe and the mechanism; ``fail`` when the nemesis
+raised or its probe failed.
+"""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from harness.generators import GenContext, OpRequest, TimeLimit, rate_limited, worker_rng
+from harness.history import HistoryJournal
+from harness.ops import FAIL, INFO, INVOKE, NEMESIS, OK
+from harness.workloads import Completion, Workload, error_text
+
+if TYPE_CHECKING:
+    from targets.adapter import TargetClient
+
+_GUARD_SLACK = 2.0  # seconds beyond the client timeout before the harness gives up on a request itself
+
+
+@dataclass(frozen=True)
+class ClientPhase:
+    """Parameters of the main phase every client worker runs."""
+
+    seed: int
+    concurrency: int
+    rate: float
+    duration: float
+    client_timeout: float
+
+
+async def run_op(journal: HistoryJournal, workload: Workload, client: "TargetClient", process: int,
+                 req: OpRequest, state: dict[str, Any], timeout: float, **extra: Any) -> Completion:
+    """Journal one op's invoke, run it, journal its completion; return the completion.
+
+    Anything the workload did not classify (a hang past the guard timeout, an
+    unexpected exception) is ``info``: the request may have reached the store.
+    """
+    node = client.node
+    fields = {**extra, **req.extra}
+    journal.record(process, INVOKE, req.f, key=req.key, value=req.value, node=node, **fields)
+    try:
+        comp = await asyncio.wait_for(workload.execute(client, req, state), timeout + _GUARD_SLACK)
+    except asyncio.TimeoutError:
+        comp = Completion.info(f"no answer within {timeout + _GUARD_SLACK:g}s", req.value)
+    except asyncio.CancelledError:
+        raise  # the invoke stays open: the run was interrupted mid-request
+    except Exception as e:  # noqa: BLE001 - unknown client failure: may or may not have happened
+        comp = Completion.info(error_text(e), req.value)
+    journal.record(process, comp.type, req.f, key=req.key, value=comp.value, node=node, error=comp.error,
+                   siblings=comp.siblings, **fields, **dict(comp.extra))
+    return comp
+
+
+async def client_worker(i: int, journal: HistoryJournal, workload: Workload,
+                        clients: Mapping[str, "TargetClient"], node_names: Sequence[str],
+                        phase: ClientPhase, t0: float, stop: asyncio.Event) -> int:
+    """One client worker's main phase; returns the last process id it used."""
+    loop = asyncio.get_running_loop()
+    ctx = GenContext(worker=i, rng=worker_rng(phase.seed, i))
+    gen = TimeLimit(rate_limited(workload.generator(), phase.rate, phase.concurrency), phase.duration)
+    home = node_names[i % len(node_names)]
+    process = i
+    session: dict[str, Any] = {"id": i}
+    next_at = t0
+    while not stop.is_set():
+        ctx.elapsed = max(0.0, loop.time() - t0)
+        req = gen.next(ctx)
+        if req is None:
+            break
+        next_at = max(next_at + req.delay, loop.time())
+        if next_at - t0 >= phase.duration:
+            break
+        wait = next_at - loop.time()
+        if wait > 0:
+            try:
+                await asyncio.wait_for(stop.wait(), wait)
+                break
+            except asyncio.TimeoutError:
+                pass
+        comp = await run_op(journal, workload, clients[req.node or home], process, req, session,
+                            phase.client_timeout, session=i)
+        if comp.type == INFO:
+            process += phase.concurrency
+    return process
+
+
+async def run_clients(journal: HistoryJournal, workload: Workload, clients: Mapping[str, "TargetClient"],
+                      node_names: Sequence[str], phase: ClientPhase, stop: asyncio.Event | None = None) -> int:
+    """Run every client worker for the main phase; returns the highest process id used."""
+    stop = stop or asyncio.Event()
+    t0 = asyncio.get_running_loop().time()
+    last = await asyncio.gather(*(client_worker(i, journal, workload, clients, node_names, phase, t0, stop)
+                                  for i in range(phase.concurrency)))
+    return max(last)
+
+
+async def final_reads(journal: HistoryJournal, workload: Workload, clients: Mapping[str, "TargetClient"],
+                      keys: Sequence[str], first_process: int, timeout: float, client_timeout: float,
+                      readers: int = 8) -> list[str]:
+    """Read every key once successfully (``final: true``), trying node after node until ``timeout``.
+
+    Nodes that fail a health check are tried last. Every attempt is
+    journaled. Returns the keys that got no ok read in time.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    names = list(clients)
+    health = await asyncio.gather(*(_healthy(clients[n], min(2.0, client_timeout)) for n in names))
+    order = [n for n, ok in zip(names, health) if ok] + [n for n, ok in zip(names, health) if not ok]
+    queue: asyncio.Queue[str] = asyncio.Queue()
+    for k in keys:
+        queue.put_nowait(k)
+    missing: list[str] = []
+    readers = max(1, min(readers, len(keys)))
+
+    async def reader(j: int) -> None:
+        process = first_process + j
+        while True:
+            try:
+                key = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            start = zlib.crc32(key.encode()) % len(order)
+            attempt = 0
+            while True:
+                node = order[(start + attempt) % len(order)]
+                attempt += 1
+                req = OpRequest("read", key)
+                comp = await run_op(journal, _FinalRead(workload), clients[node], process, req, {},
+                                    client_timeout, final=True)
+                if comp.type == INFO:
+                    process += readers
+                if comp.type == OK:
+                    break
+                if loop.time() >= deadline:
+                    missing.append(key)
+                    break
+                if attempt % len(order) == 0:
+                    await asyncio.sleep(min(0.5, max(0.0, deadline - loop.time())))
+
+    await asyncio.gather(*(reader(j) for j in range(readers)))
+    return sorted(missing)
+
+
+@dataclass(frozen=True)
+class _FinalRead:
+    """Adapter: a workload whose every op is its final read."""
+
+    workload: Workload
+
+    async def execute(self, client: "TargetClient", req: OpRequest, session: dict[str, Any]) -> Completion:
+        assert req.key is not None
+        return await self.workload.final_read(client, req.key)
+
+
+async def _healthy(client: "TargetClient", timeout: float) -> bool:
+    try:
+        return bool(await asyncio.wait_for(client.health(), timeout))
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        return False
+
+
+@dataclass
+class NemesisWorker:
+    """Runs a fault schedule in its own thread and journals every action.
+
+    ``ran`` holds the scheduled actions actually invoked (for
+    ``nemesis-schedule.json``); ``active`` the faults currently in effect
+    (for the live display).
+    """
+
+    journal: HistoryJournal
+    nemesis: Any                              # nemeses.base.Nemesis
+    schedule: Sequence[Any]                   # nemeses.schedule.ScheduledAction (.at, .op)
+    ran: list[Any] = field(default_factory=list)
+    active: dict[str, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the schedule now (action times are seconds from this call)."""
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="nemesis", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Stop after the action in progress (waits up to ``timeout`` for it)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        for action in self.schedule:
+            wait = self._t0 + float(action.at) - time.monotonic()
+            if wait > 0 and self._stop.wait(wait):
+                return
+            if self._stop.is_set():
+                return
+            self.ran.append(action)
+            self.invoke(action.op)
+
+    def invoke(self, op: Any) -> None:
+        """Perform one nemesis op and journal its invoke and completion."""
+        self.journal.record(NEMESIS, INVOKE, op.f, value=op.value)
+        try:
+            out = self.nemesis.invoke(op)
+        except Exception as e:  # noqa: BLE001 - a failed fault is recorded, never fatal to the run
+            self.errors.append(f"{op.f}: {error_text(e)}")
+            self.journal.record(NEMESIS, FAIL, op.f, value=op.value, error=error_text(e))
+            return
+        probe = out.probe.to_json()
+        if out.probe.ok:
+            self.journal.record(NEMESIS, INFO, op.f, value=_jsonable(out.done), probe=probe, mechanism=out.mechanism)
+            _track(self.active, op.f, out.done)
+        else:
+            self.journal.record(NEMESIS, FAIL, op.f, value=_jsonable(out.done), error=f"probe failed: {out.probe.detail}",
+                                probe=probe, mechanism=out.mechanism)
+
+
+def heal_all(journal: HistoryJournal | None, nemesis: Any, on_error: Callable[[str], None]) -> None:
+    """Heal every fault (journaled as a ``heal`` op when a journal is open); never raises."""
+    if nemesis is None:
+        return
+    if journal is not None:
+        journal.record(NEMESIS, INVOKE, "heal")
+    try:
+        nemesis.heal()
+    except Exception as e:  # noqa: BLE001 - keep cleaning up; report it
+        on_error(f"heal failed: {error_text(e)}")
+        if journal is not None:
+            journal.record(NEMESIS, FAIL, "heal", error=error_text(e))
+        return
+    if journal is not None:
+        journal.record(NEMESIS, INFO, "heal", value="healed")
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _track(active: dict[str, Any], f: str, done: Any) -> None:
+    """Keep ``active`` as the set of faults in effect: ``start-x`` adds x, ``stop-x`` removes it."""
+    pairs = {"kill": "start", "pause": "resume"}
+    if f.startswith("start-"):
+        active[f[6:]] = done
+    elif f.startswith("stop-"):
+        active.pop(f[5:], None)
+    elif f in pairs:
+        active[f] = done
+    elif f in pairs.values():
+        active.pop(next(k for k, v in pairs.items() if v == f), None)

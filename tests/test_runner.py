@@ -1,0 +1,182 @@
+"""The runner's lifecycle against an in-process fake store (no node processes).
+
+The fake keeps siblings like a vector-clock store (a write supersedes the
+versions its context covers; a blind write adds a sibling), and can be told
+to time out or refuse requests, so the runner's bookkeeping (invoke/complete
+pairing, new process ids after ``info``, final reads, results) is tested
+without the real store. Real clusters: ``tests/test_runner_cluster.py``.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.base import ClusterConfig, Node
+from harness.history import read_history
+from harness.runner import run_test
+from harness.spec import load_spec
+from targets.adapter import OpFailed, OpIndeterminate, ReadResult, WriteResult
+
+
+@dataclass
+class FakeStore:
+    """Siblings per key: list of (version, value); context = comma list of versions seen."""
+
+    data: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
+    version: int = 0
+    faults: float = 0.0           # share of requests that fail or time out
+    rng: random.Random = field(default_factory=lambda: random.Random(1))
+
+    def maybe_fault(self) -> None:
+        if self.faults and self.rng.random() < self.faults:
+            raise (OpFailed("fake refusal") if self.rng.random() < 0.5 else OpIndeterminate("fake timeout"))
+
+
+@dataclass
+class FakeClient:
+    node: str
+    store: FakeStore
+
+    async def get(self, key: str, **_: Any) -> ReadResult:
+        await asyncio.sleep(0)
+        self.store.maybe_fault()
+        sibs = self.store.data.get(key, [])
+        ctx = ",".join(str(v) for v, _ in sibs) or None
+        return ReadResult(tuple(v for _, v in sibs), ctx, bool(sibs))
+
+    async def put(self, key: str, value: Any, context: str | None = None, **_: Any) -> WriteResult:
+        await asyncio.sleep(0)
+        self.store.maybe_fault()
+        seen = {int(x) for x in context.split(",")} if context else set()
+        self.store.version += 1
+        sibs = [(v, x) for v, x in self.store.data.get(key, []) if v not in seen]
+        sibs.append((self.store.version, value))
+        self.store.data[key] = sibs
+        return WriteResult(str(self.store.version))
+
+    async def delete(self, key: str, context: str | None = None, **_: Any) -> None:
+        self.store.data.pop(key, None)
+
+    async def clock(self) -> float:
+        return 0.0
+
+    async def health(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeTarget:
+    store: FakeStore = field(default_factory=FakeStore)
+    name: str = "fake"
+
+    def client(self, node: str, url: str, *, timeout: float) -> FakeClient:
+        return FakeClient(node, self.store)
+
+
+class FakeBackend:
+    """A backend with nothing behind it: every node 'runs' until teardown."""
+
+    name = "fake"
+    capabilities = frozenset({"signals"})
+    firewall_chain = ""
+
+    def __init__(self) -> None:
+        self.torn_down = False
+        self._nodes: list[Node] = []
+
+    def setup(self, config: ClusterConfig) -> list[Node]:
+        self._nodes = [Node(n, f"127.0.0.{10 + i}", 1, str(config.run_dir / n)) for i, n in enumerate(config.nodes, 1)]
+        return self._nodes
+
+    def teardown(self) -> None:
+        self.torn_down = True
+
+    def nodes(self) -> list[Node]:
+        return self._nodes
+
+    def is_running(self, node: str) -> bool:
+        return not self.torn_down
+
+    def fetch_logs(self, dest: Path) -> None:
+        return None
+
+
+def spec_for(tmp_path: Path, **over: Any):
+    base = {"histories": str(tmp_path / "h"), "duration": 1.0, "rate": 400, "concurrency": 4, "recovery": 0,
+            "nodes": 3, "nemesis.faults": [], "seed": 7, "final_read_timeout": 5}
+    base.update(over)
+    return load_spec(None, base)
+
+
+@pytest.mark.parametrize("workload", ["cart", "register", "session"])
+def test_run_produces_complete_history_and_results(tmp_path: Path, workload: str) -> None:
+    store = FakeStore(faults=0.1)
+    backend = FakeBackend()
+    out = run_test(spec_for(tmp_path, **{"workload.name": workload}), backend=backend, target=FakeTarget(store))
+    assert backend.torn_down
+    h = read_history(out.run_dir / "history.jsonl")
+    pairs = h.pairs()
+    assert len(pairs) > 50
+    assert all(c is not None for _, c in pairs), "every invoke of a finished run is completed"
+    client = [o for o in h.client_ops() if o.get("final") is None]
+    assert {o.get("session") for o in client} == {0, 1, 2, 3}
+    # after every info the worker's next op uses a new process id
+    infos = [o for o in client if o.type == "info"]
+    assert infos, "the fake's timeouts produce info ops"
+    for o in infos:
+        later = [x for x in client if x.index > o.index and x.get("session") == o.get("session")]
+        assert all(x.process != o.process for x in later)
+    finals = [o for o in h if o.get("final") and o.type == "ok"]
+    keys = {o.key for o in finals}
+    expected = {"cart": 10, "register": 10, "session": 40}[workload]
+    assert len(keys) == expected
+    results = json.loads((out.run_dir / "results.json").read_text())
+    assert results["verdict"] in ("valid", "invalid", "unknown")
+    assert set(results["checkers"])  # each named checker has a result (unknown when not built)
+    spec = json.loads((out.run_dir / "spec.json").read_text())
+    assert spec["seed"] == 7 and spec["versions"]["python"]
+    assert (tmp_path / "h" / "latest").resolve() == out.run_dir
+
+
+def test_cart_ops_follow_the_contract(tmp_path: Path) -> None:
+    store = FakeStore()
+    out = run_test(spec_for(tmp_path), backend=FakeBackend(), target=FakeTarget(store))
+    h = read_history(out.run_dir)
+    adds = [o for o in h if o.f == "add" and o.type == "ok"]
+    assert adds and all(isinstance(o.value, int) and o.siblings is not None for o in adds)
+    assert len({o.value for o in h if o.f == "add" and o.type == "invoke"}) == \
+        len([o for o in h if o.f == "add" and o.type == "invoke"]), "items are unique"
+    final = {o.key: o.value for o in h if o.get("final") and o.type == "ok"}
+    removed = {o.value for o in h if o.f == "remove" and o.type == "ok"}
+    for o in adds:  # no faults, one store: every acknowledged, never-removed add is in the final read
+        if o.value not in removed:
+            assert o.value in final[o.key]
+
+
+def test_blind_cart_makes_siblings(tmp_path: Path) -> None:
+    out = run_test(spec_for(tmp_path, **{"workload.blind": True, "workload.mix": {"add": 1, "read": 1, "remove": 0}}),
+                   backend=FakeBackend(), target=FakeTarget())
+    h = read_history(out.run_dir)
+    assert all(o.get("blind") for o in h if o.f == "add")
+    assert max(o.siblings or 0 for o in h if o.f == "read" and o.type == "ok") > 1
+
+
+def test_failed_setup_is_a_failed_run_and_still_tears_down(tmp_path: Path) -> None:
+    class Broken(FakeBackend):
+        def setup(self, config: ClusterConfig) -> list[Node]:
+            raise RuntimeError("no nodes today")
+
+    b = Broken()
+    out = run_test(spec_for(tmp_path), backend=b, target=FakeTarget())
+    assert out.exit_code == 3 and "no nodes today" in (out.error or "")
+    assert b.torn_down
+    assert json.loads((out.run_dir / "results.json").read_text())["run_error"]
