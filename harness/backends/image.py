@@ -420,4 +420,21 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
         return f"packages: {', '.join(node_packages())}"
 
     step("node layer (code + deps)", have_node, build_node)
+    if not have_node:
+        prune_node_images(client, keep=node_tag)
     return ImageBuild(node_tag, tuple(steps))
+
+
+def prune_node_images(client, keep: str) -> int:
+    """Remove node images of older recipes (each code change makes one); images in use stay."""
+    removed = 0
+    for img in client.images.list(name=NODE_REPO):
+        if keep in img.tags:
+            continue
+        for tag in img.tags:
+            try:
+                client.images.remove(tag, noprune=False)
+                removed += 1
+            except Exception:       # in use by a container (a kept cluster): keep it
+                pass
+    return removed

@@ -1,0 +1,109 @@
+"""``dynharness cluster up|status|down``: keep a Docker cluster between runs.
+
+``up`` builds the node image if needed and creates the network and one idle
+container per node (label ``dynharness.kept``); ``run --backend docker``
+then starts its nodes in those containers with the run's settings instead of
+creating and removing a cluster each time. ``down`` removes it; ``down --all``
+removes everything labelled ``dynharness`` (what a killed harness left).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+from harness.errors import UserError
+
+
+def _client(args: argparse.Namespace):
+    from harness.backends.docker import connect_engine
+    return connect_engine(timeout=args.timeout)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from harness.backends.docker import create_cluster, cluster_containers, remove_clusters
+    from harness.backends.image import ImageRecipe, ensure_image
+
+    if not 1 <= args.nodes <= 50:
+        raise UserError(f"--nodes must be between 1 and 50, got {args.nodes}")
+    client = _client(args)
+    try:
+        t0 = time.monotonic()
+        tag = args.image or ensure_image(client, ImageRecipe(base_image=args.base_image)).tag
+        existing = cluster_containers(client, args.name)
+        if existing:
+            if all(c.status == "running" and c.image.tags and tag in c.image.tags for c in existing) \
+                    and len(existing) == args.nodes:
+                print(f"cluster {args.name} is already up ({len(existing)} nodes, {tag})")
+                return 0
+            remove_clusters(client, args.name)        # other size or an older image: recreate
+        nodes = [f"n{i}" for i in range(1, args.nodes + 1)]
+        ips = create_cluster(client, args.name, nodes, tag, run_id=f"cluster-{time.strftime('%Y%m%dT%H%M%S')}",
+                             kept=True, subnet=args.subnet)
+        print(f"cluster {args.name} up in {time.monotonic() - t0:.1f}s: "
+              + ", ".join(f"{n}={ip}" for n, ip in ips.items()))
+        print("runs with --backend docker now use it; `dynharness cluster down` removes it")
+        return 0
+    finally:
+        client.close()
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from harness.backends.docker import list_clusters
+
+    client = _client(args)
+    try:
+        clusters = list_clusters(client)
+    finally:
+        client.close()
+    if not clusters:
+        print("no dynharness clusters")
+        return 0
+    table = Table(title="dynharness Docker clusters")
+    for col in ("cluster", "kept", "image", "node", "container", "ip"):
+        table.add_column(col)
+    for name, info in sorted(clusters.items()):
+        for node, (status, ip) in sorted(info["nodes"].items()):
+            table.add_row(name, "yes" if info["kept"] else "no (a run's)", info["image"], node, status, ip)
+    Console().print(table)
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from harness.backends.docker import remove_clusters
+
+    client = _client(args)
+    try:
+        containers, networks = remove_clusters(client, None if args.all else args.name)
+    finally:
+        client.close()
+    what = "every dynharness cluster" if args.all else f"cluster {args.name}"
+    print(f"removed {what}: {containers} container(s), {networks} network(s)")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("cluster", help="keep a Docker cluster up between runs",
+                       description="Create, inspect and remove Docker clusters kept between runs.",
+                       epilog="examples:\n  dynharness cluster up --nodes 5\n  dynharness cluster status\n"
+                              "  dynharness cluster down --all     # also what a crashed harness left behind",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    csub = p.add_subparsers(dest="cluster_command", metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--name", default="default", help="cluster name (default: default)")
+    common.add_argument("--timeout", type=float, default=30.0, metavar="S", help="timeout of each Docker call")
+    up = csub.add_parser("up", parents=[common], help="create the cluster (builds the image if needed)")
+    up.add_argument("--nodes", type=int, default=5, help="number of nodes n1..nN (default 5)")
+    up.add_argument("--image", metavar="TAG", help="node image to use (default: build/cached dynharness/node)")
+    up.add_argument("--base-image", metavar="IMG", help="build the image FROM this instead of debootstrap")
+    up.add_argument("--subnet", metavar="CIDR", help="fixed subnet (default: a free 10.231.x.0/24)")
+    up.set_defaults(func=cmd_up)
+    st = csub.add_parser("status", parents=[common], help="list clusters, their containers and IPs")
+    st.set_defaults(func=cmd_status)
+    down = csub.add_parser("down", parents=[common], help="remove the cluster")
+    down.add_argument("--all", action="store_true", help="remove everything labelled dynharness")
+    down.set_defaults(func=cmd_down)
+    p.set_defaults(func=lambda args: (p.print_help(), 3)[1])

@@ -1,0 +1,158 @@
+"""The Docker backend's primitives on a real 3-node cluster: faults reach the node for real.
+
+One cluster for the module (image cached by recipe hash; built on first use).
+Every fault is checked by its effect seen from outside: a peer's request
+failing, the node's reported wall clock, the process gone, a request hanging.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from harness.backends import remote
+from harness.backends.base import ClusterConfig
+from harness.backends.docker import L_CLUSTER, LABEL, DockerBackend, cluster_containers, connect_engine, engine_available
+from harness.errors import UserError
+from tests.conftest import require
+
+pytestmark = [pytest.mark.docker, pytest.mark.cluster]
+
+PROBE = ("import sys, urllib.request\n"
+         "try:\n"
+         "    urllib.request.urlopen(sys.argv[1], timeout=1.5).read(); print('reached')\n"
+         "except Exception as e:\n"
+         "    print('cut', type(e).__name__)\n")
+
+
+def _reach(backend: DockerBackend, src: str, dst_url: str) -> str:
+    """From inside node ``src``'s container, whether ``dst_url`` answers (a real TCP request)."""
+    res = backend.run(src, ["python3", "-c", PROBE, dst_url], timeout=10).check()
+    return res.stdout.split()[0]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
+    backend = DockerBackend({"reuse": False})
+    run_dir = tmp_path_factory.mktemp("docker-run")
+    nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2}, run_dir=run_dir))
+    yield backend, {n.name: n for n in nodes}, run_dir
+    backend.teardown()
+
+
+def test_setup_gives_healthy_nodes_on_a_private_network(cluster):
+    backend, nodes, run_dir = cluster
+    assert [n.host.rsplit(".", 1)[1] for n in nodes.values()] == ["11", "12", "13"]     # fixed IPs
+    assert all(remote.healthy(n) for n in nodes.values())
+    client = connect_engine()
+    containers = cluster_containers(client, backend._name)
+    assert len(containers) == 3
+    c = containers[0]
+    assert c.attrs["HostConfig"]["CapAdd"] == ["NET_ADMIN"] and c.attrs["HostConfig"]["Init"] is True
+    assert c.attrs["HostConfig"]["Dns"] == ["127.0.0.1"]
+    network = client.networks.list(filters={"label": [f"{L_CLUSTER}={backend._name}"]})[0]
+    assert network.attrs["Internal"] is True
+    client.close()
+    # every node knows the others by name without DNS
+    assert _reach(backend, "n1", f"http://n2:{nodes['n2'].port}/admin/health") == "reached"
+    doc = json.loads((run_dir / "cluster.json").read_text())
+    assert doc["backend"] == "docker" and [n["name"] for n in doc["nodes"]] == ["n1", "n2", "n3"]
+
+
+def test_partition_rule_in_the_chain_cuts_exactly_that_peer(cluster):
+    backend, nodes, _ = cluster
+    n1, n2, n3 = nodes["n1"], nodes["n2"], nodes["n3"]
+    backend.run("n1", ["iptables", "-w", "5", "-A", backend.firewall_chain, "-s", n2.host, "-d", n1.host,
+                       "-j", "DROP"]).check()
+    try:
+        assert _reach(backend, "n2", f"{n1.url}/admin/health") == "cut"
+        assert _reach(backend, "n3", f"{n1.url}/admin/health") == "reached"
+    finally:
+        backend.run("n1", ["iptables", "-w", "5", "-F", backend.firewall_chain]).check()
+    assert _reach(backend, "n2", f"{n1.url}/admin/health") == "reached"
+
+
+def test_clock_file_skews_the_running_node(cluster):
+    backend, nodes, _ = cluster
+    n2 = nodes["n2"]
+    backend.write_file("n2", n2.clock_file, b"+3600s\n")
+    try:
+        skew = remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()
+        assert 3500 < skew < 3700
+        assert remote.healthy(n2)              # its timers keep running
+    finally:
+        backend.write_file("n2", n2.clock_file, b"+0\n")
+    assert abs(remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()) < 60
+
+
+def test_kill_then_start_keeps_the_data_and_the_container(cluster):
+    backend, nodes, _ = cluster
+    before = backend.run("n3", ["ls", nodes["n3"].data_dir]).check().stdout
+    backend.kill("n3")
+    assert not backend.is_running("n3")
+    assert not remote.healthy(nodes["n3"])
+    backend.start("n3")
+    assert backend.is_running("n3") and remote.healthy(nodes["n3"])
+    assert backend.run("n3", ["ls", nodes["n3"].data_dir]).check().stdout == before
+
+
+def test_pause_stops_answering_and_resume_brings_it_back(cluster):
+    backend, nodes, _ = cluster
+    backend.pause("n2")
+    try:
+        assert backend.is_running("n2")                 # stopped, not gone
+        assert not remote.healthy(nodes["n2"], timeout=1.0)
+    finally:
+        backend.resume("n2")
+    assert remote.healthy(nodes["n2"], timeout=3.0)
+
+
+def test_wipe_is_refused_while_running_and_empties_the_data_when_down(cluster):
+    backend, nodes, _ = cluster
+    n3 = nodes["n3"]
+    with pytest.raises(RuntimeError, match="running"):
+        backend.wipe("n3")
+    backend.kill("n3")
+    backend.write_file("n3", f"{n3.data_dir}/marker", b"x")
+    backend.wipe("n3")
+    assert backend.run("n3", ["ls", "-A", n3.data_dir]).check().stdout == ""
+    backend.start("n3")
+    assert remote.healthy(n3)
+
+
+def test_values_never_reach_a_shell(cluster):
+    backend, _, _ = cluster
+    evil = "/tmp/x'; touch ${HOME}pwned; echo '$(touch ${HOME}pwned2)`touch ${HOME}pwned3`"
+    backend.write_file("n1", evil, b"data")
+    assert backend.run("n1", ["cat", evil]).check().stdout == "data"
+    assert backend.run("n1", ["ls", "/rootpwned", "/rootpwned2", "/rootpwned3"]).stderr.count("No such file") == 3
+
+
+def test_logs_are_fetched_and_unknown_nodes_are_user_errors(cluster, tmp_path):
+    backend, _, _ = cluster
+    backend.fetch_logs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["n1.log", "n2.log", "n3.log"]
+    with pytest.raises(UserError, match="no node 'n9'"):
+        backend.kill("n9")
+
+
+def test_teardown_leaves_nothing_behind(tmp_path):
+    require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
+    backend = DockerBackend({"reuse": False})
+    backend.setup(ClusterConfig(nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=tmp_path))
+    name = backend._name
+    backend.teardown()
+    backend.teardown()                                  # idempotent
+    client = connect_engine()
+    assert cluster_containers(client, name) == []
+    assert client.networks.list(filters={"label": [f"{LABEL}=1", f"{L_CLUSTER}={name}"]}) == []
+    client.close()
+
+
+def test_a_missing_engine_is_one_line_saying_what_to_do(monkeypatch):
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    with pytest.raises(UserError) as err:
+        connect_engine(timeout=2)
+    assert "\n" not in str(err.value) and "start it" in str(err.value)
