@@ -1,0 +1,323 @@
+"""The request coordinator: quorum reads and writes over the preference list.
+
+Any node coordinates. For a key, the replicas are the first N *healthy* nodes
+of the ring walk: each primary that gossip (or a failed call) says is down is
+replaced by the next healthy fallback, which stores the object with a hint
+naming that primary (sloppy quorum, hinted handoff). A write is applied
+locally first (the coordinator must be a replica: if it is not, the request is
+forwarded to the first replica), then sent to the other replicas; it is
+acknowledged once ``w`` replicas (coordinator included) durably stored it and
+``pw`` of those are primaries. A replica that fails mid-request is replaced by
+the next healthy fallback. A read waits for ``r`` replies (``pr`` primaries),
+merges them, answers, then keeps listening until the timeout and pushes the
+merged object to every replica whose copy was stale (read repair).
+
+Requests that cannot reach their quorum raise :class:`QuorumFailed` with the
+counts the client needs to classify the outcome (``stored > 0`` = maybe).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Iterable, Sequence
+
+from targets.dynamo.transport import PeerUnreachable
+
+log = logging.getLogger("dynamo.coordinator")
+
+
+@dataclass(frozen=True)
+class Replica:
+    """One replica chosen for a request; ``hint_for`` names the primary a fallback stands in for."""
+
+    node: str
+    hint_for: str | None = None
+
+    @property
+    def is_primary(self) -> bool:
+        return self.hint_for is None
+
+
+class QuorumFailed(Exception):
+    """The request could not reach its quorum before its timeout."""
+
+    def __init__(self, kind: str, needed: int, replied: int, stored: int | None = None,
+                 needed_primary: int = 0) -> None:
+        what = "write" if kind == "write" else "read"
+        super().__init__(f"{what} quorum not reached: needed {needed}, "
+                         f"{'stored ' + str(stored) if stored is not None else 'replied ' + str(replied)}")
+        self.kind = kind
+        self.needed = needed
+        self.replied = replied
+        self.stored = stored
+        self.needed_primary = needed_primary
+
+    def to_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": str(self), "needed": self.needed, "replied": self.replied}
+        if self.stored is not None:
+            body["stored"] = self.stored
+        if self.needed_primary:
+            body["needed_primary"] = self.needed_primary
+        return body
+
+
+class TooManySiblings(Exception):
+    """The write would leave more than ``sibling_max`` siblings: refused (HTTP 507)."""
+
+
+class BadRequest(Exception):
+    """Client input the node refuses before storing anything (HTTP 400)."""
+
+
+def plan_replicas(walk: Sequence[str], n: int, healthy: Callable[[str], bool]) -> list[Replica]:
+    """The first N healthy nodes for a key: healthy primaries, plus one fallback per down primary.
+
+    A down primary with no healthy fallback left is still tried: a failed call costs a timeout at
+    most, while skipping it would make the quorum unreachable for sure."""
+    fallbacks = iter([node for node in walk[n:] if healthy(node)])
+    plan = []
+    for primary in walk[:n]:
+        if healthy(primary):
+            plan.append(Replica(primary))
+        else:
+            stand_in = next(fallbacks, None)
+            # no healthy stand-in left: try the primary anyway (it may be back before gossip knows)
+            plan.append(Replica(primary) if stand_in is None else Replica(stand_in, primary))
+    return plan
+
+
+def next_fallback(walk: Sequence[str], n: int, used: Iterable[str], failed: Replica,
+                  healthy: Callable[[str], bool]) -> Replica | None:
+    """A replacement for a replica that failed mid-request (None when the walk is exhausted)."""
+    taken = set(used)
+    for node in walk[n:]:
+        if node not in taken and healthy(node):
+            return Replica(node, failed.hint_for or failed.node)
+    return None
+
+
+@dataclass
+class Tally:
+    """Counts for one request; ``done`` once the quorum is met."""
+
+    need: int
+    need_primary: int
+    replied: int = 0
+    ok: int = 0
+    ok_primary: int = 0
+    results: list[tuple[Replica, Any]] = field(default_factory=list)
+
+    def success(self, replica: Replica, result: Any = None) -> None:
+        self.replied += 1
+        self.ok += 1
+        self.ok_primary += replica.is_primary
+        self.results.append((replica, result))
+
+    def failure(self, exc: BaseException | None) -> None:
+        """A replica failed: it counts as replied only if it sent an (error) answer."""
+        if getattr(exc, "answered", False):
+            self.replied += 1
+
+    @property
+    def met(self) -> bool:
+        return self.ok >= self.need and self.ok_primary >= self.need_primary
+
+
+class Coordinator:
+    """Runs client requests for one node (see the module docstring)."""
+
+    def __init__(self, node: Any) -> None:
+        self.node = node              # targets.dynamo.server.NodeState
+        self.cfg = node.cfg
+        self.v = node.versioning
+        self.stats = node.stats
+
+    # -- helpers ---------------------------------------------------------------------------
+    def plan(self, key: str) -> tuple[list[str], list[Replica]]:
+        walk = self.node.ring.walk(key)
+        return walk, plan_replicas(walk, self.cfg.n, self.node.members.is_up)
+
+    async def _remote(self, replica: Replica, path: str, payload: dict, timeout: float) -> Any:
+        try:
+            reply = await self.node.transport.call(replica.node, path, payload, timeout)
+        except PeerUnreachable:
+            self.node.members.record_failure(replica.node)
+            raise
+        self.node.members.record_ok(replica.node)
+        return reply
+
+    async def _until_done(self, work: Awaitable[Any], done: asyncio.Event, deadline: float) -> None:
+        """Run ``work`` in the background (it outlives the reply) and wait for ``done`` or the deadline."""
+        self.node.background(work)
+        try:
+            await asyncio.wait_for(done.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
+        except TimeoutError:
+            pass
+
+    # -- writes ----------------------------------------------------------------------------
+    async def write(self, key: str, value: Any, context: str | None, *, w: int, pw: int,
+                    timeout: float, forwarded: bool = False) -> dict[str, Any]:
+        """Coordinate a PUT (or a DELETE when value is TOMBSTONE); returns the response body."""
+        walk, plan = self.plan(key)
+        me = next((r for r in plan if r.node == self.node.name), None)
+        if me is None and not forwarded and plan:
+            return await self._forward(plan[0].node, key, value, context, w, pw, timeout)
+        if me is None:
+            me = Replica(self.node.name)   # forwarded to us: we coordinate as an extra replica
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        new_obj = await self._write_local(key, value, context, me)
+        tally = Tally(need=w, need_primary=pw)
+        tally.success(me)
+        others = [r for r in plan if r.node != self.node.name]
+        payload = {"key": key, "obj": self.v.to_json(new_obj)}
+        done = asyncio.Event()
+        if tally.met:
+            done.set()
+        await self._until_done(self._replicate(key, walk, plan, others, payload, tally, done, deadline),
+                               done, deadline)
+        if not tally.met:
+            self.stats["write_quorum_failed"] += 1
+            raise QuorumFailed("write", w, tally.replied, tally.ok, pw)
+        self.stats["writes_ok"] += 1
+        return {"context": self.v.context(new_obj)}
+
+    async def _write_local(self, key: str, value: Any, context: str | None, me: Replica) -> Any:
+        v, cfg, name = self.v, self.cfg, self.node.name
+
+        def job(txn: Any) -> Any:
+            old = txn.get(key)
+            new = v.write(old if old is not None else v.empty(), context, value, name, time.time())
+            count = v.sibling_count(new)
+            if count > cfg.sibling_max:
+                raise TooManySiblings(f"write refused: {count} siblings > sibling-max {cfg.sibling_max}")
+            if count > cfg.sibling_warn:
+                log.warning("key %r has %d siblings (> sibling-warn %d)", key, count, cfg.sibling_warn)
+            txn.put(key, new)
+            if me.hint_for is not None:
+                txn.add_hint(me.hint_for, key)
+            return new
+        return await self.node.storage.run(job)
+
+    async def _replicate(self, key: str, walk: list[str], plan: list[Replica], others: list[Replica],
+                         payload: dict, tally: Tally, done: asyncio.Event, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def send(replica: Replica) -> None:
+            body = dict(payload, hint_for=replica.hint_for)
+            await self._remote(replica, "/internal/put", body, max(0.01, deadline - loop.time()))
+
+        await self._fan_out(walk, plan, others, send, tally, done, deadline)
+
+    async def _fan_out(self, walk: list[str], plan: list[Replica], targets: list[Replica],
+                       call: Callable[[Replica], Awaitable[Any]], tally: Tally, done: asyncio.Event,
+                       deadline: float) -> None:
+        """Run ``call`` on every target, replacing failed ones by fallbacks; set ``done`` at quorum."""
+        loop = asyncio.get_running_loop()
+        used = {r.node for r in plan} | {self.node.name}
+        pending = {asyncio.ensure_future(call(r)): r for r in targets}
+        try:
+            while pending:
+                finished, _ = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                if not finished:
+                    break
+                for fut in finished:
+                    replica = pending.pop(fut)
+                    if fut.exception() is None:
+                        tally.success(replica, fut.result())
+                        continue
+                    tally.failure(fut.exception())
+                    stand_in = next_fallback(walk, self.cfg.n, used, replica, self.node.members.is_up)
+                    if stand_in is not None:
+                        used.add(stand_in.node)
+                        pending[asyncio.ensure_future(call(stand_in))] = stand_in
+                if tally.met:
+                    done.set()
+        finally:
+            for fut in pending:
+                fut.cancel()
+            done.set()
+
+    async def _forward(self, target: str, key: str, value: Any, context: str | None, w: int, pw: int,
+                       timeout: float) -> dict[str, Any]:
+        from targets.dynamo.versioning import TOMBSTONE
+        self.stats["forwarded"] += 1
+        body = {"key": key, "delete": value is TOMBSTONE, "value": None if value is TOMBSTONE else value,
+                "context": context, "w": w, "pw": pw, "timeout": timeout}
+        try:
+            reply = await self._remote(Replica(target), "/internal/coordinate", body, timeout + 0.5)
+        except PeerUnreachable as exc:
+            # A refused call never reached the replica (stored 0 = fail); a timed-out one may have
+            # stored the write there, so report it as maybe stored (the client records info).
+            maybe = 1 if "timed out" in exc.reason else 0
+            raise QuorumFailed("write", w, 0, maybe, pw) from None
+        status, answer = reply["status"], reply["body"]
+        if status == 200:
+            return answer
+        if status == 503:
+            raise QuorumFailed("write", answer.get("needed", w), answer.get("replied", 0),
+                               answer.get("stored", 0), pw)
+        if status == 507:
+            raise TooManySiblings(answer.get("error", "too many siblings"))
+        raise BadRequest(answer.get("error", f"forwarded request failed with {status}"))
+
+    # -- reads -----------------------------------------------------------------------------
+    async def read(self, key: str, *, r: int, pr: int, timeout: float) -> tuple[Any, int]:
+        """Coordinate a GET: the merged object (None when no replica has it) and replies counted."""
+        walk, plan = self.plan(key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        tally = Tally(need=r, need_primary=pr)
+        done = asyncio.Event()
+        await self._until_done(self._gather_reads(key, walk, plan, tally, done, deadline), done, deadline)
+        if not tally.met:
+            self.stats["read_quorum_failed"] += 1
+            raise QuorumFailed("read", r, tally.replied, None, pr)
+        self.stats["reads_ok"] += 1
+        return self.merge_all(obj for _, obj in tally.results), tally.ok
+
+    def merge_all(self, objs: Iterable[Any]) -> Any:
+        merged = None
+        for obj in objs:
+            if obj is not None:
+                merged = obj if merged is None else self.v.merge(merged, obj)
+        return merged
+
+    async def _gather_reads(self, key: str, walk: list[str], plan: list[Replica], tally: Tally,
+                            done: asyncio.Event, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
+
+        async def fetch(replica: Replica) -> Any:
+            if replica.node == self.node.name:
+                return await self.node.storage.get(key)
+            reply = await self._remote(replica, "/internal/get", {"key": key},
+                                       max(0.01, deadline - loop.time()))
+            data = reply.get("obj")
+            return None if data is None else self.v.from_json(data)
+
+        await self._fan_out(walk, plan, plan, fetch, tally, done, deadline)
+        await self._read_repair(key, tally.results, deadline)
+
+    async def _read_repair(self, key: str, results: list[tuple[Replica, Any]], deadline: float) -> None:
+        """Push the merge of every reply to the replicas whose copy differs from it."""
+        merged = self.merge_all(obj for _, obj in results)
+        if merged is None:
+            return
+        want = self.v.digest(merged)
+        stale = [rep for rep, obj in results if obj is None or self.v.digest(obj) != want]
+        if not stale:
+            return
+        payload = {"key": key, "obj": self.v.to_json(merged)}
+        jobs = []
+        for replica in stale:
+            self.stats["read_repairs"] += 1
+            if replica.node == self.node.name:
+                jobs.append(self.node.storage.merge_in(key, merged, replica.hint_for))
+            else:
+                timeout = max(self.cfg.request_timeout, 0.1)
+                jobs.append(self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for),
+                                         timeout))
+        await asyncio.gather(*jobs, return_exceptions=True)

@@ -1,0 +1,98 @@
+"""An asyncio event loop whose clock libfaketime cannot move.
+
+libfaketime shifts every clock a process can ask for (``time.time()``,
+``time.monotonic()``, ``CLOCK_MONOTONIC_RAW``, ``CLOCK_BOOTTIME``): a node
+started with ``-5m`` would see ``loop.time()`` jump back five minutes and every
+timer (gossip, anti-entropy, request timeouts, aiohttp's own timeouts) would
+stall for five minutes. ``/proc/uptime`` is read with plain ``pread`` and is not
+faked, so :class:`UptimeClock` anchors on it: it uses ``time.monotonic()`` for
+resolution between anchors and re-anchors on ``/proc/uptime`` (10 ms
+resolution) whenever the two disagree by more than a tolerance, i.e. whenever
+the faked clock jumped. The result never goes backwards.
+
+Wall-clock timestamps (LWW, tombstones, clock pruning) still come from
+``time.time()`` on purpose: that is the clock the harness skews.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+_UPTIME = "/proc/uptime"
+#: How far monotonic-based time may drift from /proc/uptime before re-anchoring.
+_TOLERANCE = 0.05
+
+
+class UptimeClock:
+    """A monotonic seconds counter immune to libfaketime (falls back to time.monotonic)."""
+
+    def __init__(self) -> None:
+        try:
+            self._fd: int | None = os.open(_UPTIME, os.O_RDONLY)
+        except OSError:
+            self._fd = None
+        self._lock = threading.Lock()
+        self._anchor_up = self._uptime()
+        self._anchor_mono = time.monotonic()
+        self._last = self._anchor_up
+
+    def _uptime(self) -> float:
+        if self._fd is None:
+            return time.monotonic()
+        return float(os.pread(self._fd, 64, 0).split(b" ", 1)[0])
+
+    def now(self) -> float:
+        """Seconds since boot (unfaked), with sub-millisecond resolution while the fake clock is steady."""
+        with self._lock:
+            mono = time.monotonic()
+            estimate = self._anchor_up + (mono - self._anchor_mono)
+            if self._fd is not None:
+                up = self._uptime()
+                if abs(estimate - up) > _TOLERANCE:
+                    self._anchor_up, self._anchor_mono = up, mono
+                    estimate = up
+            if estimate < self._last:
+                estimate = self._last
+            self._last = estimate
+            return estimate
+
+
+CLOCK = UptimeClock()
+
+
+class UptimeEventLoop(asyncio.SelectorEventLoop):
+    """A selector loop whose ``time()`` is :data:`CLOCK` (timers survive wall/monotonic jumps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Re-anchoring can land up to 10 ms early/late: treat timers due within it as ready
+        # so a coarse step never makes the loop spin.
+        self._clock_resolution = max(self._clock_resolution, 0.001)
+
+    def time(self) -> float:
+        return CLOCK.now()
+
+
+async def wait_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
+    """Sleep ``seconds`` on the loop clock unless ``stopping`` is set first; True when stopping."""
+    try:
+        await asyncio.wait_for(stopping.wait(), seconds)
+        return True
+    except TimeoutError:
+        return stopping.is_set()
+
+
+def run(main_coro) -> object:
+    """Run ``main_coro`` to completion on a fresh :class:`UptimeEventLoop` (the node's entry point)."""
+    loop = UptimeEventLoop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(main_coro)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()

@@ -1,0 +1,418 @@
+"""The node process: state, HTTP handlers (client, admin, internal) and start-up.
+
+The HTTP API is the one in ``docs/contracts.md`` section 1 and ``docs/store.md``.
+Every handler answers JSON; every client error is a 4xx with a one-line
+``{"error": ...}`` and nothing stored.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import signal
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from targets.dynamo.antientropy import AntiEntropy, antientropy_loop, reaper_loop
+from targets.dynamo.config import NodeConfig
+from targets.dynamo.coordinator import BadRequest, Coordinator, QuorumFailed, TooManySiblings
+from targets.dynamo.gossip import Membership, gossip_loop
+from targets.dynamo.handoff import Handoff, handoff_loop
+from targets.dynamo.storage import Storage
+from targets.dynamo.transport import SENDER_HEADER, Faults, Transport
+
+log = logging.getLogger("dynamo.server")
+
+MAX_KEY_BYTES = 512
+MAX_VALUE_BYTES = 1 << 20
+READ_PARAMS = frozenset({"r", "pr", "timeout"})
+WRITE_PARAMS = frozenset({"w", "pw", "timeout"})
+
+
+class NodeState:
+    """Everything one running node holds; handlers and loops share it."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        from targets.dynamo import versioning
+        from targets.dynamo.ring import Ring
+        self.cfg = cfg
+        self.name = cfg.name
+        self.versioning_module = versioning
+        self.versioning = versioning.for_mode(cfg.mode, vclock_max=cfg.vclock_max)
+        self.ring = Ring(list(cfg.peers), partitions=cfg.partitions)
+        self.storage = Storage(cfg.data_dir, self.versioning, self.ring.partition_of, cfg.fsync)
+        self.transport = Transport(cfg.name, cfg.host, cfg.peers)
+        self.members = Membership(cfg.name, list(cfg.peers), cfg.gossip_interval,
+                                  now=lambda: asyncio.get_running_loop().time())
+        self.stats: collections.Counter[str] = collections.Counter()
+        self.coordinator = Coordinator(self)
+        self.handoff = Handoff(self)
+        self.ae = AntiEntropy(self)
+        self.stopping = asyncio.Event()
+        self.started_at = time.time()
+        self._tasks: set[asyncio.Future] = set()
+
+    def background(self, fut: Awaitable[Any]) -> None:
+        """Keep a reference to a background task until it finishes."""
+        task = asyncio.ensure_future(fut)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> None:
+        """Rebuild Merkle trees from storage, then start storage, transport and the periodic loops."""
+        for key, obj in self.storage.scan_all():
+            self.ae.track(key, obj)
+        self.storage.on_change = lambda changes: [self.ae.track(c.key, c.obj) for c in changes]
+        self.storage.start(asyncio.get_running_loop())
+        await self.transport.start()
+        cfg = self.cfg
+        for loop in (gossip_loop(self.members, self.transport, self.stopping),
+                     handoff_loop(self.handoff, cfg.gossip_interval, self.stopping),
+                     antientropy_loop(self.ae, cfg.ae_interval, self.stopping),
+                     reaper_loop(self, cfg.tombstone_grace, self.stopping)):
+            self.background(loop)
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.transport.close()
+        self.storage.stop()
+
+
+# -- request parsing -------------------------------------------------------------------------
+class HTTPError(Exception):
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        super().__init__(body.get("error"))
+        self.status = status
+        self.body = body
+
+
+def bad(message: str) -> HTTPError:
+    return HTTPError(400, {"error": message})
+
+
+def reply(status: int, body: Any) -> web.Response:
+    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
+                        content_type="application/json")
+
+
+def parse_key(request: web.Request) -> str:
+    key = request.match_info.get("key", "")
+    size = len(key.encode("utf-8", "surrogatepass"))
+    if not 0 < size <= MAX_KEY_BYTES:
+        raise bad(f"key must be 1..{MAX_KEY_BYTES} bytes of UTF-8, got {size}")
+    return key
+
+
+def parse_query(request: web.Request, allowed: frozenset[str], cfg: NodeConfig) -> dict[str, Any]:
+    """Per-request quorum/timeout overrides, defaulting to the cluster settings."""
+    unknown = sorted(set(request.query) - allowed)
+    if unknown:
+        raise bad(f"unknown query parameter(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
+    out: dict[str, Any] = {}
+    for name in allowed:
+        raw = request.query.get(name)
+        if name == "timeout":
+            if raw is None:
+                out[name] = cfg.request_timeout
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                raise bad(f"timeout must be a number of seconds, got {raw!r}") from None
+            if not 0 < value <= 120:
+                raise bad(f"timeout must be in (0, 120] seconds, got {raw}")
+            out[name] = value
+            continue
+        if raw is None:
+            out[name] = getattr(cfg, name)
+            continue
+        if not raw.isdigit():
+            raise bad(f"{name} must be an integer, got {raw!r}")
+        value = int(raw)
+        low = 0 if name.startswith("p") else 1
+        if not low <= value <= cfg.n:
+            raise bad(f"{name} must be between {low} and n={cfg.n}, got {value}")
+        out[name] = value
+    return out
+
+
+async def parse_body(request: web.Request, fields: frozenset[str], required: frozenset[str]) -> dict:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise bad(f"request body larger than {request.app['max_body']} bytes") from None
+    if not raw.strip():
+        if required:
+            raise bad(f"body must be a JSON object with {', '.join(sorted(required))}")
+        return {}
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise bad(f"malformed JSON body: {str(exc).splitlines()[0]}") from None
+    if not isinstance(body, dict):
+        raise bad("body must be a JSON object")
+    unknown = sorted(set(body) - fields)
+    if unknown:
+        raise bad(f"unknown body field(s): {', '.join(unknown)}")
+    missing = sorted(required - set(body))
+    if missing:
+        raise bad(f"missing body field(s): {', '.join(missing)}")
+    context = body.get("context")
+    if context is not None and not isinstance(context, str):
+        raise bad("context must be a string or null")
+    return body
+
+
+# -- handlers ---------------------------------------------------------------------------------
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def handled(fn: Callable[[NodeState, web.Request], Awaitable[web.Response]]) -> Handler:
+    """Turn HTTPError/QuorumFailed/... raised by a handler into the JSON error responses."""
+    async def wrapper(request: web.Request) -> web.Response:
+        state: NodeState = request.app["state"]
+        try:
+            return await fn(state, request)
+        except HTTPError as exc:
+            return reply(exc.status, exc.body)
+        except QuorumFailed as exc:
+            return reply(503, exc.to_json())
+        except TooManySiblings as exc:
+            return reply(507, {"error": str(exc)})
+        except BadRequest as exc:
+            return reply(400, {"error": str(exc)})
+    return wrapper
+
+
+async def kv_get(state: NodeState, request: web.Request) -> web.Response:
+    key = parse_key(request)
+    q = parse_query(request, READ_PARAMS, state.cfg)
+    obj, replied = await state.coordinator.read(key, r=q["r"], pr=q["pr"], timeout=q["timeout"])
+    v = state.versioning
+    if obj is None:
+        return reply(404, {"siblings": [], "context": None})
+    values = v.values(obj)
+    if not values:
+        return reply(404, {"siblings": [], "context": v.context(obj)})
+    return reply(200, {"siblings": values, "context": v.context(obj), "tombstone": False})
+
+
+async def _write(state: NodeState, key: str, value: Any, context: str | None, q: dict) -> web.Response:
+    errors = state.versioning_module
+    try:
+        body = await state.coordinator.write(key, value, context, w=q["w"], pw=q["pw"], timeout=q["timeout"])
+    except errors.ContextError as exc:
+        raise bad(f"malformed context: {exc}") from None
+    return reply(200, body)
+
+
+async def kv_put(state: NodeState, request: web.Request) -> web.Response:
+    key = parse_key(request)
+    q = parse_query(request, WRITE_PARAMS, state.cfg)
+    body = await parse_body(request, frozenset({"value", "context"}), frozenset({"value"}))
+    size = len(json.dumps(body["value"], separators=(",", ":")).encode())
+    if size > MAX_VALUE_BYTES:
+        raise bad(f"value is {size} bytes of JSON, more than {MAX_VALUE_BYTES}")
+    return await _write(state, key, body["value"], body.get("context"), q)
+
+
+async def kv_delete(state: NodeState, request: web.Request) -> web.Response:
+    key = parse_key(request)
+    q = parse_query(request, WRITE_PARAMS, state.cfg)
+    body = await parse_body(request, frozenset({"context"}), frozenset())
+    return await _write(state, key, state.versioning_module.TOMBSTONE, body.get("context"), q)
+
+
+async def admin_health(state: NodeState, request: web.Request) -> web.Response:
+    return reply(200, {"ok": True, "node": state.name})
+
+
+async def admin_clock(state: NodeState, request: web.Request) -> web.Response:
+    return reply(200, {"node": state.name, "time": time.time(), "loop_time": asyncio.get_running_loop().time()})
+
+
+async def admin_ring(state: NodeState, request: web.Request) -> web.Response:
+    return reply(200, state.ring.to_json())
+
+
+async def admin_preflist(state: NodeState, request: web.Request) -> web.Response:
+    key = parse_key(request)
+    walk, plan = state.coordinator.plan(key)
+    return reply(200, {"key": key, "partition": state.ring.partition_of(key),
+                       "primaries": state.ring.preference_list(key, state.cfg.n), "walk": walk,
+                       "replicas_now": [{"node": r.node, "hint_for": r.hint_for} for r in plan]})
+
+
+async def admin_hints(state: NodeState, request: web.Request) -> web.Response:
+    return reply(200, await state.handoff.queues())
+
+
+async def admin_antientropy(state: NodeState, request: web.Request) -> web.Response:
+    return reply(200, state.ae.status())
+
+
+async def admin_members(state: NodeState, request: web.Request) -> web.Response:
+    return reply(200, state.members.view())
+
+
+async def admin_stats(state: NodeState, request: web.Request) -> web.Response:
+    cfg = state.cfg
+    return reply(200, {"node": state.name, "counters": dict(state.stats),
+                       "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
+                                   "fsync": cfg.fsync, "path": state.storage.path},
+                       "transport": {"sent": state.transport.sent, "failed": state.transport.failed},
+                       "settings": dict(cfg.settings), "uptime_s": round(time.time() - state.started_at, 3)})
+
+
+async def admin_local(state: NodeState, request: web.Request) -> web.Response:
+    """This node's own stored copy of a key (no coordination): for tests and debugging."""
+    key = parse_key(request)
+    obj = await state.storage.get(key)
+    v = state.versioning
+    if obj is None:
+        return reply(404, {"node": state.name, "key": key, "found": False})
+    return reply(200, {"node": state.name, "key": key, "found": True, "siblings": v.values(obj),
+                       "sibling_count": v.sibling_count(obj), "deleted": v.is_deleted(obj),
+                       "context": v.context(obj)})
+
+
+async def admin_faults(state: NodeState, request: web.Request) -> web.Response:
+    if request.method == "POST":
+        try:
+            body = json.loads(await request.read() or b"{}")
+            state.transport.faults = Faults.parse(body, state.cfg.peers)
+        except ValueError as exc:
+            raise bad(f"bad faults: {str(exc).splitlines()[0]}") from None
+        log.warning("transport faults set: %s", state.transport.faults.to_json())
+    elif request.method == "DELETE":
+        state.transport.faults = Faults()
+        log.warning("transport faults cleared")
+    return reply(200, state.transport.faults.to_json())
+
+
+# -- internal (node-to-node) ------------------------------------------------------------------
+def internal(fn: Callable[[NodeState, dict], Awaitable[Any]]) -> Handler:
+    """Apply injected faults to incoming peer traffic, decode the JSON body, encode the reply."""
+    async def wrapper(request: web.Request) -> web.Response:
+        state: NodeState = request.app["state"]
+        sender = request.headers.get(SENDER_HEADER)
+        if not await state.transport.admit(sender):
+            return reply(503, {"error": "dropped by injected fault"})
+        if sender in state.cfg.peers and sender != state.name:
+            state.members.record_ok(sender)
+        try:
+            body = json.loads(await request.read())
+            if not isinstance(body, dict):
+                raise ValueError("body must be an object")
+            return reply(200, await fn(state, body))
+        except (ValueError, KeyError, TypeError) as exc:
+            return reply(400, {"error": f"bad internal request: {exc}"})
+    return wrapper
+
+
+async def internal_put(state: NodeState, body: dict) -> Any:
+    obj = state.versioning.from_json(body["obj"])
+    hint_for = body.get("hint_for")
+    if hint_for is not None and hint_for not in state.cfg.peers:
+        raise ValueError(f"unknown hint target {hint_for!r}")
+    await state.storage.merge_in(body["key"], obj, hint_for)
+    return {"ok": True}
+
+
+async def internal_get(state: NodeState, body: dict) -> Any:
+    obj = await state.storage.get(body["key"])
+    return {"obj": None if obj is None else state.versioning.to_json(obj)}
+
+
+async def internal_handoff(state: NodeState, body: dict) -> Any:
+    v = state.versioning
+    jobs = [state.storage.merge_in(k, v.from_json(d)) for k, d in body["objects"].items()]
+    await asyncio.gather(*jobs)
+    state.stats["hints_received"] += len(jobs)
+    return {"ok": True, "count": len(jobs)}
+
+
+async def internal_gossip(state: NodeState, body: dict) -> Any:
+    table = body.get("table")
+    if isinstance(table, dict):
+        state.members.merge(table, sender=None)
+    return {"table": state.members.table()}
+
+
+async def internal_coordinate(state: NodeState, body: dict) -> Any:
+    value = state.versioning_module.TOMBSTONE if body.get("delete") else body.get("value")
+    try:
+        answer = await state.coordinator.write(body["key"], value, body.get("context"), w=int(body["w"]),
+                                               pw=int(body["pw"]), timeout=float(body["timeout"]),
+                                               forwarded=True)
+        return {"status": 200, "body": answer}
+    except QuorumFailed as exc:
+        return {"status": 503, "body": exc.to_json()}
+    except TooManySiblings as exc:
+        return {"status": 507, "body": {"error": str(exc)}}
+    except state.versioning_module.ContextError as exc:
+        return {"status": 400, "body": {"error": f"malformed context: {exc}"}}
+
+
+async def internal_ae_tree(state: NodeState, body: dict) -> Any:
+    return state.ae.tree_reply(body)
+
+
+async def internal_ae_exchange(state: NodeState, body: dict) -> Any:
+    return await state.ae.exchange_reply(body)
+
+
+def build_app(state: NodeState) -> web.Application:
+    """The aiohttp application of one node."""
+    max_body = 2 * MAX_VALUE_BYTES + 64 * 1024
+    app = web.Application(client_max_size=64 * MAX_VALUE_BYTES)   # internal AE/handoff batches are big
+    app["state"] = state
+    app["max_body"] = max_body
+    r = app.router
+    r.add_get("/kv/{key:.*}", handled(kv_get))
+    r.add_put("/kv/{key:.*}", handled(kv_put))
+    r.add_delete("/kv/{key:.*}", handled(kv_delete))
+    for path, fn in (("/admin/health", admin_health), ("/admin/clock", admin_clock),
+                     ("/admin/ring", admin_ring), ("/admin/preflist/{key:.*}", admin_preflist),
+                     ("/admin/hints", admin_hints), ("/admin/antientropy", admin_antientropy),
+                     ("/admin/members", admin_members), ("/admin/stats", admin_stats),
+                     ("/admin/local/{key:.*}", admin_local)):
+        r.add_get(path, handled(fn))
+    for method in ("GET", "POST", "DELETE"):
+        r.add_route(method, "/admin/faults", handled(admin_faults))
+    for path, ifn in (("/internal/put", internal_put), ("/internal/get", internal_get),
+                      ("/internal/handoff", internal_handoff), ("/internal/gossip", internal_gossip),
+                      ("/internal/coordinate", internal_coordinate), ("/internal/ae/tree", internal_ae_tree),
+                      ("/internal/ae/exchange", internal_ae_exchange)):
+        r.add_post(path, internal(ifn))
+    return app
+
+
+async def serve(cfg: NodeConfig) -> None:
+    """Run one node until SIGTERM/SIGINT."""
+    state = NodeState(cfg)
+    await state.start()
+    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True, backlog=1024)
+    try:
+        await site.start()
+    except OSError as exc:
+        await state.stop()
+        from harness.errors import UserError
+        raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, state.stopping.set)
+    log.info("node %s serving on %s:%d (mode=%s n=%d r=%d w=%d fsync=%s)", cfg.name, cfg.host, cfg.port,
+             cfg.mode, cfg.n, cfg.r, cfg.w, cfg.fsync)
+    print(f"ready {cfg.name} http://{cfg.host}:{cfg.port}", flush=True)
+    await state.stopping.wait()
+    await runner.cleanup()
+    await state.stop()

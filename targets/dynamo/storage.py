@@ -1,0 +1,239 @@
+"""Durable local storage of one node: SQLite in WAL mode behind one writer thread.
+
+Why one thread: SQLite calls block, and the event loop must not. Every read and
+write of the node goes through :class:`Storage`'s single worker thread, which
+runs queued jobs in *group commits*: it drains whatever is queued (up to
+``BATCH``), runs the jobs in one transaction and commits once. With
+``fsync="always"`` (``synchronous=FULL``) the commit fsyncs the WAL before any
+job of the batch is acknowledged, so an acked write survives ``kill -9``; many
+concurrent writes share one fsync. ``fsync="never"`` (``synchronous=OFF``) is
+the unsafe setting, kept so users can study what it loses.
+
+Read-modify-write is atomic per node: :meth:`Storage.update` runs its function
+in the worker thread against the current row. Hints (``target``, ``key``,
+``seq``) live in the same database and are written in the same transaction as
+the object they point at.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import sqlite3
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+BATCH = 256
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, part INTEGER NOT NULL, obj TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS kv_part ON kv (part);
+CREATE TABLE IF NOT EXISTS hints (target TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
+                                  PRIMARY KEY (target, key));
+"""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a job changed: ``obj`` is the stored object after the job (None: row deleted)."""
+
+    key: str
+    obj: Any
+
+
+class Txn:
+    """The handle a job gets inside the worker thread (one open transaction)."""
+
+    def __init__(self, storage: "Storage", db: sqlite3.Connection) -> None:
+        self._s = storage
+        self._db = db
+        self.changes: list[Change] = []
+
+    def get(self, key: str) -> Any:
+        """The stored object for key (versioning object) or None."""
+        row = self._db.execute("SELECT obj FROM kv WHERE key = ?", (key,)).fetchone()
+        return None if row is None else self._s.versioning.from_json(json.loads(row[0]))
+
+    def put(self, key: str, obj: Any) -> None:
+        self._db.execute("INSERT OR REPLACE INTO kv (key, part, obj) VALUES (?, ?, ?)",
+                         (key, self._s.partition_of(key), json.dumps(self._s.versioning.to_json(obj),
+                                                                     separators=(",", ":"))))
+        self.changes.append(Change(key, obj))
+
+    def delete(self, key: str) -> None:
+        self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
+        self.changes.append(Change(key, None))
+
+    def add_hint(self, target: str, key: str) -> None:
+        """Remember that ``key`` must be handed to ``target`` (bumps seq if already queued)."""
+        self._db.execute("INSERT INTO hints (target, key, seq) VALUES (?, ?, 1) "
+                         "ON CONFLICT (target, key) DO UPDATE SET seq = seq + 1", (target, key))
+
+    def drop_hint(self, target: str, key: str, seq: int) -> bool:
+        """Delete the hint if it was not re-queued since ``seq`` was read; True when deleted."""
+        cur = self._db.execute("DELETE FROM hints WHERE target = ? AND key = ? AND seq = ?",
+                               (target, key, seq))
+        return cur.rowcount > 0
+
+    def hinted_elsewhere(self, key: str) -> bool:
+        return self._db.execute("SELECT 1 FROM hints WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
+
+
+class Storage:
+    """The node's SQLite database, used only from its worker thread."""
+
+    def __init__(self, data_dir: str, versioning: Any, partition_of: Callable[[str], int],
+                 fsync: str = "always") -> None:
+        os.makedirs(data_dir, exist_ok=True)
+        self.path = os.path.join(data_dir, "store.sqlite3")
+        self.versioning = versioning
+        self.partition_of = partition_of
+        self.fsync = fsync
+        self._jobs: "queue.Queue[Any]" = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_change: Callable[[list[Change]], None] = lambda changes: None
+        self.commits = 0
+        self.jobs_run = 0
+        db = self._connect()   # create the schema now so a bad data dir fails at start
+        db.close()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=" + ("FULL" if self.fsync == "always" else "OFF"))
+        db.executescript(_SCHEMA)
+        return db
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the worker thread; results are delivered on ``loop``."""
+        self._loop = loop
+        self._thread = threading.Thread(target=self._worker, name="storage-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish queued jobs and stop the worker (idempotent)."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _worker(self) -> None:
+        db = self._connect()
+        stopping = False
+        while not stopping:
+            job = self._jobs.get()
+            batch = []
+            if job is None:
+                break
+            batch.append(job)
+            while len(batch) < BATCH:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                batch.append(more)
+            self._run_batch(db, batch)
+        db.close()
+
+    def _run_batch(self, db: sqlite3.Connection, batch: list) -> None:
+        outcomes = []
+        changes: list[Change] = []
+        db.execute("BEGIN")
+        for fn, fut in batch:
+            txn = Txn(self, db)
+            db.execute("SAVEPOINT job")
+            try:
+                result = fn(txn)
+            except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
+                db.execute("ROLLBACK TO job")
+                db.execute("RELEASE job")
+                outcomes.append((fut, False, exc))
+                continue
+            db.execute("RELEASE job")
+            changes.extend(txn.changes)
+            outcomes.append((fut, True, result))
+        try:
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            db.execute("ROLLBACK") if db.in_transaction else None
+            outcomes = [(fut, False, exc) for fut, _, _ in outcomes]
+            changes = []
+        self.commits += 1
+        self.jobs_run += len(batch)
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, changes, outcomes)
+
+    def _deliver(self, changes: list[Change], outcomes: list) -> None:
+        if changes:
+            self.on_change(changes)
+        for fut, ok, value in outcomes:
+            if fut.done():
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    # -- jobs ------------------------------------------------------------------------------
+    def run(self, fn: Callable[[Txn], Any]) -> "asyncio.Future[Any]":
+        """Run ``fn(txn)`` in the worker thread inside a transaction; resolves after the commit."""
+        assert self._loop is not None, "Storage.start() first"
+        fut = self._loop.create_future()
+        self._jobs.put((fn, fut))
+        return fut
+
+    async def get(self, key: str) -> Any:
+        """The stored object for key, or None."""
+        return await self.run(lambda txn: txn.get(key))
+
+    async def merge_in(self, key: str, obj: Any, hint_for: str | None = None) -> Any:
+        """Merge ``obj`` into the stored object (durably); queue a hint for ``hint_for`` if given."""
+        v = self.versioning
+
+        def job(txn: Txn) -> Any:
+            old = txn.get(key)
+            new = obj if old is None else v.merge(old, obj)
+            if old is None or v.digest(new) != v.digest(old):
+                txn.put(key, new)
+            if hint_for is not None:
+                txn.add_hint(hint_for, key)
+            return new
+        return await self.run(job)
+
+    # -- scans (worker thread, read-only) -----------------------------------------------------
+    def scan_all(self) -> Iterable[tuple[str, Any]]:
+        """Every (key, object) in the store, read on a private connection (used at start-up)."""
+        db = sqlite3.connect(self.path)
+        try:
+            for key, obj in db.execute("SELECT key, obj FROM kv"):
+                yield key, self.versioning.from_json(json.loads(obj))
+        finally:
+            db.close()
+
+    async def keys_page(self, after: str, limit: int) -> list[str]:
+        """Up to ``limit`` keys sorted after ``after`` (for the tombstone reaper's sweep)."""
+        return await self.run(lambda txn: [r[0] for r in txn._db.execute(
+            "SELECT key FROM kv WHERE key > ? ORDER BY key LIMIT ?", (after, limit))])
+
+    async def objects(self, keys: Iterable[str]) -> dict[str, Any]:
+        """{key: object} for those of ``keys`` that are stored."""
+        wanted = list(keys)
+
+        def job(txn: Txn) -> dict[str, Any]:
+            out = {}
+            for k in wanted:
+                o = txn.get(k)
+                if o is not None:
+                    out[k] = o
+            return out
+        return await self.run(job)
+
+    async def hints(self) -> list[tuple[str, str, int]]:
+        """Every queued hint as (target, key, seq)."""
+        return await self.run(lambda txn: list(txn._db.execute("SELECT target, key, seq FROM hints")))

@@ -1,0 +1,142 @@
+"""Integration tests on real local clusters: quorum reads/writes, bad input, quorum failure, durability."""
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+
+from targets.adapter import OpFailed, OpIndeterminate
+from targets.dynamo.client import DynamoClient
+from targets.dynamo.launcher import local_cluster
+
+pytestmark = pytest.mark.cluster
+
+
+def http(method: str, url: str, body: bytes | None = None) -> tuple[int, dict]:
+    """A plain HTTP request (to test raw bad input the client would never send)."""
+    req = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    with local_cluster(3, tmp_path_factory.mktemp("c3"), mode="vclock", ae_interval=30) as c:
+        yield c
+
+
+def test_write_then_read_everywhere_and_context_chain(cluster):
+    async def go():
+        clients = [DynamoClient(n.name, n.url, 5) for n in cluster.nodes.values()]
+        try:
+            w = await clients[0].put("k1", {"a": 1})
+            assert w.context
+            for c in clients:
+                r = await c.get("k1", r=3)
+                assert r.found and r.values == ({"a": 1},)
+            w2 = await clients[1].put("k1", 2, w.context)     # supersedes what it saw
+            r = await clients[2].get("k1")
+            assert r.values == (2,)
+            await clients[2].delete("k1", r.context)
+            r = await clients[0].get("k1", r=3)
+            assert not r.found and r.values == () and r.context      # tombstone keeps a context
+            missing = await clients[0].get("never-written")
+            assert not missing.found and missing.context is None
+            assert await clients[0].health() and abs(await clients[0].clock() - __import__("time").time()) < 5
+            assert w2.context != w.context
+        finally:
+            for c in clients:
+                await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("method, path, body, message", [
+    ("PUT", "/kv/k?q=1", b'{"value": 1}', "unknown query parameter"),
+    ("PUT", "/kv/k?w=4", b'{"value": 1}', "w must be between"),
+    ("GET", "/kv/k?r=0", None, "r must be between"),
+    ("PUT", "/kv/k", b'{"value": 1', "malformed JSON"),
+    ("PUT", "/kv/k", b'[1]', "JSON object"),
+    ("PUT", "/kv/k", b'{"val": 1}', "unknown body field"),
+    ("PUT", "/kv/k", b'{"value": 1, "context": "garbage!"}', "malformed context"),
+    ("PUT", "/kv/k", b'{"value": 1, "context": 7}', "context must be a string"),
+    ("PUT", "/kv/" + "x" * 513, b'{"value": 1}', "key must be"),
+    ("PUT", "/kv/k", b'{"value": "' + b"x" * (1 << 20) + b'"}', "value is"),
+    ("DELETE", "/kv/k", b'{"context": "AAAA.BBBB"}', "malformed context"),
+])
+def test_bad_input_is_400_one_line_and_stores_nothing(cluster, method, path, body, message):
+    url = cluster.nodes["n1"].url
+    status, data = http(method, url + path, body)
+    assert status == 400, data
+    assert message in data["error"] and "\n" not in data["error"]
+    for node in cluster.nodes.values():
+        status, _ = http("GET", node.url + "/admin/local/k")
+        assert status == 404
+
+
+def test_quorum_failure_is_503_with_counts_and_client_mapping(tmp_path):
+    with local_cluster(3, tmp_path, request_timeout=0.5) as c:
+        c.kill("n2")
+        c.kill("n3")
+        status, data = http("PUT", c.nodes["n1"].url + "/kv/q", b'{"value": 1}')
+        assert status == 503 and data["needed"] == 2 and data["stored"] == 1 and data["replied"] >= 1
+        status, data = http("GET", c.nodes["n1"].url + "/kv/q?r=2")
+        assert status == 503 and data["needed"] == 2 and data["replied"] == 1 and "stored" not in data
+        status, data = http("GET", c.nodes["n1"].url + "/kv/q?r=1")
+        assert status == 200 and data["siblings"] == [1]   # the failed write still landed locally
+
+        async def go():
+            client = DynamoClient("n1", c.nodes["n1"].url, 5)
+            try:
+                with pytest.raises(OpIndeterminate, match="stored=1"):
+                    await client.put("q", 2)                 # stored on n1 only: maybe
+                with pytest.raises(OpFailed, match="503"):
+                    await client.get("q")
+                with pytest.raises(OpFailed, match="400"):
+                    await client.put("q", 3, w=7)
+                dead = DynamoClient("n2", c.nodes["n2"].url, 1)
+                with pytest.raises(OpIndeterminate):
+                    await dead.put("q", 4)                    # connection refused: info
+                assert not await dead.health()
+                await dead.close()
+            finally:
+                await client.close()
+        run(go())
+
+
+def test_acked_write_survives_kill_9_of_every_replica(tmp_path):
+    with local_cluster(3, tmp_path, fsync="always", ae_interval=60) as c:
+        async def write():
+            clients = [DynamoClient(n.name, n.url, 5) for n in c.nodes.values()]
+            try:
+                acked = []
+                for i in range(60):
+                    await clients[i % 3].put(f"d{i}", i)
+                    acked.append(i)
+                return acked
+            finally:
+                for cl in clients:
+                    await cl.close()
+        acked = run(write())
+        for name in list(c.nodes):
+            c.kill(name)                                     # SIGKILL right after the acks
+        for name in c.nodes:
+            c.start(name, wait=False)
+        c.start_all()
+
+        async def read():
+            client = DynamoClient("n2", c.nodes["n2"].url, 5)
+            try:
+                return [(await client.get(f"d{i}", r=2)).values for i in acked]
+            finally:
+                await client.close()
+        assert run(read()) == [(i,) for i in acked]

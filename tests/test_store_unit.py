@@ -1,0 +1,102 @@
+"""Unit tests of the node's pure parts: config/CLI validation, target argv, replica planning, faults."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from harness.errors import UserError
+from targets.dynamo import config
+from targets.dynamo.coordinator import QuorumFailed, Replica, Tally, next_fallback, plan_replicas
+from targets.dynamo.target import DEFAULT_SETTINGS, DynamoTarget
+from targets.dynamo.transport import Faults
+
+PEERS = "n1=127.0.0.11:7000,n2=127.0.0.12:7000,n3=127.0.0.13:7000"
+
+
+def test_config_from_flags_and_defaults():
+    cfg = config.load(["--name", "n2", "--data", "/tmp/x", "--peers", PEERS, "--r", "1", "--mode", "dvv"])
+    assert (cfg.host, cfg.port) == ("127.0.0.12", 7000)
+    assert cfg.r == 1 and cfg.w == 2 and cfg.mode == "dvv" and cfg.request_timeout == 1.0
+    assert cfg.others == ["n1", "n3"]
+
+
+def test_config_file_flags_win(tmp_path):
+    f = tmp_path / "node.toml"
+    f.write_text('name = "n1"\ndata = "/tmp/d"\nw = 3\nmode = "lww"\n[peers]\nn1 = "127.0.0.11:7000"\n'
+                 'n2 = "127.0.0.12:7000"\nn3 = "127.0.0.13:7000"\n')
+    cfg = config.load(["--config", str(f), "--mode", "vclock"])
+    assert cfg.w == 3 and cfg.mode == "vclock" and list(cfg.peers) == ["n1", "n2", "n3"]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--name", "n9", "--data", "d", "--peers", PEERS], "not in --peers"),
+    (["--name", "n1", "--data", "d", "--peers", PEERS, "--r", "4"], "--r must be between 1 and n=3"),
+    (["--name", "n1", "--data", "d", "--peers", PEERS, "--n", "4"], "--n must be between"),
+    (["--name", "n1", "--data", "d", "--peers", PEERS, "--mode", "crdt"], "--mode must be one of"),
+    (["--name", "n1", "--data", "d", "--peers", PEERS, "--w", "two"], "expected int"),
+    (["--name", "n1", "--data", "d", "--peers", "n1=nohost"], "HOST:PORT"),
+    (["--name", "n1", "--peers", PEERS], "--data is required"),
+    (["--name", "n1", "--data", "d", "--peers", PEERS, "--bogus", "1"], "unrecognized"),
+])
+def test_config_rejects_bad_input(argv, message):
+    with pytest.raises(UserError, match=message):
+        config.load(argv)
+
+
+def test_cli_bad_input_is_one_line_and_nonzero():
+    proc = subprocess.run([sys.executable, "-m", "targets.dynamo", "--name", "n1", "--data", "/tmp/x",
+                           "--peers", PEERS, "--w", "9"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0
+    assert proc.stderr.strip().count("\n") == 0 and "--w must be between" in proc.stderr
+
+
+def test_node_command_builds_flags_and_rejects_unknown_settings():
+    peers = {"n1": "127.0.0.11:7000", "n2": "127.0.0.12:7000"}
+    argv = DynamoTarget().node_command("n1", "127.0.0.11", 7000, "/d", peers,
+                                       {"n": 2, "w": 1, "request_timeout": 0.5, "mode": "dvv"}, python="py")
+    assert argv[:3] == ["py", "-m", "targets.dynamo"]
+    assert argv[argv.index("--peers") + 1] == "n1=127.0.0.11:7000,n2=127.0.0.12:7000"
+    assert argv[argv.index("--request-timeout") + 1] == "0.5" and argv[argv.index("--mode") + 1] == "dvv"
+    cfg = config.load(argv[3:])          # what the node will parse is valid
+    assert cfg.n == 2 and cfg.w == 1
+    with pytest.raises(ValueError, match="unknown dynamo setting"):
+        DynamoTarget().node_command("n1", "h", 1, "/d", peers, {"quorum": 2})
+    assert set(DEFAULT_SETTINGS) == {"n", "r", "w", "pr", "pw", "mode", "fsync", "partitions", "request_timeout",
+                                     "gossip_interval", "ae_interval", "tombstone_grace", "vclock_max",
+                                     "sibling_warn", "sibling_max"}
+
+
+def test_plan_replaces_down_primaries_with_hinted_fallbacks():
+    walk = ["a", "b", "c", "d", "e"]
+    up = {"a", "c", "d", "e"}
+    plan = plan_replicas(walk, 3, up.__contains__)
+    assert plan == [Replica("a"), Replica("d", "b"), Replica("c")]
+    assert plan_replicas(walk, 3, lambda n: True) == [Replica("a"), Replica("b"), Replica("c")]
+    # no healthy stand-in left: the down primary is still tried
+    assert plan_replicas(walk, 3, {"a"}.__contains__) == [Replica("a"), Replica("b"), Replica("c")]
+    # a fallback that fails mid-request is replaced by the next one, still hinted for the primary
+    assert next_fallback(walk, 3, {"a", "c", "d"}, Replica("d", "b"), up.__contains__) == Replica("e", "b")
+    assert next_fallback(walk, 3, {"a", "c", "d", "e"}, Replica("c"), up.__contains__) is None
+
+
+def test_tally_strict_quorum_counts_only_primaries():
+    t = Tally(need=2, need_primary=2)
+    t.success(Replica("a"))
+    t.success(Replica("d", "b"))
+    assert t.ok == 2 and not t.met          # sloppy W met, strict PW not
+    t.success(Replica("c"))
+    assert t.met
+    body = QuorumFailed("write", 2, 3, 1).to_json()
+    assert body["needed"] == 2 and body["replied"] == 3 and body["stored"] == 1 and "error" in body
+
+
+def test_faults_parse_and_apply():
+    members = {"n1": 1, "n2": 1, "n3": 1}
+    f = Faults.parse({"drop": ["n2"], "delay_ms": 10, "peers": ["n3"]}, members)
+    assert f.drops("n2") and not f.drops("n3")
+    assert f.delay_for("n3") == pytest.approx(0.01) and f.delay_for("n1") == 0
+    for body in ({"drop": ["n9"]}, {"loss": 2}, {"bogus": 1}, {"drop": "n2"}):
+        with pytest.raises(ValueError):
+            Faults.parse(body, members)
