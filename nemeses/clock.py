@@ -1,0 +1,228 @@
+"""The clock nemesis: skew node clocks with libfaketime, probe what each node reports, reset.
+
+Every node of a backend with the ``faketime`` capability runs under
+libfaketime with ``FAKETIME_TIMESTAMP_FILE=<node.clock_file>`` and
+``FAKETIME_NO_CACHE=1``: whatever offset the file holds ("+30.000s",
+"-0.250s"; fractional seconds work, "ms" does not: libfaketime reads "m" as
+minutes) applies to the running process at once. Modes:
+
+* ``bump``: one offset (either sign, ms to minutes) on the chosen nodes.
+* ``strobe``: a background thread flips the file between +0 and the offset
+  every ``period`` seconds (Jepsen's strobe: a clock jumping back and forth).
+* ``drift``: a background thread moves the offset by ``rate`` seconds per
+  second (a clock running fast or slow).
+* ``stop-clock`` / heal: the file back to "+0" on every node, probed.
+
+Probe: each node's ``GET /admin/clock`` minus the harness's clock (at the
+request's midpoint, smallest-RTT sample, minus the node's baseline measured
+at setup) must equal the offset the file held during that request, within a
+tolerance that is recorded; an offset smaller than the probe can resolve is
+reported as unverified, not as done. No libfaketime -> CapabilityError.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Mapping, Sequence
+
+from harness.errors import CapabilityError
+from nemeses import probes
+from nemeses.admin import AdminError
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+
+MECHANISM = "libfaketime"
+#: Probe tolerance beyond the request's RTT (seconds).
+TOLERANCE = 0.05
+
+
+def faketime_text(offset_s: float) -> bytes:
+    """libfaketime's relative-offset syntax for ``offset_s`` seconds (ms resolution)."""
+    if round(offset_s, 3) == 0:
+        return b"+0\n"
+    return f"{'+' if offset_s > 0 else '-'}{abs(offset_s):.3f}s\n".encode()
+
+
+class ClockNemesis:
+    """Handles ``start-clock`` (``{"mode": bump|strobe|drift, "nodes", ...}``) and ``stop-clock``."""
+
+    name = "clock"
+    fs = frozenset({"start-clock", "stop-clock"})
+
+    def __init__(self, tick: float = 0.05):
+        self.tick = tick
+        self.ctx: NemesisContext | None = None
+        self.baseline: dict[str, float] = {}
+        self._intended: dict[str, tuple[float, int]] = {}   # node -> (offset s the file holds, write version)
+        self._touched: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.RLock()
+        self._file_lock = threading.Lock()
+
+    def setup(self, ctx: NemesisContext) -> None:
+        """Refuse without libfaketime; reset every clock file to +0 and measure each node's baseline offset."""
+        if "faketime" not in ctx.backend.capabilities:
+            raise CapabilityError(f"libfaketime is not installed (or the {ctx.backend.name} backend started the nodes "
+                                  "without it): refusing the clock nemesis rather than pretending")
+        missing = [n.name for n in ctx.nodes if not n.clock_file]
+        if missing:
+            raise CapabilityError(f"node(s) {', '.join(missing)} run without a libfaketime control file: "
+                                  "refusing the clock nemesis")
+        self.ctx = ctx
+        self.nodes = {n.name: n for n in ctx.nodes}
+        for name in self.nodes:
+            self._write(name, 0.0)
+        for name, node in self.nodes.items():
+            try:
+                self.baseline[name] = probes.clock_offset(node)[0]
+            except AdminError:
+                self.baseline[name] = 0.0
+
+    # -- file writes -------------------------------------------------------------------------
+    def _write(self, name: str, offset_s: float) -> None:
+        with self._file_lock:
+            self._touched.add(name)
+            version = self._intended.get(name, (0.0, 0))[1] + 1
+            self._intended[name] = (offset_s, -version)   # negative = write in progress
+            node = self.nodes[name]
+            self.ctx.backend.write_file(name, node.clock_file, faketime_text(offset_s))
+            self._intended[name] = (offset_s, version)
+
+    def _run_background(self, names: Sequence[str], offset_at: Any) -> None:
+        """Keep writing ``offset_at(elapsed)`` to the nodes' files until stopped."""
+        self._stop.clear()
+        t0 = time.monotonic()
+
+        def loop() -> None:
+            while not self._stop.is_set():
+                off = offset_at(time.monotonic() - t0)
+                for name in names:
+                    if self._stop.is_set():
+                        return
+                    try:
+                        self._write(name, off)
+                    except Exception:  # a node that went away: keep the others going
+                        pass
+                self._stop.wait(self.tick)
+
+        self._thread = threading.Thread(target=loop, name="clock-nemesis", daemon=True)
+        self._thread.start()
+
+    def _halt_background(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    # -- probes ------------------------------------------------------------------------------
+    def _sample(self, name: str) -> tuple[float, float, float | None]:
+        """(observed offset, rtt, offset the file held throughout the request or None if it changed)."""
+        before = self._intended.get(name, (0.0, 0))
+        observed, rtt = probes.clock_offset(self.nodes[name], samples=1)
+        after = self._intended.get(name, (0.0, 0))
+        stable = before == after and before[1] >= 0
+        return observed - self.baseline.get(name, 0.0), rtt, (before[0] if stable else None)
+
+    def _probe(self, names: Sequence[str], rounds: int, spacing: float) -> Probe:
+        """Sample every node ``rounds`` times; each stable sample must match the file's offset."""
+        meas: dict[str, Any] = {}
+        bad: list[str] = []
+        unresolved: list[str] = []
+        for name in names:
+            rows = []
+            for i in range(rounds):
+                if i:
+                    time.sleep(spacing)
+                try:
+                    rows.append(self._sample(name))
+                except AdminError as e:
+                    bad.append(f"{name}: {e}")
+                    break
+            checked = [(o, r, w) for o, r, w in rows if w is not None]
+            meas[name] = [{"observed_ms": round(o * 1000, 1), "expected_ms": None if w is None else round(w * 1000, 1),
+                           "rtt_ms": round(r * 1000, 2)} for o, r, w in rows]
+            for o, r, w in checked:
+                tol = TOLERANCE + r
+                if abs(o - w) > tol:
+                    bad.append(f"{name} reports {o * 1000:+.0f} ms, file holds {w * 1000:+.0f} ms (tolerance {tol * 1000:.0f} ms)")
+                    break
+                if w != 0 and abs(w) <= tol:
+                    unresolved.append(f"{name}: {w * 1000:+.1f} ms is below the probe's resolution ({tol * 1000:.0f} ms)")
+                    break
+            if rows and not checked and not any(b.startswith(name) for b in bad):
+                bad.append(f"{name}: the offset changed during every sample")
+        if bad or unresolved:
+            return Probe(False, "; ".join(bad + unresolved), meas)
+        return Probe(True, f"{len(names)} node clock(s) report the offset their clock file holds", meas)
+
+    # -- ops ---------------------------------------------------------------------------------
+    def invoke(self, op: NemesisOp) -> Outcome:
+        """Apply or reset a skew, then probe every node it touched."""
+        assert self.ctx is not None, "setup() first"
+        with self._lock:
+            value: Mapping[str, Any] = op.value or {}
+            if op.f == "stop-clock":
+                return self._reset(sorted(self._touched | set(value.get("nodes") or ())))
+            if op.f != "start-clock":
+                raise ValueError(f"clock nemesis cannot handle {op.f!r}")
+            names = list(value.get("nodes") or [])
+            unknown = [n for n in names if n not in self.nodes]
+            if not names or unknown:
+                return Outcome(done={}, probe=Probe(False, f"bad clock target nodes {names!r}"), mechanism=MECHANISM)
+            self._halt_background()
+            mode = value.get("mode", "bump")
+            t0 = time.monotonic()
+            try:
+                if mode == "bump":
+                    off = float(value["offset_ms"]) / 1000
+                    for n in names:
+                        self._write(n, off)
+                    done = {n: {"offset_ms": off * 1000} for n in names}
+                    probe = self._probe(names, rounds=1, spacing=0)
+                elif mode == "strobe":
+                    off, period = float(value["offset_ms"]) / 1000, float(value["period"])
+                    self._run_background(names, lambda el: off if int(el / period) % 2 == 0 else 0.0)
+                    done = {n: {"strobe_ms": [off * 1000, 0.0], "period_s": period} for n in names}
+                    probe = self._probe(names, rounds=4, spacing=min(period, 1.0) / 2)
+                elif mode == "drift":
+                    rate = float(value["rate"])
+                    self._run_background(names, lambda el: rate * el)
+                    done = {n: {"drift_rate": rate} for n in names}
+                    probe = self._probe(names, rounds=3, spacing=0.5)
+                else:
+                    return Outcome(done={}, probe=Probe(False, f"unknown clock mode {mode!r}"), mechanism=MECHANISM)
+            except (KeyError, TypeError, ValueError) as e:
+                return Outcome(done={}, probe=Probe(False, f"bad start-clock value {dict(value)!r}: {e}"),
+                               mechanism=MECHANISM)
+            except Exception as e:  # the backend could not write a file
+                return Outcome(done={}, probe=Probe(False, f"could not write a clock file: {type(e).__name__}: {e}"),
+                               mechanism=MECHANISM)
+            probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
+            return Outcome(done=done, probe=probe, mechanism=MECHANISM)
+
+    def _reset(self, names: Sequence[str]) -> Outcome:
+        self._halt_background()
+        t0 = time.monotonic()
+        errors = []
+        for n in names:
+            try:
+                self._write(n, 0.0)
+            except Exception as e:
+                errors.append(f"{n}: {type(e).__name__}: {e}")
+        done = {n: {"offset_ms": 0.0} for n in names}
+        if errors:
+            return Outcome(done=done, probe=Probe(False, "could not reset: " + "; ".join(errors)), mechanism=MECHANISM)
+        probe = self._probe(names, rounds=1, spacing=0) if names else Probe(True, "no clock was skewed")
+        if probe.ok:
+            self._touched -= set(names)
+        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
+        return Outcome(done=done, probe=probe, mechanism=MECHANISM)
+
+    def heal(self) -> None:
+        """Stop strobe/drift, write +0 into every node's clock file, and check the nodes report it."""
+        with self._lock:
+            if self.ctx is None:
+                return
+            outcome = self._reset(sorted(self.nodes))
+            if not outcome.probe.ok:
+                raise RuntimeError(f"clock heal: {outcome.probe.detail}")

@@ -1,0 +1,102 @@
+"""Several nemeses as one: ops routed by ``f``, heal undoing every fault, errors collected.
+
+Jepsen's ``compose``: each op goes to the nemesis that handles its ``f``.
+The ``heal`` op (the last op of every schedule) and :meth:`heal` (called on
+every exit path) heal *all* parts, in an order that lets later heals reach
+the nodes: paused nodes are resumed first, killed nodes restarted next, then
+clocks, links and partitions. A part whose heal fails does not stop the
+others; the failures are raised together at the end as :class:`HealError`.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Sequence
+
+from harness.errors import CapabilityError
+from nemeses import probes
+from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe
+
+#: Parts heal in this order (names not listed go last).
+HEAL_ORDER = ("pause", "crash", "clock", "link", "partition")
+
+
+class HealError(RuntimeError):
+    """Some faults could not be undone; the message names each (every part was still tried)."""
+
+    def __init__(self, errors: Sequence[str]):
+        super().__init__("; ".join(errors))
+        self.errors = list(errors)
+
+
+class ComposedNemesis:
+    """One nemesis made of parts, each owning some op ``f`` names."""
+
+    name = "composed"
+
+    def __init__(self, parts: Sequence[Nemesis]):
+        self.parts = sorted(parts, key=lambda p: HEAL_ORDER.index(p.name) if p.name in HEAL_ORDER else len(HEAL_ORDER))
+        self.routes: dict[str, Nemesis] = {}
+        for part in self.parts:
+            for f in part.fs:
+                if f in self.routes:
+                    raise ValueError(f"two nemeses handle {f!r}: {self.routes[f].name} and {part.name}")
+                self.routes[f] = part
+        self.fs = frozenset(self.routes) | {"heal"}
+        self.ctx: NemesisContext | None = None
+        self._lock = threading.RLock()
+
+    def setup(self, ctx: NemesisContext) -> None:
+        """Set up every part; refuse (one CapabilityError naming every reason) if any part cannot run here."""
+        self.ctx = ctx
+        reasons = []
+        for part in self.parts:
+            try:
+                part.setup(ctx)
+            except CapabilityError as e:
+                reasons.append(str(e))
+        if reasons:
+            raise CapabilityError("; ".join(reasons))
+
+    def invoke(self, op: NemesisOp) -> Outcome:
+        """Route ``op`` to its part; ``heal`` heals every part and verifies the cluster is clean."""
+        if op.f == "heal":
+            return self._heal_op()
+        part = self.routes.get(op.f)
+        if part is None:
+            return Outcome(done={}, probe=Probe(False, f"no nemesis handles {op.f!r} (handled: {', '.join(sorted(self.fs))})"),
+                           mechanism="")
+        try:
+            return part.invoke(op)
+        except Exception as e:  # a backend call that blew up: recorded as a failed fault, never as done
+            return Outcome(done={}, probe=Probe(False, f"{part.name} nemesis failed: {type(e).__name__}: {e}"),
+                           mechanism=part.name)
+
+    def _heal_op(self) -> Outcome:
+        t0 = time.monotonic()
+        errors = self._heal_all()
+        done = {p.name: "healed" for p in self.parts}
+        for e in errors:
+            done[e.split(":", 1)[0]] = e
+        if errors:
+            return Outcome(done=done, probe=Probe(False, "; ".join(errors)), mechanism="heal")
+        probe = probes.verify_healed(self.ctx.backend, self.ctx.nodes) if self.ctx else Probe(True, "nothing set up")
+        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
+        return Outcome(done=done, probe=probe, mechanism="heal")
+
+    def _heal_all(self) -> list[str]:
+        errors = []
+        with self._lock:
+            for part in self.parts:
+                try:
+                    part.heal()
+                except BaseException as e:  # noqa: BLE001 - heal must reach every part, even on Ctrl-C
+                    msg = str(e)
+                    errors.append(msg if msg.startswith(part.name) else f"{part.name}: {type(e).__name__}: {msg}")
+        return errors
+
+    def heal(self) -> None:
+        """Heal every part (never stopping at the first failure); HealError naming every failure."""
+        errors = self._heal_all()
+        if errors:
+            raise HealError(errors)

@@ -1,0 +1,169 @@
+"""The crash nemesis: ``kill -9`` nodes and start them again; ``wipe``: a node that lost its disk.
+
+* ``kill {"nodes"}``: SIGKILL through the backend. Probe: the process is gone
+  (``backend.is_running``) and the node no longer answers ``/admin/health``.
+* ``wipe {"nodes"}``: kill as above, then delete the node's data directory
+  (``backend.wipe``). Probe: as kill, plus the data directory is gone or
+  empty (checked on the node when the backend can run a command there).
+* ``start {"nodes"}``: start the node with whatever data it has. Probe: the
+  process runs and answers ``/admin/health``.
+* heal: start every node this nemesis took down.
+"""
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Mapping, Sequence
+
+from harness.errors import CapabilityError
+from nemeses import probes
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+
+MECHANISM = "SIGKILL"
+
+
+def each_node(names: Sequence[str], fn: Callable[[str], Any]) -> dict[str, Any]:
+    """Run ``fn`` on every node in parallel (probes wait on timeouts): {node: result or the exception}."""
+    if not names:
+        return {}
+    out: dict[str, Any] = {}
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        futures = {n: pool.submit(fn, n) for n in names}
+        for n, fut in futures.items():
+            try:
+                out[n] = fut.result()
+            except Exception as e:  # reported per node, never raised past the nemesis
+                out[n] = e
+    return out
+
+
+def op_nodes(value: Any, known: Mapping[str, Any], default: Sequence[str] = ()) -> list[str] | None:
+    """The ``nodes`` list of an op value (``default`` when absent); None when empty or naming unknown nodes."""
+    names = list((value or {}).get("nodes") or default)
+    return names if names and all(n in known for n in names) else None
+
+
+def node_outcome(results: Mapping[str, Any], t0: float, mechanism: str, what: str) -> Outcome:
+    """One Outcome from per-node results ({"ok", "probe", "took_s", ...} or an exception)."""
+    done = {n: (r if isinstance(r, dict) else {"ok": False, "probe": f"{type(r).__name__}: {r}"})
+            for n, r in results.items()}
+    meas = {"effect_s": round(time.monotonic() - t0, 4), **{n: d.get("took_s") for n, d in done.items()}}
+    bad = [f"{n}: {d['probe']}" for n, d in done.items() if not d.get("ok")]
+    if bad:
+        return Outcome(done=done, probe=Probe(False, "; ".join(bad), meas), mechanism=mechanism)
+    return Outcome(done=done, probe=Probe(True, f"{len(done)} node(s) {what}", meas), mechanism=mechanism)
+
+
+def heal_nodes(label: str, names: Sequence[str], fn: Callable[[str], Any]) -> None:
+    """Run a per-node heal step on every node; RuntimeError naming each node that did not recover."""
+    if not names:
+        return
+    results = each_node(sorted(names), fn)
+    bad = [f"{n}: {r.get('probe') if isinstance(r, dict) else r}" for n, r in results.items()
+           if not (isinstance(r, dict) and r.get("ok"))]
+    if bad:
+        raise RuntimeError(f"{label} heal: " + "; ".join(bad))
+
+
+class CrashNemesis:
+    """Handles ``kill``, ``wipe`` and ``start`` (value ``{"nodes": [...]}``)."""
+
+    name = "crash"
+    fs = frozenset({"kill", "start", "wipe"})
+
+    def __init__(self, wipe: bool = False, start_timeout: float = 30.0):
+        self.needs_wipe = wipe
+        self.start_timeout = start_timeout
+        self.ctx: NemesisContext | None = None
+        self._down: set[str] = set()
+        self._lock = threading.RLock()
+
+    def setup(self, ctx: NemesisContext) -> None:
+        """Refuse when the backend cannot signal (or, for wipe, wipe) its nodes."""
+        caps = ctx.backend.capabilities
+        if "signals" not in caps:
+            raise CapabilityError(f"backend {ctx.backend.name} cannot signal its nodes: refusing the crash nemesis")
+        if self.needs_wipe and "wipe" not in caps:
+            raise CapabilityError(f"backend {ctx.backend.name} cannot wipe a node's data: refusing the wipe nemesis")
+        self.ctx = ctx
+        self.nodes = {n.name: n for n in ctx.nodes}
+
+    def invoke(self, op: NemesisOp) -> Outcome:
+        """Kill, wipe or start the listed nodes and probe each."""
+        assert self.ctx is not None, "setup() first"
+        with self._lock:
+            names = op_nodes(op.value, self.nodes)
+            if names is None:
+                return Outcome(done={}, probe=Probe(False, f"bad target nodes in {op.value!r}"), mechanism=MECHANISM)
+            t0 = time.monotonic()
+            if op.f in ("kill", "wipe"):
+                results = each_node(names, lambda n: self._kill(n, wipe=op.f == "wipe"))
+            elif op.f == "start":
+                results = each_node(names, self._start)
+            else:
+                raise ValueError(f"crash nemesis cannot handle {op.f!r}")
+            what = {"kill": "killed: process gone, no answer", "wipe": "killed and wiped: process gone, data dir empty",
+                    "start": "started: process runs and answers health"}[op.f]
+            return node_outcome(results, t0, MECHANISM if op.f != "start" else "start", what)
+
+    def _kill(self, name: str, *, wipe: bool) -> dict[str, Any]:
+        backend, node = self.ctx.backend, self.nodes[name]
+        t0 = time.monotonic()
+        self._down.add(name)
+        backend.kill(name)
+        if wipe:
+            backend.wipe(name)
+        gone = not backend.is_running(name)
+        answers, why = probes.health(node, timeout=1.0)
+        out: dict[str, Any] = {"signal": "KILL", "process_gone": gone, "health": why}
+        problems = []
+        if not gone:
+            problems.append("process still running after SIGKILL")
+        if answers:
+            problems.append("node still answers /admin/health")
+        if wipe:
+            empty = self._data_dir_empty(name)
+            out["wiped"] = True
+            out["data_dir_empty"] = empty
+            if empty is False:
+                problems.append(f"data dir {node.data_dir} still has files")
+        out["took_s"] = round(time.monotonic() - t0, 4)
+        out["ok"] = not problems
+        if problems:
+            out["probe"] = ", ".join(problems)
+        return out
+
+    def _data_dir_empty(self, name: str) -> bool | None:
+        """Whether the node's data dir is gone or empty; None when the backend cannot look (node down)."""
+        d = shlex.quote(self.nodes[name].data_dir)
+        try:
+            res = self.ctx.backend.run(name, ["sh", "-c", f'test ! -e {d} || test -z "$(ls -A {d})"'], timeout=10)
+        except Exception:
+            return None
+        if res.returncode in (0, 1):
+            return res.returncode == 0
+        return None
+
+    def _start(self, name: str) -> dict[str, Any]:
+        backend, node = self.ctx.backend, self.nodes[name]
+        t0 = time.monotonic()
+        was_running = backend.is_running(name)
+        if not was_running:
+            backend.start(name)
+        up, why, _ = probes.wait_health(node, True, time.monotonic() + self.start_timeout)
+        running = backend.is_running(name)
+        out: dict[str, Any] = {"started": not was_running, "running": running, "health": why,
+                               "took_s": round(time.monotonic() - t0, 4), "ok": up and running}
+        if out["ok"]:
+            self._down.discard(name)
+        else:
+            out["probe"] = "process not running" if not running else f"no health answer: {why}"
+        return out
+
+    def heal(self) -> None:
+        """Start every node this nemesis killed (idempotent); raise naming the ones that did not come back."""
+        with self._lock:
+            if self.ctx is not None:
+                heal_nodes("crash", self._down, self._start)

@@ -1,0 +1,136 @@
+"""iptables DROP rules between nodes, in the backend's own chain.
+
+Rules are always ``-A <chain> -s SRC -d DST [-m statistic ...] -j DROP`` and
+are added *on the receiving node* (``backend.run(dst, ...)``): on the local
+backend that is the host, where the chain is hooked from INPUT and every
+node has its own loopback address; on Docker/SSH it is the node's own
+network namespace. Only node-to-node traffic matches, so clients (which
+talk from the host's other addresses) keep reaching every node.
+
+Each rule carries the comment ``dynharness-nemesis`` so a rule is ours
+beyond doubt, and is deleted by its exact spec when healed; the ``heal``
+command flushes the whole chain.
+"""
+from __future__ import annotations
+
+import shlex
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+from harness.backends.base import Backend, Node
+from harness.errors import CapabilityError
+
+TAG = "dynharness-nemesis"
+IPTABLES, IN_PROCESS = "iptables", "in-process transport"
+
+
+def drop_mechanism(backend: Backend, fault: str) -> str:
+    """How packets can be dropped here: iptables when the backend has it, else the node's in-process
+    transport faults; CapabilityError naming ``fault`` when neither exists."""
+    if "iptables" in backend.capabilities:
+        return IPTABLES
+    if "transport-faults" in backend.capabilities:
+        return IN_PROCESS
+    raise CapabilityError(f"backend {backend.name} has neither iptables nor in-process transport faults: "
+                          f"refusing the {fault} nemesis")
+
+
+@dataclass(frozen=True)
+class DropRule:
+    """Drop packets from node ``src`` to node ``dst`` (all of them, or with ``probability``)."""
+
+    src: str
+    dst: str
+    probability: float | None = None
+
+    def spec(self, nodes: Mapping[str, Node]) -> list[str]:
+        """The iptables match+target arguments of this rule."""
+        args = ["-s", nodes[self.src].host, "-d", nodes[self.dst].host]
+        if self.probability is not None:
+            args += ["-m", "statistic", "--mode", "random", "--probability", f"{self.probability:.6f}"]
+        return args + ["-m", "comment", "--comment", TAG, "-j", "DROP"]
+
+    def to_json(self) -> dict:
+        out: dict = {"from": self.src, "to": self.dst}
+        if self.probability is not None:
+            out["probability"] = self.probability
+        return out
+
+
+def _run_script(backend: Backend, node: str, commands: Sequence[list[str]], *, stop_on_error: bool) -> str | None:
+    """Run iptables commands on ``node`` in one shell; an error line, or None."""
+    joiner = " && " if stop_on_error else "; "
+    script = joiner.join(" ".join(shlex.quote(a) for a in cmd) for cmd in commands)
+    if not stop_on_error:
+        script += "; true"
+    try:
+        res = backend.run(node, ["sh", "-c", script], timeout=20.0)
+    except Exception as e:  # a backend that cannot reach the node at all
+        return f"{node}: {type(e).__name__}: {e}"
+    if res.returncode != 0:
+        return f"{node}: iptables exited {res.returncode}: {res.stderr.strip()[:300]}"
+    return None
+
+
+def add_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[DropRule]) -> list[str]:
+    """Append ``rules`` (each on its receiving node); the errors, one per node that failed."""
+    by_dst: dict[str, list[list[str]]] = defaultdict(list)
+    for r in rules:
+        by_dst[r.dst].append(["iptables", "-w", "5", "-A", backend.firewall_chain, *r.spec(nodes)])
+    return [e for dst, cmds in by_dst.items() if (e := _run_script(backend, dst, cmds, stop_on_error=True))]
+
+
+def delete_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[DropRule]) -> list[str]:
+    """Delete ``rules`` by exact spec (a rule already gone is fine); the errors."""
+    by_dst: dict[str, list[list[str]]] = defaultdict(list)
+    for r in rules:
+        by_dst[r.dst].append(["iptables", "-w", "5", "-D", backend.firewall_chain, *r.spec(nodes)])
+    errors = [e for dst, cmds in by_dst.items() if (e := _run_script(backend, dst, cmds, stop_on_error=False))]
+    for dst in by_dst:  # verify: none of *our* rules is still listed (other nemeses' rules may be)
+        listed = list_rules(backend, dst)
+        still = [r for r in rules if r.dst == dst
+                 and any(_same_rule(line, " ".join(r.spec(nodes))) for line in listed)]
+        if still:
+            errors.append(f"{dst}: {len(still)} rule(s) still in {backend.firewall_chain} after delete")
+    return errors
+
+
+def _same_rule(listed: str, spec: str) -> bool:
+    """Whether an ``iptables -S`` line is the rule ``spec`` (iptables prints /32 and long floats)."""
+    norm = listed.replace("/32", "")
+    parts = spec.split()
+    src, dst = parts[1], parts[3]
+    prob = parts[parts.index("--probability") + 1][:6] if "--probability" in parts else None
+    return (f"-s {src} " in norm and f"-d {dst} " in norm and TAG in norm
+            and ((prob is None and "statistic" not in norm) or (prob is not None and f"--probability {prob}" in norm)))
+
+
+def list_rules(backend: Backend, node: str) -> list[str]:
+    """The ``-A`` lines of the backend chain on ``node`` (empty when the chain cannot be listed)."""
+    try:
+        res = backend.run(node, ["iptables", "-w", "5", "-S", backend.firewall_chain], timeout=10.0)
+    except Exception:
+        return []
+    if res.returncode != 0:
+        return []
+    return [line for line in res.stdout.splitlines() if line.startswith("-A ")]
+
+
+def count_rules(backend: Backend, node: str) -> int:
+    """How many rules the backend chain holds on ``node``."""
+    return len(list_rules(backend, node))
+
+
+def flush(backend: Backend, node_names: Sequence[str]) -> tuple[dict[str, int], list[str]]:
+    """Flush the backend chain on every node (heal): ({node: rules removed}, errors)."""
+    removed: dict[str, int] = {}
+    errors: list[str] = []
+    for name in node_names:
+        before = count_rules(backend, name)
+        err = _run_script(backend, name, [["iptables", "-w", "5", "-F", backend.firewall_chain]], stop_on_error=True)
+        if err:
+            errors.append(err)
+        else:
+            removed[name] = before
+    return removed, errors

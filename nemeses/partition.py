@@ -1,0 +1,155 @@
+"""The partition nemesis: cut node-to-node links along a topology's grudge, probe, heal.
+
+Mechanism: with the backend's ``iptables`` capability, one DROP rule per
+(sender, receiver) pair of the grudge in the backend's chain
+(:mod:`nemeses.firewall`); only node-to-node traffic matches, so a client
+pinned to a minority node keeps talking to it. Without it, the node's
+in-process transport faults (``POST /admin/faults {"drop": [...]}``), which
+cut the listed peers both ways inside the node. The outcome's ``mechanism``
+says which was used.
+
+Probe: every cut link really carries nothing and every kept link still
+carries traffic. For iptables that is a TCP connection from the sender's
+address (timeout = cut); for the in-process fallback it is a peer request
+the receiver must reject (:func:`nemeses.probes.peer_probe`).
+"""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Mapping
+
+from nemeses import firewall, probes, topology
+from nemeses.admin import AdminError, TransportFaultBook
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.firewall import IPTABLES
+
+
+class PartitionNemesis:
+    """Handles ``start-partition`` (value: ``{"topology", "grudge"}``) and ``stop-partition``."""
+
+    name = "partition"
+    fs = frozenset({"start-partition", "stop-partition"})
+
+    def __init__(self, transport: TransportFaultBook | None = None, probe_timeout: float = 0.75):
+        self.transport = transport or TransportFaultBook()
+        self.probe_timeout = probe_timeout
+        self.ctx: NemesisContext | None = None
+        self.mechanism = ""
+        self._rules: list[firewall.DropRule] = []
+        self._grudge: topology.Grudge = {}
+        self._lock = threading.RLock()
+
+    def setup(self, ctx: NemesisContext) -> None:
+        """Pick iptables when the backend can, else the in-process fallback; refuse when neither."""
+        self.ctx = ctx
+        self.nodes = {n.name: n for n in ctx.nodes}
+        self.transport.bind(ctx.nodes)
+        self.mechanism = firewall.drop_mechanism(ctx.backend, "partition")
+
+    def invoke(self, op: NemesisOp) -> Outcome:
+        """Start or stop a partition, then probe every affected link."""
+        assert self.ctx is not None, "setup() first"
+        with self._lock:
+            if op.f == "start-partition":
+                return self._start(op.value or {})
+            if op.f == "stop-partition":
+                return self._stop()
+            raise ValueError(f"partition nemesis cannot handle {op.f!r}")
+
+    def _start(self, value: Mapping[str, Any]) -> Outcome:
+        grudge = topology.grudge_from_json(value.get("grudge", {}))
+        unknown = sorted(set(grudge) - set(self.nodes) | {b for v in grudge.values() for b in v} - set(self.nodes))
+        if unknown:
+            return _refused(f"grudge names unknown node(s) {', '.join(unknown)}", self.mechanism)
+        if self._grudge:
+            self._undo()
+        grudge = {n: grudge.get(n, frozenset()) for n in self.nodes}
+        self._grudge = grudge
+        t0 = time.monotonic()
+        errors = self._apply(grudge)
+        done = {n: {"cut_from": sorted(grudge[n]), "sees": sorted(topology.sees(grudge, n))} for n in sorted(grudge)}
+        if errors:
+            return Outcome(done=done, probe=Probe(False, "could not install the partition: " + "; ".join(errors)),
+                           mechanism=self.mechanism)
+        probe = self._probe(grudge, expect_cut=True)
+        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
+        return Outcome(done=done, probe=probe, mechanism=self.mechanism)
+
+    def _apply(self, grudge: topology.Grudge) -> list[str]:
+        if self.mechanism == IPTABLES:
+            self._rules = [firewall.DropRule(src=b, dst=a) for a, hated in sorted(grudge.items()) for b in sorted(hated)]
+            return firewall.add_rules(self.ctx.backend, self.nodes, self._rules)
+        try:
+            self.transport.set_layer("partition", {a: {"drop": sorted(h)} for a, h in grudge.items() if h})
+            return []
+        except AdminError as e:
+            return [str(e)]
+
+    def _undo(self) -> list[str]:
+        if self.mechanism == IPTABLES:
+            errors = firewall.delete_rules(self.ctx.backend, self.nodes, self._rules) if self._rules else []
+            if not errors:
+                self._rules = []
+        else:
+            try:
+                self.transport.clear_layer("partition")
+                errors = []
+            except AdminError as e:
+                errors = [str(e)]
+        if not errors:
+            self._grudge = {}
+        return errors
+
+    def _stop(self) -> Outcome:
+        grudge = self._grudge
+        t0 = time.monotonic()
+        errors = self._undo()
+        done = {n: {"cut_from": []} for n in sorted(grudge)} if grudge else {}
+        if errors:
+            return Outcome(done=done, probe=Probe(False, "could not heal the partition: " + "; ".join(errors)),
+                           mechanism=self.mechanism)
+        if not grudge:
+            return Outcome(done={}, probe=Probe(True, "no partition was active"), mechanism=self.mechanism)
+        probe = self._probe(grudge, expect_cut=False)
+        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
+        return Outcome(done=done, probe=probe, mechanism=self.mechanism)
+
+    def _probe(self, grudge: topology.Grudge, *, expect_cut: bool) -> Probe:
+        """Cut links carry nothing (or, after a stop, carry traffic again); kept links carry traffic."""
+        cut = [(b, a) for a, b in topology.cut_pairs(grudge)]          # (sender, receiver)
+        kept = topology.kept_pairs(grudge)
+        if self.mechanism == IPTABLES:
+            raw = probes.link_status(self.ctx.backend, self.nodes, cut + kept, timeout=self.probe_timeout)
+            status = {p: probes.classify(r) for p, r in raw.items()}
+            want_cut = probes.CUT if expect_cut else probes.FLOWS
+        else:
+            raw = {p: probes.peer_probe(self.nodes[p[1]], p[0], timeout=2.0)[0] for p in cut + kept}
+            status = {p: ("cut" if r == "rejected" else "flows" if r == "admitted" else r) for p, r in raw.items()}
+            want_cut = "cut" if expect_cut else "flows"
+        wrong_cut = [f"{s}->{r}: {raw[(s, r)]}" for s, r in cut if status[(s, r)] != want_cut]
+        wrong_kept = [f"{a}->{b}: {raw[(a, b)]}" for a, b in kept if status[(a, b)] != "flows"]
+        meas = {"cut_links": len(cut), "kept_links": len(kept), "how": "tcp-connect" if self.mechanism == IPTABLES
+                else "peer-request"}
+        if wrong_cut or wrong_kept:
+            parts = []
+            if wrong_cut:
+                parts.append(f"links that should be {'cut' if expect_cut else 'restored'} are not: {', '.join(wrong_cut)}")
+            if wrong_kept:
+                parts.append(f"kept links do not carry traffic: {', '.join(wrong_kept)}")
+            return Probe(False, "; ".join(parts), meas)
+        verb = "dropped" if expect_cut else "carry traffic again"
+        return Probe(True, f"{len(cut)} cut link(s) {verb}, {len(kept)} kept link(s) carry traffic", meas)
+
+    def heal(self) -> None:
+        """Remove every rule / in-process drop this nemesis installed (idempotent)."""
+        with self._lock:
+            if self.ctx is None:
+                return
+            errors = self._undo()
+            if errors:
+                raise RuntimeError("partition heal: " + "; ".join(errors))
+
+
+def _refused(why: str, mechanism: str) -> Outcome:
+    return Outcome(done={}, probe=Probe(False, why), mechanism=mechanism)
