@@ -25,7 +25,7 @@ def tree_of(items: dict[str, str], leaves: int = 64) -> MerkleTree:
 contents = st.dictionaries(st.text(max_size=12), st.sampled_from(["a", "b", "c"]), max_size=60)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(a=contents, b=contents, leaves=st.sampled_from([1, 2, 16, 64]))
 def test_diff_names_exactly_the_buckets_whose_keys_differ(a, b, leaves):
     ta, tb = tree_of(a, leaves), tree_of(b, leaves)

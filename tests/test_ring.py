@@ -16,7 +16,7 @@ partition_counts = st.integers(min_value=32, max_value=256)
 keys = st.text(min_size=0, max_size=40)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(nodes=node_sets, q=partition_counts)
 def test_every_node_holds_about_q_over_s_partitions(nodes, q):
     ring = Ring(nodes, q)
@@ -39,7 +39,7 @@ def test_replica_load_is_balanced(nodes, q, n):
     assert all(abs(load - ideal) <= n for load in loads), loads
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(nodes=node_sets, q=partition_counts, key=keys, n=st.integers(1, 7))
 def test_preference_list_is_n_distinct_nodes_clockwise(nodes, q, key, n):
     ring = Ring(nodes, q)
@@ -60,7 +60,7 @@ def test_preference_list_is_n_distinct_nodes_clockwise(nodes, q, key, n):
     assert pref == ring.replicas_of_partition(p, n)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(nodes=node_sets, q=partition_counts, key=keys)
 def test_walk_starts_with_primaries_and_covers_every_node(nodes, q, key):
     ring = Ring(nodes, q)
@@ -70,7 +70,7 @@ def test_walk_starts_with_primaries_and_covers_every_node(nodes, q, key):
         assert walk[:n] == ring.preference_list(key, n)
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(nodes=node_sets, q=partition_counts, key=keys, seed=st.integers(0, 2**32))
 def test_ring_is_deterministic_from_membership_alone(nodes, q, key, seed):
     shuffled = list(nodes)

@@ -1,0 +1,73 @@
+"""Opaque contexts: round trip, and every malformed, tampered or foreign one is a ContextError
+that leaves stored state untouched; bad write arguments are ValueErrors."""
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from targets.dynamo.versioning import ContextError, for_mode
+from targets.dynamo.versioning.context import ClockEntry, decode_context, encode_context
+from tests.test_versioning import ALL, blind_writes
+
+
+@pytest.mark.parametrize("mode", ALL)
+def test_context_round_trips_the_clock(mode):
+    v = for_mode(mode)
+    obj = blind_writes(v, [1, 2], ["n1", "n2"])
+    assert decode_context(v.context(obj), mode) == v.clock(obj)
+
+
+def tampered_contexts(mode):
+    good = encode_context(mode, [ClockEntry("n1", 3, 100.0)])
+    body, check = good.split(".")
+    flipped = ("A" if body[5] != "A" else "B")
+    yield "", "form"
+    yield "not-a-context", "form"
+    yield good + "x", "checksum"
+    yield body[:5] + flipped + body[6:] + "." + check, None
+    yield body + "." + check[::-1], "checksum"
+    yield "!!!." + check, None
+    yield encode_context("lww" if mode != "lww" else "dvv", [ClockEntry("n1", 1, 1.0)]), "mode"
+    yield encode_context(mode, [ClockEntry("n1", 0, 1.0)]), "counter"
+    yield encode_context(mode, [ClockEntry("", 1, 1.0)]), "node"
+    yield encode_context(mode, [ClockEntry("n1", 1, 1.0), ClockEntry("n1", 2, 1.0)]), "twice"
+    yield "x" * 70_000, "too long"
+
+
+@pytest.mark.parametrize("mode", ALL)
+def test_malformed_context_raises_and_leaves_state_untouched(mode):
+    v = for_mode(mode)
+    obj = blind_writes(v, ["a", "b"], ["n1", "n2"])
+    before = v.to_json(obj)
+    for bad, reason in tampered_contexts(mode):
+        with pytest.raises(ContextError, match=reason):
+            v.write(obj, bad, "evil", "n1", 500.0)
+        assert v.to_json(obj) == before
+    assert isinstance(ContextError("x"), ValueError)
+    with pytest.raises(ContextError):
+        v.write(obj, 42, "evil", "n1", 500.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(max_size=80) | st.from_regex(r"[A-Za-z0-9_-]{1,40}\.[A-Za-z0-9_-]{8}",
+                                                  fullmatch=True))
+def test_random_contexts_only_ever_raise_context_error(text):
+    v = for_mode("dvv")
+    try:
+        v.write(v.empty(), text, 1, "n1", 1.0)
+    except ContextError:
+        pass
+
+
+@pytest.mark.parametrize("mode", ALL)
+def test_bad_write_arguments_are_value_errors(mode):
+    v = for_mode(mode)
+    with pytest.raises(ValueError, match="JSON"):
+        v.write(v.empty(), None, {1, 2}, "n1", 1.0)
+    with pytest.raises(ValueError, match="coordinator"):
+        v.write(v.empty(), None, 1, "", 1.0)
+    with pytest.raises(ValueError):
+        v.write(v.empty(), None, 1, "n1", float("nan"))
+    with pytest.raises(ValueError):
+        v.merge(v.empty(), for_mode("lww" if mode != "lww" else "dvv").empty())
