@@ -437,3 +437,13 @@ def test_json_round_trip_and_digest_identity(mode, data):
 def test_from_json_rejects_malformed_objects(mode, junk):
     with pytest.raises(ValueError):
         for_mode(mode).from_json(junk)
+
+
+@pytest.mark.parametrize("mode", ALL)
+def test_state_equality_follows_json_not_python_equality(mode):
+    """1, 1.0 and true are different values to a JSON client: objects and digests must agree."""
+    v = for_mode(mode)
+    states = [v.write(v.empty(), None, value, "n1", 100.0) for value in (1, 1.0, True)]
+    for i, a in enumerate(states):
+        for j, b in enumerate(states):
+            assert (a == b) == (i == j) == (v.digest(a) == v.digest(b))

@@ -25,7 +25,7 @@ import bisect
 import hashlib
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 from .context import ClockEntry, ContextError, decode_context, encode_context
@@ -122,19 +122,27 @@ def prefix_minus(upto: int, holes: Iterable[int]) -> Ranges:
 
 @dataclass(frozen=True)
 class Sibling:
-    """One kept version: the write's dot ``(node, counter)``, its time, and value or TOMBSTONE."""
+    """One kept version: the write's dot ``(node, counter)``, its time, and value or TOMBSTONE.
+
+    Compared by canonical JSON of the value, so ``1``, ``1.0`` and ``true`` differ here
+    exactly as they do in digests.
+    """
 
     node: str
     counter: int
     ts: float
-    value: Any
+    value: Any = field(compare=False)
+    vkey: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vkey", value_key(self.value))
 
     @property
     def is_tombstone(self) -> bool:
         return self.value is TOMBSTONE
 
     def sort_key(self) -> tuple:
-        return (self.node, self.counter, self.ts, value_key(self.value))
+        return (self.node, self.counter, self.ts, self.vkey)
 
 
 @dataclass(frozen=True)
@@ -287,7 +295,7 @@ class CausalVersioning:
         """Live sibling values, oldest write first (ties by dot)."""
         self._check(obj)
         live = [s for s in obj.siblings if not s.is_tombstone]
-        live.sort(key=lambda s: (s.ts, s.node, s.counter, value_key(s.value)))
+        live.sort(key=lambda s: (s.ts, s.node, s.counter, s.vkey))
         return [s.value for s in live]
 
     def sibling_count(self, obj: CausalObj) -> int:

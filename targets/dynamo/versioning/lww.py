@@ -13,7 +13,7 @@ discarded even though it was acknowledged.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .causal import TOMBSTONE, check_write_args, state_digest, value_key
@@ -24,13 +24,17 @@ from .context import ClockEntry, decode_context, encode_context
 class LwwVersion:
     """The one version kept: value (or TOMBSTONE), coordinator timestamp and name."""
 
-    value: Any
+    value: Any = field(compare=False)
     ts: float
     node: str
+    vkey: str = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vkey", value_key(self.value))
 
     def rank(self) -> tuple[float, str, str]:
         """Total order deciding the winner: timestamp, then node, then value."""
-        return (self.ts, self.node, value_key(self.value))
+        return (self.ts, self.node, self.vkey)
 
 
 @dataclass(frozen=True)
