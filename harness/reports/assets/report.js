@@ -1,0 +1,328 @@
+/* dynharness run report: timeline, latency, throughput and sibling charts on <canvas>, no libraries.
+   Data: the JSON in #run-data (harness/reports/html.py build_run_model). */
+(function () {
+  'use strict';
+  var M = JSON.parse(document.getElementById('run-data').textContent);
+  var O = M.ops, N = O.t0.length;
+  var OUT_COL = ['#3f9e5a', '#d9534f', '#e0a526', '#8a8f98'];
+  var NODE_COL = ['#2f6fdf', '#d9534f', '#3f9e5a', '#9c4fd6', '#e0a526', '#17a2b8', '#e83e8c', '#6c757d', '#795548', '#20c997'];
+  var FAULT_COL = {partition: 'rgba(217,83,79,0.13)', clock: 'rgba(47,111,223,0.13)', crash: 'rgba(30,30,30,0.13)',
+    pause: 'rgba(156,79,214,0.13)', link: 'rgba(224,165,38,0.16)', wipe: 'rgba(30,30,30,0.2)'};
+  var END = Math.max(M.end_ms || 0, 1);
+  var view = {t0: 0, t1: END};
+  var keyFilter = -1, colourBy = 'outcome', highlight = null;
+  var listeners = [];
+  var tip = document.getElementById('tip');
+
+  function faultCol(kind) { return FAULT_COL[kind] || 'rgba(120,120,120,0.13)'; }
+  function nodeCol(i) { return NODE_COL[i % NODE_COL.length]; }
+  function setView(a, b) {
+    var span = Math.max(b - a, 0.05);
+    if (span > END * 1.05) { a = 0; span = END; }
+    a = Math.max(-END * 0.02, Math.min(a, END - span * 0.1));
+    view = {t0: a, t1: a + span};
+    listeners.forEach(function (f) { f(); });
+  }
+  function fmtT(ms, span) {
+    var s = ms / 1000;
+    return span < 50 ? s.toFixed(3) + 's' : span < 2000 ? s.toFixed(2) + 's' : s.toFixed(1) + 's';
+  }
+  function lowerBound(arr, idxs, v, lo, hi) { // first position p in idxs[lo..hi) with arr[idxs[p]] >= v
+    while (lo < hi) { var mid = (lo + hi) >> 1; if (arr[idxs[mid]] < v) lo = mid + 1; else hi = mid; }
+    return lo;
+  }
+  function niceTicks(a, b, n) {
+    var span = b - a, step = Math.pow(10, Math.floor(Math.log10(span / n)));
+    [1, 2, 5, 10].some(function (m) { if (span / (step * m) <= n) { step *= m; return true; } return false; });
+    var out = [], t = Math.ceil(a / step) * step;
+    for (var i = 0; t <= b && i < 100; i++, t += step) out.push(t);
+    return out;
+  }
+
+  /* ---------- canvas helper ---------- */
+  function setupCanvas(cv, cssH) {
+    var dpr = window.devicePixelRatio || 1, w = cv.parentElement.clientWidth || 800;
+    cv.style.height = cssH + 'px';
+    cv.width = Math.round(w * dpr); cv.height = Math.round(cssH * dpr);
+    var g = cv.getContext('2d'); g.setTransform(dpr, 0, 0, dpr, 0, 0);
+    return {g: g, w: w, h: cssH};
+  }
+
+  /* ---------- indexes ---------- */
+  var rowOf = new Map();
+  var lanes = M.lanes.map(function () { return []; });
+  for (var i = 0; i < N; i++) {
+    rowOf.set(O.inv[i], i); if (O.comp[i] >= 0) rowOf.set(O.comp[i], i);
+    lanes[O.lane[i]].push(i);
+  }
+  var allRows = new Array(N); for (i = 0; i < N; i++) allRows[i] = i; // invoke order = t0 order
+
+  /* ---------- timeline ---------- */
+  var tl = document.getElementById('tl-canvas');
+  var LEFT = 64, TOP = 22, NEM_H = 18;
+  var laneH = Math.max(5, Math.min(22, Math.floor(520 / Math.max(1, lanes.length))));
+  var tlGeom = null;
+  function xOf(t, w) { return LEFT + (t - view.t0) / (view.t1 - view.t0) * (w - LEFT - 8); }
+  function tOf(x, w) { return view.t0 + (x - LEFT) / (w - LEFT - 8) * (view.t1 - view.t0); }
+
+  function drawTimeline() {
+    var hgt = TOP + NEM_H + 6 + lanes.length * laneH + 8;
+    var c = setupCanvas(tl, hgt), g = c.g, w = c.w;
+    tlGeom = c;
+    g.clearRect(0, 0, w, hgt);
+    g.font = '11px system-ui, sans-serif'; g.textBaseline = 'middle';
+    // axis
+    var span = view.t1 - view.t0;
+    g.fillStyle = '#5f6b7a'; g.strokeStyle = '#eceff3';
+    niceTicks(view.t0, view.t1, Math.max(2, Math.floor((w - LEFT) / 90))).forEach(function (t) {
+      var x = xOf(t, w); g.beginPath(); g.moveTo(x, TOP - 4); g.lineTo(x, hgt); g.stroke(); if (x < w - 40) g.fillText(fmtT(t, span), x + 2, 9);
+    });
+    // fault windows
+    M.windows.forEach(function (win) {
+      var x0 = Math.max(LEFT, xOf(win.start, w)), x1 = Math.min(w - 8, xOf(win.end, w));
+      if (x1 < LEFT || x0 > w) return;
+      g.fillStyle = faultCol(win.kind); g.fillRect(x0, TOP, Math.max(2, x1 - x0), hgt - TOP);
+      g.fillStyle = win.failed ? '#a12a25' : '#1d2330';
+      g.fillText(win.kind + (win.failed ? ' (failed)' : ''), x0 + 3, TOP + NEM_H / 2);
+    });
+    g.fillStyle = '#1d2330'; g.fillText('nemesis', 4, TOP + NEM_H / 2);
+    // lanes
+    var drawn = 0, hl = 0, y0 = TOP + NEM_H + 6;
+    for (var L = 0; L < lanes.length; L++) {
+      var y = y0 + L * laneH, idx = lanes[L];
+      if (L % 2 === 0) { g.fillStyle = 'rgba(0,0,0,0.025)'; g.fillRect(LEFT, y, w - LEFT, laneH); }
+      if (laneH >= 9) { g.fillStyle = '#5f6b7a'; g.fillText(M.lanes[L], 4, y + laneH / 2); }
+      var p = Math.max(0, lowerBound(O.t0, idx, view.t0, 0, idx.length) - 1);
+      for (; p < idx.length; p++) {
+        var r = idx[p];
+        if (O.t0[r] > view.t1) break;
+        if (O.t1[r] < view.t0) continue;
+        if (keyFilter >= 0 && O.key[r] !== keyFilter) continue;
+        var x0 = Math.max(LEFT, xOf(O.t0[r], w)), x1 = Math.min(w - 8, xOf(O.t1[r], w));
+        var bw = Math.max(1, x1 - x0);
+        g.fillStyle = colourBy === 'node' ? nodeCol(O.node[r]) : OUT_COL[O.type[r]];
+        g.globalAlpha = highlight && !highlight.has(r) ? 0.35 : 1;
+        g.fillRect(x0, y + 1, bw, laneH - 2);
+        drawn++;
+        if (bw > 46 && laneH >= 11) {
+          g.fillStyle = '#fff'; g.save(); g.beginPath(); g.rect(x0, y, bw, laneH); g.clip();
+          g.fillText(M.fs[O.f[r]] + ' ' + O.value[r] + ' @' + M.nodes[O.node[r]], x0 + 3, y + laneH / 2); g.restore();
+        }
+      }
+    }
+    g.globalAlpha = 1;
+    if (highlight) {
+      highlight.forEach(function (r) {
+        if (O.t1[r] < view.t0 || O.t0[r] > view.t1) return;
+        var y = y0 + O.lane[r] * laneH, x0 = xOf(O.t0[r], w), x1 = xOf(O.t1[r], w);
+        g.strokeStyle = '#111'; g.lineWidth = 2; g.strokeRect(x0 - 1, y - 0.5, Math.max(3, x1 - x0) + 2, laneH + 1);
+        g.fillStyle = '#111'; g.beginPath(); g.moveTo(x0, y - 1); g.lineTo(x0 - 4, y - 7); g.lineTo(x0 + 4, y - 7); g.fill();
+        hl++;
+      });
+      g.lineWidth = 1;
+    }
+    tl.dataset.drawn = String(drawn); tl.dataset.highlighted = String(hl);
+    document.getElementById('tl-range').textContent = fmtT(view.t0, span) + ' – ' + fmtT(view.t1, span) + ' · ' + drawn + ' ops drawn';
+  }
+
+  function opAt(mx, my) {
+    if (!tlGeom) return null;
+    var y0 = TOP + NEM_H + 6, L = Math.floor((my - y0) / laneH);
+    if (my >= TOP && my < TOP + NEM_H) {
+      var t = tOf(mx, tlGeom.w);
+      for (var k = 0; k < M.windows.length; k++) if (M.windows[k].start <= t && t <= M.windows[k].end) return {win: M.windows[k]};
+      return null;
+    }
+    if (L < 0 || L >= lanes.length) return null;
+    var idx = lanes[L], t2 = tOf(mx, tlGeom.w), tol = 3 * (view.t1 - view.t0) / tlGeom.w;
+    var p = lowerBound(O.t0, idx, t2 - tol, 0, idx.length);
+    for (var q = Math.max(0, p - 2); q < Math.min(idx.length, p + 3); q++) {
+      var r = idx[q];
+      if (keyFilter >= 0 && O.key[r] !== keyFilter) continue;
+      if (O.t0[r] - tol <= t2 && t2 <= O.t1[r] + tol) return {row: r};
+    }
+    return null;
+  }
+  function describe(r) {
+    var lines = ['op ' + O.inv[r] + (O.comp[r] >= 0 ? ' → ' + O.comp[r] : ' (never completed)'),
+      M.fs[O.f[r]] + ' ' + (O.key[r] >= 0 ? M.keys[O.key[r]] : '') + ' → ' + M.outcomes[O.type[r]],
+      'value: ' + (O.value[r] || '-'), 'node: ' + M.nodes[O.node[r]] + '   process: ' + O.proc[r] + '   session: ' + M.lanes[O.lane[r]],
+      'invoked ' + (O.t0[r] / 1000).toFixed(3) + ' s, took ' + (O.t1[r] - O.t0[r]).toFixed(1) + ' ms'];
+    if (O.sib[r] >= 0) lines.push('siblings: ' + O.sib[r]);
+    var full = M.proof_ops[String(O.comp[r])];
+    if (full && full.error) lines.push('error: ' + full.error);
+    return lines.join('\n');
+  }
+  tl.addEventListener('mousemove', function (e) {
+    var rc = tl.getBoundingClientRect(), hit = opAt(e.clientX - rc.left, e.clientY - rc.top);
+    if (drag) { var dt = (e.clientX - drag.x) / (tlGeom.w - LEFT - 8) * (drag.v.t1 - drag.v.t0); setView(drag.v.t0 - dt, drag.v.t1 - dt); tip.style.display = 'none'; return; }
+    if (!hit) { tip.style.display = 'none'; return; }
+    tip.textContent = hit.win ? (hit.win.kind + (hit.win.failed ? ' (FAILED)' : '') + ' ' + (hit.win.start / 1000).toFixed(2) + '–' + (hit.win.end / 1000).toFixed(2) + ' s\n' + (hit.win.detail || '') + (hit.win.mechanism ? '\nvia ' + hit.win.mechanism : '')) : describe(hit.row);
+    tip.style.display = 'block';
+    tip.style.left = Math.min(window.innerWidth - 490, e.clientX + 14) + 'px'; tip.style.top = (e.clientY + 14) + 'px';
+  });
+  tl.addEventListener('mouseleave', function () { tip.style.display = 'none'; drag = null; });
+  var drag = null;
+  tl.addEventListener('mousedown', function (e) { drag = {x: e.clientX, v: {t0: view.t0, t1: view.t1}}; });
+  window.addEventListener('mouseup', function () { drag = null; });
+  tl.addEventListener('wheel', function (e) {
+    e.preventDefault();
+    var rc = tl.getBoundingClientRect(), t = tOf(e.clientX - rc.left, tlGeom.w), f = Math.pow(1.2, e.deltaY / 100);
+    setView(t - (t - view.t0) * f, t + (view.t1 - t) * f);
+  }, {passive: false});
+  tl.addEventListener('dblclick', function () { setView(0, END); });
+  document.getElementById('tl-reset').addEventListener('click', function () { setView(0, END); });
+  document.querySelectorAll('.tl-window').forEach(function (b) {
+    b.addEventListener('click', function () {
+      var a = +b.dataset.start, z = +b.dataset.end, pad = Math.max(200, (z - a) * 0.1); setView(a - pad, z + pad);
+    });
+  });
+  document.getElementById('tl-key').addEventListener('change', function (e) { keyFilter = +e.target.value; drawTimeline(); });
+  document.getElementById('tl-colour').addEventListener('change', function (e) { colourBy = e.target.value; legend(); drawTimeline(); });
+  function legend() {
+    var el = document.getElementById('tl-legend'), items = colourBy === 'node'
+      ? M.nodes.map(function (n, i) { return [nodeCol(i), n]; })
+      : M.outcomes.map(function (o, i) { return [OUT_COL[i], o]; });
+    Object.keys(FAULT_COL).forEach(function (k) { if (M.windows.some(function (w) { return w.kind === k; })) items.push([FAULT_COL[k].replace(/0\.1\d\)/, '0.45)'), k + ' window']); });
+    el.innerHTML = '';
+    items.forEach(function (it) { var s = document.createElement('span'), i2 = document.createElement('i'); i2.style.background = it[0]; s.appendChild(i2); s.appendChild(document.createTextNode(it[1])); el.appendChild(s); });
+  }
+
+  /* ---------- latency & throughput ---------- */
+  var okLat = [];
+  for (i = 0; i < N; i++) if (O.type[i] === 0) okLat.push(O.t1[i] - O.t0[i]);
+  okLat.sort(function (a, b) { return a - b; });
+  function q(p) { return okLat.length ? okLat[Math.min(okLat.length - 1, Math.max(0, Math.ceil(p * okLat.length) - 1))] : null; }
+  var latMax = 1, latMin = 1e9;
+  for (i = 0; i < N; i++) if (O.type[i] < 3) { var d = O.t1[i] - O.t0[i]; if (d > latMax) latMax = d; if (d > 0 && d < latMin) latMin = d; }
+  latMin = Math.max(0.01, Math.min(latMin, 1));
+  function shadeWindows(g, w, h, top) {
+    M.windows.forEach(function (win) {
+      var x0 = Math.max(LEFT, xOf(win.start, w)), x1 = Math.min(w - 8, xOf(win.end, w));
+      if (x1 >= LEFT && x0 <= w) { g.fillStyle = faultCol(win.kind); g.fillRect(x0, top, Math.max(2, x1 - x0), h - top); }
+    });
+  }
+  function timeAxis(g, w, h) {
+    var span = view.t1 - view.t0; g.fillStyle = '#5f6b7a'; g.font = '11px system-ui, sans-serif'; g.textBaseline = 'alphabetic';
+    niceTicks(view.t0, view.t1, Math.max(2, Math.floor((w - LEFT) / 90))).forEach(function (t) { if (xOf(t, w) < w - 40) g.fillText(fmtT(t, span), xOf(t, w) + 2, h - 3); });
+  }
+  function drawLatency() {
+    var cv = document.getElementById('lat-canvas'), c = setupCanvas(cv, 260), g = c.g, w = c.w, h = c.h - 16;
+    g.clearRect(0, 0, w, c.h); shadeWindows(g, w, h, 0);
+    var ly0 = Math.log10(latMin), ly1 = Math.log10(latMax * 1.2);
+    function yOf(v) { return h - (Math.log10(Math.max(v, latMin)) - ly0) / (ly1 - ly0) * (h - 6); }
+    g.font = '11px system-ui, sans-serif'; g.fillStyle = '#5f6b7a'; g.strokeStyle = '#eceff3';
+    for (var e = Math.ceil(ly0); e <= ly1; e++) { var yy = yOf(Math.pow(10, e)); g.beginPath(); g.moveTo(LEFT, yy); g.lineTo(w, yy); g.stroke(); g.fillText(Math.pow(10, e) + ' ms', 4, yy + 4); }
+    var p = Math.max(0, lowerBound(O.t0, allRows, view.t0, 0, N)), n = 0;
+    for (; p < N && O.t0[p] <= view.t1; p++) {
+      if (O.type[p] === 3 || (keyFilter >= 0 && O.key[p] !== keyFilter)) continue;
+      g.fillStyle = OUT_COL[O.type[p]]; g.fillRect(xOf(O.t0[p], w) - 1, yOf(O.t1[p] - O.t0[p]) - 1, 2.2, 2.2); n++;
+    }
+    var lastY = -100;
+    [[0.999, 'p99.9'], [0.99, 'p99'], [0.5, 'p50']].forEach(function (qq) {
+      var v = q(qq[0]); if (v == null) return; var yy = yOf(v), ly = Math.max(yy - 3, lastY + 12); lastY = ly;
+      g.strokeStyle = '#1d2330'; g.setLineDash([4, 4]); g.beginPath(); g.moveTo(LEFT, yy); g.lineTo(w - 8, yy); g.stroke(); g.setLineDash([]);
+      g.fillStyle = '#1d2330'; g.fillText(qq[1] + ' ' + v.toFixed(1) + ' ms', w - 130, ly);
+    });
+    timeAxis(g, w, c.h); cv.dataset.points = String(n);
+  }
+  function drawThroughput() {
+    var cv = document.getElementById('tp-canvas'), c = setupCanvas(cv, 170), g = c.g, w = c.w, h = c.h - 16;
+    g.clearRect(0, 0, w, c.h); shadeWindows(g, w, h, 0);
+    var T = M.throughput, n = T.ok.length, top = 1;
+    for (var s = 0; s < n; s++) top = Math.max(top, T.ok[s] + T.fail[s] + T.info[s]);
+    g.font = '11px system-ui, sans-serif'; g.fillStyle = '#5f6b7a'; g.fillText(top + '/s', 4, 12); g.fillText('0', 4, h);
+    for (s = 0; s < n; s++) {
+      var x0 = xOf(s * 1000, w), x1 = xOf((s + 1) * 1000, w); if (x1 < LEFT || x0 > w) continue;
+      x0 = Math.max(LEFT, x0); var bw = Math.max(1, x1 - x0 - 1), y = h;
+      [['ok', 0], ['info', 2], ['fail', 1]].forEach(function (k) {
+        var v = T[k[0]][s], bh = v / top * (h - 8); g.fillStyle = OUT_COL[k[1]]; g.fillRect(x0, y - bh, bw, bh); y -= bh;
+      });
+    }
+    timeAxis(g, w, c.h);
+  }
+  function drawBars(cv, pairs, xlabel, colour) {
+    var c = setupCanvas(cv, 200), g = c.g, w = c.w, h = c.h - 18, top = 1;
+    pairs.forEach(function (p) { top = Math.max(top, p[1]); });
+    g.clearRect(0, 0, w, c.h); g.font = '11px system-ui, sans-serif';
+    var n = Math.max(1, pairs.length), bw = Math.min(60, (w - 50) / n - 4);
+    pairs.forEach(function (p, k) {
+      var x = 46 + k * (bw + 4), bh = p[1] / top * (h - 16);
+      g.fillStyle = colour; g.fillRect(x, h - bh, bw, bh);
+      g.fillStyle = '#1d2330'; g.fillText(String(p[1]), x, h - bh - 3); g.fillText(String(p[0]), x + bw / 2 - 3, h + 13);
+    });
+    g.fillStyle = '#5f6b7a'; g.fillText(xlabel, 4, h + 13);
+  }
+  function drawCurve(cv, curve) {
+    var c = setupCanvas(cv, 200), g = c.g, w = c.w, h = c.h - 18, pts = curve.points;
+    var xs = pts.map(function (p) { return p[0]; }), ys = pts.map(function (p) { return p[1]; });
+    var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs), y1 = Math.max(1e-9, Math.max.apply(null, ys)), y0 = Math.min(0, Math.min.apply(null, ys));
+    function X(v) { return 50 + (v - x0) / ((x1 - x0) || 1) * (w - 60); }
+    function Y(v) { return h - (v - y0) / ((y1 - y0) || 1) * (h - 10); }
+    g.clearRect(0, 0, w, c.h); g.font = '11px system-ui, sans-serif'; g.fillStyle = '#5f6b7a';
+    g.fillText(y1.toPrecision(3), 4, 12); g.fillText(String(y0), 4, h); g.fillText(String(x0), 50, h + 14); g.fillText(String(x1), w - 40, h + 14);
+    g.strokeStyle = '#2f6fdf'; g.lineWidth = 2; g.beginPath();
+    pts.forEach(function (p, k) { if (k) g.lineTo(X(p[0]), Y(p[1])); else g.moveTo(X(p[0]), Y(p[1])); }); g.stroke(); g.lineWidth = 1;
+    g.fillStyle = '#2f6fdf'; pts.forEach(function (p) { g.fillRect(X(p[0]) - 2, Y(p[1]) - 2, 4, 4); });
+  }
+
+  /* ---------- anomalies -> timeline ---------- */
+  function cell(tr, text) { var td = document.createElement('td'); td.textContent = text == null ? '' : String(text); tr.appendChild(td); }
+  function zoomTo(r) {
+    var pad = Math.max(END * 0.015, (O.t1[r] - O.t0[r]) * 2, 40);
+    setView(O.t0[r] - pad, O.t1[r] + pad);
+  }
+  function selectAnomaly(id, li) {
+    var a = M.anomalies[id]; if (!a) return;
+    document.querySelectorAll('#anomaly-list li.sel').forEach(function (x) { x.classList.remove('sel'); });
+    if (li) li.classList.add('sel');
+    var rows = new Set(), tmin = Infinity, tmax = -Infinity;
+    a.ops.forEach(function (ix) { var r = rowOf.get(ix); if (r !== undefined) { rows.add(r); tmin = Math.min(tmin, O.t0[r]); tmax = Math.max(tmax, O.t1[r]); } });
+    highlight = rows.size ? rows : null;
+    if (keyFilter >= 0 && a.key != null && M.keys[keyFilter] !== a.key) { keyFilter = -1; document.getElementById('tl-key').value = '-1'; }
+    if (rows.size && tmax - tmin > END * 0.25) {
+      // ops far apart (an add early, the final read at the end): zoom to the first, list the rest as jump targets
+      var first = Array.from(rows).sort(function (x, y) { return O.t0[x] - O.t0[y]; })[0];
+      zoomTo(first);
+    } else if (rows.size) { var pad = Math.max(30, (tmax - tmin) * 0.15); setView(tmin - pad, tmax + pad); } else drawTimeline();
+    var box = document.getElementById('selected-ops'), tb = box.querySelector('tbody');
+    box.classList.remove('hidden'); tb.innerHTML = '';
+    a.ops.forEach(function (ix) {
+      var op = M.proof_ops[String(ix)], tr = document.createElement('tr'); tr.dataset.op = String(ix);
+      if (!op) { cell(tr, ix); cell(tr, '(not in the history)'); tb.appendChild(tr); return; }
+      if (op.type === 'invoke') tr.className = 'inv';
+      var r0 = rowOf.get(ix);
+      if (r0 !== undefined) { tr.title = 'click: zoom the timeline to this op'; tr.style.cursor = 'pointer'; tr.addEventListener('click', function () { zoomTo(r0); }); }
+      var rest = {}; Object.keys(op).forEach(function (k) { if (['index', 'time', 'process', 'type', 'f', 'key', 'value', 'node', 'siblings'].indexOf(k) < 0) rest[k] = op[k]; });
+      [op.index, (op.time / 1e9).toFixed(3), op.process, op.type, op.f, op.key, op.value === undefined ? '' : JSON.stringify(op.value), op.node, op.siblings,
+        Object.keys(rest).length ? JSON.stringify(rest) : ''].forEach(function (v) { cell(tr, v); });
+      tb.appendChild(tr);
+    });
+    document.getElementById('timeline').scrollIntoView({block: 'start'});
+  }
+  document.querySelectorAll('#anomaly-list li').forEach(function (li) {
+    li.addEventListener('click', function () { selectAnomaly(+li.dataset.anomaly, li); });
+  });
+  document.querySelectorAll('.key-show').forEach(function (b) {
+    b.addEventListener('click', function () {
+      var k = M.keys.indexOf(b.dataset.key); keyFilter = k; document.getElementById('tl-key').value = String(k);
+      var a = M.anomalies.filter(function (x) { return x.key === b.dataset.key; })[0];
+      if (a) { selectAnomaly(a.id, document.querySelector('#anomaly-list li[data-anomaly="' + a.id + '"]')); keyFilter = k; document.getElementById('tl-key').value = String(k); drawTimeline(); }
+      else { highlight = null; setView(0, END); }
+      document.getElementById('timeline').scrollIntoView({block: 'start'});
+    });
+  });
+
+  /* ---------- wire up ---------- */
+  listeners.push(drawTimeline, drawLatency, drawThroughput);
+  function drawStatic() {
+    drawBars(document.getElementById('sib-canvas'), M.siblings.histogram, 'siblings', '#2f6fdf');
+    document.querySelectorAll('canvas.curve').forEach(function (cv) { drawCurve(cv, M.staleness[+cv.dataset.curve]); });
+  }
+  legend();
+  setView(0, END);
+  drawStatic();
+  var rt = null;
+  window.addEventListener('resize', function () { clearTimeout(rt); rt = setTimeout(function () { setView(view.t0, view.t1); drawStatic(); }, 120); });
+  document.body.dataset.ready = '1';
+})();

@@ -1,0 +1,262 @@
+"""A run's ``report.html``: one self-contained page that shows a person what went wrong.
+
+``build_run_model`` turns a stored run (``docs/contracts.md`` §4) into the
+JSON the page's script draws from: every client op as compact columns
+(lane, node, f, outcome, start/end ms, key, value), the nemesis windows, the
+anomalies with the full ops that prove them, and pre-computed aggregates
+(throughput, latency quantiles, sibling histogram, divergent versions,
+staleness curves). ``write_run_report`` renders it with the inlined script
+and styles of ``assets/``: no network is needed to view it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.errors import UserError
+from harness.history import History, read_history
+from harness.ops import NEMESIS, Op
+from harness.reports.render import render_page
+
+OUTCOMES = ("ok", "fail", "info", "open")
+#: Nemesis f names that open / close a fault window, by fault kind.
+WINDOW_START = {"start-partition": "partition", "start-clock": "clock", "kill": "crash", "pause": "pause",
+                "start-link": "link", "wipe": "wipe", "start-loss": "link", "start-delay": "link"}
+WINDOW_STOP = {"stop-partition": "partition", "stop-clock": "clock", "start": "crash", "resume": "pause",
+               "stop-link": "link", "stop-loss": "link", "stop-delay": "link"}
+MAX_ANOMALIES = 2000          # listed in the page (the count says how many there were)
+MAX_VALUE_CHARS = 120         # op values longer than this are cut in the timeline data
+QUANTILES = (0.5, 0.95, 0.99, 0.999, 1.0)
+
+
+def _read_json(path: Path, default: Any) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot read: {e}") from None
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= MAX_VALUE_CHARS else text[: MAX_VALUE_CHARS - 1] + "…"
+
+
+def _quantile(sorted_vals: list[float], q: float) -> float | None:
+    if not sorted_vals:
+        return None
+    return sorted_vals[min(len(sorted_vals) - 1, max(0, math.ceil(q * len(sorted_vals)) - 1))]
+
+
+def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
+    """Fault windows [start, end] in ms from the nemesis ops: a start-X opens, stop-X or heal closes.
+
+    A nemesis op whose completion is ``fail`` (refused, or its probe failed)
+    opens nothing; it is kept as a marker so the page shows the attempt.
+    """
+    open_: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for inv, comp in history.pairs():
+        if inv.process != NEMESIS:
+            continue
+        t = (comp or inv).time / 1e6
+        f = inv.f
+        value = comp.value if comp is not None else inv.value
+        if comp is not None and comp.type == "fail":
+            out.append({"kind": WINDOW_START.get(f, f), "f": f, "start": t, "end": t, "failed": True,
+                        "detail": _short(comp.error or value)})
+            continue
+        if f in WINDOW_START:
+            kind = WINDOW_START[f]
+            if kind in open_:
+                open_[kind]["end"] = t
+                out.append(open_.pop(kind))
+            open_[kind] = {"kind": kind, "f": f, "start": t, "end": None, "failed": False, "detail": _short(value),
+                           "mechanism": (comp.get("mechanism") if comp is not None else None)}
+        elif f in WINDOW_STOP or f == "heal":
+            kinds = [WINDOW_STOP[f]] if f in WINDOW_STOP else list(open_)
+            for kind in kinds:
+                if kind in open_:
+                    open_[kind]["end"] = t
+                    out.append(open_.pop(kind))
+    for w in open_.values():
+        w["end"] = end_ms
+        out.append(w)
+    return sorted(out, key=lambda w: w["start"])
+
+
+def _lane_of(op: Op) -> Any:
+    if op.get("final"):
+        return "final"
+    s = op.get("session")
+    return s if isinstance(s, int) and not isinstance(s, bool) and s >= 0 else f"p{op.process}"
+
+
+def build_run_model(run_dir: str | Path) -> dict[str, Any]:
+    """Everything the run page shows, as JSON-able data (see the module docstring)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a run folder")
+    spec = _read_json(run_dir / "spec.json", {})
+    results = _read_json(run_dir / "results.json", None)
+    history = read_history(run_dir / "history.jsonl")
+    pairs = history.pairs()
+    end_ns = max((o.time for o in history.ops), default=0)
+    nodes: dict[str, int] = {}
+    fs: dict[str, int] = {}
+    keys: dict[str, int] = {}
+    lanes_seen: dict[Any, int] = {}
+    cols: dict[str, list[Any]] = {k: [] for k in ("lane", "node", "f", "type", "t0", "t1", "key", "value", "inv", "comp", "proc", "sib")}
+    lat_by_f: dict[str, list[float]] = defaultdict(list)
+    per_sec: dict[int, Counter[str]] = defaultdict(Counter)
+    sib_reads: Counter[int] = Counter()
+    for inv, comp in pairs:
+        if inv.process == NEMESIS:
+            continue
+        lane = _lane_of(inv)
+        outcome = comp.type if comp is not None else "open"
+        t0 = inv.time / 1e6
+        t1 = (comp.time if comp is not None else end_ns) / 1e6
+        node = inv.node or (comp.node if comp is not None else None) or "?"
+        cols["lane"].append(lanes_seen.setdefault(lane, len(lanes_seen)))
+        cols["node"].append(nodes.setdefault(node, len(nodes)))
+        cols["f"].append(fs.setdefault(inv.f, len(fs)))
+        cols["type"].append(OUTCOMES.index(outcome))
+        cols["t0"].append(round(t0, 3))
+        cols["t1"].append(round(t1, 3))
+        cols["key"].append(keys.setdefault(inv.key, len(keys)) if inv.key is not None else -1)
+        shown = comp.value if comp is not None and comp.type == "ok" and comp.value is not None else inv.value
+        cols["value"].append(_short(shown))
+        cols["inv"].append(inv.index)
+        cols["comp"].append(comp.index if comp is not None else -1)
+        cols["proc"].append(inv.process if isinstance(inv.process, int) else -1)
+        sib = comp.siblings if comp is not None else None
+        cols["sib"].append(sib if sib is not None else -1)
+        if comp is not None:
+            per_sec[int(comp.time // 1_000_000_000)][outcome] += 1
+            if outcome == "ok":
+                lat_by_f[inv.f].append(t1 - t0)
+                if inv.f == "read" and sib is not None:
+                    sib_reads[sib] += 1
+    lane_names = sorted(lanes_seen, key=lambda x: (isinstance(x, str), x if isinstance(x, int) else 0, str(x)))
+    remap = {lanes_seen[name]: i for i, name in enumerate(lane_names)}
+    cols["lane"] = [remap[x] for x in cols["lane"]]
+    windows = fault_windows(history, end_ns / 1e6)
+    secs = range(0, int(end_ns // 1_000_000_000) + 1)
+    throughput = {o: [per_sec[s][o] for s in secs] for o in ("ok", "fail", "info")}
+    quantiles = []
+    for f, lats in sorted(lat_by_f.items()):
+        lats.sort()
+        quantiles.append({"f": f, "count": len(lats), **{f"q{q}": _quantile(lats, q) for q in QUANTILES}})
+    all_lat = sorted(x for v in lat_by_f.values() for x in v)
+    if all_lat:
+        quantiles.append({"f": "all", "count": len(all_lat), **{f"q{q}": _quantile(all_lat, q) for q in QUANTILES}})
+    total_reads = sum(sib_reads.values())
+    divergent = [{"versions": label, "reads": n, "share": n / total_reads if total_reads else 0.0}
+                 for label, n in (("1", sib_reads[1]), ("2", sib_reads[2]), ("3", sib_reads[3]),
+                                  ("4+", sum(v for k, v in sib_reads.items() if k >= 4)))]
+    checkers, anomalies, proof_ops = _results_model(results or {}, history)
+    return {
+        "name": spec.get("name") or run_dir.parent.name, "run_dir": str(run_dir), "spec": spec,
+        "verdict": (results or {}).get("verdict", "unknown"), "has_results": results is not None,
+        "summary": (results or {}).get("summary", {}), "checkers": checkers, "anomalies": anomalies[:MAX_ANOMALIES],
+        "anomaly_count": len(anomalies), "proof_ops": proof_ops, "warnings": list(history.warnings),
+        "ops": cols, "lanes": [str(x) for x in lane_names], "nodes": list(nodes), "fs": list(fs),
+        "keys": [k for k in keys], "outcomes": list(OUTCOMES), "windows": windows, "end_ms": end_ns / 1e6,
+        "throughput": throughput, "quantiles": quantiles,
+        "siblings": {"histogram": sorted(([k, v] for k, v in sib_reads.items()), key=lambda kv: kv[0]),
+                     "divergent": divergent, "reads": total_reads},
+        "staleness": _curves((results or {}).get("checkers", {}).get("staleness", {}).get("details", {})),
+        "history_ops": len(history.ops),
+    }
+
+
+def _results_model(results: Mapping[str, Any], history: History) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
+    """Checker rows, the anomaly list, and the full JSON of every op an anomaly cites (by index)."""
+    checkers, anomalies = [], []
+    proof: dict[str, Any] = {}
+    by_index = {o.index: o for o in history.ops}
+    for name, res in (results.get("checkers") or {}).items():
+        res = res or {}
+        details = res.get("details") or {}
+        checkers.append({"name": name, "verdict": res.get("verdict", "unknown"), "reason": res.get("reason"),
+                         "counts": res.get("counts") or {}, "seconds": res.get("seconds"),
+                         "anomalies": len(res.get("anomalies") or ()), "details": _trim(details),
+                         "per_key": _per_key(details) if name.startswith("linear") else []})
+        for a in res.get("anomalies") or ():
+            aid = len(anomalies)
+            ops = [i for i in (a.get("ops") or []) if isinstance(i, int)]
+            anomalies.append({"id": aid, "checker": name, "kind": a.get("kind", name), "description": a.get("description", ""),
+                              "ops": ops, "key": a.get("key"), "time": a.get("time")})
+            if aid < MAX_ANOMALIES:
+                for i in ops[:200]:
+                    if i in by_index and str(i) not in proof:
+                        proof[str(i)] = by_index[i].to_json()
+    return checkers, anomalies, proof
+
+
+def _per_key(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-key linearizability rows from the checker's details (``keys``/``per_key`` mapping key -> info)."""
+    table = details.get("keys") or details.get("per_key") or {}
+    out = []
+    if isinstance(table, Mapping):
+        for k, info in table.items():
+            info = info if isinstance(info, Mapping) else {"verdict": info}
+            out.append({"key": k, "verdict": info.get("verdict", "?"),
+                        "info": {kk: vv for kk, vv in info.items() if kk != "verdict"}})
+    order = {"invalid": 0, "unknown": 1}
+    return sorted(out, key=lambda r: (order.get(str(r["verdict"]), 2), str(r["key"])))[:500]
+
+
+def _trim(value: Any, depth: int = 0) -> Any:
+    """Checker details cut to a size a page can show (long lists are cut, with a note)."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        out = {str(k): _trim(v, depth + 1) for k, v in items[:200]}
+        if len(items) > 200:
+            out["…"] = f"{len(items) - 200} more entries"
+        return out
+    if isinstance(value, (list, tuple)):
+        cut = [_trim(v, depth + 1) for v in value[:200]]
+        return cut + ([f"… {len(value) - 200} more"] if len(value) > 200 else [])
+    return value
+
+
+def _curves(details: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Numeric curves in the staleness checker's details: lists of [x, y] pairs or {x: y} mappings."""
+    out = []
+
+    def visit(name: str, v: Any) -> None:
+        if isinstance(v, list) and v and all(isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, (int, float)) for x in p) for p in v):
+            out.append({"name": name, "points": [[float(x), float(y)] for x, y in v]})
+        elif isinstance(v, list) and v and all(isinstance(p, Mapping) for p in v) and {"x", "y"} <= set(v[0]):
+            out.append({"name": name, "points": [[float(p["x"]), float(p["y"])] for p in v]})
+        elif isinstance(v, Mapping):
+            try:
+                pts = sorted((float(k), float(x)) for k, x in v.items())
+            except (TypeError, ValueError):
+                for k, x in v.items():
+                    visit(f"{name}.{k}" if name else str(k), x)
+                return
+            if len(pts) >= 2:
+                out.append({"name": name, "points": [list(p) for p in pts]})
+
+    visit("", details)
+    return out[:12]
+
+
+def write_run_report(run_dir: str | Path) -> Path:
+    """(Re)write ``report.html`` in a run folder and return its path. Called by the runner after each run."""
+    model = build_run_model(run_dir)
+    page = render_page("run.html.j2", m=model, title=f"run {model['name']}")
+    out = Path(run_dir) / "report.html"
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out

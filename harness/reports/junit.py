@@ -1,0 +1,57 @@
+"""``junit.xml``: a campaign as JUnit test cases, so any CI shows which cell broke which expectation.
+
+One ``<testcase>`` per cell for "the run completed" and one per (cell,
+expectation); a broken expectation is a ``<failure>`` whose message names the
+actual value, a cell that could not run is an ``<error>``.
+"""
+from __future__ import annotations
+
+from typing import Any
+from xml.etree import ElementTree as ET
+
+from harness.reports.summary import METRICS, fmt_metric
+
+
+def campaign_junit(camp: Any) -> str:
+    """JUnit XML text of a CampaignRun (one testsuite named after the campaign)."""
+    suite = ET.Element("testsuite", name=f"dynharness.{camp.defn.name}")
+    tests = failures = errors = skipped = 0
+    total_time = 0.0
+    for c in camp.defn.cells:
+        r = camp.cells[c.id]
+        cls = f"{camp.defn.name}.{c.id}"
+        secs = r.seconds or 0.0
+        total_time += secs
+        run_case = ET.SubElement(suite, "testcase", classname=cls, name="run", time=f"{secs:.1f}")
+        tests += 1
+        props = ET.SubElement(run_case, "properties")
+        for k, v in c.labels.items():
+            ET.SubElement(props, "property", name=k, value=str(v))
+        ET.SubElement(props, "property", name="verdict", value=str(r.verdict))
+        ET.SubElement(props, "property", name="run_dir", value=str(r.run_dir))
+        for k, _, _ in METRICS:
+            if r.metrics.get(k) is not None:
+                ET.SubElement(props, "property", name=k, value=fmt_metric(k, r.metrics[k]))
+        if r.state == "pending":
+            ET.SubElement(run_case, "skipped", message="cell not run")
+            skipped += 1
+        elif r.state != "done":
+            el = ET.SubElement(run_case, "error", message=f"{r.state}: {r.error or ''}", type=r.state)
+            el.text = r.error or r.state
+            errors += 1
+        for e in r.expectations:
+            tests += 1
+            case = ET.SubElement(suite, "testcase", classname=cls, name=f"expect {e['expect']}", time="0")
+            if not e["ok"]:
+                failures += 1
+                el = ET.SubElement(case, "failure", message=e["message"], type="expectation")
+                el.text = f"cell {c.id}: {e['expect']}: {e['message']} (run: {r.run_dir})"
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", str(skipped))
+    suite.set("time", f"{total_time:.1f}")
+    root = ET.Element("testsuites")
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,0 +1,48 @@
+"""``summary.md``: a campaign's results as Markdown, for a CI job summary or the README.
+
+GitHub Actions shows it when appended to ``$GITHUB_STEP_SUMMARY``; the
+integrator pastes it into the README. Broken expectations come first, so a
+red build says why at the top.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from harness.reports.summary import METRICS, expectation_text, label_axes, rows
+
+
+def _esc(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def campaign_markdown(camp: Any, *, title_level: int = 2) -> str:
+    """Markdown of a CampaignRun: status line, broken expectations, then the per-cell table."""
+    all_rows = rows(camp)
+    axes = label_axes(all_rows)
+    h = "#" * title_level
+    done = sum(1 for r in all_rows if r.state == "done")
+    broken = camp.broken()
+    code = camp.exit_code()
+    status = {0: "all expectations hold", 1: f"{len(broken)} expectation(s) broken", 3: "some cells did not run",
+              130: "interrupted"}.get(code, f"exit {code}")
+    out = [f"{h} Campaign `{camp.defn.name}`: {status}", ""]
+    if camp.defn.description:
+        out += [camp.defn.description.strip(), ""]
+    out += [f"{done}/{len(all_rows)} cells finished; started {camp.started}"
+            + (f", finished {camp.finished}" if camp.finished else "") + f"; folder `{camp.dir}`.", ""]
+    failed = [r for r in all_rows if r.state in ("error", "timeout", "interrupted")]
+    if broken or failed:
+        out += [f"{h}# What broke", ""]
+        for cid, e in broken:
+            out.append(f"- **{_esc(cid)}**: `{_esc(e['expect'])}` — {_esc(e['message'])}")
+        for r in failed:
+            out.append(f"- **{_esc(r.cell)}**: {r.state}: {_esc(r.error or '')}")
+        out.append("")
+    head = ["cell", *axes, "state", "verdict", *(t for _, t, _ in METRICS), "expectations"]
+    out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in all_rows:
+        vals = [r.cell, *(r.labels.get(a, "") for a in axes), r.state, r.verdict or "-", *r.cells_text(),
+                expectation_text(r)]
+        out.append("| " + " | ".join(_esc(v) for v in vals) + " |")
+    out += ["", "Columns: " + "; ".join(f"**{t}** {d}" for _, t, d in METRICS) + "."]
+    return "\n".join(out) + "\n"

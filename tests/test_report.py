@@ -1,0 +1,149 @@
+"""Run reports, campaign pages, the report/serve commands: built from synthetic run folders."""
+from __future__ import annotations
+
+import json
+import re
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.errors import UserError
+from harness.history import History
+from harness.ops import Op
+from harness.reports.html import build_run_model, fault_windows, write_run_report
+from harness.reports.synthetic import write_synthetic_run
+
+
+@pytest.fixture(scope="module")
+def cart_run(tmp_path_factory):
+    return write_synthetic_run(tmp_path_factory.mktemp("h") / "cart-test" / "20260101T000000", ops=600, seed=3)
+
+
+@pytest.fixture(scope="module")
+def register_run(tmp_path_factory):
+    return write_synthetic_run(tmp_path_factory.mktemp("h") / "reg-test" / "20260101T000000", workload="register",
+                               ops=600, seed=4)
+
+
+def test_model_lists_every_anomaly_with_the_ops_that_prove_it(cart_run):
+    m = build_run_model(cart_run)
+    results = json.loads((cart_run / "results.json").read_text())
+    lost = results["checkers"]["lost-writes"]["anomalies"]
+    assert m["verdict"] == "invalid" and m["anomaly_count"] == len(lost) > 0
+    for a in m["anomalies"]:
+        for i in a["ops"]:
+            assert m["proof_ops"][str(i)]["index"] == i
+    # the add the first anomaly cites is drawn on the timeline (its invoke index is a row)
+    assert lost[0]["ops"][0] in m["ops"]["inv"]
+
+
+def test_model_timeline_columns_and_aggregates_match_the_history(cart_run):
+    m = build_run_model(cart_run)
+    lines = [json.loads(x) for x in (cart_run / "history.jsonl").read_text().splitlines()]
+    client_invokes = [o for o in lines if o["process"] != "nemesis" and o["type"] == "invoke"]
+    completions = [o for o in lines if o["process"] != "nemesis" and o["type"] != "invoke"]
+    cols = m["ops"]
+    assert len(cols["t0"]) == len(client_invokes)
+    assert all(len(v) == len(cols["t0"]) for v in cols.values())
+    assert all(a <= b for a, b in zip(cols["t0"], cols["t1"]))
+    assert sum(map(sum, m["throughput"].values())) == len(completions)
+    assert m["lanes"][-1] == "final" and set(m["lanes"][:-1]) == {str(i) for i in range(5)}
+    ok_reads = [o for o in completions if o["f"] == "read" and o["type"] == "ok" and "siblings" in o]
+    assert m["siblings"]["reads"] == len(ok_reads) == sum(d["reads"] for d in m["siblings"]["divergent"])
+    assert [w["kind"] for w in m["windows"]] == ["partition"] and m["windows"][0]["start"] < m["windows"][0]["end"]
+
+
+def test_fault_windows_heal_closes_everything_and_failed_faults_are_marked():
+    ms = 1_000_000
+    ops = [Op(0, 1 * ms, "nemesis", "invoke", "start-partition", value={}),
+           Op(1, 2 * ms, "nemesis", "info", "start-partition", value={"n1": "cut"}),
+           Op(2, 3 * ms, "nemesis", "invoke", "kill", value=["n2"]),
+           Op(3, 4 * ms, "nemesis", "info", "kill", value={"n2": "killed"}),
+           Op(4, 5 * ms, "nemesis", "invoke", "start-clock", value={}),
+           Op(5, 6 * ms, "nemesis", "fail", "start-clock", error="libfaketime missing"),
+           Op(6, 9 * ms, "nemesis", "invoke", "heal"),
+           Op(7, 10 * ms, "nemesis", "info", "heal")]
+    w = fault_windows(History.of(ops), 20.0)
+    assert [(x["kind"], x["start"], x["end"], x["failed"]) for x in w] == [
+        ("partition", 2.0, 10.0, False), ("crash", 4.0, 10.0, False), ("clock", 6.0, 6.0, True)]
+
+
+def test_report_is_one_self_contained_file(cart_run):
+    page = write_run_report(cart_run).read_text()
+    assert '<span class="verdict invalid" id="verdict">invalid</span>' in page
+    assert not re.search(r"""<(script|link|img)[^>]+(src|href)=["']?(https?:)?//""", page)
+    assert "<link" not in page and "@import" not in page
+    assert page.count("<script") == page.count("</script>") == 2
+
+
+def test_values_from_the_history_cannot_break_out_of_the_page(tmp_path):
+    run = write_synthetic_run(tmp_path / "x" / "1", ops=50, seed=9)
+    lines = (run / "history.jsonl").read_text().splitlines()
+    evil = json.loads(lines[0])
+    evil["value"] = "</script><script>alert(1)</script>"
+    lines[0] = json.dumps(evil)
+    (run / "history.jsonl").write_text("\n".join(lines) + "\n")
+    page = write_run_report(run).read_text()
+    assert page.count("</script>") == 2 and "alert(1)" in page  # present, but only as escaped JSON
+
+
+def test_register_report_has_the_per_key_drill_down(register_run):
+    m = build_run_model(register_run)
+    lin = next(c for c in m["checkers"] if c["name"] == "linearizable")
+    assert lin["per_key"][0]["verdict"] == "invalid"   # invalid keys first
+    assert m["staleness"] and all(len(c["points"]) >= 2 for c in m["staleness"])
+    page = write_run_report(register_run).read_text()
+    assert 'id="per-key-table"' in page and 'id="staleness"' in page
+
+
+def test_report_of_an_interrupted_run_without_results(tmp_path):
+    run = write_synthetic_run(tmp_path / "x" / "1", ops=50, seed=2)
+    (run / "results.json").unlink()
+    page = write_run_report(run).read_text()
+    assert "No results.json" in page and 'id="verdict">unknown<' in page
+
+
+def test_report_command_run_campaign_and_bad_dir(tmp_path, capsys):
+    from harness.campaign import parse_campaign, run_campaign
+    from tests.test_campaign import FakeRunner
+
+    run = write_synthetic_run(tmp_path / "t" / "1", ops=50, seed=1)
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").is_file()
+    camp = run_campaign(parse_campaign({"name": "c", "matrix": {"mode": ["lww", "vclock"]}}), histories=tmp_path,
+                        runner=FakeRunner(tmp_path))
+    (camp.dir / "index.html").unlink()
+    assert main(["report", str(camp.dir), "--runs"]) == 0
+    assert (camp.dir / "index.html").is_file()
+    capsys.readouterr()
+    assert main(["report", str(tmp_path / "nothing")]) == 3
+    assert "no such folder" in capsys.readouterr().err
+    with pytest.raises(UserError, match="neither a run folder"):
+        from harness.cli.report import rebuild
+        rebuild(tmp_path)
+
+
+def test_serve_lists_runs_and_builds_missing_reports_on_loopback(tmp_path):
+    from harness.cli.serve import make_server
+
+    run = write_synthetic_run(tmp_path / "demo" / "20260101T000000", ops=50, seed=1)
+    srv = make_server(tmp_path, 0)
+    host, port = srv.server_address[:2]
+    assert host == "127.0.0.1"
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        index = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
+        assert "demo/20260101T000000/report.html" in index and "invalid" in index
+        assert not (run / "report.html").exists()
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/demo/20260101T000000/report.html", timeout=10).read().decode()
+        assert 'id="verdict"' in page and (run / "report.html").is_file()
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/../../etc/passwd", timeout=10)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
