@@ -101,13 +101,14 @@ def versions() -> dict[str, Any]:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt in the main thread, so one cleanup path serves both."""
+    """SIGTERM acts as Ctrl-C (KeyboardInterrupt in the main thread), so one cleanup path serves both."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
+        # re-raised as SIGINT so asyncio.run's own Ctrl-C handling cancels the clients cleanly
+        signal.raise_signal(signal.SIGINT)
 
     old = signal.signal(signal.SIGTERM, handler)
     try:

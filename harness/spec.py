@@ -225,7 +225,7 @@ def build_spec(data: Mapping[str, Any], source: str | None = None) -> TestSpec:
         raise bad(f"nodes must be at most 200, got {s.nodes}")
     target = _resolve_target(dict(data.get("target", {})), s.nodes, bad)
     workload = _resolve_workload(dict(data.get("workload", {})), bad)
-    nemesis = dict(data["nemesis"]) if "nemesis" in data else _thaw(DEFAULT_NEMESIS)
+    nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
     _check_nemesis(nemesis, bad)
     checkers = dict(data.get("checkers", {}))
     unknown = sorted(set(checkers) - set(CHECKER_OPTIONS))

@@ -1,0 +1,107 @@
+"""Whole runs against real local clusters: complete histories, and cleanup when killed.
+
+Each test starts a real 3-node cluster of the reference store (node
+processes on 127.0.0.11-13), through ``run_test`` or the CLI in a
+subprocess, and checks what is left afterwards: the history the reader
+accepts, no node process, no iptables chain.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.backends import attach
+from harness.history import read_history
+from harness.runner import run_test
+from harness.spec import load_spec
+from tests.test_local_backend import chains, node_pids
+
+pytestmark = pytest.mark.cluster
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_run_produces_complete_history_with_faults(tmp_path: Path) -> None:
+    spec = load_spec(None, {"histories": str(tmp_path), "nodes": 3, "duration": 4, "rate": 100, "concurrency": 4,
+                            "recovery": 1, "seed": 3, "nemesis.interval": 1.5, "final_read_timeout": 20})
+    out = run_test(spec)
+    assert out.exit_code in (0, 1, 2) and out.error is None
+    h = read_history(out.run_dir / "history.jsonl")
+    assert not h.warnings
+    assert all(c is not None for _, c in h.pairs()), "a finished run leaves no open invoke"
+    clients = h.client_ops()
+    assert len(clients) > 20 and {o.node for o in clients} == {"n1", "n2", "n3"}
+    nem = h.nemesis_ops()
+    assert any(o.f == "start-partition" and o.type in ("info", "fail") for o in nem)
+    assert nem[-1].f == "heal" and nem[-1].type == "info"
+    finals = {o.key for o in clients if o.get("final") and o.type == "ok"}
+    assert finals == {f"cart-{i}" for i in range(10)}
+    assert node_pids(out.run_dir) == []
+    assert all((out.run_dir / "nodes" / f"n{i}.log").stat().st_size > 0 for i in (1, 2, 3))
+    results = json.loads((out.run_dir / "results.json").read_text())
+    assert results["verdict"] == out.verdict and "lost-writes" in results["checkers"]
+    assert json.loads((out.run_dir / "nemesis-schedule.json").read_text())["actions"]
+
+
+def start_cli(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "harness", "run", "--histories", str(tmp_path), "--nodes", "3",
+                             "--duration", "60", "--rate", "100", "--concurrency", "4", "--no-display",
+                             "--nemesis-interval", "1", *extra],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_ops(tmp_path: Path, proc: subprocess.Popen[str], count: int = 30, timeout: float = 60) -> Path:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        hist = list(tmp_path.glob("demo/*/history.jsonl"))
+        if hist and hist[0].read_bytes().count(b"\n") >= count and (hist[0].parent / "cluster.json").exists():
+            return hist[0].parent
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the run did not get going")
+
+
+def gone(run_dir: Path, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while node_pids(run_dir) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return node_pids(run_dir) == []
+
+
+def test_sigkill_mid_run_leaves_a_readable_history(tmp_path: Path) -> None:
+    proc = start_cli(tmp_path)
+    run_dir = wait_for_ops(tmp_path, proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=10)
+    try:
+        h = read_history(run_dir / "history.jsonl")
+        assert len(h) >= 30
+        assert all(o.type == "invoke" for o, c in h.pairs() if c is None) and h.pairs()
+        assert gone(run_dir), "nodes die with their harness (PDEATHSIG)"
+    finally:
+        attach(run_dir).teardown()  # what `dynharness heal` does: removes the iptables chain left behind
+    state = json.loads((run_dir / "cluster.json").read_text())
+    assert not state["firewall_chain"] or state["firewall_chain"] not in chains()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_cleans_up_nodes_and_firewall(tmp_path: Path, sig: int) -> None:
+    proc = start_cli(tmp_path)
+    run_dir = wait_for_ops(tmp_path, proc)
+    chain = json.loads((run_dir / "cluster.json").read_text())["firewall_chain"]
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert gone(run_dir, timeout=1)
+    assert not chain or chain not in chains()
+    h = read_history(run_dir / "history.jsonl")
+    assert h.nemesis_ops()[-1].f == "heal"
+    assert json.loads((run_dir / "results.json").read_text())["run_error"] == "interrupted"
