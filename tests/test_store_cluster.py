@@ -31,7 +31,8 @@ def run(coro):
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    with local_cluster(3, tmp_path_factory.mktemp("c3"), mode="vclock", ae_interval=30) as c:
+    with local_cluster(3, tmp_path_factory.mktemp("c3"), mode="vclock", ae_interval=30,
+                       request_timeout=3.0) as c:
         yield c
 
 
@@ -114,7 +115,7 @@ def test_quorum_failure_is_503_with_counts_and_client_mapping(tmp_path):
 
 
 def test_acked_write_survives_kill_9_of_every_replica(tmp_path):
-    with local_cluster(3, tmp_path, fsync="always", ae_interval=60) as c:
+    with local_cluster(3, tmp_path, fsync="always", ae_interval=60, request_timeout=3.0) as c:
         async def write():
             clients = [DynamoClient(n.name, n.url, 5) for n in c.nodes.values()]
             try:

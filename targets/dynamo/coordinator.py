@@ -142,8 +142,8 @@ class Coordinator:
     async def _remote(self, replica: Replica, path: str, payload: dict, timeout: float) -> Any:
         try:
             reply = await self.node.transport.call(replica.node, path, payload, timeout)
-        except PeerUnreachable:
-            self.node.members.record_failure(replica.node)
+        except PeerUnreachable as exc:
+            self.node.members.record_failure(replica.node, exc.reason)
             raise
         self.node.members.record_ok(replica.node)
         return reply

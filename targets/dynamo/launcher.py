@@ -204,13 +204,13 @@ def plan_nodes(n: int, directory: str | os.PathLike, *, port: int | None = None,
 
 
 @contextlib.contextmanager
-def local_cluster(n: int, directory: str | os.PathLike, *, port: int | None = None, faketime: bool = False,
+def local_cluster(nodes: int, directory: str | os.PathLike, *, port: int | None = None, faketime: bool = False,
                   **settings: Any) -> Iterator[LocalCluster]:
-    """Start n nodes (settings: see DEFAULT_SETTINGS; n defaults to min(3, nodes)), stop them on exit."""
-    settings.setdefault("n", min(3, n))
+    """Start ``nodes`` nodes (settings: see DEFAULT_SETTINGS; n defaults to min(3, nodes)), kill them on exit."""
+    settings.setdefault("n", min(3, nodes))
     settings.setdefault("r", min(settings["n"], 2))
     settings.setdefault("w", min(settings["n"], 2))
-    cluster = LocalCluster(plan_nodes(n, directory, port=port, faketime=faketime), Path(directory), settings)
+    cluster = LocalCluster(plan_nodes(nodes, directory, port=port, faketime=faketime), Path(directory), settings)
     try:
         cluster.start_all()
         yield cluster

@@ -1,0 +1,177 @@
+"""Integration tests of replication on real local clusters: siblings per mode, hinted handoff,
+read repair, anti-entropy and in-process transport faults."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from targets.dynamo.client import DynamoClient
+from targets.dynamo.launcher import local_cluster
+from tests.test_store_cluster import http
+
+pytestmark = pytest.mark.cluster
+
+
+def clients_for(cluster):
+    return {name: DynamoClient(name, node.url, 5) for name, node in cluster.nodes.items()}
+
+
+async def close_all(clients):
+    for c in clients.values():
+        await c.close()
+
+
+def eventually(check, timeout: float = 15.0, every: float = 0.2):
+    """Poll ``check()`` until truthy (bounded); return its last value."""
+    value = None
+    for _ in range(int(timeout / every) + 1):
+        value = check()
+        if value:
+            return value
+        time.sleep(every)
+    return value
+
+
+def local(cluster, node: str, key: str) -> dict:
+    return http("GET", cluster.nodes[node].url + "/admin/local/" + key)[1]
+
+
+def wipe_key(cluster, node: str, key: str) -> None:
+    """Kill the node, delete the key from its SQLite file, restart it."""
+    cluster.kill(node)
+    db = sqlite3.connect(Path(cluster.nodes[node].data_dir) / "store.sqlite3")
+    with db:
+        assert db.execute("DELETE FROM kv WHERE key = ?", (key,)).rowcount == 1
+    db.close()
+    cluster.start(node)
+
+
+def sibling_workload(cluster, rounds: int) -> tuple[int, int]:
+    """(siblings after 5 concurrent blind writes, siblings after 2 writers x rounds stale-context writes)."""
+    async def go():
+        cs = clients_for(cluster)
+        try:
+            await asyncio.gather(*(cs[f"n{1 + i % 3}"].put("blind", f"b{i}") for i in range(5)))
+            blind = len((await cs["n1"].get("blind", r=3)).values)
+            # two writers, each chaining only its own last context (never reading): the true
+            # concurrency is 2, but each context misses the other writer's latest write
+            ctx = {"x": None, "y": None}
+            for i in range(rounds):
+                for writer in ("x", "y"):
+                    ctx[writer] = (await cs["n1"].put("rmw", f"{writer}{i}", ctx[writer], w=3)).context
+            rmw = len((await cs["n2"].get("rmw", r=3)).values)
+            return blind, rmw
+        finally:
+            await close_all(cs)
+    return asyncio.run(go())
+
+
+def test_vclock_blind_and_stale_writes_make_siblings_grow(tmp_path):
+    with local_cluster(3, tmp_path, mode="vclock", ae_interval=60, request_timeout=3.0) as c:
+        blind, rmw = sibling_workload(c, rounds=6)
+    assert blind == 5
+    assert rmw > 2 * 3          # false concurrency: siblings grow with every stale write
+
+
+def test_dvv_siblings_stay_at_true_concurrency(tmp_path):
+    with local_cluster(3, tmp_path, mode="dvv", ae_interval=60, request_timeout=3.0) as c:
+        blind, rmw = sibling_workload(c, rounds=6)
+    assert blind == 5           # 5 truly concurrent blind writes
+    assert rmw == 2             # one live version per writer, however many writes
+
+
+def find_key(cluster, primaries_include: str, excludes: str) -> tuple[str, list[str]]:
+    """A key whose primaries include one node and not another (asks the node's /admin/preflist)."""
+    for i in range(500):
+        key = f"h{i}"
+        pref = http("GET", cluster.nodes["n1"].url + "/admin/preflist/" + key)[1]
+        if primaries_include in pref["primaries"] and excludes not in pref["primaries"]:
+            return key, pref["primaries"]
+    raise AssertionError("no such key in 500 tries")
+
+
+def test_write_during_absence_is_handed_off_after_restart(tmp_path):
+    with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=3.0, ae_interval=600) as c:
+        key, primaries = find_key(c, primaries_include="n4", excludes="n1")
+        fallback = "n1"                                   # the only non-primary: the stand-in
+        c.kill("n4")
+
+        async def write():
+            cs = clients_for(c)
+            try:
+                return await cs[primaries[0]].put(key, "during-absence", w=3)   # needs the fallback
+            finally:
+                await close_all(cs)
+        asyncio.run(write())
+        hints = http("GET", c.nodes[fallback].url + "/admin/hints")[1]
+        assert hints["queues"]["n4"]["keys"] == [key]
+        assert local(c, fallback, key)["siblings"] == ["during-absence"]
+        c.start("n4")
+        assert eventually(lambda: local(c, "n4", key).get("siblings") == ["during-absence"])
+        assert eventually(lambda: http("GET", c.nodes[fallback].url + "/admin/hints")[1]["total"] == 0)
+        assert eventually(lambda: local(c, fallback, key)["found"] is False)   # copy dropped after handoff
+
+
+def test_wiped_replica_is_repaired_by_a_read(tmp_path):
+    with local_cluster(3, tmp_path, ae_interval=600, request_timeout=3.0) as c:
+        async def write():
+            cs = clients_for(c)
+            try:
+                await cs["n1"].put("rr", "v", w=3)
+            finally:
+                await close_all(cs)
+        asyncio.run(write())
+        wipe_key(c, "n3", "rr")
+        assert local(c, "n3", "rr")["found"] is False
+        time.sleep(1.0)
+        assert local(c, "n3", "rr")["found"] is False        # nothing else repairs it (AE off)
+
+        async def read():
+            cs = clients_for(c)
+            try:
+                return await cs["n1"].get("rr", r=3)
+            finally:
+                await close_all(cs)
+        assert asyncio.run(read()).values == ("v",)
+        assert eventually(lambda: local(c, "n3", "rr").get("siblings") == ["v"])
+        assert http("GET", c.nodes["n1"].url + "/admin/stats")[1]["counters"]["read_repairs"] >= 1
+
+
+def test_wiped_replica_is_repaired_by_anti_entropy_without_reads(tmp_path):
+    with local_cluster(3, tmp_path, ae_interval=0.5, request_timeout=3.0) as c:
+        async def write():
+            cs = clients_for(c)
+            try:
+                for i in range(20):
+                    await cs["n1"].put(f"ae{i}", i, w=3)
+            finally:
+                await close_all(cs)
+        asyncio.run(write())
+        wipe_key(c, "n2", "ae7")
+        assert eventually(lambda: local(c, "n2", "ae7").get("siblings") == [7])
+        status = [http("GET", n.url + "/admin/antientropy")[1] for n in c.nodes.values()]
+        assert sum(s["keys_sent"] + s["keys_received"] for s in status) >= 1
+        assert http("GET", c.nodes["n2"].url + "/admin/stats")[1]["counters"].get("read_repairs", 0) == 0
+
+
+def test_transport_faults_cut_both_directions(tmp_path):
+    with local_cluster(3, tmp_path, request_timeout=2.0, ae_interval=600) as c:
+        status, body = http("POST", c.nodes["n1"].url + "/admin/faults", b'{"drop": ["n2"]}')
+        assert status == 200 and body["drop"] == ["n2"]
+        assert http("GET", c.nodes["n1"].url + "/admin/faults")[1]["drop"] == ["n2"]
+        status, _ = http("PUT", c.nodes["n1"].url + "/kv/f1", b'{"value": 1}')
+        assert status == 200                                   # n1 + n3 make W=2
+        time.sleep(0.3)
+        assert local(c, "n2", "f1")["found"] is False          # outgoing n1 -> n2 cut
+        status, body = http("PUT", c.nodes["n2"].url + "/kv/f2?w=3", b'{"value": 2}')
+        assert status == 503 and body["stored"] == 2           # incoming n2 -> n1 rejected
+        assert local(c, "n1", "f2")["found"] is False
+        assert http("GET", c.nodes["n1"].url + "/admin/members")[1]["members"]["n2"]["up"] is False
+        assert http("POST", c.nodes["n1"].url + "/admin/faults", b'{"drop": ["n7"]}')[0] == 400
+        http("DELETE", c.nodes["n1"].url + "/admin/faults")
+        status, _ = http("PUT", c.nodes["n2"].url + "/kv/f3?w=3", b'{"value": 3}')
+        assert eventually(lambda: http("PUT", c.nodes["n2"].url + "/kv/f3?w=3", b'{"value": 3}')[0] == 200)
