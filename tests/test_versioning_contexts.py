@@ -71,3 +71,18 @@ def test_bad_write_arguments_are_value_errors(mode):
         v.write(v.empty(), None, 1, "n1", float("nan"))
     with pytest.raises(ValueError):
         v.merge(v.empty(), for_mode("lww" if mode != "lww" else "dvv").empty())
+
+
+@pytest.mark.parametrize("mode", ["vclock", "dvv"])
+def test_context_at_the_counter_limit_is_refused_not_stored(mode):
+    """A (forged) context naming 2**53-1 events of n1 cannot make n1 issue an undecodable dot."""
+    from targets.dynamo.versioning.context import MAX_COUNTER
+    v = for_mode(mode)
+    obj = v.write(v.empty(), None, "a", "n1", 1.0)
+    forged = encode_context(mode, [ClockEntry("n1", MAX_COUNTER, 1.0)])
+    with pytest.raises(ContextError, match="counter"):
+        v.write(obj, forged, "b", "n1", 2.0)
+    with pytest.raises(ContextError, match="counter"):
+        v.write(obj, encode_context(mode, [ClockEntry("n1", MAX_COUNTER + 1, 1.0)]), "b", "n1", 2.0)
+    ok = v.write(obj, forged, "b", "n2", 2.0)           # other coordinators still can
+    assert decode_context(v.context(ok), mode)["n1"].counter == MAX_COUNTER

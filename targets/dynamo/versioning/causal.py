@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
-from .context import ClockEntry, ContextError, decode_context, encode_context
+from .context import MAX_COUNTER, ClockEntry, ContextError, decode_context, encode_context
 
 Ranges = tuple[tuple[int, int], ...]
 
@@ -281,6 +281,9 @@ class CausalVersioning:
         ctx = self.decode(context)
         now = check_write_args(value, coordinator, now)
         counter = new_dot_counter(clock_of(local), ctx, coordinator)
+        if counter > MAX_COUNTER:
+            raise ContextError(f"counter for {coordinator!r} would pass {MAX_COUNTER}: "
+                               "the context names an impossible event count")
         rem = removed_map(local)
         for node, ranges in self._superseded(local, ctx).items():
             add_removed(rem, node, ranges, ctx[node].ts)
@@ -386,7 +389,8 @@ class CausalVersioning:
 def _check_dot(node: Any, counter: Any, ts: Any) -> None:
     if not isinstance(node, str) or not node:
         raise ValueError("bad node name in object")
-    if isinstance(counter, bool) or not isinstance(counter, int) or counter < 1:
+    if isinstance(counter, bool) or not isinstance(counter, int) or not (
+            1 <= counter <= MAX_COUNTER):
         raise ValueError("bad counter in object")
     if isinstance(ts, bool) or not isinstance(ts, (int, float)) or not math.isfinite(ts):
         raise ValueError("bad timestamp in object")

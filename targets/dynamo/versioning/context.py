@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 MAX_CONTEXT_CHARS = 64 * 1024
 MAX_ENTRIES = 1024
-MAX_COUNTER = (1 << 63) - 1
+MAX_COUNTER = (1 << 53) - 1   # exact in every JSON implementation (JavaScript clients too)
 MAX_NODE_CHARS = 256
 
 
