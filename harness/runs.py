@@ -64,6 +64,8 @@ def resolve_run_dir(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file() and p.name == HISTORY:
         p = p.parent
+    if p.is_file():
+        raise UserError(f"{path}: a history file outside a run folder (check it with its path ending .jsonl)")
     if not p.is_dir():
         raise UserError(f"{path}: no such run folder")
     if not (p / HISTORY).exists():
@@ -125,12 +127,30 @@ def check_history(history: History, workload: str, settings: Mapping[str, Any],
             "history_warnings": list(history.warnings)}
 
 
+def infer_workload(history: History) -> str:
+    """The workload a history came from, by its op names and keys (for bare ``.jsonl`` files)."""
+    fs = {o.f for o in history.client_ops()}
+    if fs & {"add", "remove"}:
+        return "cart"
+    if any(o.key and o.key.startswith("s") and "-k" in o.key for o in history.client_ops()):
+        return "session"
+    return "register"
+
+
 def check_run(run_dir: str | Path, names: Sequence[str] | None = None, write: bool = True) -> dict[str, Any]:
-    """Check a stored run with the checkers its workload names (or ``names``); writes results.json."""
+    """Check a stored run with the checkers its workload names (or ``names``); writes results.json.
+
+    A bare ``*.jsonl`` history (e.g. ``histories/examples/``) is checked with
+    the workload guessed from its ops and default settings, and nothing is written.
+    """
+    p = Path(run_dir)
+    if p.is_file() and p.suffix == ".jsonl" and p.name != HISTORY:
+        history = read_history(p)
+        return check_history(history, infer_workload(history), {}, {}, names)
     d = resolve_run_dir(run_dir)
     spec = read_spec_json(d)
     history = read_history(d / HISTORY)
-    workload = (spec.get("workload") or {}).get("name", "cart")
+    workload = (spec.get("workload") or {}).get("name") or infer_workload(history)
     results = check_history(history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names)
     if write:
         write_results(d, results)

@@ -180,3 +180,41 @@ def test_failed_setup_is_a_failed_run_and_still_tears_down(tmp_path: Path) -> No
     assert out.exit_code == 3 and "no nodes today" in (out.error or "")
     assert b.torn_down
     assert json.loads((out.run_dir / "results.json").read_text())["run_error"]
+
+
+def invoked_by_session(run_dir: Path) -> dict[int, list[tuple]]:
+    out: dict[int, list[tuple]] = {}
+    for o in read_history(run_dir):
+        if o.type == "invoke" and o.get("session") is not None and not o.get("final"):
+            out.setdefault(o.get("session"), []).append((o.f, o.key, json.dumps(o.value)))
+    return out
+
+
+def test_same_seed_same_op_sequence_per_worker(tmp_path: Path) -> None:
+    runs = [run_test(spec_for(tmp_path, seed=s), backend=FakeBackend(), target=FakeTarget()).run_dir
+            for s in (11, 11, 12)]
+    a, b, c = (invoked_by_session(r) for r in runs)
+    for w in a:
+        n = min(len(a[w]), len(b[w]))
+        assert n > 20 and a[w][:n] == b[w][:n], "timing may cut a run short, never change its ops"
+        m = min(len(a[w]), len(c[w]))
+        assert a[w][:m] != c[w][:m]
+
+
+def test_replay_plan_loads_the_stored_schedule(tmp_path: Path) -> None:
+    from harness.runner import plan_nemesis
+    from nemeses.schedule import dump_schedule
+
+    spec = load_spec(None, {"histories": str(tmp_path), "seed": 5, "nemesis.faults": ["partition", "clock"],
+                            "nemesis.interval": 2, "duration": 20})
+    plan = plan_nemesis(spec)
+    assert plan.schedule and plan.schedule == plan_nemesis(spec).schedule
+    run = tmp_path / "old"
+    run.mkdir()
+    dump_schedule(run / "nemesis-schedule.json", plan.schedule)
+    (run / "spec.json").write_text(json.dumps(spec.to_json()))
+    other = load_spec(None, {"histories": str(tmp_path), "seed": 99, "nemesis.faults": [],
+                             "replay_schedule": str(run)})
+    replay = plan_nemesis(other)
+    assert [(a.at, a.op) for a in replay.schedule] == [(a.at, a.op) for a in plan.schedule]
+    assert replay.nspec.faults == ("partition", "clock")

@@ -1,8 +1,9 @@
 """``dynharness check RUN_DIR``: re-run the checkers on a stored history.
 
 Uses the same code as the end of a run (``harness.runs.check_run``), with
-the workload and settings from the run's ``spec.json``; ``--checkers``
-picks other checkers. Prints the verdict table; the exit code is the
+the workload and settings from the run's ``spec.json`` (a bare ``.jsonl``
+history: the workload guessed from its ops); ``--checkers`` picks other
+checkers. Prints the verdict table; the exit code is the
 verdict's (0 valid, 1 invalid, 2 unknown).
 """
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _fmt(x: Any) -> str:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    run_dir = resolve_run_dir(args.run_dir)
+    p = Path(args.run_dir)
+    run_dir = p if p.is_file() and p.suffix == ".jsonl" and p.name != "history.jsonl" else resolve_run_dir(p)
     names = [n.strip() for n in args.checkers.split(",") if n.strip()] if args.checkers else None
     results = check_run(run_dir, names, write=not args.no_write)
     print_verdict_table(results, run_dir)
@@ -56,7 +58,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("check", help="re-run the checkers on a stored run",
                        description="Re-run the checkers on a stored history and print the verdict table.",
                        epilog="example: dynharness check histories/latest --checkers lost-writes,siblings")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (e.g. histories/latest)")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder (e.g. histories/latest) or a .jsonl history file")
     p.add_argument("--checkers", metavar="A,B", help="checkers to run instead of the workload's own")
     p.add_argument("--no-write", action="store_true", help="do not overwrite results.json")
     p.set_defaults(func=cmd_check)
