@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from targets.dynamo.versioning import TOMBSTONE, ContextError, for_mode
-from targets.dynamo.versioning.causal import Sibling, add_removed, build
+from targets.dynamo.versioning.causal import Sibling, add_removed, build, ranges_contain
 
 CAUSAL = ("vclock", "dvv")
 ALL = ("vclock", "dvv", "lww")
@@ -133,8 +133,8 @@ def test_clock_of_a_write_descends_its_context(mode):
     first = v.write(v.empty(), None, 1, "n1", 100.0)
     second = v.write(first, v.context(first), 2, "n2", 101.0)
     c1, c2 = v.clock(first), v.clock(second)
-    assert {n: e.counter for n, e in c1.items()} == {"n1": 1}
-    assert {n: e.counter for n, e in c2.items()} == {"n1": 1, "n2": 1}
+    assert set(c1) == {"n1"} and set(c2) == {"n1", "n2"}
+    assert c2["n1"] == c1["n1"] and c2["n2"].ts == 101.0
     # a replica still holding the older version takes the newer one whole, in either order
     assert v.merge(first, second) == second == v.merge(second, first)
 
@@ -145,10 +145,45 @@ def test_coordinator_counter_never_reuses_a_dot_seen_in_the_context(mode):
     obj = v.empty()
     for i in range(3):
         obj = v.write(obj, v.context(obj), i, "n1", 100.0 + i)
-    # n1 lost its data (fresh replica) but the client hands back a context naming n1:3
-    reborn = v.write(v.empty(), v.context(obj), "x", "n1", 200.0)
-    assert v.clock(reborn)["n1"].counter == 4
+    # n1 lost its data (fresh replica) and its clock went back; the client's context names n1
+    reborn = v.write(v.empty(), v.context(obj), "x", "n1", 50.0)
+    assert v.clock(reborn)["n1"].counter > v.clock(obj)["n1"].counter
     assert v.values(v.merge(obj, reborn)) == ["x"]
+
+
+@pytest.mark.parametrize("mode", CAUSAL)
+def test_counters_are_strictly_increasing_even_when_the_clock_stands_still(mode):
+    v = for_mode(mode)
+    obj, counters = v.empty(), []
+    for i in range(5):
+        obj = v.write(obj, v.context(obj), i, "n1", 100.0)
+        counters.append(v.clock(obj)["n1"].counter)
+    assert counters == sorted(set(counters)) and v.values(obj) == [4]
+
+
+@pytest.mark.parametrize("mode", CAUSAL)
+def test_write_after_a_reap_survives_a_replica_that_still_holds_the_tombstone(mode):
+    """Delete, grace passes, n1 reaps the key and takes a new blind write while n2 has not
+    reaped yet: merging n2's tombstone state must not drop the new write."""
+    v = for_mode(mode)
+    obj = v.empty()
+    for i in range(3):
+        obj = v.write(obj, v.context(obj), i, "n1", 100.0 + i)
+    tomb = v.write(obj, v.context(obj), TOMBSTONE, "n1", 110.0)
+    assert v.reap(tomb, now=500.0, grace=60.0) is None                # n1 drops the key
+    fresh = v.write(v.empty(), None, "again", "n1", 501.0)
+    assert v.values(v.merge(fresh, tomb)) == ["again"]
+    assert v.values(v.merge(tomb, fresh)) == ["again"]
+
+
+@pytest.mark.parametrize("mode", CAUSAL)
+def test_write_on_a_wiped_coordinator_survives_the_old_replicas(mode):
+    v = for_mode(mode)
+    old = v.empty()
+    for i in range(20):
+        old = v.write(old, v.context(old), i, "n1", 100.0 + i / 1000)   # many writes per ms
+    fresh = v.write(v.empty(), None, "after-wipe", "n1", 101.0)
+    assert sorted(v.values(v.merge(old, fresh)), key=str) == [19, "after-wipe"]
 
 
 # ---------------------------------------------------------------- pruning
@@ -346,14 +381,18 @@ def test_causal_merge_is_a_join_on_any_state(mode, data):
 
 
 def test_vclock_stale_context_leaves_holes_that_merge_correctly():
-    """A context covering n1:2 but not this replica's n2:1 removes n1:2 yet keeps live n1:1."""
+    """A context covering b but not this replica's c removes b's dot yet keeps live a's."""
     v = for_mode("vclock")
     s1 = v.write(v.empty(), None, "a", "n1", 100.0)
-    s2 = v.write(s1, None, "b", "n1", 101.0)                 # n1 holds a (n1:1) and b (n1:2)
+    s2 = v.write(s1, None, "b", "n1", 101.0)                 # n1 holds a and b
     ry = v.write(v.merge(v.empty(), s1), None, "c", "n2", 102.0)   # n2 holds a and c
     obj = v.write(ry, v.context(s2), "new", "n2", 103.0)     # stale: misses c
     assert sorted(v.values(obj)) == ["a", "c", "new"]
-    assert v.to_json(obj)["removed"] == [{"node": "n1", "ranges": [[2, 2]], "ts": 101.0}]
+    dot_a, dot_b = (v.clock(s)["n1"].counter for s in (s1, s2))
+    [removed] = v.to_json(obj)["removed"]
+    assert removed["node"] == "n1" and removed["ts"] == 101.0
+    ranges = tuple(tuple(r) for r in removed["ranges"])
+    assert not ranges_contain(ranges, dot_a) and ranges_contain(ranges, dot_b)
     assert sorted(v.values(v.merge(obj, s2))) == ["a", "c", "new"]   # b stays superseded
     for x in (s1, s2, ry):
         for y in (s1, s2, ry):

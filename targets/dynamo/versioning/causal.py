@@ -234,11 +234,20 @@ def merge(a: CausalObj, b: CausalObj) -> CausalObj:
 
 
 def new_dot_counter(local_clock: Mapping[str, ClockEntry], ctx: Mapping[str, ClockEntry],
-                    coordinator: str) -> int:
-    """Counter for the coordinator's next event: above anything it or the context has seen."""
+                    coordinator: str, now: float) -> int:
+    """Counter for the coordinator's next event on this key.
+
+    Strictly above anything the coordinator or the context has seen, and at least the
+    wall clock in microseconds (a hybrid logical clock). The clock floor is what keeps a
+    node that lost the key (wiped, or reaped it after the tombstone grace) from reissuing
+    a dot that other replicas still hold as superseded, which would silently drop the new
+    write on the next merge; Riak 2 solves the same problem with per-key epochs.
+    """
     mine = local_clock.get(coordinator)
     theirs = ctx.get(coordinator)
-    return max(mine.counter if mine else 0, theirs.counter if theirs else 0) + 1
+    wall = now * 1_000_000
+    floor = int(wall) if 0 < wall < MAX_COUNTER else 0
+    return max(mine.counter + 1 if mine else 1, theirs.counter + 1 if theirs else 1, floor)
 
 
 class CausalVersioning:
@@ -280,7 +289,7 @@ class CausalVersioning:
         self._check(local)
         ctx = self.decode(context)
         now = check_write_args(value, coordinator, now)
-        counter = new_dot_counter(clock_of(local), ctx, coordinator)
+        counter = new_dot_counter(clock_of(local), ctx, coordinator, now)
         if counter > MAX_COUNTER:
             raise ContextError(f"counter for {coordinator!r} would pass {MAX_COUNTER}: "
                                "the context names an impossible event count")
