@@ -70,6 +70,8 @@ class TransportFaultBook:
         self.nodes = {n.name: n for n in nodes}
         self._layers: dict[str, dict[str, dict[str, Any]]] = {layer: {} for layer in LAYERS}
         self._posted: dict[str, dict[str, Any] | None] = {}
+        #: (sender, receiver) links a partition currently cuts, by any mechanism: link probes skip them
+        self.cut: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
 
     def bind(self, nodes: Sequence[Node]) -> None:

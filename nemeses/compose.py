@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
+from harness.backends.base import Backend
 from harness.errors import CapabilityError
-from nemeses import probes
+from nemeses import admin, firewall, probes
 from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.clock import faketime_text
 
 #: Parts heal in this order (names not listed go last).
 HEAL_ORDER = ("pause", "crash", "clock", "link", "partition")
@@ -100,3 +102,53 @@ class ComposedNemesis:
         errors = self._heal_all()
         if errors:
             raise HealError(errors)
+
+
+def heal_cluster(backend: Backend, say: Callable[[str], None] = print) -> Probe:
+    """Undo every fault on a cluster this process did not fault itself (``dynharness heal``).
+
+    Without the nemesis's memory it undoes everything a nemesis can leave:
+    SIGCONT to every node, start every node that is down, flush the
+    backend's iptables chain, write "+0" into every libfaketime file, clear
+    the in-process transport faults; then verifies. ``say`` gets one line
+    per thing done.
+    """
+    nodes = backend.nodes()
+    names = [n.name for n in nodes]
+    if "signals" in backend.capabilities:
+        for n in names:
+            if backend.is_running(n):
+                try:
+                    backend.resume(n)
+                    say(f"{n}: SIGCONT sent")
+                except Exception as e:  # noqa: BLE001 - report and keep healing
+                    say(f"{n}: SIGCONT failed: {e}")
+    for n in names:
+        if not backend.is_running(n):
+            try:
+                backend.start(n)
+                say(f"{n}: was down, started")
+            except Exception as e:  # noqa: BLE001
+                say(f"{n}: was down, start failed: {e}")
+    if "iptables" in backend.capabilities and backend.firewall_chain:
+        removed, errors = firewall.flush(backend, names)
+        say(f"iptables chain {backend.firewall_chain}: {sum(removed.values())} rule(s) flushed")
+        for e in errors:
+            say(f"iptables flush failed: {e}")
+    if "faketime" in backend.capabilities:
+        for node in nodes:
+            if node.clock_file:
+                try:
+                    backend.write_file(node.name, node.clock_file, faketime_text(0.0))
+                    say(f"{node.name}: clock file reset to +0")
+                except Exception as e:  # noqa: BLE001
+                    say(f"{node.name}: clock reset failed: {e}")
+    for node in nodes:
+        try:
+            before = admin.call(node, "GET", "/admin/faults")
+            admin.call(node, "DELETE", "/admin/faults")
+            had = {k: v for k, v in (before or {}).items() if v} if isinstance(before, dict) else {}
+            say(f"{node.name}: in-process faults cleared" + (f" (had {had})" if had else " (none set)"))
+        except admin.AdminError as e:
+            say(f"{node.name}: clearing in-process faults failed: {e}")
+    return probes.verify_healed(backend, nodes)

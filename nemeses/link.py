@@ -136,6 +136,9 @@ class LinkNemesis:
 
     def _probe_loss(self, sample: list[tuple[str, str]], p: float) -> Probe:
         """Measured failure share across the sampled links vs what P predicts."""
+        sample = [pr for pr in sample if pr not in self.transport.cut and pr[::-1] not in self.transport.cut]
+        if not sample:
+            return Probe(False, "every sampled lossy link is also partitioned: loss cannot be measured now")
         if self.loss_mechanism == IPTABLES:
             expected = 1 - (1 - p) ** 2 if p > 0 else 0.0
             attempts = [pair for pair in sample for _ in range(LOSS_ATTEMPTS)]
@@ -172,13 +175,22 @@ class LinkNemesis:
         """Median time (ms) of peer requests across each sampled link (sender -> receiver)."""
         out = {}
         for a, b in sample:
-            times = []
-            for _ in range(LATENCY_SAMPLES):
+            if (a, b) in self.transport.cut or (b, a) in self.transport.cut:
+                continue  # partitioned now: nothing crosses it to time
+            times: list[float] = []
+            for _ in range(LATENCY_SAMPLES * 4):   # rejected requests (a lossy link) are not timed
                 res, took = probes.peer_probe(self.nodes[b], a, timeout=5.0)
-                if res != "admitted":
+                if res == "admitted":
+                    times.append(took * 1000)
+                elif res != "rejected":
                     raise AdminError(f"peer request {a}->{b}: {res}")
-                times.append(took * 1000)
+                if len(times) == LATENCY_SAMPLES:
+                    break
+            if not times:
+                raise AdminError(f"peer request {a}->{b}: every request was rejected")
             out[f"{a}->{b}"] = statistics.median(times)
+        if not out:
+            raise AdminError("every sampled delayed link is also partitioned: latency cannot be measured now")
         return out
 
     def _start_latency(self, chosen: list[str], pairs: list[tuple[str, str]], sample: list[tuple[str, str]],
@@ -205,7 +217,9 @@ class LinkNemesis:
             after = self._latency_ms(sample)
         except AdminError as e:
             return Probe(False, f"cannot measure latency: {e}")
-        added = {k: round(after[k] - before[k], 1) for k in after}
+        added = {k: round(after[k] - before[k], 1) for k in after if k in before}
+        if not added:
+            return Probe(False, "no sampled link could be timed both before and after")
         meas = {"baseline_ms": {k: round(v, 2) for k, v in before.items()},
                 "measured_ms": {k: round(v, 2) for k, v in after.items()}, "added_ms": added,
                 "expected_added_ms": dict(expect), "how": "peer-request round trip, median of "

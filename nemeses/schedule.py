@@ -12,7 +12,7 @@ without the seed. Every fault is stopped before ``duration`` ends and the
 schedule ends with a ``heal`` op.
 
 With ``overlap = true`` each fault kind gets its own start/stop stream
-(staggered by ``interval / streams``), so partitions, clock skew and a
+(staggered by ``min(interval / streams, 1 s)``), so partitions, clock skew and a
 process fault can be active at once; crash, wipe and pause share one stream
 so they never fight over the same process.
 """
@@ -34,6 +34,8 @@ TARGETS = ("one", "minority", "majority", "all")
 CLOCK_MODES = ("bump", "strobe", "drift")
 PROCESS_FAULTS = ("crash", "wipe", "pause")
 SCHEDULE_VERSION = 1
+#: With overlap, stream k starts k * min(interval / streams, STAGGER) seconds after the first.
+STAGGER = 1.0
 
 #: start op f, stop op f for each fault kind.
 START_STOP = {
@@ -293,7 +295,7 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
     for s, kinds in enumerate(streams):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
-        t = spec.first_at + s * spec.interval / len(streams)
+        t = spec.first_at + s * min(spec.interval / len(streams), STAGGER)
         seq = 0
         while True:
             fault = rng.choice(kinds)

@@ -1,0 +1,56 @@
+"""``dynharness heal``: undo every fault on a running cluster.
+
+For a cluster a run left running (``leave_running``), a harness that was
+killed before it could heal, or a cluster you faulted by hand: re-attaches
+through the cluster state file (``<run_dir>/cluster.json``) and resumes
+paused nodes, starts killed ones, flushes the run's iptables chain, resets
+every libfaketime clock file to +0 and clears in-process transport faults,
+printing each thing it did, then checks the cluster is clean.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+from harness.runs import histories_root
+
+
+def cmd_heal(args: argparse.Namespace) -> int:
+    from harness.backends import attach
+    from nemeses.compose import heal_cluster
+
+    if args.cluster and args.run_dir:
+        raise UserError("give a run folder or --cluster STATE, not both")
+    state = Path(args.cluster) if args.cluster else Path(args.run_dir or histories_root() / "latest")
+    if state.is_dir():
+        state = state / "cluster.json"
+    if not state.exists():
+        raise UserError(f"{state}: no cluster state here (is this a run folder of a cluster that was set up?)")
+    try:
+        stopped = bool(json.loads(state.read_text()).get("stopped"))
+    except (OSError, ValueError, AttributeError):
+        stopped = False  # attach() reports an unreadable file in one line
+    backend = attach(state)
+    if stopped:
+        print(f"cluster of {state.parent} was torn down: nothing to heal")
+        return 0
+    print(f"healing the {backend.name} cluster of {state.parent} ({len(backend.nodes())} nodes)")
+    probe = heal_cluster(backend)
+    print(("healed: " if probe.ok else "NOT healed: ") + probe.detail)
+    return 0 if probe.ok else 3
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("heal", help="undo every fault on a running cluster",
+                       description="Re-attach to a running cluster and undo all faults: resume paused nodes, "
+                                   "start killed ones, flush iptables rules, reset clocks, clear in-process faults.",
+                       epilog="examples:\n  dynharness heal                       # the cluster of histories/latest\n"
+                              "  dynharness heal histories/demo/20250101T000000\n"
+                              "  dynharness heal --cluster /path/to/cluster.json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run folder (default histories/latest)")
+    p.add_argument("--cluster", metavar="STATE", help="a cluster state file (cluster.json) instead of a run folder")
+    p.set_defaults(func=cmd_heal)
