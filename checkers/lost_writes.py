@@ -19,7 +19,8 @@ key). Then for every item added to that key:
   ``info``/open one (it may have happened: fine).
 * **failed but present** (anomaly): present, and every add of it ``fail``\\ ed
   (fail means it definitely did not happen).
-* **unexpected** (anomaly): present, and never added at all.
+* **unexpected** (anomaly): present, and never added at all, or added only
+  after the final read completed.
 * **never read**: an ``ok`` add whose key has no ``ok`` final read; the
   checker cannot say, so the verdict is ``unknown`` (unless another anomaly
   already makes it invalid).
@@ -153,15 +154,12 @@ def absence_explained(adds: list[OpPair], removes: Iterable[OpPair], final: OpPa
 
 
 def presence_explained(adds: Iterable[OpPair], removes: list[OpPair], final: OpPair) -> OpPair | bool:
-    """The mirror rule for resurrections: can the final read contain this element legally?
+    """The mirror rule (resurrections): can the final read contain this element legally?
 
-    True when no ok remove completed before the read began; else the
-    non-failed add that began before the read completed and can be placed
-    after every ok remove that completed before ``max(read invoke, add
-    invoke)``; False when none can (the removed item came back).
+    Returns the non-failed add that began before the read completed and can
+    be placed after every ok remove that completed before ``max(read invoke,
+    add invoke)``, or False when none can.
     """
-    if not any(r.ok and r.e < final.s for r in removes):
-        return True
     for a in adds:
         if a.failed or a.s >= final.e:
             continue
@@ -258,9 +256,10 @@ class LostWritesChecker:
             # Present elements that were never acknowledged.
             for x in sorted(final_set, key=_sort_key):
                 adds = so.adds.get(x)
-                if not adds:
+                if not adds or all(a.s > final.e for a in adds):  # type: ignore[union-attr]
+                    what = "was never added" if not adds else "was added only after that read completed"
                     unexpected.append(Anomaly(
-                        "unexpected", f"{x!r} is in the final read of {k} (op {final.index}) but was never added",  # type: ignore[union-attr]
+                        "unexpected", f"{x!r} is in the final read of {k} (op {final.index}) but {what}",  # type: ignore[union-attr]
                         (final.index,), _key(k), final.completion.time))  # type: ignore[union-attr]
                 elif not any(a.ok for a in adds):
                     if all(a.failed for a in adds):

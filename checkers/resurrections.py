@@ -42,9 +42,11 @@ class ResurrectionsChecker:
                     continue
                 if x not in final_set:
                     continue
+                if not any(r.e < so.final.s for r in ok_rms):
+                    continue  # every acked remove overlaps the final read: the read may come first
                 adds = so.adds.get(x, [])
-                if not any(not a.failed for a in adds):
-                    continue  # never (possibly) added: lost-writes reports it as unexpected / failed-present
+                if not any(not a.failed and a.s < so.final.e for a in adds):
+                    continue  # no add could precede the read: lost-writes reports it (unexpected / failed-present)
                 if presence_explained(adds, rms, so.final) is not False:
                     continue
                 rm = max((r for r in ok_rms if r.e < so.final.s), key=lambda r: r.s)

@@ -97,3 +97,67 @@ def set_oracle(adds: list[Any], removes: list[Any], final: Any, present: bool) -
             if state == present:
                 return True
     return False
+
+
+def session_oracle(history: History) -> list[tuple[str, int]]:
+    """Brute force of docs/checkers.md's session guarantees: (guarantee, read index) per violating read.
+
+    Restates every definition with plain loops over whole sessions (quadratic),
+    sharing nothing with checkers/session.py but the meaning.
+    """
+    from collections import defaultdict
+
+    from checkers.quantiles import client_pairs
+
+    def vmax(v):
+        if v is None:
+            return 0
+        if isinstance(v, list):
+            return max(v, default=0)
+        return v
+
+    by_s = defaultdict(list)
+    for p in client_pairs(history):
+        if p.f in ("read", "write"):
+            s = p.flag("session")
+            by_s[p.process if s is None else s].append(p)
+    counts, pos, sess = {}, {}, {}
+    for s, ps in by_s.items():
+        ps.sort(key=lambda p: p.invoke.index)
+        for i, p in enumerate(ps):
+            nxt = ps[i + 1].invoke.index if i + 1 < len(ps) else None
+            counts[id(p)] = p.completion is not None and (nxt is None or p.completion.index < nxt)
+            pos[id(p)], sess[id(p)] = i, s
+    writes = {}
+    for p in sorted((p for ps in by_s.values() for p in ps), key=lambda p: p.invoke.index):
+        if p.f == "write" and not p.failed:
+            writes.setdefault((p.key, p.invoke.value), p)
+
+    def good(p):
+        return p.ok and counts[id(p)]
+
+    out = []
+    for q, ps in by_s.items():
+        for i, r in enumerate(ps):
+            if r.f != "read" or not r.ok:
+                continue
+            k, got = r.key, vmax(r.read_value)
+            before = ps[:i]
+            ryw = max([w.invoke.value for w in before if w.f == "write" and good(w) and w.key == k], default=0)
+            mr = max([vmax(x.read_value) for x in before if x.f == "read" and good(x) and x.key == k], default=0)
+            mw = wfr = 0
+            for r1 in before:
+                if r1.f != "read" or not good(r1):
+                    continue
+                w_obs = writes.get((r1.key, vmax(r1.read_value)))
+                if w_obs is None:
+                    continue
+                prior = by_s[sess[id(w_obs)]][:pos[id(w_obs)]]
+                mw = max([mw] + [w.invoke.value for w in prior if w.f == "write" and good(w) and w.key == k])
+                wfr = max([wfr] + [vmax(x.read_value) for x in prior if x.f == "read" and good(x) and x.key == k])
+            for g, need in (("read-your-writes", ryw), ("monotonic-reads", mr),
+                            ("monotonic-writes", mw), ("writes-follow-reads", wfr)):
+                if got < need:
+                    out.append((g, r.index))
+                    break
+    return sorted(out, key=lambda t: t[1])

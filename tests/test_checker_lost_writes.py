@@ -207,14 +207,14 @@ def element_histories(draw):
     for i in range(n):
         f = draw(st.sampled_from(["add", "add", "remove"]))
         item = draw(st.integers(1, 2))
-        start = draw(st.integers(0, 20)) + i / 100
+        start = i * 4 + draw(st.integers(0, 6)) + i / 100
         dur = draw(st.integers(1, 10))
         outcome = draw(st.sampled_from(["ok", "ok", "info", "fail", "open"]))
         if outcome == "open":
             b.op(i, f, K, item, start, None)
         else:
             b.op(i, f, K, item, start, start + dur, outcome)
-    rs = draw(st.integers(0, 25)) + 0.005
+    rs = n * 4 + draw(st.integers(-6, 6)) + 0.005
     final_read(b, draw(st.sets(st.integers(1, 2))), start=rs, end=rs + draw(st.integers(1, 5)))
     return b.build()
 
@@ -231,8 +231,8 @@ def test_lost_writes_and_resurrections_agree_with_brute_force(h):
         adds, rms = so.adds.get(x, []), so.removes.get(x, [])
         if x not in final_set and any(a.ok for a in adds) and not set_oracle(adds, rms, so.final, present=False):
             want_lost.add(x)
-        if (x in final_set and any(not a.failed for a in adds) and any(r.ok for r in rms)
-                and not set_oracle(adds, rms, so.final, present=True)):
+        if (x in final_set and any(not a.failed and a.s < so.final.e for a in adds)
+                and any(r.ok and r.e < so.final.s for r in rms) and not set_oracle(adds, rms, so.final, present=True)):
             want_res.add(x)
     r = LostWritesChecker().check(h, CTX)
     got_lost = {int(a.description.split("add of ")[1].split(" ")[0]) for a in r.anomalies if a.kind == "lost-write"}
@@ -240,3 +240,47 @@ def test_lost_writes_and_resurrections_agree_with_brute_force(h):
     rr = ResurrectionsChecker().check(h, CTX)
     got_res = {int(a.description.split("item ")[1].split(" ")[0]) for a in rr.anomalies if a.kind == "resurrection"}
     assert got_res == want_res
+
+
+def random_element_history(seed: int):
+    """A seeded random one-key history: 1-4 adds/removes of items 1..2 at staggered times, one final read."""
+    import random
+    rng = random.Random(seed)
+    b = HistoryBuilder()
+    n = rng.randint(2, 4)
+    for i in range(n):
+        f = rng.choice(["add", "remove"]) if i else "add"
+        start = i * 4 + rng.randint(0, 6) + i / 100
+        outcome = rng.choice(["ok", "ok", "ok", "info", "fail", "open"])
+        end = None if outcome == "open" else start + rng.randint(1, 10)
+        b.op(i, f, K, rng.randint(1, 2), start, end, outcome)
+    rs = n * 4 + rng.randint(-6, 6) + 0.005
+    final_read(b, {x for x in (1, 2) if rng.random() < 0.5}, start=rs, end=rs + rng.randint(1, 5))
+    return b.build()
+
+
+def test_lost_writes_and_resurrections_agree_with_brute_force_on_seeded_histories():
+    from checkers.resurrections import ResurrectionsChecker
+    seen = {"lost": 0, "resurrection": 0, "removed": 0, "concurrent": 0}
+    for seed in range(1500):
+        h = random_element_history(seed)
+        so = collect_set_ops(h)[0][K]
+        final_set = set(so.final.read_value)
+        want_lost, want_res = set(), set()
+        for x in (1, 2):
+            adds, rms = so.adds.get(x, []), so.removes.get(x, [])
+            if x not in final_set and any(a.ok for a in adds) and not set_oracle(adds, rms, so.final, False):
+                want_lost.add(x)
+            if (x in final_set and any(not a.failed and a.s < so.final.e for a in adds)
+                    and any(r.ok and r.e < so.final.s for r in rms) and not set_oracle(adds, rms, so.final, True)):
+                want_res.add(x)
+        r = LostWritesChecker().check(h, CTX)
+        rr = ResurrectionsChecker().check(h, CTX)
+        assert {int(a.description.split("add of ")[1].split(" ")[0]) for a in r.anomalies
+                if a.kind == "lost-write"} == want_lost, f"seed {seed}"
+        assert {int(a.description.split("item ")[1].split(" ")[0]) for a in rr.anomalies} == want_res, f"seed {seed}"
+        seen["lost"] += len(want_lost)
+        seen["resurrection"] += len(want_res)
+        seen["removed"] += r.counts["removed"]
+        seen["concurrent"] += r.counts["concurrent_with_final_read"]
+    assert all(v >= 10 for v in seen.values()), seen

@@ -1,0 +1,71 @@
+"""Perf checker and fault windows on hand-built histories with known figures."""
+from __future__ import annotations
+
+import pytest
+
+from checkers.base import CheckContext, Verdict
+from checkers.fault_windows import fault_windows
+from checkers.perf import PerfChecker
+from checkers.quantiles import quantile, summarize
+from tests.checker_support import HistoryBuilder
+
+
+def test_quantiles_are_nearest_rank():
+    data = list(range(1, 1001))
+    assert quantile(data, 0.5) == 500 and quantile(data, 0.999) == 999 and quantile(data, 1.0) == 1000
+    s = summarize([3.0])
+    assert s["p50"] == s["p999"] == s["max"] == 3.0 and s["count"] == 1
+    assert summarize([])["p99"] is None
+
+
+def test_fault_windows_pairing():
+    b = HistoryBuilder()
+    b.nemesis("start-partition", 10, 11).nemesis("kill", 12, 13, value=["n1"])
+    b.nemesis("stop-partition", 20, 21).nemesis("start", 30, 31, value=["n1"])
+    b.nemesis("start-clock", 40, 41, outcome="fail")              # refused: no window
+    b.nemesis("pause", 50, 51).nemesis("start-link", 52, 53).nemesis("heal", 60, 61)
+    b.nemesis("wipe", 70, 71).nemesis("start-partition", 80, 81)  # never stopped
+    b.op(1, "read", "k", None, 90, 91, result=None)
+    ws = fault_windows(b.build())
+    got = [(w.kind, w.start // 1_000_000, w.end // 1_000_000, w.failed) for w in ws]
+    assert got == [("start-partition", 10, 21, False), ("kill", 12, 31, False), ("start-clock", 40, 41, True),
+                   ("pause", 50, 61, False), ("start-link", 52, 61, False), ("wipe", 70, 71, False),
+                   ("start-partition", 80, 91, False)]
+
+
+def history_with_a_partition():
+    b = HistoryBuilder()
+    b.nemesis("start-partition", 100, 101).nemesis("stop-partition", 200, 201)
+    p = 0
+    for t in range(0, 300, 10):          # one op every 10 ms, each taking 2 ms
+        p += 1
+        inside = 100 <= t <= 201
+        outcome = "info" if inside and t % 20 == 0 else "ok"
+        b.op(p, "write", "k", t, t, t + 2, outcome)
+    return b.build()
+
+
+def test_latency_throughput_and_availability_inside_and_outside_faults():
+    r = PerfChecker().check(history_with_a_partition(), CheckContext())
+    assert r.verdict == Verdict.VALID
+    # 30 ops; inside [100, 201]: t=100..200 -> 11 ops, 6 of them info
+    assert r.counts["ops"] == 30 and r.counts["ok_ops"] == 24 and r.counts["info_ops"] == 6
+    assert r.counts["availability"] == pytest.approx(24 / 30)
+    assert r.counts["availability_in_faults"] == pytest.approx(5 / 11)
+    assert r.counts["availability_outside_faults"] == pytest.approx(1.0)
+    assert r.counts["p999_latency_ms"] == pytest.approx(2.0)
+    assert r.details["latency_ms"]["write:info"]["count"] == 6
+    (w,) = r.details["windows"]
+    assert w["ops"] == 11 and w["ok"] == 5
+    assert r.counts["throughput_ops_s"] == pytest.approx(30 / 0.292)
+
+
+def test_thresholds_make_it_invalid():
+    r = PerfChecker().check(history_with_a_partition(), CheckContext(options={"min_availability": 0.9}))
+    assert r.verdict == Verdict.INVALID and "availability" in r.reason
+
+
+def test_open_ops_count_as_unavailable():
+    b = HistoryBuilder().op(1, "read", "k", None, 0, 1, result=None).op(2, "read", "k", None, 2, None)
+    r = PerfChecker().check(b.build(), CheckContext())
+    assert r.counts["availability"] == 0.5 and r.counts["open_ops"] == 1
