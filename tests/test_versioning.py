@@ -486,3 +486,16 @@ def test_state_equality_follows_json_not_python_equality(mode):
     for i, a in enumerate(states):
         for j, b in enumerate(states):
             assert (a == b) == (i == j) == (v.digest(a) == v.digest(b))
+
+
+@pytest.mark.parametrize("mode", ALL)
+def test_every_mode_implements_the_whole_protocol(mode):
+    from targets.dynamo.versioning import Versioning
+    members = [name for name in vars(Versioning) if not name.startswith("_")]
+    v = for_mode(mode)
+    assert {"empty", "write", "merge", "values", "sibling_count", "is_deleted", "context",
+            "reap", "digest", "to_json", "from_json"} <= set(members)
+    for name in members:
+        if name != "mode":
+            assert callable(getattr(v, name)), name
+    assert isinstance(v.digest(v.empty()), bytes)
