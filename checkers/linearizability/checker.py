@@ -133,6 +133,7 @@ def key_details(model: Model, rep: KeyReport, show: Any, with_linearization: boo
     if rep.counterexample is not None:
         d["counterexample"] = [show(rep.ops[i]) for i in rep.counterexample.ops]
         d["counterexample_minimal"] = rep.counterexample.minimal
+        d["counterexample_scope_end"] = _show_index(rep.counterexample.scope_end)
         d["counterexample_seconds"] = round(rep.counterexample.seconds, 6)
     return d
 
@@ -173,6 +174,10 @@ def history_operations(history: History, model: Model) -> tuple[dict[Hashable, l
         by_key.setdefault(inv.key, []).append(op)
         pairs[inv.index] = (inv, comp)
     return by_key, counts, pairs
+
+
+def _show_index(t: float) -> str:
+    return "the end" if t == math.inf else str(int(t))
 
 
 def _option(ctx: CheckContext, name: str, default: Any) -> Any:
@@ -264,6 +269,7 @@ class LinearizabilityChecker:
         shown = [show(rep.ops[i]) for i in cx.ops]
         steps = ", ".join(f"{s['op']} [{s['invoke']}..{s['complete']}]" for s in shown)
         indexes = tuple(i for s in shown for i in (s["invoke"], s["complete"]) if i is not None)
-        text = (f"key {rep.key!r}: {len(shown)} ops cannot be linearized together"
+        text = (f"key {rep.key!r}: {len(shown)} acknowledged op(s) cannot be linearized, even with every "
+                f"other op up to index {_show_index(cx.scope_end)} as may-or-may-not-have-happened"
                 f"{'' if cx.minimal else ' (shrinking stopped early)'}: {steps}")
         return Anomaly("non-linearizable", text, indexes, None if rep.key is None else str(rep.key))

@@ -1,22 +1,22 @@
-"""Shrinking a non-linearizable key's ops to a small set that still cannot be linearized.
+"""Shrinking a non-linearizable key to the few ``ok`` ops that prove it.
 
-Two facts keep every step sound (the result is non-linearizable *because of
-the ops kept*, never because an op was taken away):
-
-* Dropping an indeterminate op keeps a history non-linearizable (it may
-  never have happened anyway), so a counterexample holds only ``ok`` ops.
-* Turning an ``ok`` op into an indeterminate one only adds ways to
-  linearize; if the history is *still* non-linearizable, the op is not
-  needed and can go. (Simply deleting it would not do: deleting the write a
-  read saw would "explain" the read wrongly.)
+The claim a counterexample makes: *these ok ops cannot be linearized, even
+if every other op (up to the last of them) may or may not have happened, at
+any time after its invoke*. That implies the key is not linearizable,
+because turning an ``ok`` op into an indeterminate one only adds ways to
+linearize. (Deleting ops instead would not do: deleting the write a read saw
+would "explain" the read wrongly.)
 
 First the shortest non-linearizable real-time prefix is found by bisection
 (ops invoked after the cut dropped, ops still open at the cut made
 indeterminate: a prefix of a linearizable history is linearizable), then
-chunks of the remaining ok ops are relaxed, halving the chunk size
-(delta debugging). Every search has a step budget and the whole shrink a
-deadline; a search that runs out counts as "could not show it", so the op
-stays, and ``minimal`` in the answer says whether shrinking finished.
+chunks of the remaining ok ops are relaxed to indeterminate, halving the
+chunk size (delta debugging), while the claim still holds. Relaxed writes
+cost the search little because the register model drops indeterminate
+writes whose value no kept op observed. Every search has a step budget and
+the whole shrink a deadline; a search that runs out counts as "could not
+show it", so the op stays, and ``minimal`` in the answer says whether
+shrinking finished.
 """
 from __future__ import annotations
 
@@ -31,9 +31,14 @@ from checkers.linearizability.search import INVALID, run
 
 @dataclass(frozen=True)
 class Counterexample:
-    """Positions (into the key's op list) of ok ops that together cannot be linearized."""
+    """Positions (into the key's op list) of ok ops that cannot be linearized.
+
+    ``scope_end`` is the real-time cut: the claim is about the ops invoked
+    up to it, every op other than ``ops`` taken as may-or-may-not-have-happened.
+    """
 
     ops: tuple[int, ...]
+    scope_end: float
     minimal: bool      # True: relaxing any single op of it makes it linearizable
     checks: int        # searches run while shrinking
     seconds: float
@@ -45,7 +50,7 @@ def _relaxed(op: Operation) -> Operation:
 
 def shrink(model: Model, ops: Sequence[Operation], *, deadline: float,
            step_budget: int = 200_000) -> Counterexample:
-    """A small subset of ``ops`` (known non-linearizable) that is still non-linearizable."""
+    """A few ok ops of ``ops`` (known non-linearizable) that prove it (see the module docstring)."""
     t0 = time.monotonic()
     checks = 0
     out_of_time = undecided = False
@@ -63,7 +68,7 @@ def shrink(model: Model, ops: Sequence[Operation], *, deadline: float,
 
     # 1. shortest non-linearizable prefix, cut at a return time
     cuts = sorted({op.ret for op in ops if not op.indeterminate})
-    lo, hi = 0, len(cuts) - 1          # cuts[hi] is the whole history minus trailing info ops
+    lo, hi = 0, len(cuts) - 1          # cuts[hi]: the whole history minus trailing info ops
     while lo < hi:
         mid = (lo + hi) // 2
         if nonlinearizable(_prefix(ops, cuts[mid])):
@@ -71,26 +76,28 @@ def shrink(model: Model, ops: Sequence[Operation], *, deadline: float,
         else:
             lo = mid + 1
     cut = cuts[hi] if cuts else math.inf
-    keep = [i for i, op in enumerate(ops) if not op.indeterminate and op.ret <= cut]
+    scope = [i for i, op in enumerate(ops) if op.call <= cut]
+    base = {i: (ops[i] if ops[i].ret <= cut else _relaxed(ops[i])) for i in scope}
+    keep = [i for i in scope if not base[i].indeterminate]
 
-    # 2. relax chunks of ok ops (delta debugging), halving the chunk size
-    #    until a pass of single ops removes nothing (then the set is 1-minimal)
+    # 2. relax chunks of the kept ok ops (delta debugging), halving the chunk size,
+    #    until a pass of single ops relaxes nothing (then the set is 1-minimal)
     chunk = max(1, len(keep) // 2)
     while not out_of_time:
         i = 0
         removed = False
         while i < len(keep) and len(keep) > 1:
-            drop = set(keep[i:i + chunk])
-            trial = [_relaxed(ops[k]) if k in drop else ops[k] for k in keep]
+            kept = set(keep[:i]) | set(keep[i + chunk:])
+            trial = [base[k] if k in kept else _relaxed(base[k]) for k in scope]
             if nonlinearizable(trial):
-                keep = [k for k in keep if k not in drop]
+                keep = [k for k in keep if k in kept]
                 removed = True
             else:
                 i += chunk
         if chunk == 1 and not removed:
             break
         chunk = max(1, chunk // 2)
-    return Counterexample(tuple(keep), not (out_of_time or undecided), checks, time.monotonic() - t0)
+    return Counterexample(tuple(keep), cut, not (out_of_time or undecided), checks, time.monotonic() - t0)
 
 
 def _prefix(ops: Sequence[Operation], cut: float) -> list[Operation]:

@@ -11,6 +11,11 @@ An op whose outcome is unknown (``info``) is stepped with ``output`` equal to
 :data:`UNKNOWN`: the model should answer as if the op took effect
 successfully (the search separately considers the op never happening).
 
+A model may also define ``irrelevant(ops) -> set of positions``: the
+indeterminate ops that no linearization needs (e.g. a timed-out write whose
+value nobody read). The search drops them first, which is sound (they may
+never have happened) and saves it exponential work.
+
 A whole new model is about twenty lines; see ``docs/linearizability.md``.
 """
 from __future__ import annotations
@@ -64,6 +69,7 @@ class Model(Protocol):
     def describe_state(self, state: Any) -> str:
         """One short line for reports, e.g. ``3`` or ``absent``."""
         ...
+
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,9 +8,9 @@ the step rejects it and the key is not linearizable.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from checkers.linearizability.model import UNKNOWN
+from checkers.linearizability.model import UNKNOWN, Operation
 
 
 class RegisterModel:
@@ -34,6 +34,27 @@ class RegisterModel:
                 return True, state
             return (type(output) is not tuple and output == state), state
         return False, state
+
+    def irrelevant(self, ops: Sequence[Operation]) -> set[int]:
+        """Indeterminate writes (and cas) whose new value no op observes: never needed.
+
+        If such an op is in a linearization, removing it leaves it legal:
+        nothing between it and the next write reads its value or does a cas
+        from it. Observed values: ok read outputs and the ``old`` of every
+        cas kept (iterated, since keeping an info cas makes its ``old`` observed).
+        """
+        observed = {op.output for op in ops if op.input[0] == "read" and op.output is not UNKNOWN}
+        candidates = {i for i, op in enumerate(ops) if op.indeterminate and op.input[0] in ("write", "cas")}
+        keep_cas = [op for i, op in enumerate(ops) if op.input[0] == "cas" and i not in candidates]
+        while True:
+            for op in keep_cas:
+                if type(op.input[1]) is tuple and len(op.input[1]) == 2:
+                    observed.add(op.input[1][0])
+            newly = [i for i in candidates if _written(ops[i]) in observed]
+            if not newly:
+                return candidates
+            candidates.difference_update(newly)
+            keep_cas = [ops[i] for i in newly if ops[i].input[0] == "cas"]
 
     def describe_op(self, input: tuple[str, Any], output: Any) -> str:
         """``write 3`` / ``read -> 3`` / ``read -> absent`` / ``read -> siblings [1, 2]``."""
@@ -69,6 +90,16 @@ class CASRegisterModel(RegisterModel):
                 return False, state
             return state == value[0], value[1]
         return RegisterModel.step(self, state, input, output)
+
+
+def _written(op: Operation) -> Any:
+    f, value = op.input
+    if f == "cas":
+        return value[1] if type(value) is tuple and len(value) == 2 else _NOTHING
+    return value
+
+
+_NOTHING = object()
 
 
 def _show(v: Any) -> str:

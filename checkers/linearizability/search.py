@@ -67,8 +67,10 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     :class:`SearchOutcome` (``unknown`` only when the cache cap is hit; a
     time limit is the driver's business: it just stops calling ``next``).
     """
-    n = len(ops)
     state = model.init()
+    kept = _relevant_positions(model, ops)
+    ops = [ops[i] for i in kept]
+    n = len(ops)
     if n == 0:
         return SearchOutcome(VALID)
     # --- the entry list -------------------------------------------------
@@ -203,9 +205,9 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
         depth = len(stack_e)
         if depth > best_len:
             best_len = depth
-            best = tuple(op_of[x] for x in stack_e)
+            best = tuple(kept[op_of[x]] for x in stack_e)
             best_state = state
-            blocked = closes[e] if closes[e] >= 0 else None
+            blocked = kept[closes[e]] if closes[e] >= 0 else None
         if not depth:
             return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (), best, best_state, blocked)
         e = stack_e.pop()
@@ -227,8 +229,15 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
             phase_info = False
             skipped_info = True  # conservative: info calls before e may exist
         e = nxt[e]
-    return SearchOutcome(VALID, steps + quantum - countdown, cached, None,
-                         tuple(op_of[x] for x in stack_e), tuple(op_of[x] for x in stack_e), state, None)
+    done = tuple(kept[op_of[x]] for x in stack_e)
+    return SearchOutcome(VALID, steps + quantum - countdown, cached, None, done, done, state, None)
+
+
+def _relevant_positions(model: Model, ops: Sequence[Operation]) -> list[int]:
+    """Positions of the ops to search: all but the indeterminate ones the model calls irrelevant."""
+    hook = getattr(model, "irrelevant", None)
+    gone = hook(ops) if hook is not None else ()
+    return [i for i in range(len(ops)) if i not in gone] if gone else list(range(len(ops)))
 
 
 def run(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_CACHE,
