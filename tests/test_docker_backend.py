@@ -26,8 +26,8 @@ PROBE = ("import sys, urllib.request\n"
          "    print('cut', type(e).__name__)\n")
 
 
-def _reach(backend: DockerBackend, src: str, dst_url: str) -> str:
-    """From inside node ``src``'s container, whether ``dst_url`` answers (a real TCP request)."""
+def reach(backend, src: str, dst_url: str) -> str:
+    """From inside node ``src`` (its container or host), whether ``dst_url`` answers: a real TCP request."""
     res = backend.run(src, ["python3", "-c", PROBE, dst_url], timeout=10).check()
     return res.stdout.split()[0]
 
@@ -56,7 +56,7 @@ def test_setup_gives_healthy_nodes_on_a_private_network(cluster):
     assert network.attrs["Internal"] is True
     client.close()
     # every node knows the others by name without DNS
-    assert _reach(backend, "n1", f"http://n2:{nodes['n2'].port}/admin/health") == "reached"
+    assert reach(backend, "n1", f"http://n2:{nodes['n2'].port}/admin/health") == "reached"
     doc = json.loads((run_dir / "cluster.json").read_text())
     assert doc["backend"] == "docker" and [n["name"] for n in doc["nodes"]] == ["n1", "n2", "n3"]
 
@@ -67,11 +67,11 @@ def test_partition_rule_in_the_chain_cuts_exactly_that_peer(cluster):
     backend.run("n1", ["iptables", "-w", "5", "-A", backend.firewall_chain, "-s", n2.host, "-d", n1.host,
                        "-j", "DROP"]).check()
     try:
-        assert _reach(backend, "n2", f"{n1.url}/admin/health") == "cut"
-        assert _reach(backend, "n3", f"{n1.url}/admin/health") == "reached"
+        assert reach(backend, "n2", f"{n1.url}/admin/health") == "cut"
+        assert reach(backend, "n3", f"{n1.url}/admin/health") == "reached"
     finally:
         backend.run("n1", ["iptables", "-w", "5", "-F", backend.firewall_chain]).check()
-    assert _reach(backend, "n2", f"{n1.url}/admin/health") == "reached"
+    assert reach(backend, "n2", f"{n1.url}/admin/health") == "reached"
 
 
 def test_clock_file_skews_the_running_node(cluster):

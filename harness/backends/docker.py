@@ -22,7 +22,6 @@ from __future__ import annotations
 import atexit
 import io
 import ipaddress
-import json
 import os
 import secrets
 import tarfile
@@ -194,14 +193,6 @@ def list_clusters(client) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _node_argv(config: ClusterConfig, node: str, host: str, port: int, peers: Mapping[str, str]) -> list[str]:
-    target = config.extra.get("target")
-    if target is None:
-        from targets.dynamo.target import DynamoTarget
-        target = DynamoTarget()
-    return list(target.node_command(node, host, port, LAYOUT.data_dir, peers, config.settings, python="python3"))
-
-
 class DockerBackend:
     """Backend over a Docker engine (local, or remote through DOCKER_HOST=ssh://...)."""
 
@@ -226,6 +217,7 @@ class DockerBackend:
         self._nodes: dict[str, Node] = {}
         self._argv: dict[str, list[str]] = {}
         self._shells: dict[str, DockerShell] = {}
+        self._run_dir: Path | None = None
         self.image_build = None
 
     # -- life cycle -------------------------------------------------------------------------
@@ -243,8 +235,8 @@ class DockerBackend:
             if ips is None:
                 self._name = self.cluster if self.keep else f"run-{run_id}"
                 self._owned = not self.keep
-                if self._owned:
-                    atexit.register(self.teardown)
+                if self._owned and not config.extra.get("leave_running"):
+                    atexit.register(self.teardown)      # a backstop: the runner tears down first
                 else:
                     remove_clusters(client, self._name)        # a stale kept cluster (other image/size)
                 ips = create_cluster(client, self._name, config.nodes, tag, run_id=run_id, kept=self.keep,
@@ -256,10 +248,11 @@ class DockerBackend:
             peers = {n: node.address for n, node in self._nodes.items()}
             for n, node in self._nodes.items():
                 self._reset(n)
-                self._argv[n] = _node_argv(config, n, node.host, node.port, peers)
+                self._argv[n] = remote.node_argv(config, n, node.host, node.port, peers, LAYOUT.data_dir)
                 remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime)
             remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails())
-            self._write_cluster_json(config.run_dir)
+            self._run_dir = Path(config.run_dir)
+            self._write_cluster_json()
             return list(self._nodes.values())
         except BaseException:
             self.teardown()
@@ -302,16 +295,33 @@ class DockerBackend:
                     remote.signal_daemon(shell, LAYOUT, "CONT")
                     remote.signal_daemon(shell, LAYOUT, "KILL")
                     shell.exec(remote.sh('echo +0 > "$1"; iptables -w 5 -F "$2"', LAYOUT.clock_file, CHAIN))
+            self._write_cluster_json(stopped=True)
         finally:
             client.close()
 
-    def _write_cluster_json(self, run_dir: Path) -> None:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        doc = {"backend": "docker", "cluster": self._name, "owned": self._owned,
-               "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                          "clock_file": n.clock_file} for n in self._nodes.values()],
-               "options": {"image": self.image, "cluster": self._name, "reuse": True}}
-        (run_dir / "cluster.json").write_text(json.dumps(doc, indent=2) + "\n")
+    def _write_cluster_json(self, stopped: bool = False) -> None:
+        """``<run_dir>/cluster.json``: what :func:`harness.backends.attach` needs to find this cluster."""
+        if self._run_dir is None:
+            return
+        remote.save_cluster_state(self._run_dir, {
+            "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped,
+            "run_dir": str(self._run_dir), "docker_host": os.environ.get("DOCKER_HOST"),
+            "capabilities": sorted(self.capabilities), "argv": self._argv}, list(self._nodes.values()))
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> "DockerBackend":
+        """Re-attach to a cluster from its ``cluster.json`` (``dynharness heal``, cleanup after a crash)."""
+        b = cls({"reuse": False})
+        b._name, b._owned = state["cluster"], bool(state.get("owned", True))
+        b._run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
+        b._argv = {k: list(v) for k, v in (state.get("argv") or {}).items()}
+        b._client = client = connect_engine(b.timeout)
+        by_node = {c.labels.get(L_NODE): c for c in cluster_containers(client, b._name)}
+        for n in state["nodes"]:
+            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
+            if n["name"] in by_node:
+                b._shells[n["name"]] = DockerShell(by_node[n["name"]])
+        return b
 
     def _log_tails(self) -> dict[str, str]:
         return {n: s.get_file(LAYOUT.log_file).decode(errors="replace")[-2000:] for n, s in self._shells.items()}
@@ -362,3 +372,29 @@ class DockerBackend:
         dest.mkdir(parents=True, exist_ok=True)
         for n, shell in self._shells.items():
             (dest / f"{n}.log").write_bytes(shell.get_file(LAYOUT.log_file))
+
+
+def sshd_hosts(client, name: str, count: int, image: str, authorized_key: str,
+               timeout: float = 30.0) -> tuple[dict[str, str], list[str]]:
+    """Containers running sshd (own host keys each) for the SSH backend's tests and benchmarks.
+
+    Returns ({node: ip}, known_hosts lines read from inside each container, i.e. out of band,
+    as an operator would): verification against them means something.
+    """
+    nodes = [f"n{i}" for i in range(1, count + 1)]
+    ips = create_cluster(client, name, nodes, image, run_id=name, kept=False, mode="sshd",
+                         env={"DYNHARNESS_AUTHORIZED_KEY": authorized_key})
+    deadline = time.monotonic() + timeout
+    lines: list[str] = []
+    for node, ip in ips.items():
+        shell = DockerShell(client.containers.get(f"dynharness-{name}-{node}"))
+        while True:
+            key = shell.get_file("/etc/ssh/ssh_host_ed25519_key.pub").decode().split()
+            if len(key) >= 2 and remote.port_open(ip, 22):
+                break
+            if time.monotonic() > deadline:
+                remove_clusters(client, name)
+                raise UserError(f"sshd in {node} did not come up within {timeout:.0f}s")
+            time.sleep(0.1)
+        lines.append(f"{ip} {key[0]} {key[1]}")
+    return ips, lines

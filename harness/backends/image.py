@@ -16,6 +16,7 @@ uploads to a remote host (:func:`build_bundle`).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import json
@@ -52,7 +53,8 @@ SSH_USER = "dyn"                           # non-root user with passwordless sud
 # (hooked from INPUT and OUTPUT, so "-s A -d B" rules work on either end), make sure the libfaketime
 # control file exists, and idle: the node itself is a daemon the backend starts with ``docker exec``
 # (harness.backends.remote), so a crash kills the server, not the container and its network rules.
-# ``sshd``: generate this container's own host keys (the image carries none), authorize the key in
+# ``sshd``: generate this container's own host key (the image carries none; ed25519 only: RSA
+# generation takes seconds per container), authorize the key in
 # $DYNHARNESS_AUTHORIZED_KEY for root and the sudo user, and run sshd (the SSH backend's tests).
 ENTRYPOINT_SH = f"""#!/bin/sh
 set -e
@@ -67,7 +69,7 @@ idle)
   [ -s /var/lib/dynharness/clock ] || echo +0 > /var/lib/dynharness/clock
   exec sleep infinity ;;
 sshd)
-  ls /etc/ssh/ssh_host_*_key >/dev/null 2>&1 || ssh-keygen -A >/dev/null
+  [ -e /etc/ssh/ssh_host_ed25519_key ] || ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key
   if [ -n "$DYNHARNESS_AUTHORIZED_KEY" ]; then
     for home in /root /home/{SSH_USER}; do
       mkdir -p "$home/.ssh" && printf '%s\\n' "$DYNHARNESS_AUTHORIZED_KEY" > "$home/.ssh/authorized_keys"
@@ -201,7 +203,16 @@ def _first_party_imports(root: Path, path: Path) -> set[Path]:
 
 
 def node_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    """Every file of ``targets`` plus the first-party modules it imports, transitively."""
+    """Every file of ``targets`` plus the first-party modules it imports, transitively.
+
+    Parsing every module takes a while, so the answer is memoized on the files' sizes and mtimes."""
+    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for pkg in FIRST_PARTY
+                  for p in sorted((root / pkg).rglob("*.py")) if "__pycache__" not in p.parts)
+    return list(_node_files(root, stamp))
+
+
+@functools.lru_cache(maxsize=4)
+def _node_files(root: Path, stamp: tuple) -> tuple[Path, ...]:
     todo = [p for p in (root / "targets").rglob("*") if p.is_file() and "__pycache__" not in p.parts
             and p.suffix not in (".pyc", ".pyo")]
     seen: set[Path] = set()
@@ -212,7 +223,7 @@ def node_files(root: Path = PROJECT_ROOT) -> list[Path]:
         seen.add(path)
         if path.suffix == ".py":
             todo.extend(_first_party_imports(root, path) - seen)
-    return sorted(seen)
+    return tuple(sorted(seen))
 
 
 def node_packages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
@@ -264,20 +275,31 @@ def unpack_wheels(wheels: list[Path], site: Path) -> None:
             zf.extractall(site)
 
 
-def build_bundle(recipe: ImageRecipe, dest_dir: Path) -> Path:
-    """A tar.gz with ``app/`` (node code) and ``site/`` (unpacked wheels): what a node host needs."""
-    wheels = download_wheels(recipe, CACHE_DIR / "wheels" / _digest(json.dumps([recipe.requirements, recipe.python_version]))[:16])
-    out = dest_dir / f"dynharness-node-{recipe.node_hash()[:16]}.tar.gz"
-    if out.exists():
-        return out
-    with tempfile.TemporaryDirectory(prefix="dynharness-bundle-") as tmp:
-        unpack_wheels(wheels, Path(tmp) / "site")
-        with tarfile.open(out.with_suffix(".tmp"), "w:gz") as tar:
-            tar.add(Path(tmp) / "site", "site")
+def _wheel_dir(recipe: ImageRecipe) -> Path:
+    return CACHE_DIR / "wheels" / _digest(json.dumps([sorted(recipe.requirements), recipe.python_version]))[:16]
+
+
+def build_bundle(recipe: ImageRecipe, dest_dir: Path) -> tuple[Path, Path]:
+    """What a node host needs, as two tar.gz files: ``site-<hash>`` (the node's dependencies,
+    unpacked from wheels for the host's Python; changes rarely) and ``app-<hash>`` (the node
+    code; small, changes often). Both are cached in ``dest_dir`` by their hash."""
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    wheel_dir = _wheel_dir(recipe)
+    wheels = download_wheels(recipe, wheel_dir)
+    site = dest_dir / f"site-{wheel_dir.name}.tar.gz"
+    if not site.exists():
+        with tempfile.TemporaryDirectory(prefix="dynharness-bundle-") as tmp:
+            unpack_wheels(wheels, Path(tmp))
+            with tarfile.open(site.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
+                tar.add(tmp, ".")
+        site.with_suffix(".tmp").rename(site)
+    app = dest_dir / f"app-{code_hash()[:16]}.tar.gz"
+    if not app.exists():
+        with tarfile.open(app.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
             for rel, path in _code_files():
-                tar.add(path, f"app/{rel}")
-    out.with_suffix(".tmp").rename(out)
-    return out
+                tar.add(path, rel)
+        app.with_suffix(".tmp").rename(app)
+    return site, app
 
 
 def _dockerfile(base: str) -> str:
@@ -402,7 +424,7 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
     else:
         step("base image (debootstrap + import)", not force and _image_exists(client, base_tag),
              lambda: _debootstrap_base(client, recipe, lambda s: say("base image (debootstrap + import)", s), timeout))
-    wheel_dir = CACHE_DIR / "wheels" / _digest(json.dumps([recipe.requirements, recipe.python_version]))[:16]
+    wheel_dir = _wheel_dir(recipe)
     if force:
         shutil.rmtree(wheel_dir, ignore_errors=True)
     step("python wheels (offline install)", (wheel_dir / ".complete").exists(),

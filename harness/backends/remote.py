@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shlex
+import socket
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from typing import Mapping, Protocol, Sequence
+from pathlib import Path
+from typing import Any, Mapping, Protocol, Sequence
 
-from harness.backends.base import CommandResult, Node
+from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -57,6 +60,19 @@ class NodeLayout:
     pid_file: str
     log_file: str
     python: str = "python3"
+
+
+def node_argv(config: ClusterConfig, node: str, host: str, port: int, peers: Mapping[str, str],
+              data_dir: str) -> list[str]:
+    """The target's argv for one node (``config.extra["target"]`` or the reference Dynamo)."""
+    target = config.extra.get("target")
+    if target is None:
+        from targets.dynamo.target import DynamoTarget
+        target = DynamoTarget()
+    try:
+        return list(target.node_command(node, host, port, data_dir, peers, dict(config.settings), python="python3"))
+    except ValueError as e:
+        raise UserError(str(e)) from None
 
 
 def sh(script: str, *args: str) -> list[str]:
@@ -156,6 +172,25 @@ def http_json(url: str, timeout: float = 1.0) -> dict | None:
             return json.loads(resp.read() or b"null")
     except (OSError, ValueError, urllib.error.URLError):
         return None
+
+
+def save_cluster_state(run_dir: Path, state: dict[str, Any], nodes: Sequence[Node]) -> None:
+    """Write ``<run_dir>/cluster.json`` atomically: what :func:`harness.backends.attach` reads back."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    doc = {**state, "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
+                               "clock_file": n.clock_file} for n in nodes]}
+    tmp = run_dir / "cluster.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, run_dir / "cluster.json")
+
+
+def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
+    """Whether a TCP connection to host:port is accepted."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def healthy(node: Node, timeout: float = 1.0) -> bool:
