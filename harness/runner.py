@@ -33,7 +33,7 @@ from harness.errors import UserError
 from harness.history import HistoryJournal
 from harness.live import LiveDisplay
 from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_run, histories_root, new_run_dir,
-                          point_latest, write_results)
+                          point_latest, write_report, write_results)
 from harness.spec import TestSpec, spec_json
 from harness.workers import ClientPhase, NemesisWorker, final_reads, heal_all, run_clients
 from harness.workloads import build as build_workload
@@ -176,6 +176,7 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
         write_results(run_dir, results)
         if interrupted is not None:
             raise KeyboardInterrupt from interrupted
+        write_report(run_dir)
         return RunOutcome(run_dir, "failed", RUN_FAILED, results, error)
     results = check_run(run_dir, write=False)
     results["final_reads_missing"] = state.missing_final
@@ -183,6 +184,10 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     if cleanup_errors:
         results["cleanup_errors"] = cleanup_errors
     write_results(run_dir, results)
+    report_error = write_report(run_dir)
+    if report_error:
+        results["report_error"] = report_error
+        write_results(run_dir, results)
     return RunOutcome(run_dir, results["verdict"], EXIT_CODES.get(results["verdict"], 2), results)
 
 

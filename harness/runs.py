@@ -154,6 +154,9 @@ def check_run(run_dir: str | Path, names: Sequence[str] | None = None, write: bo
     results = check_history(history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names)
     if write:
         write_results(d, results)
+        error = write_report(d)
+        if error:
+            results["report_error"] = error
     return results
 
 
@@ -162,6 +165,19 @@ def write_results(run_dir: Path, results: Mapping[str, Any]) -> None:
     tmp = run_dir / (RESULTS + ".tmp")
     tmp.write_text(json.dumps(results, indent=2, default=str))
     os.replace(tmp, run_dir / RESULTS)
+
+
+def write_report(run_dir: Path) -> str | None:
+    """(Re)write the run's ``report.html`` when the reports part is installed; the error text if it failed."""
+    try:
+        from harness.reports.html import write_run_report
+    except ImportError:
+        return None
+    try:
+        write_run_report(run_dir)
+    except Exception as e:  # noqa: BLE001 - a report problem must not lose the run's results
+        return f"report not written: {type(e).__name__}: {e}"
+    return None
 
 
 @dataclass(frozen=True)
