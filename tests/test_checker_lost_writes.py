@@ -191,6 +191,8 @@ def test_stabilisation_like_set_full():
 def test_registry_builds_every_name_and_refuses_unknown():
     built = build([n for n in names() if n != "linearizable"])
     assert [c.name for c in built] == [n for n in names() if n != "linearizable"]
+    from checkers.registry import UnavailableChecker
+    assert not any(isinstance(c, UnavailableChecker) for c in built)
     (lin,) = build(["linearizable"])
     assert lin.name == "linearizable"
     with pytest.raises(UserError, match="unknown checker 'nope'"):

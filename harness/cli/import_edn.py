@@ -1,0 +1,46 @@
+"""``dynharness import-edn history.edn OUT_DIR``: turn a Jepsen history into ours.
+
+Writes ``OUT_DIR/history.jsonl`` (mapping in ``checkers/jepsen_edn.py`` and
+``docs/checkers.md``), so ``dynharness check OUT_DIR`` runs our checkers on a
+history recorded by a Jepsen test. Refuses what cannot be mapped, naming the
+line and the reason.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UserError
+
+
+def cmd_import_edn(args: argparse.Namespace) -> int:
+    from checkers.jepsen_edn import read_edn_history
+    from harness.history import write_history
+
+    history = read_edn_history(args.edn, independent=args.independent)
+    out = Path(args.out_dir)
+    target = out / "history.jsonl"
+    if target.exists() and not args.force:
+        raise UserError(f"{target} exists; use --force to overwrite it")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_history(target, history.ops)
+    except OSError as e:
+        raise UserError(f"{out}: cannot write: {e.strerror or e}") from None
+    nemesis = sum(1 for o in history.ops if o.is_nemesis)
+    print(f"imported {len(history)} ops ({len(history) - nemesis} client, {nemesis} nemesis) -> {target}")
+    print(f"check it with: dynharness check {out}")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("import-edn", help="import a Jepsen history.edn",
+                       description="Convert a Jepsen history.edn into a dynharness history.jsonl.",
+                       epilog="example: dynharness import-edn store/latest/history.edn imported/ && dynharness check imported/")
+    p.add_argument("edn", metavar="HISTORY_EDN", help="a Jepsen history.edn file")
+    p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write history.jsonl into")
+    p.add_argument("--independent", action="store_true",
+                   help="client values are Jepsen independent [key value] tuples: split them into key and value")
+    p.add_argument("--force", action="store_true", help="overwrite an existing history.jsonl")
+    p.set_defaults(func=cmd_import_edn)

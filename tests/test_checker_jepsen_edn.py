@@ -1,0 +1,77 @@
+"""Jepsen history.edn import: the field mapping, refusals with line numbers, and the CLI."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from checkers.base import CheckContext, Verdict
+from checkers.fault_windows import fault_windows
+from checkers.jepsen_edn import read_edn_history
+from checkers.lost_writes import LostWritesChecker
+from harness.cli import main
+from harness.errors import UserError
+from harness.history import read_history
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_register_history_maps_fields_nemesis_and_cas():
+    h = read_edn_history(DATA / "jepsen-register.edn")
+    assert len(h) == 14 and [o.index for o in h] == list(range(14))
+    first = h.op(0)
+    assert (first.type, first.f, first.value, first.process, first.time) == ("invoke", "write", 1, 0, 1_000_000)
+    assert first.extra["jepsen_index"] == 0
+    nem = h.nemesis_ops()
+    assert [(o.type, o.f) for o in nem] == [("invoke", "start-fault"), ("info", "start-fault"),
+                                           ("invoke", "stop-fault"), ("info", "stop-fault")]
+    assert nem[1].value == ["isolated", {"n1": ["n2", "n3"]}]
+    cas = h.op(6)
+    assert cas.f == "cas" and cas.value == [1, 2] and h.op(7).error == "timeout-or-whatever"
+    assert h.op(9).type == "info" and h.op(9).error == "indeterminate: timed out"
+    assert h.op(1).value is None and h.op(13).value == 3
+    (w,) = fault_windows(h)
+    assert (w.kind, w.start, w.end) == ("start-fault", 2_500_000, 6_100_000)
+
+
+def test_set_history_in_a_vector_with_set_reads():
+    h = read_edn_history(DATA / "jepsen-set.edn")
+    assert h.op(7).value == [1, 2]
+    r = LostWritesChecker().check(h, CheckContext())   # no final marks: the last ok read is final
+    assert r.verdict == Verdict.INVALID and r.counts["lost_writes"] == 1
+    assert r.counts["unacknowledged_present"] == 1
+
+
+def test_independent_tuples_become_keys(tmp_path):
+    p = tmp_path / "h.edn"
+    p.write_text('{:type :invoke, :f :write, :value [7 3], :process 0, :time 1}\n'
+                 '{:type :ok, :f :write, :value [7 3], :process 0, :time 2}\n')
+    h = read_edn_history(p, independent=True)
+    assert (h.op(0).key, h.op(0).value) == ("7", 3)
+
+
+@pytest.mark.parametrize("name, text, msg", [
+    ("tagged", None, r"jepsen-bad-tagged.edn:2: cannot map to a dynharness op: cannot map EDN value"),
+    ("orphan", None, r"op 1 completes nothing .*jepsen-bad-orphan.edn:2"),
+    ("notype", '{:f :read, :process 0, :time 1}\n', r":1: cannot map to a dynharness op: op has no :type"),
+    ("badtime", '{:type :invoke, :f :read, :process 0, :time 1.5}\n', r"non-negative integer nanoseconds"),
+    ("badtype", '{:type :done, :f :read, :process 0, :time 1}\n', r":type must be"),
+    ("garbage", '{:type :invoke, :f\n', r"not valid EDN"),
+])
+def test_refuses_what_cannot_be_mapped_naming_the_line(tmp_path, name, text, msg):
+    p = DATA / f"jepsen-bad-{name}.edn" if text is None else tmp_path / f"{name}.edn"
+    if text is not None:
+        p.write_text(text)
+    with pytest.raises(UserError, match=msg):
+        read_edn_history(p)
+
+
+def test_cli_import_writes_a_history_our_reader_accepts(tmp_path, capsys):
+    out = tmp_path / "imported"
+    assert main(["import-edn", str(DATA / "jepsen-register.edn"), str(out)]) == 0
+    h = read_history(out)
+    assert len(h) == 14 and json.loads((out / "history.jsonl").read_text().splitlines()[0])["f"] == "write"
+    assert main(["import-edn", str(DATA / "jepsen-register.edn"), str(out)]) == 3   # exists, no --force
+    assert "exists" in capsys.readouterr().err
+    assert main(["import-edn", str(DATA / "jepsen-bad-orphan.edn"), str(tmp_path / "x")]) == 3
