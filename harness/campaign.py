@@ -305,7 +305,7 @@ class SubprocessCellRunner:
             out.unlink()
             res.run_dir, res.verdict, res.exit_code, res.error = (done.get("run_dir"), done.get("verdict"),
                                                                     done.get("exit_code"), done.get("error"))
-        else:
+        if not res.run_dir:  # stopped before run_test returned: find the run folder it made
             res.run_dir = _newest_run(self.histories, str(cell.overrides.get("name")), t0)
         if state == "timeout":
             res.error = f"time limit of {cell.time_limit:g} s reached; stopped with SIGTERM"

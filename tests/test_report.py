@@ -53,6 +53,7 @@ def test_model_timeline_columns_and_aggregates_match_the_history(cart_run):
     assert m["lanes"][-1] == "final" and set(m["lanes"][:-1]) == {str(i) for i in range(5)}
     ok_reads = [o for o in completions if o["f"] == "read" and o["type"] == "ok" and "siblings" in o]
     assert m["siblings"]["reads"] == len(ok_reads) == sum(d["reads"] for d in m["siblings"]["divergent"])
+    assert sum(n for _, n in m["siblings"]["histogram"]) == len(ok_reads)
     assert [w["kind"] for w in m["windows"]] == ["partition"] and m["windows"][0]["start"] < m["windows"][0]["end"]
 
 
@@ -68,7 +69,7 @@ def test_fault_windows_heal_closes_everything_and_failed_faults_are_marked():
            Op(7, 10 * ms, "nemesis", "info", "heal")]
     w = fault_windows(History.of(ops), 20.0)
     assert [(x["kind"], x["start"], x["end"], x["failed"]) for x in w] == [
-        ("partition", 2.0, 10.0, False), ("crash", 4.0, 10.0, False), ("clock", 6.0, 6.0, True)]
+        ("partition", 1.0, 10.0, False), ("crash", 3.0, 10.0, False), ("clock", 5.0, 6.0, True)]
 
 
 def test_report_is_one_self_contained_file(cart_run):

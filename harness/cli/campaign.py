@@ -33,14 +33,17 @@ def live_table(camp: Any, running: str | None, since: float) -> Any:
     t = Table(title=f"campaign {camp.defn.name}: {done}/{len(all_rows)} cells · {camp.dir}", title_justify="left")
     for col in ("cell", *axes, "state", "verdict"):
         t.add_column(col, no_wrap=True)
-    for _, title, _ in METRICS:
-        t.add_column(title, justify="right")
-    t.add_column("expect")
+    # only the metrics some cell measured (a register campaign has no lost writes column)
+    shown = [i for i, (k, _, _) in enumerate(METRICS) if any(r.metrics.get(k) is not None for r in all_rows)]
+    for i in shown:
+        t.add_column(METRICS[i][1], justify="right", no_wrap=True)
+    t.add_column("expect", no_wrap=True)
     for r in all_rows:
         state = r.state + (f" {time.monotonic() - since:.0f}s" if r.cell == running else "")
         exp = expectation_text(r)
+        texts = r.cells_text()
         t.add_row(r.cell, *(str(r.labels.get(a, "")) for a in axes), f"[{STATE_STYLE.get(r.state, '')}]{state}[/]",
-                  f"[{VERDICT_STYLE.get(r.verdict or '', '')}]{r.verdict or '-'}[/]", *r.cells_text(),
+                  f"[{VERDICT_STYLE.get(r.verdict or '', '')}]{r.verdict or '-'}[/]", *(texts[i] for i in shown),
                   f"[red]{exp}[/]" if r.expect_broken else exp)
     return t
 
@@ -80,20 +83,20 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {"running": None, "since": time.monotonic(), "camp": None}
 
     def on_update(camp: Any, running: str | None) -> None:
+        prev = state["running"]
         state["camp"], state["running"] = camp, running
         if running:
             state["since"] = time.monotonic()
         if not live_on:
             if running:
                 console.print(f"[cyan]running[/] {running}")
-            else:
-                r = camp.cells.get(last_cell[0]) if last_cell[0] else None
-                if r is not None:
-                    console.print(f"  {last_cell[0]}: {r.state} {r.verdict or ''} {r.error or ''}")
-        last_cell[0] = running or last_cell[0]
+            elif prev and prev in camp.cells:
+                r = camp.cells[prev]
+                console.print(f"  {prev}: {r.state} {r.verdict or ''} ({r.seconds or 0:.0f} s) {r.error or ''}")
 
-    last_cell: list[str | None] = [None]
     live_on = console.is_terminal and not args.no_live
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 180))  # CI logs: keep the summary table on one line per cell
     if live_on:
         from rich.live import Live
 

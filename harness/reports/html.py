@@ -22,13 +22,10 @@ from harness.ops import NEMESIS, Op
 from harness.reports.render import render_page
 
 OUTCOMES = ("ok", "fail", "info", "open")
-#: Nemesis f names that open / close a fault window, by fault kind.
-WINDOW_START = {"start-partition": "partition", "start-clock": "clock", "kill": "crash", "pause": "pause",
-                "start-link": "link", "wipe": "wipe", "start-loss": "link", "start-delay": "link"}
-WINDOW_STOP = {"stop-partition": "partition", "stop-clock": "clock", "start": "crash", "resume": "pause",
-               "stop-link": "link", "stop-loss": "link", "stop-delay": "link"}
+#: Short names of fault windows by the nemesis f that opened them (others: "start-X" -> "X").
+WINDOW_KIND = {"kill": "crash", "pause": "pause", "wipe": "wipe"}
 MAX_ANOMALIES = 2000          # listed in the page (the count says how many there were)
-MAX_VALUE_CHARS = 120         # op values longer than this are cut in the timeline data
+MAX_VALUE_CHARS = 48          # op values longer than this are cut in the timeline data (anomaly ops keep theirs)
 QUANTILES = (0.5, 0.95, 0.99, 0.999, 1.0)
 
 
@@ -55,40 +52,26 @@ def _quantile(sorted_vals: list[float], q: float) -> float | None:
 
 
 def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
-    """Fault windows [start, end] in ms from the nemesis ops: a start-X opens, stop-X or heal closes.
+    """Fault windows in ms for the page, from ``checkers.fault_windows`` (the perf checker's own windows).
 
-    A nemesis op whose completion is ``fail`` (refused, or its probe failed)
-    opens nothing; it is kept as a marker so the page shows the attempt.
+    Each carries a short kind (partition, clock, crash, pause, link, wipe),
+    what the nemesis reported it did and how, and ``failed`` for a fault whose
+    completion was ``fail`` (refused, or its probe found no effect): the page
+    marks that attempt instead of shading a window that never was.
     """
-    open_: dict[str, dict[str, Any]] = {}
-    out: list[dict[str, Any]] = []
-    for inv, comp in history.pairs():
-        if inv.process != NEMESIS:
-            continue
-        t = (comp or inv).time / 1e6
-        f = inv.f
-        value = comp.value if comp is not None else inv.value
-        if comp is not None and comp.type == "fail":
-            out.append({"kind": WINDOW_START.get(f, f), "f": f, "start": t, "end": t, "failed": True,
-                        "detail": _short(comp.error or value)})
-            continue
-        if f in WINDOW_START:
-            kind = WINDOW_START[f]
-            if kind in open_:
-                open_[kind]["end"] = t
-                out.append(open_.pop(kind))
-            open_[kind] = {"kind": kind, "f": f, "start": t, "end": None, "failed": False, "detail": _short(value),
-                           "mechanism": (comp.get("mechanism") if comp is not None else None)}
-        elif f in WINDOW_STOP or f == "heal":
-            kinds = [WINDOW_STOP[f]] if f in WINDOW_STOP else list(open_)
-            for kind in kinds:
-                if kind in open_:
-                    open_[kind]["end"] = t
-                    out.append(open_.pop(kind))
-    for w in open_.values():
-        w["end"] = end_ms
-        out.append(w)
-    return sorted(out, key=lambda w: w["start"])
+    from checkers.fault_windows import fault_windows as windows_of
+
+    completion = {inv.index: comp for inv, comp in history.pairs() if inv.process == NEMESIS and comp is not None}
+    out = []
+    for w in windows_of(history):
+        comp = completion.get(w.open_index)
+        done = comp.value if comp is not None and comp.value is not None else w.value
+        detail = (comp.error if comp is not None and w.failed and comp.error else None) or _short(done)
+        kind = WINDOW_KIND.get(w.kind, w.kind[len("start-"):] if w.kind.startswith("start-") else w.kind)
+        out.append({"kind": kind, "f": w.kind, "start": w.start / 1e6, "end": min(w.end / 1e6, end_ms) if w.end else end_ms,
+                    "failed": w.failed, "detail": detail,
+                    "mechanism": comp.get("mechanism") if comp is not None else None})
+    return out
 
 
 def _lane_of(op: Op) -> Any:
@@ -157,7 +140,7 @@ def build_run_model(run_dir: str | Path) -> dict[str, Any]:
     all_lat = sorted(x for v in lat_by_f.values() for x in v)
     if all_lat:
         quantiles.append({"f": "all", "count": len(all_lat), **{f"q{q}": _quantile(all_lat, q) for q in QUANTILES}})
-    total_reads = sum(sib_reads.values())
+    total_reads = sum(v for k, v in sib_reads.items() if k >= 1)  # reads of absent keys see 0 versions
     divergent = [{"versions": label, "reads": n, "share": n / total_reads if total_reads else 0.0}
                  for label, n in (("1", sib_reads[1]), ("2", sib_reads[2]), ("3", sib_reads[3]),
                                   ("4+", sum(v for k, v in sib_reads.items() if k >= 4)))]

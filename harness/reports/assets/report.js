@@ -2,7 +2,9 @@
    Data: the JSON in #run-data (harness/reports/html.py build_run_model). */
 (function () {
   'use strict';
+  var T0 = performance.now(), TIMES = {};
   var M = JSON.parse(document.getElementById('run-data').textContent);
+  TIMES.parse = performance.now() - T0;
   var O = M.ops, N = O.t0.length;
   var OUT_COL = ['#3f9e5a', '#d9534f', '#e0a526', '#8a8f98'];
   var NODE_COL = ['#2f6fdf', '#d9534f', '#3f9e5a', '#9c4fd6', '#e0a526', '#17a2b8', '#e83e8c', '#6c757d', '#795548', '#20c997'];
@@ -56,6 +58,7 @@
     lanes[O.lane[i]].push(i);
   }
   var allRows = new Array(N); for (i = 0; i < N; i++) allRows[i] = i; // invoke order = t0 order
+  TIMES.index = performance.now() - T0;
 
   /* ---------- timeline ---------- */
   var tl = document.getElementById('tl-canvas');
@@ -321,8 +324,12 @@
   }
   legend();
   setView(0, END);
+  TIMES.charts = performance.now() - T0;
   drawStatic();
   var rt = null;
   window.addEventListener('resize', function () { clearTimeout(rt); rt = setTimeout(function () { setView(view.t0, view.t1); drawStatic(); }, 120); });
+  TIMES.ready = performance.now() - T0;
+  document.body.dataset.readyMs = String(Math.round(performance.now()));
+  document.body.dataset.timings = JSON.stringify(TIMES);
   document.body.dataset.ready = '1';
 })();
