@@ -98,15 +98,18 @@ class ClockNemesis:
         t0 = time.monotonic()
 
         def loop() -> None:
+            last: float | None = None
             while not self._stop.is_set():
-                off = offset_at(time.monotonic() - t0)
-                for name in names:
-                    if self._stop.is_set():
-                        return
-                    try:
-                        self._write(name, off)
-                    except Exception:  # a node that went away: keep the others going
-                        pass
+                off = round(offset_at(time.monotonic() - t0), 3)
+                if off != last:
+                    for name in names:
+                        if self._stop.is_set():
+                            return
+                        try:
+                            self._write(name, off)
+                        except Exception:  # a node that went away: keep the others going
+                            pass
+                    last = off
                 self._stop.wait(self.tick)
 
         self._thread = threading.Thread(target=loop, name="clock-nemesis", daemon=True)
@@ -119,14 +122,13 @@ class ClockNemesis:
             self._thread = None
 
     # -- probes ------------------------------------------------------------------------------
-    def _sample(self, name: str, tries: int) -> tuple[float, float, float, float, bool]:
-        """(observed offset, rtt, lowest and highest offset the file held during the request, stable)."""
+    def _sample(self, name: str, tries: int) -> tuple[float, float, float, float]:
+        """(observed offset, rtt, lowest and highest offset the file held during the request)."""
         before = self._intended.get(name, (0.0, 0.0, 0))
         observed, rtt = probes.clock_offset(self.nodes[name], samples=tries)
         after = self._intended.get(name, (0.0, 0.0, 0))
         held = (before[0], before[1], after[0], after[1])
-        stable = before == after and before[2] >= 0
-        return observed - self.baseline.get(name, 0.0), rtt, min(held), max(held), stable
+        return observed - self.baseline.get(name, 0.0), rtt, min(held), max(held)
 
     def _probe(self, names: Sequence[str], rounds: int, spacing: float, tries: int = 1) -> Probe:
         """Sample every node ``rounds`` times; each sample must lie within what the file held meanwhile."""
@@ -144,16 +146,17 @@ class ClockNemesis:
                     bad.append(f"{name}: {e}")
                     break
             meas[name] = [{"observed_ms": round(o * 1000, 1), "expected_ms": [round(lo * 1000, 1), round(hi * 1000, 1)],
-                           "rtt_ms": round(r * 1000, 2)} for o, r, lo, hi, _ in rows]
+                           "rtt_ms": round(r * 1000, 2)} for o, r, lo, hi in rows]
             base_err = self.baseline_rtt.get(name, 0.0) / 2
-            tols = [TOLERANCE + r + base_err for _, r, _, _, _ in rows]
-            for (o, _, lo, hi, _), tol in zip(rows, tols):
+            tols = [TOLERANCE + r + base_err for _, r, _, _ in rows]
+            for (o, _, lo, hi), tol in zip(rows, tols):
                 if not lo - tol <= o <= hi + tol:
                     bad.append(f"{name} reports {o * 1000:+.0f} ms, its file held {lo * 1000:+.0f}..{hi * 1000:+.0f} ms "
                                f"(tolerance {tol * 1000:.0f} ms)")
                     break
-            skewed = any(lo or hi for _, _, lo, hi, _ in rows)
-            resolved = any(stable and abs(lo) > tol for (_, _, lo, _, stable), tol in zip(rows, tols))
+            skewed = any(lo or hi for _, _, lo, hi in rows)
+            # resolved: a sample during which the file held only offsets the probe can tell from zero
+            resolved = any(lo > tol or hi < -tol for (_, _, lo, hi), tol in zip(rows, tols))
             if rows and skewed and not resolved and not any(b.startswith(name) for b in bad):
                 unresolved.append(f"{name}: the offset never exceeded the probe's resolution "
                                   f"({min(tols) * 1000:.0f} ms), so it is not verified")
@@ -194,7 +197,9 @@ class ClockNemesis:
                     rate = float(value["rate"])
                     self._run_background(names, lambda el: rate * el)
                     done = {n: {"drift_rate": rate} for n in names}
-                    probe = self._probe(names, rounds=3, spacing=0.5)
+                    # sample long enough for the drift to outgrow the probe's resolution (bounded: 5 s)
+                    spacing = min(2.5, max(0.5, 0.05 / abs(rate))) if rate else 0.5
+                    probe = self._probe(names, rounds=3, spacing=spacing)
                 else:
                     return Outcome(done={}, probe=Probe(False, f"unknown clock mode {mode!r}"), mechanism=MECHANISM)
             except (KeyError, TypeError, ValueError) as e:

@@ -76,32 +76,31 @@ class ComposedNemesis:
 
     def _heal_op(self) -> Outcome:
         t0 = time.monotonic()
-        errors = self._heal_all()
-        done = {p.name: "healed" for p in self.parts}
-        for e in errors:
-            done[e.split(":", 1)[0]] = e
-        if errors:
-            return Outcome(done=done, probe=Probe(False, "; ".join(errors)), mechanism="heal")
+        failed = self._heal_all()
+        done = {p.name: failed.get(p.name, "healed") for p in self.parts}
+        if failed:
+            return Outcome(done=done, probe=Probe(False, "; ".join(failed.values())), mechanism="heal")
         probe = probes.verify_healed(self.ctx.backend, self.ctx.nodes) if self.ctx else Probe(True, "nothing set up")
         probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
         return Outcome(done=done, probe=probe, mechanism="heal")
 
-    def _heal_all(self) -> list[str]:
-        errors = []
+    def _heal_all(self) -> dict[str, str]:
+        """Heal each part in HEAL_ORDER; {part name: what failed}."""
+        failed: dict[str, str] = {}
         with self._lock:
             for part in self.parts:
                 try:
                     part.heal()
                 except BaseException as e:  # noqa: BLE001 - heal must reach every part, even on Ctrl-C
                     msg = str(e)
-                    errors.append(msg if msg.startswith(part.name) else f"{part.name}: {type(e).__name__}: {msg}")
-        return errors
+                    failed[part.name] = msg if msg.startswith(part.name) else f"{part.name}: {type(e).__name__}: {msg}"
+        return failed
 
     def heal(self) -> None:
         """Heal every part (never stopping at the first failure); HealError naming every failure."""
-        errors = self._heal_all()
-        if errors:
-            raise HealError(errors)
+        failed = self._heal_all()
+        if failed:
+            raise HealError(list(failed.values()))
 
 
 def heal_cluster(backend: Backend, say: Callable[[str], None] = print) -> Probe:

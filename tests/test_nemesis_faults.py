@@ -46,6 +46,15 @@ def cluster(tmp_path_factory):
         backend.teardown()
 
 
+def backend_for(cluster, mechanism: str):
+    """The cluster's backend as a nemesis should see it to use ``mechanism`` for dropping packets."""
+    backend, nodes = cluster
+    if mechanism == "iptables":
+        require(os.geteuid() == 0 and iptables_usable(), "iptables rules need root and a working iptables")
+        return backend, nodes
+    return WithoutIptables(backend), nodes
+
+
 def nemesis_for(backend: Any, nodes: dict, *faults: str):
     nem = registry.build_for(faults)
     nem.setup(NemesisContext(backend, list(nodes.values()), 1))
@@ -106,11 +115,7 @@ def assert_clean(backend, nodes) -> None:
 
 @pytest.mark.parametrize("mechanism", ["iptables", "in-process transport"])
 def test_partitioned_pair_cannot_exchange_data_while_others_can(cluster, mechanism: str) -> None:
-    backend, nodes = cluster
-    if mechanism == "iptables":
-        require(os.geteuid() == 0 and iptables_usable(), "iptables partitions need root and a working iptables")
-    else:
-        backend = WithoutIptables(backend)
+    backend, nodes = backend_for(cluster, mechanism)
     nem = nemesis_for(backend, nodes, "partition")
     key = key_on(nodes, {"n1", "n2", "n3"})
     try:
@@ -233,11 +238,7 @@ def test_killed_node_is_gone_and_comes_back_and_wipe_loses_data(cluster) -> None
 
 @pytest.mark.parametrize("mechanism", ["iptables", "in-process transport"])
 def test_loss_is_measured(cluster, mechanism: str) -> None:
-    backend, nodes = cluster
-    if mechanism == "iptables":
-        require(os.geteuid() == 0 and iptables_usable(), "iptables loss needs root and a working iptables")
-    else:
-        backend = WithoutIptables(backend)
+    backend, nodes = backend_for(cluster, mechanism)
     nem = nemesis_for(backend, nodes, "loss")
     try:
         out = nem.invoke(NemesisOp("start-link", {"kind": "loss", "nodes": ["n1"], "probability": 0.5}))

@@ -1,0 +1,115 @@
+"""Composition and refusal logic, without a cluster: routing, heal reaching every part, capability errors."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.backends.base import Node
+from harness.errors import CapabilityError
+from nemeses import registry
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.compose import HealError
+from nemeses.schedule import FAULTS
+
+NODES = [Node(f"n{i}", f"127.0.0.{10 + i}", 7000, f"/tmp/n{i}", None) for i in range(1, 4)]
+
+
+@dataclass
+class FakeBackend:
+    """Offers capabilities and nothing else: enough for setup-time refusals."""
+
+    capabilities: frozenset[str]
+    name: str = "fake"
+    firewall_chain: str = ""
+
+
+@dataclass
+class Recorder:
+    """A nemesis part that records calls; heal can be made to fail."""
+
+    name: str
+    fs: frozenset[str]
+    calls: list[str] = field(default_factory=list)
+    heal_fails: bool = False
+
+    def setup(self, ctx: NemesisContext) -> None:
+        self.calls.append("setup")
+
+    def invoke(self, op: NemesisOp) -> Outcome:
+        self.calls.append(op.f)
+        if op.f == "explode":
+            raise OSError("backend went away")
+        return Outcome(done={"n1": op.value}, probe=Probe(True, "done"), mechanism=self.name)
+
+    def heal(self) -> None:
+        self.calls.append("heal")
+        if self.heal_fails:
+            raise RuntimeError(f"{self.name} heal: could not undo")
+
+
+def composed(*parts):
+    from nemeses.compose import ComposedNemesis
+    return ComposedNemesis(list(parts))
+
+
+def test_ops_route_by_f_and_unknown_ops_fail_their_probe() -> None:
+    a, b = Recorder("partition", frozenset({"start-partition"})), Recorder("pause", frozenset({"pause", "explode"}))
+    nem = composed(a, b)
+    nem.setup(NemesisContext(FakeBackend(frozenset()), NODES, 0))
+    assert nem.invoke(NemesisOp("start-partition", 1)).mechanism == "partition"
+    assert nem.invoke(NemesisOp("pause", 2)).done == {"n1": 2}
+    assert a.calls == ["setup", "start-partition"] and b.calls == ["setup", "pause"]
+    out = nem.invoke(NemesisOp("meteor"))
+    assert not out.probe.ok and "no nemesis handles 'meteor'" in out.probe.detail
+    out = nem.invoke(NemesisOp("explode"))
+    assert not out.probe.ok and "backend went away" in out.probe.detail
+
+
+def test_heal_reaches_every_part_in_order_and_reports_every_failure() -> None:
+    parts = [Recorder("partition", frozenset({"a"}), heal_fails=True), Recorder("clock", frozenset({"b"})),
+             Recorder("crash", frozenset({"c"}), heal_fails=True), Recorder("pause", frozenset({"d"}))]
+    nem = composed(*parts)
+    order: list[str] = []
+    for p in parts:
+        original = p.heal
+
+        def traced(p=p, original=original) -> None:
+            order.append(p.name)
+            original()
+        p.heal = traced  # type: ignore[method-assign]
+    with pytest.raises(HealError) as e:
+        nem.heal()
+    assert order == ["pause", "crash", "clock", "partition"], "resume first, restart next, then the rest"
+    assert len(e.value.errors) == 2 and "partition heal" in str(e.value) and "crash heal" in str(e.value)
+    out = nem.invoke(NemesisOp("heal"))
+    assert not out.probe.ok and out.done["clock"] == "healed" and "could not undo" in out.done["crash"]
+
+
+def test_two_parts_claiming_one_op_is_a_bug() -> None:
+    with pytest.raises(ValueError, match="two nemeses handle"):
+        composed(Recorder("a", frozenset({"x"})), Recorder("b", frozenset({"x"})))
+
+
+def test_clock_refuses_without_libfaketime_and_says_why() -> None:
+    nem = registry.build_for(["clock", "pause"])
+    with pytest.raises(CapabilityError, match="libfaketime is not installed.*refusing the clock nemesis"):
+        nem.setup(NemesisContext(FakeBackend(frozenset({"signals"})), NODES, 0))
+
+
+@pytest.mark.parametrize("fault, caps, msg", [
+    ("partition", {"signals"}, "refusing the partition nemesis"),
+    ("loss", {"signals"}, "refusing the loss nemesis"),
+    ("latency", {"iptables"}, "no tc netem"),
+    ("pause", {"iptables"}, "cannot signal"),
+    ("crash", set(), "cannot signal"),
+    ("wipe", {"signals"}, "cannot wipe"),
+])
+def test_faults_refuse_what_the_backend_cannot_do(fault: str, caps: set, msg: str) -> None:
+    with pytest.raises(CapabilityError, match=msg):
+        registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0))
+
+
+def test_every_fault_builds_and_handles_its_ops() -> None:
+    for fault in FAULTS:
+        assert registry.build_for([fault]).fs > {"heal"}
