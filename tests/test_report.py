@@ -148,3 +148,24 @@ def test_serve_lists_runs_and_builds_missing_reports_on_loopback(tmp_path):
         srv.shutdown()
         srv.server_close()
         t.join(5)
+
+
+def test_campaign_heat_map_grid_and_per_cell_fallback(tmp_path):
+    from harness.campaign import parse_campaign, run_campaign
+    from harness.reports.campaign_page import heatmaps
+    from harness.reports.summary import rows
+    from tests.test_campaign import FakeRunner
+
+    grid = run_campaign(parse_campaign({"name": "g", "matrix": {"nrw": [[3, 1, 1], [3, 2, 2]], "mode": ["lww", "vclock"]}}),
+                        histories=tmp_path, runner=FakeRunner(tmp_path))
+    lost = next(h for h in heatmaps(grid, rows(grid)) if h["key"] == "lost_writes")
+    g = lost["groups"]["all cells"]
+    assert (lost["row_axis"], lost["col_axis"]) == ("nrw", "mode")
+    assert g["rows"] == ["3/1/1", "3/2/2"] and g["cols"] == ["lww", "vclock"]
+    assert g["cells"][("3/1/1", "vclock")][0]["text"] == "0"
+    # two explicit cells in the same N/R/W x mode slot (they differ in PR/PW): one row per cell
+    explicit = run_campaign(parse_campaign({"name": "e", "cell": [
+        {"id": "sloppy", "mode": "lww"}, {"id": "strict", "mode": "lww", "set": {"target": {"pr": 2}}}]}),
+        histories=tmp_path, runner=FakeRunner(tmp_path))
+    lost = next(h for h in heatmaps(explicit, rows(explicit)) if h["key"] == "lost_writes")
+    assert lost["row_axis"] == "cell" and lost["groups"]["all cells"]["rows"] == ["sloppy", "strict"]

@@ -56,6 +56,13 @@ def heatmaps(camp: Any, all_rows: list[Row]) -> list[dict[str, Any]]:
     row_ax = "nrw" if "nrw" in axes else None
     col_ax = "mode" if "mode" in axes else None
     group_axes = [a for a in axes if a not in (row_ax, col_ax, "repeat")]
+    # A grid needs every cell to have both axes and its own slot (repeats aside); explicit cells
+    # (riak-2013: two LWW 3/2/2 cells that differ in PR/PW) get one row each instead.
+    slots = {(tuple(r.labels.get(a) for a in group_axes), r.labels.get(row_ax), r.labels.get(col_ax))
+             for r in all_rows}
+    if row_ax is None or col_ax is None or any(r.labels.get(row_ax) is None or r.labels.get(col_ax) is None
+                                               for r in all_rows) or len(slots) < len({r.cell.rsplit("-r", 1)[0] if "repeat" in r.labels else r.cell for r in all_rows}):
+        row_ax, col_ax, group_axes = None, None, []
     out = []
     for key, title, desc in METRICS:
         vals = [r.metrics.get(key) for r in all_rows if isinstance(r.metrics.get(key), (int, float))]
