@@ -32,9 +32,13 @@ def histories_root(spec_histories: str | None = None) -> Path:
 
 
 def new_run_dir(root: Path, test_name: str) -> Path:
-    """Create ``root/<name>/<timestamp>`` (suffixed ``-2``, ``-3``... when two runs share a second)."""
+    """Create ``root/<name>/<timestamp>`` (suffixed ``-2``, ``-3``... when two runs share a second).
+
+    The path returned is absolute: node processes, ``cluster.json`` and
+    ``attach`` must not depend on the current directory.
+    """
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    base = root / test_name
+    base = root.resolve() / test_name
     base.mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
         d = base / (stamp if i == 1 else f"{stamp}-{i}")
@@ -49,6 +53,7 @@ def new_run_dir(root: Path, test_name: str) -> Path:
 
 def point_latest(root: Path, run_dir: Path) -> None:
     """Make ``root/latest`` a relative symlink to run_dir (replaced atomically)."""
+    root = root.resolve()
     link = root / "latest"
     tmp = root / f".latest.{os.getpid()}"
     try:

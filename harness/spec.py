@@ -34,7 +34,22 @@ FSYNC = ("always", "never")
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}
-CHECKER_OPTIONS = ("resurrections_invalid", "sibling_warn", "sibling_fail", "time_limit")
+#: [checkers] options the checkers read (``checkers.registry.OPTIONS`` adds to this when it exists).
+CHECKER_OPTIONS = (
+    "time_limit", "resurrections_invalid", "sibling_warn", "sibling_fail", "sibling_bucket_ms",
+    "siblings_bound_invalid", "session_violations_invalid", "stale_reads_invalid", "min_availability",
+    "max_p999_latency_ms", "linearizable_time_limit", "linearizable_model", "linearizable_max_cache",
+    "linearizable_stop_on_invalid", "linearizable_counterexample_time",
+)
+
+
+def checker_options() -> tuple[str, ...]:
+    """Every known [checkers] option name (ours plus any the checkers registry declares)."""
+    try:
+        from checkers.registry import OPTIONS  # type: ignore[attr-defined]
+    except ImportError:
+        return CHECKER_OPTIONS
+    return tuple(dict.fromkeys([*CHECKER_OPTIONS, *OPTIONS]))
 
 
 def target_defaults() -> dict[str, Any]:
@@ -228,9 +243,13 @@ def build_spec(data: Mapping[str, Any], source: str | None = None) -> TestSpec:
     nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
     _check_nemesis(nemesis, bad)
     checkers = dict(data.get("checkers", {}))
-    unknown = sorted(set(checkers) - set(CHECKER_OPTIONS))
+    known = checker_options()
+    unknown = sorted(set(checkers) - set(known))
     if unknown:
-        raise bad(f"unknown [checkers] option {unknown[0]!r} (known: {', '.join(CHECKER_OPTIONS)})")
+        raise bad(f"unknown [checkers] option {unknown[0]!r} (known: {', '.join(known)})")
+    limit = checkers.get("time_limit")
+    if limit is not None and (not _type_ok(limit, (int, float)) or limit <= 0):
+        raise bad(f"checkers.time_limit must be a positive number of seconds, got {limit!r}")
     for other in ("docker", "ssh"):
         if data.get(other) and s.backend != other:
             raise bad(f"[{other}] options given but backend is {s.backend!r}")

@@ -134,7 +134,7 @@ class LocalBackend:
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Start every node and wait until each answers its health check (UserError otherwise)."""
         self._config = config
-        self._run_dir = Path(config.run_dir)
+        self._run_dir = Path(config.run_dir).resolve()
         nodes_dir = self._run_dir / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         self._leave_running = bool(config.extra.get("leave_running", False))
