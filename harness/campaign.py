@@ -137,6 +137,22 @@ def _axis_overrides(axis: str, value: Any, presets: Mapping[str, Mapping[str, An
     return {axis: value}, f"{axis.rsplit('.', 1)[-1]}={value}"
 
 
+def _implied_labels(overrides: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
+    """Labels plus nrw/mode taken from the cell's own settings when no axis named them (for tables)."""
+    out = dict(labels)
+    try:
+        from harness.spec import target_defaults
+        dflt = target_defaults()
+    except ImportError:
+        dflt = {"n": 3, "r": 2, "w": 2, "mode": "vclock"}
+    t = {k: overrides.get(f"target.{k}", dflt.get(k)) for k in ("n", "r", "w", "mode")}
+    if "nrw" not in out:
+        out["nrw"] = f"{t['n']}/{t['r']}/{t['w']}"
+    if "mode" not in out and t["mode"] is not None:
+        out["mode"] = str(t["mode"])
+    return out
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-").replace("--", "-")
 
@@ -215,8 +231,8 @@ def parse_campaign(data: Mapping[str, Any], *, source: str | None = None, base_d
             if full in seen:
                 raise UserError(f"{where}two cells are both called {full!r}")
             seen.add(full)
-            lab = {**labels, **({"repeat": rep} if repeats > 1 else {})}
             cov = {**base, **ov, "name": f"{name}.{full}"}
+            lab = {**_implied_labels(cov, labels), **({"repeat": rep} if repeats > 1 else {})}
             cells.append(Cell(full, lab, cov, tuple(expect), float(lim) if lim else None))
     spec_path = data.get("spec")
     if spec_path and base_dir is not None:

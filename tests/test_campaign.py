@@ -230,3 +230,16 @@ def test_cli_dry_run_lists_cells_and_bad_file_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("dynharness: error:") and err.count("\n") == 1
     assert main(["campaign"]) == 3
+
+
+def test_live_table_shows_states_and_only_measured_columns(tmp_path):
+    from rich.console import Console
+
+    from harness.cli.campaign import live_table
+
+    camp = run_campaign(parse_campaign(SMALL), histories=tmp_path, runner=FakeRunner(tmp_path, fail={"322-vclock"}))
+    console = Console(record=True, width=250)
+    console.print(live_table(camp, None, 0.0))
+    text = console.export_text()
+    assert "311-lww" in text and "error" in text and "1 broken of 1" in text
+    assert "lost %" in text and "linearizable" not in text   # no register cell: no linearizability column

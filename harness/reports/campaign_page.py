@@ -14,7 +14,7 @@ from typing import Any
 from harness.reports.junit import campaign_junit
 from harness.reports.markdown import campaign_markdown
 from harness.reports.render import render_page
-from harness.reports.summary import BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, rows
+from harness.reports.summary import BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, rows, status_text
 
 GOOD_STRINGS = {"valid": 0.0, "unknown": 0.5, "invalid": 1.0}
 
@@ -95,7 +95,7 @@ def campaign_index_html(camp: Any) -> str:
     axes = label_axes(all_rows)
     table = [{"row": r, "labels": [r.labels.get(a, "") for a in axes], "metrics": r.cells_text(),
               "expect": expectation_text(r), "href": _link(camp.dir, r.run_dir)} for r in all_rows]
-    return render_page("campaign.html.j2", camp=camp, code=camp.exit_code(), broken=camp.broken(), axes=axes,
+    return render_page("campaign.html.j2", camp=camp, status=status_text(camp), broken=camp.broken(), axes=axes,
                        table=table, metrics=METRICS, heatmaps=heatmaps(camp, all_rows), bad_high=BAD_HIGH,
                        title=f"campaign {camp.defn.name}")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.reports.summary import METRICS, expectation_text, label_axes, rows
+from harness.reports.summary import METRICS, expectation_text, label_axes, rows, status_text
 
 
 def _esc(text: Any) -> str:
@@ -22,9 +22,7 @@ def campaign_markdown(camp: Any, *, title_level: int = 2) -> str:
     h = "#" * title_level
     done = sum(1 for r in all_rows if r.state == "done")
     broken = camp.broken()
-    code = camp.exit_code()
-    status = {0: "all expectations hold", 1: f"{len(broken)} expectation(s) broken", 3: "some cells did not run",
-              130: "interrupted"}.get(code, f"exit {code}")
+    status = status_text(camp)[1]
     out = [f"{h} Campaign `{camp.defn.name}`: {status}", ""]
     if camp.defn.description:
         out += [camp.defn.description.strip(), ""]

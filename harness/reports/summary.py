@@ -91,4 +91,11 @@ def expectation_text(r: Row) -> str:
     return f"{r.expect_ok}/{total} ok" if not r.expect_broken else f"{r.expect_broken} broken of {total}"
 
 
-SortKey = Callable[[Row], Any]
+def status_text(camp: Any) -> tuple[str, str]:
+    """(css class, words) for a campaign's state: in progress, or what its exit code means."""
+    if not camp.finished and not camp.interrupted:
+        return "unknown", "in progress"
+    code = camp.exit_code()
+    words = {0: "all expectations hold", 1: f"{len(camp.broken())} expectation(s) broken",
+             3: "some cells did not run", 130: "interrupted"}.get(code, f"exit {code}")
+    return {0: "valid", 1: "invalid"}.get(code, "unknown"), words
