@@ -218,3 +218,25 @@ def test_replay_plan_loads_the_stored_schedule(tmp_path: Path) -> None:
     replay = plan_nemesis(other)
     assert [(a.at, a.op) for a in replay.schedule] == [(a.at, a.op) for a in plan.schedule]
     assert replay.nspec.faults == ("partition", "clock")
+
+
+def test_plain_progress_line_counts_outcomes_faults_and_nodes(tmp_path: Path) -> None:
+    import io
+
+    from harness.history import HistoryJournal
+    from harness.live import LiveDisplay
+
+    with HistoryJournal(tmp_path / "h.jsonl") as j:
+        for t in ("ok", "ok", "fail", "info"):
+            j.record(0, "invoke", "read", key="k")
+            j.record(0, t, "read", key="k")
+        j.record("nemesis", "invoke", "start-partition")
+        out = io.StringIO()
+        d = LiveDisplay(j, duration=10, node_names=["n1", "n2"], is_running=lambda n: n == "n1",
+                        active_faults=lambda: {"partition": {}}, rich_panel=True, stream=out)
+        assert not d.rich_panel, "no terminal: plain lines"
+        d.set_phase("main")
+        d._update()
+        line = d.line()
+    assert "[main]" in line and "total ok 2 fail 1 info 1" in line
+    assert "faults: partition" in line and "n1:up n2:DOWN" in line

@@ -105,3 +105,20 @@ def test_interrupt_cleans_up_nodes_and_firewall(tmp_path: Path, sig: int) -> Non
     h = read_history(run_dir / "history.jsonl")
     assert h.nemesis_ops()[-1].f == "heal"
     assert json.loads((run_dir / "results.json").read_text())["run_error"] == "interrupted"
+
+
+def test_leave_running_keeps_the_cluster_until_attach_tears_it_down(tmp_path: Path) -> None:
+    spec = load_spec(None, {"histories": str(tmp_path), "nodes": 3, "duration": 1, "rate": 20, "concurrency": 2,
+                            "recovery": 0, "nemesis.faults": [], "leave_running": True, "seed": 1})
+    out = run_test(spec)
+    chain = json.loads((out.run_dir / "cluster.json").read_text())["firewall_chain"]
+    try:
+        assert out.error is None
+        assert len(node_pids(out.run_dir)) >= 3, "nodes outlive the run"
+        backend = attach(out.run_dir)
+        assert all(backend.is_running(n) for n in ("n1", "n2", "n3"))
+        assert not chain or chain in chains(), "the firewall chain stays with the cluster"
+    finally:
+        attach(out.run_dir).teardown()
+    assert gone(out.run_dir, timeout=5)
+    assert not chain or chain not in chains()

@@ -16,7 +16,10 @@ from harness.runs import EXIT_CODES, check_run, resolve_run_dir
 
 
 def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None) -> None:
-    """The verdict table at the end of a run / check: one row per checker, then the verdict."""
+    """The verdict table at the end of a run / check: one row per checker, then the verdict.
+
+    Only headline counts are shown (all counts are in ``results.json``).
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -26,9 +29,13 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
     table.add_column("verdict")
     table.add_column("counts")
     table.add_column("reason", overflow="fold")
+    from checkers.base import HEADLINE
+
     for name, r in (results.get("checkers") or {}).items():
         v = r.get("verdict", "unknown")
-        counts = ", ".join(f"{k}={_fmt(x)}" for k, x in (r.get("counts") or {}).items())
+        all_counts = r.get("counts") or {}
+        shown = {k: x for k, x in all_counts.items() if k in HEADLINE} or dict(list(all_counts.items())[:4])
+        counts = ", ".join(f"{k}={_fmt(x)}" for k, x in shown.items())
         table.add_row(name, f"[{colour.get(v, 'white')}]{v}[/]", counts[:200], (r.get("reason") or "")[:300])
     console = Console()
     console.print(table)
