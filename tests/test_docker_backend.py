@@ -13,7 +13,7 @@ import pytest
 
 from harness.backends import remote
 from harness.backends.base import ClusterConfig
-from harness.backends.docker import L_CLUSTER, LABEL, DockerBackend, cluster_containers, connect_engine, engine_available
+from harness.backends.docker import L_CLUSTER, LABEL, DockerBackend, DockerShell, cluster_containers, connect_engine, engine_available
 from harness.errors import UserError
 from tests.conftest import require
 
@@ -128,6 +128,14 @@ def test_values_never_reach_a_shell(cluster):
     backend.write_file("n1", evil, b"data")
     assert backend.run("n1", ["cat", evil]).check().stdout == "data"
     assert backend.run("n1", ["ls", "/rootpwned", "/rootpwned2", "/rootpwned3"]).stderr.count("No such file") == 3
+
+
+def test_docker_exec_path_runs_in_the_same_container_as_nsenter(cluster):
+    backend, _, _ = cluster
+    shell = backend._shells["n1"]
+    slow = DockerShell(shell.container, fast=False)
+    assert slow.exec(["hostname"]).check().stdout == shell.exec(["hostname"]).check().stdout == "n1\n"
+    assert backend.firewall_chain in slow.exec(["iptables", "-S"]).check().stdout
 
 
 def test_logs_are_fetched_and_unknown_nodes_are_user_errors(cluster, tmp_path):
