@@ -323,6 +323,8 @@ class SubprocessCellRunner:
                                                                     done.get("exit_code"), done.get("error"))
         if not res.run_dir:  # stopped before run_test returned: find the run folder it made
             res.run_dir = _newest_run(self.histories, str(cell.overrides.get("name")), t0)
+        if res.run_dir:
+            res.run_dir = str(Path(res.run_dir).resolve())   # campaign.json must work from any cwd
         if state == "timeout":
             res.error = f"time limit of {cell.time_limit:g} s reached; stopped with SIGTERM"
         elif res.error or res.exit_code in (None, 3) or proc.returncode not in (0, 1, 2):
@@ -415,7 +417,11 @@ class CampaignRun:
         tmp = self.dir / "campaign.json.tmp"
         tmp.write_text(json.dumps(self.to_json(), indent=1, default=str))
         os.replace(tmp, self.dir / "campaign.json")
-        write_campaign_outputs(self)
+        try:
+            write_campaign_outputs(self)
+        except Exception as e:  # noqa: BLE001 - campaign.json is saved; `dynharness report DIR` can redo the pages
+            sys.stderr.write(f"dynharness: campaign pages not written ({type(e).__name__}: {e}); "
+                             f"rebuild with: dynharness report {self.dir}\n")
 
     @staticmethod
     def load(directory: str | Path) -> "CampaignRun":

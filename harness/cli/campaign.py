@@ -24,6 +24,7 @@ VERDICT_STYLE = {"valid": "green", "invalid": "red", "unknown": "yellow"}
 def live_table(camp: Any, running: str | None, since: float) -> Any:
     """The rich table of cells: state, verdict, headline counts and expectations."""
     from rich.table import Table
+    from rich.text import Text
 
     from harness.reports.summary import METRICS, expectation_text, label_axes, rows
 
@@ -42,9 +43,9 @@ def live_table(camp: Any, running: str | None, since: float) -> Any:
         state = r.state + (f" {time.monotonic() - since:.0f}s" if r.cell == running else "")
         exp = expectation_text(r)
         texts = r.cells_text()
-        t.add_row(r.cell, *(str(r.labels.get(a, "")) for a in axes), f"[{STATE_STYLE.get(r.state, '')}]{state}[/]",
-                  f"[{VERDICT_STYLE.get(r.verdict or '', '')}]{r.verdict or '-'}[/]", *(texts[i] for i in shown),
-                  f"[red]{exp}[/]" if r.expect_broken else exp)
+        t.add_row(r.cell, *(str(r.labels.get(a, "")) for a in axes), Text(state, STATE_STYLE.get(r.state, "")),
+                  Text(r.verdict or "-", VERDICT_STYLE.get(r.verdict or "", "")), *(texts[i] for i in shown),
+                  Text(exp, "red" if r.expect_broken else ""))
     return t
 
 
