@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
-from checkers.quantiles import OpPair, client_pairs, summarize
+from checkers.quantiles import OpPair, client_pairs, summarize, without_gc
 from harness.history import History
 
 NS_PER_MS = 1_000_000
@@ -207,6 +207,7 @@ class LostWritesChecker:
 
     name = "lost-writes"
 
+    @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
         by_key, marked = collect_set_ops(history)
         acked = 0

@@ -22,7 +22,7 @@ from typing import Any, Sequence
 
 from checkers.base import CheckContext, Result, Verdict
 from checkers.fault_windows import fault_windows
-from checkers.quantiles import OpPair, client_pairs, summarize
+from checkers.quantiles import OpPair, client_pairs, summarize, without_gc
 from harness.history import History
 
 NS_PER_MS = 1_000_000
@@ -43,6 +43,7 @@ class PerfChecker:
 
     name = "perf"
 
+    @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
         pairs = client_pairs(history)
         if not pairs:

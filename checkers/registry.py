@@ -26,6 +26,15 @@ CHECKERS: dict[str, tuple[str, str]] = {
     "linearizable": ("checkers.linearizability", "LinearizabilityChecker"),
 }
 
+#: [checkers] options these checkers read (harness.spec accepts them; see docs/checkers.md).
+OPTIONS: tuple[str, ...] = (
+    "resurrections_invalid",                                    # resurrections
+    "sibling_warn", "sibling_fail", "sibling_bucket_ms", "siblings_bound_invalid",  # siblings
+    "session_violations_invalid",                               # session
+    "stale_reads_invalid",                                      # staleness
+    "min_availability", "max_p999_latency_ms",                  # perf
+)
+
 
 @dataclass(frozen=True)
 class UnavailableChecker:

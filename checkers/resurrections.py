@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
 from checkers.lost_writes import MAX_LISTED, NS_PER_MS, collect_set_ops, presence_explained, read_set
+from checkers.quantiles import without_gc
 from harness.history import History
 
 
@@ -26,6 +27,7 @@ class ResurrectionsChecker:
 
     name = "resurrections"
 
+    @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
         by_key, _ = collect_set_ops(history)
         found: list[Anomaly] = []

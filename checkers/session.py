@@ -40,7 +40,7 @@ from typing import Any
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
 from checkers.lost_writes import MAX_LISTED
-from checkers.quantiles import OpPair, client_pairs
+from checkers.quantiles import OpPair, client_pairs, without_gc
 from harness.history import History
 
 GUARANTEES = (("ryw", "read-your-writes", "rw_violations"), ("mr", "monotonic-reads", "mr_violations"),
@@ -116,6 +116,7 @@ class SessionChecker:
 
     name = "session"
 
+    @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
         sessions = sessions_of(history)
         versions = writes_by_version(sessions)

@@ -32,7 +32,7 @@ from collections import defaultdict
 from typing import Any
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
-from checkers.quantiles import client_pairs, quantile
+from checkers.quantiles import client_pairs, quantile, without_gc
 from harness.history import History
 from harness.ops import INFO, NEMESIS, OK
 
@@ -70,6 +70,7 @@ class SiblingsChecker:
 
     name = "siblings"
 
+    @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
         warn = int(ctx.options.get("sibling_warn", 25))
         fail = int(ctx.options.get("sibling_fail", 100))

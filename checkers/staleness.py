@@ -31,7 +31,7 @@ from typing import Any
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
 from checkers.lost_writes import MAX_LISTED
-from checkers.quantiles import OpPair, client_pairs, summarize
+from checkers.quantiles import OpPair, client_pairs, summarize, without_gc
 from harness.history import History
 
 NS_PER_MS = 1_000_000
@@ -91,6 +91,7 @@ class StalenessChecker:
 
     name = "staleness"
 
+    @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
         writes: dict[Any, list[OpPair]] = defaultdict(list)
         by_value: dict[tuple[Any, Any], OpPair] = {}
