@@ -121,13 +121,17 @@ def test_acked_write_survives_kill_9_of_every_replica(tmp_path):
             try:
                 acked = []
                 for i in range(60):
-                    await clients[i % 3].put(f"d{i}", i)
+                    try:
+                        await clients[i % 3].put(f"d{i}", i)
+                    except OpIndeterminate:       # a load spike: not acked, so not checked
+                        continue
                     acked.append(i)
                 return acked
             finally:
                 for cl in clients:
                     await cl.close()
         acked = run(write())
+        assert len(acked) >= 30
         for name in list(c.nodes):
             c.kill(name)                                     # SIGKILL right after the acks
         for name in c.nodes:

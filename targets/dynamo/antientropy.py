@@ -66,7 +66,11 @@ class AntiEntropy:
         node = self.node
         self.rounds += 1
         self._turn += 1
-        for p in self.replicated():
+        partitions = self.replicated()
+        # spread the round over half the interval so a round never starves client requests
+        pace = node.cfg.ae_interval / 2 / max(1, len(partitions))
+        for p in partitions:
+            await asyncio.sleep(pace)
             peers = [x for x in node.ring.replicas_of_partition(p, node.cfg.n)
                      if x != node.name and node.members.is_up(x)]
             if not peers:
@@ -100,8 +104,7 @@ class AntiEntropy:
         self.keys_sent += len(mine)
         theirs = answer.get("objects", {})
         self.keys_received += len(theirs)
-        for key, data in theirs.items():
-            await node.storage.merge_in(key, v.from_json(data))
+        await node.storage.merge_many({k: v.from_json(d) for k, d in theirs.items()})
 
     # -- responder -------------------------------------------------------------------------
     def tree_reply(self, body: dict) -> dict:
@@ -123,13 +126,9 @@ class AntiEntropy:
         def job(txn: Any) -> dict:
             back = {}
             for key in keys:
-                old, sent = txn.get(key), incoming.get(key)
-                if old is None and sent is None:
-                    continue
-                new = old if sent is None else (sent if old is None else v.merge(old, sent))
-                if old is None or v.digest(new) != v.digest(old):
-                    txn.put(key, new)
-                if sent is None or v.digest(new) != v.digest(sent):
+                sent = incoming.get(key)
+                new = txn.merge(key, sent)[1] if sent is not None else txn.get(key)
+                if new is not None and (sent is None or v.digest(new) != v.digest(sent)):
                     back[key] = v.to_json(new)
             return back
         back = await node.storage.run(job)

@@ -123,7 +123,7 @@ async def exchange(members: Membership, transport: Any, peer: str) -> None:
     """One gossip exchange with ``peer`` (updates reachability either way)."""
     try:
         reply = await transport.call(peer, "/internal/gossip", {"table": members.table()},
-                                     timeout=max(0.2, members.interval))
+                                     timeout=max(1.0, 2 * members.interval))
     except PeerUnreachable as exc:
         members.record_failure(peer, exc.reason)
         return

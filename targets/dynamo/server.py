@@ -332,10 +332,10 @@ async def internal_get(state: NodeState, body: dict) -> Any:
 
 async def internal_handoff(state: NodeState, body: dict) -> Any:
     v = state.versioning
-    jobs = [state.storage.merge_in(k, v.from_json(d)) for k, d in body["objects"].items()]
-    await asyncio.gather(*jobs)
-    state.stats["hints_received"] += len(jobs)
-    return {"ok": True, "count": len(jobs)}
+    objects = {k: v.from_json(d) for k, d in body["objects"].items()}
+    await state.storage.merge_many(objects)
+    state.stats["hints_received"] += len(objects)
+    return {"ok": True, "count": len(objects)}
 
 
 async def internal_gossip(state: NodeState, body: dict) -> Any:

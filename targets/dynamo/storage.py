@@ -61,6 +61,15 @@ class Txn:
                                                                      separators=(",", ":"))))
         self.changes.append(Change(key, obj))
 
+    def merge(self, key: str, obj: Any) -> tuple[Any, Any]:
+        """Merge ``obj`` into the stored object (written only if it changed); returns (old, new)."""
+        v = self._s.versioning
+        old = self.get(key)
+        new = obj if old is None else v.merge(old, obj)
+        if old is None or v.digest(new) != v.digest(old):
+            self.put(key, new)
+        return old, new
+
     def delete(self, key: str) -> None:
         self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
         self.changes.append(Change(key, None))
@@ -90,7 +99,7 @@ class Storage:
         self.versioning = versioning
         self.partition_of = partition_of
         self.fsync = fsync
-        self._jobs: "queue.Queue[Any]" = queue.Queue()
+        self._jobs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_change: Callable[[list[Change]], None] = lambda changes: None
@@ -194,17 +203,20 @@ class Storage:
 
     async def merge_in(self, key: str, obj: Any, hint_for: str | None = None) -> Any:
         """Merge ``obj`` into the stored object (durably); queue a hint for ``hint_for`` if given."""
-        v = self.versioning
-
         def job(txn: Txn) -> Any:
-            old = txn.get(key)
-            new = obj if old is None else v.merge(old, obj)
-            if old is None or v.digest(new) != v.digest(old):
-                txn.put(key, new)
+            _, new = txn.merge(key, obj)
             if hint_for is not None:
                 txn.add_hint(hint_for, key)
             return new
         return await self.run(job)
+
+    async def merge_many(self, objects: dict[str, Any]) -> None:
+        """Merge several objects in one job (handoff and anti-entropy batches)."""
+        def job(txn: Txn) -> None:
+            for key, obj in objects.items():
+                txn.merge(key, obj)
+        if objects:
+            await self.run(job)
 
     # -- scans (worker thread, read-only) -----------------------------------------------------
     def scan_all(self) -> Iterable[tuple[str, Any]]:
