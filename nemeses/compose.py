@@ -115,13 +115,15 @@ def heal_cluster(backend: Backend, say: Callable[[str], None] = print) -> Probe:
     nodes = backend.nodes()
     names = [n.name for n in nodes]
     if "signals" in backend.capabilities:
+        resumed = []
         for n in names:
             if backend.is_running(n):
                 try:
                     backend.resume(n)
-                    say(f"{n}: SIGCONT sent")
+                    resumed.append(n)
                 except Exception as e:  # noqa: BLE001 - report and keep healing
                     say(f"{n}: SIGCONT failed: {e}")
+        say(f"SIGCONT sent to every running node ({', '.join(resumed) or 'none'})")
     for n in names:
         if not backend.is_running(n):
             try:
