@@ -151,8 +151,8 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
              "versions": versions(), "backend_capabilities": None,
              "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None}
     (run_dir / SPEC).write_text(spec_json(spec, **facts))
-    journal = HistoryJournal(run_dir / HISTORY)
-    state = _RunState(spec, plan, workload, backend, journal, run_dir)
+    (run_dir / HISTORY).touch()  # a run that fails in setup still leaves a (empty) readable history
+    state = _RunState(spec, plan, workload, backend, run_dir)
     error: str | None = None
     interrupted: BaseException | None = None
     with _sigterm_as_interrupt():
@@ -195,9 +195,10 @@ class _RunState:
     """Everything one run holds, so the cleanup can undo exactly what was done."""
 
     def __init__(self, spec: TestSpec, plan: NemesisPlan, workload: Any, backend: Backend,
-                 journal: HistoryJournal, run_dir: Path):
+                 run_dir: Path):
         self.spec, self.plan, self.workload, self.backend = spec, plan, workload, backend
-        self.journal, self.run_dir = journal, run_dir
+        self.run_dir = run_dir
+        self.journal: HistoryJournal | None = None  # opened once the cluster is up: time 0 = start of the test
         self.nemesis: Any = None
         self.worker: NemesisWorker | None = None
         self.display: LiveDisplay | None = None
@@ -216,21 +217,27 @@ class _RunState:
             from nemeses import registry  # type: ignore[import-not-found]
             from nemeses.base import NemesisContext
 
-            self.nemesis = registry.build(self.plan.nspec)
+            if self.spec.replay_schedule and hasattr(registry, "faults_of"):
+                # a replayed schedule may use faults the current spec does not name: handle them all
+                self.nemesis = registry.build_for(set(self.plan.nspec.faults) | registry.faults_of(self.plan.schedule))
+            else:
+                self.nemesis = registry.build(self.plan.nspec)
             self.nemesis.setup(NemesisContext(self.backend, nodes, spec.seed))
-            self.worker = NemesisWorker(self.journal, self.nemesis, self.plan.schedule)
+        journal = self.journal = HistoryJournal(self.run_dir / HISTORY)  # time 0: cluster up, nemesis ready
+        if self.nemesis is not None:
+            self.worker = NemesisWorker(journal, self.nemesis, self.plan.schedule)
         if target is None:
             from targets.dynamo.target import DynamoTarget  # type: ignore[import-not-found]
             target = DynamoTarget()
         worker = self.worker
         self.display = LiveDisplay(
-            self.journal, duration=spec.duration, node_names=list(spec.node_names),
+            journal, duration=spec.duration, node_names=list(spec.node_names),
             is_running=self.backend.is_running, active_faults=lambda: dict(worker.active) if worker else {},
             rich_panel=display, title=f"dynharness {spec.name} ({spec.workload.name}, seed {spec.seed})")
         self.display.start()
-        asyncio.run(self._drive(target, nodes))
+        asyncio.run(self._drive(target, nodes, journal))
 
-    async def _drive(self, target: Any, nodes: list[Any]) -> None:
+    async def _drive(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
         spec = self.spec
         clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout) for n in nodes}
         try:
@@ -239,14 +246,14 @@ class _RunState:
             if self.worker is not None:
                 self.worker.start()
             phase = ClientPhase(spec.seed, spec.concurrency, spec.rate, spec.duration, spec.client_timeout)
-            last_process = await run_clients(self.journal, self.workload, clients, spec.node_names, phase)
+            last_process = await run_clients(journal, self.workload, clients, spec.node_names, phase)
             self.display.set_phase("heal")
             await asyncio.to_thread(self._stop_nemesis_and_heal)
             self.display.set_phase("recovery")
             await asyncio.sleep(spec.recovery)
             self.display.set_phase("final reads")
             self.missing_final = await final_reads(
-                self.journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
+                journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
                 spec.final_read_timeout, spec.client_timeout)
         finally:
             await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
@@ -284,7 +291,8 @@ class _RunState:
                     self.backend.teardown()
                 except Exception as e:  # noqa: BLE001
                     errors.append(f"teardown: {e}")
-        self.journal.close()
+        if self.journal is not None:
+            self.journal.close()
         if self.worker is not None:
             try:
                 from nemeses.schedule import dump_schedule  # type: ignore[import-not-found]
