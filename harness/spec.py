@@ -52,6 +52,10 @@ def checker_options() -> tuple[str, ...]:
     return tuple(dict.fromkeys([*CHECKER_OPTIONS, *OPTIONS]))
 
 
+#: Keys ``spec.json`` stores besides the spec itself (facts about the run, not inputs).
+RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved")
+
+
 def target_defaults() -> dict[str, Any]:
     """The reference store's default settings (its own table when importable)."""
     try:
@@ -181,6 +185,8 @@ def parse_value(text: str) -> Any:
 def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TestSpec:
     """Read a spec file (or none: the demo) and apply dotted overrides (``{"target.n": 3}``).
 
+    The file is TOML, or a stored run's ``spec.json`` (to re-run it exactly).
+
     Raises UserError (one line) for unreadable files, unknown fields, wrong
     types and contradictions.
     """
@@ -188,11 +194,21 @@ def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = Non
     if path is not None:
         p = Path(path)
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
+            text = p.read_text(encoding="utf-8")
+            if p.suffix == ".json":  # a stored run's spec.json: re-run it (same seed, same settings)
+                data = json.loads(text)
+                if not isinstance(data, dict):
+                    raise UserError(f"{p}: a spec must be a JSON object")
+                for k in RUN_FACTS:
+                    data.pop(k, None)
+            else:
+                data = tomllib.loads(text)
         except OSError as e:
             raise UserError(f"cannot read spec {p}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
             raise UserError(f"{p}: not valid TOML: {e}") from None
+        except json.JSONDecodeError as e:
+            raise UserError(f"{p}: not valid JSON: {e.msg} at line {e.lineno}") from None
         except UnicodeDecodeError:
             raise UserError(f"{p}: not a UTF-8 text file") from None
     for dotted, value in (overrides or {}).items():

@@ -64,3 +64,18 @@ def test_bad_files(tmp_path: Path) -> None:
 def test_set_values_parse_as_toml() -> None:
     assert parse_value("3") == 3 and parse_value("true") is True and parse_value('["a", "b"]') == ["a", "b"]
     assert parse_value("random-halves") == "random-halves"
+
+
+def test_a_stored_spec_json_reruns_the_same_test(tmp_path: Path) -> None:
+    import json
+
+    from harness.spec import spec_json
+
+    s = load_spec(None, {"seed": 77, "target.mode": "lww", "workload.name": "session"})
+    f = tmp_path / "spec.json"
+    f.write_text(spec_json(s, run_dir="/x", versions={"python": "3"}, started="now"))
+    again = load_spec(f, {})
+    assert again == s
+    f.write_text(json.dumps([1]))
+    with pytest.raises(UserError, match="JSON object"):
+        load_spec(f, {})

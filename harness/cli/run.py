@@ -32,6 +32,7 @@ EXAMPLES = """examples:
   dynharness run --workload register --keys 5 --nemesis none --n 3 --r 1 --w 1
   dynharness run --blind --nemesis none --set target.sibling_max=1000
   dynharness run --replay-schedule histories/latest      # same faults at the same times
+  dynharness run --spec histories/latest/spec.json       # the stored run's test again (same seed)
 """
 
 
@@ -78,7 +79,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("run", help="run a test (no arguments: a 30 s demo)",
                        description="Run one test: set up a cluster, drive clients and faults, check, store.",
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--spec", metavar="FILE", help="test spec (TOML); flags override its fields")
+    p.add_argument("--spec", metavar="FILE", help="test spec (TOML, or a stored run's spec.json); flags override its fields")
     g = p.add_argument_group("run")
     g.add_argument("--name", help="test name (runs are stored under histories/<name>/)")
     g.add_argument("--backend", choices=("local", "docker", "ssh"), help="where nodes run (default local)")
