@@ -9,6 +9,13 @@ job of the batch is acknowledged, so an acked write survives ``kill -9``; many
 concurrent writes share one fsync. ``fsync="never"`` (``synchronous=OFF``) is
 the unsafe setting, kept so users can study what it loses.
 
+Reads are served from an in-memory cache of the committed objects, kept on the
+event loop thread: it is filled at start-up by the same scan that rebuilds the
+Merkle trees and updated, in commit order, before any job's result is
+delivered. While every key fits (``CACHE_MAX``) an absent key is known absent;
+after an eviction, misses go to the worker thread. A read therefore costs no
+thread hop, while every write still commits in the worker before it is acked.
+
 Read-modify-write is atomic per node: :meth:`Storage.update` runs its function
 in the worker thread against the current row. Hints (``target``, ``key``,
 ``seq``) live in the same database and are written in the same transaction as
@@ -17,6 +24,7 @@ the object they point at.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import os
 import queue
@@ -26,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
 BATCH = 256
+CACHE_MAX = 200_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, part INTEGER NOT NULL, obj TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS kv_part ON kv (part);
@@ -36,10 +45,13 @@ CREATE TABLE IF NOT EXISTS hints (target TEXT NOT NULL, key TEXT NOT NULL, seq I
 
 @dataclass(frozen=True)
 class Change:
-    """What a job changed: ``obj`` is the stored object after the job (None: row deleted)."""
+    """What a job changed: ``obj`` is the stored object after the job (None: row deleted).
+
+    ``loaded``: not a change, a row read on a cache miss (fills the read cache in order)."""
 
     key: str
     obj: Any
+    loaded: bool = False
 
 
 class Txn:
@@ -103,6 +115,8 @@ class Storage:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_change: Callable[[list[Change]], None] = lambda changes: None
+        self._cache: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+        self._cache_complete = True        # no key evicted: a key not cached is not stored
         self.commits = 0
         self.jobs_run = 0
         db = self._connect()   # create the schema now so a bad data dir fails at start
@@ -180,7 +194,11 @@ class Storage:
 
     def _deliver(self, changes: list[Change], outcomes: list) -> None:
         if changes:
-            self.on_change(changes)
+            for change in changes:
+                self._remember(change)
+            real = [c for c in changes if not c.loaded]
+            if real:
+                self.on_change(real)
         for fut, ok, value in outcomes:
             if fut.done():
                 continue
@@ -197,9 +215,30 @@ class Storage:
         self._jobs.put((fn, fut))
         return fut
 
+    def _remember(self, change: Change) -> None:
+        cache = self._cache
+        if change.loaded:
+            if change.key in cache or change.obj is None:
+                return                     # the cache is at least as new as this load
+        elif change.obj is None:
+            cache.pop(change.key, None)
+            return
+        cache[change.key] = change.obj
+        if len(cache) > CACHE_MAX:
+            cache.popitem(last=False)
+            self._cache_complete = False
+
     async def get(self, key: str) -> Any:
-        """The stored object for key, or None."""
-        return await self.run(lambda txn: txn.get(key))
+        """The committed object for key, or None (from the cache when it can answer)."""
+        obj = self._cache.get(key)
+        if obj is not None or self._cache_complete:
+            return obj
+
+        def job(txn: Txn) -> Any:
+            found = txn.get(key)
+            txn.changes.append(Change(key, found, loaded=True))
+            return found
+        return await self.run(job)
 
     async def merge_in(self, key: str, obj: Any, hint_for: str | None = None) -> Any:
         """Merge ``obj`` into the stored object (durably); queue a hint for ``hint_for`` if given."""
@@ -220,11 +259,13 @@ class Storage:
 
     # -- scans (worker thread, read-only) -----------------------------------------------------
     def scan_all(self) -> Iterable[tuple[str, Any]]:
-        """Every (key, object) in the store, read on a private connection (used at start-up)."""
+        """Every (key, object) in the store, read on a private connection at start-up (fills the cache)."""
         db = sqlite3.connect(self.path)
         try:
             for key, obj in db.execute("SELECT key, obj FROM kv"):
-                yield key, self.versioning.from_json(json.loads(obj))
+                loaded = self.versioning.from_json(json.loads(obj))
+                self._remember(Change(key, loaded, loaded=True))
+                yield key, loaded
         finally:
             db.close()
 
