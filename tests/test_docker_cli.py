@@ -1,0 +1,67 @@
+"""``dynharness image build`` and ``cluster up|status|down`` through the real CLI, and reuse of a kept
+cluster by the Docker backend."""
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from harness.backends import remote
+from harness.backends.base import ClusterConfig
+from harness.backends.docker import DockerBackend, cluster_containers, connect_engine, engine_available
+from harness.backends.image import ensure_image
+from harness.cli import main
+from tests.conftest import require
+
+pytestmark = [pytest.mark.docker]
+
+
+@pytest.fixture
+def engine():
+    require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
+    client = connect_engine()
+    yield client
+    client.close()
+
+
+def test_image_build_twice_reports_every_step_cached(engine, capsys):
+    assert main(["image", "build"]) == 0
+    capsys.readouterr()
+    assert main(["image", "build"]) == 0
+    tag = capsys.readouterr().out.strip().splitlines()[-1]
+    build = ensure_image(engine)
+    assert build.cached and build.tag == tag and [s.cached for s in build.steps] == [True, True, True]
+
+
+def test_cluster_up_is_reused_by_runs_and_down_removes_it(engine, capsys, tmp_path):
+    name = f"t{secrets.token_hex(3)}"
+    assert main(["cluster", "up", "--nodes", "3", "--name", name]) == 0
+    try:
+        before = {c.id for c in cluster_containers(engine, name)}
+        assert len(before) == 3
+        assert main(["cluster", "status"]) == 0
+        assert name in capsys.readouterr().out
+        for run in range(2):                 # two runs in a row on the same containers
+            backend = DockerBackend({"cluster": name})
+            nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2},
+                                                run_dir=tmp_path / f"run{run}"))
+            assert backend._name == name and all(remote.healthy(n) for n in nodes)
+            backend.write_file("n1", nodes[0].clock_file, b"+600s\n")     # a fault left behind ...
+            backend.teardown()
+            assert {c.id for c in cluster_containers(engine, name)} == before
+            assert not remote.healthy(nodes[0])                           # nodes stopped
+        shell = DockerBackend.from_state({"cluster": name, "owned": False, "nodes": [], "run_dir": None})
+        assert shell._name == name
+        shell.teardown()
+        # ... was undone by the teardown of the run
+        c = [c for c in cluster_containers(engine, name) if c.labels["dynharness.node"] == "n1"][0]
+        assert c.exec_run(["cat", "/var/lib/dynharness/clock"]).output.strip() == b"+0"
+    finally:
+        assert main(["cluster", "down", "--name", name]) == 0
+    assert cluster_containers(engine, name) == []
+    assert "removed cluster" in capsys.readouterr().out
+
+
+def test_cluster_up_with_a_bad_node_count_is_a_user_error(capsys):
+    assert main(["cluster", "up", "--nodes", "0"]) == 3
+    assert "--nodes must be between" in capsys.readouterr().err
