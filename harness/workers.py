@@ -31,7 +31,8 @@ from harness.workloads import Completion, Workload, error_text
 if TYPE_CHECKING:
     from targets.adapter import TargetClient
 
-_GUARD_SLACK = 2.0  # seconds beyond the client timeout before the harness gives up on a request itself
+_GUARD_SLACK = 2.0  # seconds beyond the op's requests' timeouts before the harness gives up on it itself
+_REQUESTS_PER_OP = 2  # a read-modify-write is a read then a write, each with its own client timeout
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,11 @@ async def run_op(journal: HistoryJournal, workload: Workload, client: "TargetCli
     node = client.node
     fields = {**extra, **req.extra}
     journal.record(process, INVOKE, req.f, key=req.key, value=req.value, node=node, **fields)
+    guard = _REQUESTS_PER_OP * timeout + _GUARD_SLACK
     try:
-        comp = await asyncio.wait_for(workload.execute(client, req, state), timeout + _GUARD_SLACK)
+        comp = await asyncio.wait_for(workload.execute(client, req, state), guard)
     except asyncio.TimeoutError:
-        comp = Completion.info(f"no answer within {timeout + _GUARD_SLACK:g}s", req.value)
+        comp = Completion.info(f"no answer within {guard:g}s", req.value)
     except asyncio.CancelledError:
         raise  # the invoke stays open: the run was interrupted mid-request
     except Exception as e:  # noqa: BLE001 - unknown client failure: may or may not have happened
