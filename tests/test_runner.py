@@ -240,3 +240,33 @@ def test_plain_progress_line_counts_outcomes_faults_and_nodes(tmp_path: Path) ->
         line = d.line()
     assert "[main]" in line and "total ok 2 fail 1 info 1" in line
     assert "faults: partition" in line and "n1:up n2:DOWN" in line
+
+
+def test_hung_or_crashing_requests_are_info_and_the_worker_goes_on(tmp_path: Path) -> None:
+    from harness.history import HistoryJournal
+    from harness.workers import ClientPhase, run_clients
+    from harness.workloads import build
+
+    class Odd(FakeClient):
+        calls = 0
+
+        async def get(self, key: str, **kw: Any) -> ReadResult:
+            Odd.calls += 1
+            if Odd.calls == 1:
+                await asyncio.sleep(3600)  # never answers: the harness's guard must end it
+            if Odd.calls == 2:
+                raise RuntimeError("client bug")
+            return await super().get(key, **kw)
+
+    spec = spec_for(tmp_path, **{"workload.name": "register", "concurrency": 1})
+    wl = build(spec.workload, 1, ["n1"])
+    with HistoryJournal(tmp_path / "h.jsonl") as j:
+        asyncio.run(run_clients(j, wl, {"n1": Odd("n1", FakeStore())}, ["n1"],
+                                ClientPhase(1, 1, 50, 3.0, client_timeout=0.1)))
+    h = read_history(tmp_path / "h.jsonl")
+    done = [c for _, c in h.pairs()]
+    assert all(c is not None for c in done)
+    assert done[0].type == "info" and "no answer" in done[0].error
+    assert done[1].type == "info" and "client bug" in done[1].error
+    assert [c.process for c in done[:3]] == [0, 1, 2], "a new process after each info"
+    assert len(done) > 3
