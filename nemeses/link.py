@@ -141,12 +141,8 @@ class LinkNemesis:
             return Probe(False, "every sampled lossy link is also partitioned: loss cannot be measured now")
         if self.loss_mechanism == IPTABLES:
             expected = 1 - (1 - p) ** 2 if p > 0 else 0.0
-            attempts = [pair for pair in sample for _ in range(LOSS_ATTEMPTS)]
-            raw = _parallel(lambda pr: probes.tcp_connect(self.nodes[pr[0]].host, self.nodes[pr[1]].host,
-                                                          self.nodes[pr[1]].port, 0.3), attempts)
-            if any(r == "nobind" for r in raw):   # not this host's addresses: connect from the nodes themselves
-                raw = [r for _ in range(LOSS_ATTEMPTS // 4)
-                       for r in probes.link_status(self.ctx.backend, self.nodes, sample, timeout=0.3).values()]
+            raw = probes.connect_all(self.ctx.backend, self.nodes,
+                                     [pair for pair in sample for _ in range(LOSS_ATTEMPTS)], timeout=0.3)
             lost = sum(1 for r in raw if r == "timeout")
             how = "tcp-connect (SYN or SYN-ACK dropped)"
         else:

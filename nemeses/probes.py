@@ -32,23 +32,26 @@ from nemeses.base import Probe
 
 CUT, FLOWS = "cut", "flows"
 
-#: Run on a node when the harness cannot bind that node's address itself.
+#: Run on a node when the harness cannot bind that node's address itself: connects to every
+#: host:port argument (repeats allowed), 32 at a time, and prints the results in argument order.
 _REMOTE_SCRIPT = r"""
 import json, socket, sys, threading
-src, timeout = sys.argv[1], float(sys.argv[2])
-out = {}
-def probe(t):
+src, timeout, targets = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+out = [None] * len(targets)
+gate = threading.Semaphore(32)
+def probe(i, t):
     host, port = t.rsplit(":", 1)
     s = socket.socket(); s.settimeout(timeout)
-    try:
-        try: s.bind((src, 0))
-        except OSError: pass
-        s.connect((host, int(port))); out[t] = "connected"
-    except socket.timeout: out[t] = "timeout"
-    except ConnectionRefusedError: out[t] = "refused"
-    except OSError as e: out[t] = "error:" + str(e)
-    finally: s.close()
-ts = [threading.Thread(target=probe, args=(t,)) for t in sys.argv[3:]]
+    with gate:
+        try:
+            try: s.bind((src, 0))
+            except OSError: pass
+            s.connect((host, int(port))); out[i] = "connected"
+        except socket.timeout: out[i] = "timeout"
+        except ConnectionRefusedError: out[i] = "refused"
+        except OSError as e: out[i] = "error:" + str(e)
+        finally: s.close()
+ts = [threading.Thread(target=probe, args=(i, t)) for i, t in enumerate(targets)]
 [t.start() for t in ts]; [t.join() for t in ts]
 print(json.dumps(out))
 """
@@ -85,31 +88,39 @@ def classify(result: str) -> str:
     return CUT if result == "timeout" else FLOWS if result in ("connected", "refused") else result
 
 
+def connect_all(backend: Backend, nodes: Mapping[str, Node], pairs: Sequence[tuple[str, str]],
+                timeout: float = 1.0) -> list[str]:
+    """Raw TCP-connect result for each (src, dst) pair, in order (repeats allowed), all in parallel.
+
+    From this host bound to src's address when it owns it (local backend);
+    otherwise one ``backend.run`` on each source node runs the same checks there.
+    """
+    if not pairs:
+        return []
+    with ThreadPoolExecutor(max_workers=min(32, len(pairs))) as pool:
+        results = list(pool.map(lambda p: tcp_connect(nodes[p[0]].host, nodes[p[1]].host, nodes[p[1]].port, timeout),
+                                pairs))
+    for src in sorted({p[0] for p, r in zip(pairs, results) if r == "nobind"}):
+        idx = [i for i, p in enumerate(pairs) if p[0] == src]
+        argv = ["python3", "-c", _REMOTE_SCRIPT, nodes[src].host, str(timeout),
+                *[f"{nodes[pairs[i][1]].host}:{nodes[pairs[i][1]].port}" for i in idx]]
+        try:
+            res = backend.run(src, argv, timeout=timeout * (len(idx) // 32 + 2) + 15).check()
+            got = json.loads(res.stdout.strip().splitlines()[-1])
+            if len(got) != len(idx):
+                raise ValueError(f"{len(got)} results for {len(idx)} probes")
+        except (RuntimeError, ValueError, IndexError, OSError) as e:
+            got = [f"error:probe on {src} failed: {e}"] * len(idx)
+        for i, r in zip(idx, got):
+            results[i] = r
+    return results
+
+
 def link_status(backend: Backend, nodes: Mapping[str, Node], pairs: Sequence[tuple[str, str]],
                 timeout: float = 1.0) -> dict[tuple[str, str], str]:
-    """(src, dst) -> raw result of a TCP connect from src's address to dst's port, all in parallel."""
-    results: dict[tuple[str, str], str] = {}
-    if not pairs:
-        return results
-    with ThreadPoolExecutor(max_workers=min(32, len(pairs))) as pool:
-        futures = {p: pool.submit(tcp_connect, nodes[p[0]].host, nodes[p[1]].host, nodes[p[1]].port, timeout)
-                   for p in pairs}
-        for p, fut in futures.items():
-            results[p] = fut.result()
-    remote = sorted({p[0] for p, r in results.items() if r == "nobind"})
-    for src in remote:  # the harness does not own src's address: run the same check on the node
-        targets = [p for p in pairs if p[0] == src]
-        argv = ["python3", "-c", _REMOTE_SCRIPT, nodes[src].host, str(timeout),
-                *[f"{nodes[d].host}:{nodes[d].port}" for _, d in targets]]
-        try:
-            res = backend.run(src, argv, timeout=timeout * 3 + 10).check()
-            got = json.loads(res.stdout.strip().splitlines()[-1])
-            for p in targets:
-                results[p] = got.get(f"{nodes[p[1]].host}:{nodes[p[1]].port}", "error:no answer")
-        except (RuntimeError, ValueError, IndexError, OSError) as e:
-            for p in targets:
-                results[p] = f"error:probe on {src} failed: {e}"
-    return results
+    """(src, dst) -> raw result of one TCP connect from src's address to dst's port."""
+    pairs = list(dict.fromkeys(pairs))
+    return dict(zip(pairs, connect_all(backend, nodes, pairs, timeout)))
 
 
 def health(node: Node, timeout: float = 1.0) -> tuple[bool, str]:
