@@ -11,10 +11,12 @@ An op whose outcome is unknown (``info``) is stepped with ``output`` equal to
 :data:`UNKNOWN`: the model should answer as if the op took effect
 successfully (the search separately considers the op never happening).
 
-A model may also define ``irrelevant(ops) -> set of positions``: the
-indeterminate ops that no linearization needs (e.g. a timed-out write whose
-value nobody read). The search drops them first, which is sound (they may
-never have happened) and saves it exponential work.
+A model may also define ``resolve(ops) -> {position: Operation or None}``:
+what the rest of the history settles about indeterminate ops. ``None``
+drops one that no linearization needs (e.g. a timed-out write whose value
+nobody read); an Operation replaces one that must have happened by some
+time (e.g. a timed-out write whose unique value a read returned). Both are
+sound and spare the search exponential work.
 
 A whole new model is about twenty lines; see ``docs/linearizability.md``.
 """

@@ -8,6 +8,7 @@ the step rejects it and the key is not linearizable.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 from checkers.linearizability.model import UNKNOWN, Operation
@@ -35,26 +36,56 @@ class RegisterModel:
             return (type(output) is not tuple and output == state), state
         return False, state
 
-    def irrelevant(self, ops: Sequence[Operation]) -> set[int]:
-        """Indeterminate writes (and cas) whose new value no op observes: never needed.
+    def is_pure(self, input: tuple[str, Any]) -> bool:
+        """Reads never change the state (lets the search commit to a read that fits)."""
+        return input[0] == "read"
 
-        If such an op is in a linearization, removing it leaves it legal:
-        nothing between it and the next write reads its value or does a cas
-        from it. Observed values: ok read outputs and the ``old`` of every
-        cas kept (iterated, since keeping an info cas makes its ``old`` observed).
+    def resolve(self, ops: Sequence[Operation]) -> dict[int, Operation | None]:
+        """What the history settles about indeterminate writes (and cas); see ``model.py``.
+
+        * Unobserved: an indeterminate write whose value no op observes (no ok
+          read returned it, no kept cas expects it) is never needed: in any
+          linearization nothing between it and the next write depends on it,
+          so it can be taken out -> ``None`` (dropped).
+        * Observed, and the only writer of its value: it took effect, and
+          before the first ok read (or ok cas) that observed the value
+          returned -> a determinate op returning then. Values written by
+          several ops are left alone (who wrote what is not settled).
         """
-        observed = {op.output for op in ops if op.input[0] == "read" and op.output is not UNKNOWN}
+        writers: dict[Any, int] = {}
+        first_seen: dict[Any, float] = {}
+        for op in ops:
+            f = op.input[0]
+            if f in ("write", "cas"):
+                v = _written(op)
+                writers[v] = writers.get(v, 0) + 1
+            if not op.indeterminate:
+                seen = op.output if f == "read" else _expected(op) if f == "cas" else _NOTHING
+                # (None is the initial state: seeing it proves no write happened)
+                if seen is not _NOTHING and seen is not None and type(seen) is not tuple:
+                    first_seen[seen] = min(first_seen.get(seen, math.inf), op.ret)
+        out: dict[int, Operation | None] = {}
+        observed = {op.output for op in ops if op.input[0] == "read" and not op.indeterminate}
+        observed.update(first_seen)
         candidates = {i for i, op in enumerate(ops) if op.indeterminate and op.input[0] in ("write", "cas")}
+        for i in list(candidates):
+            op = ops[i]
+            v = _written(op)
+            if v in first_seen and writers.get(v) == 1 and first_seen[v] >= op.call:
+                out[i] = Operation(op.input, None, op.call, first_seen[v], op.id)
+                candidates.discard(i)
+        # the rest: drop those whose value nothing observes (keeping an info cas makes its old observed)
         keep_cas = [op for i, op in enumerate(ops) if op.input[0] == "cas" and i not in candidates]
         while True:
             for op in keep_cas:
-                if type(op.input[1]) is tuple and len(op.input[1]) == 2:
-                    observed.add(op.input[1][0])
+                observed.add(_expected(op))
             newly = [i for i in candidates if _written(ops[i]) in observed]
             if not newly:
-                return candidates
+                break
             candidates.difference_update(newly)
             keep_cas = [ops[i] for i in newly if ops[i].input[0] == "cas"]
+        out.update((i, None) for i in candidates)
+        return out
 
     def describe_op(self, input: tuple[str, Any], output: Any) -> str:
         """``write 3`` / ``read -> 3`` / ``read -> absent`` / ``read -> siblings [1, 2]``."""
@@ -93,10 +124,17 @@ class CASRegisterModel(RegisterModel):
 
 
 def _written(op: Operation) -> Any:
+    """The value a write or cas leaves in the register."""
     f, value = op.input
     if f == "cas":
         return value[1] if type(value) is tuple and len(value) == 2 else _NOTHING
     return value
+
+
+def _expected(op: Operation) -> Any:
+    """The value a cas needs to find."""
+    value = op.input[1]
+    return value[0] if type(value) is tuple and len(value) == 2 else _NOTHING
 
 
 _NOTHING = object()

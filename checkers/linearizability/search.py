@@ -68,8 +68,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     time limit is the driver's business: it just stops calling ``next``).
     """
     state = model.init()
-    kept = _relevant_positions(model, ops)
-    ops = [ops[i] for i in kept]
+    kept, ops = _prepare(model, ops)
     n = len(ops)
     if n == 0:
         return SearchOutcome(VALID)
@@ -100,6 +99,16 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
         closes[ret_entry[i]] = i
     info = [op.ret == math.inf for op in ops]
     has_info = any(info)
+    # The order children are tried in at each node, by class: 0 = ok ops that never change the
+    # state (reads; the model's optional ``is_pure``), 1 = other ok ops, 2 = info ops.
+    # A pure op that fits now is *committed*: if any linearization exists from here, one
+    # starts with it (it changes nothing, and everything that must precede it is placed), so
+    # if that child fails (or was seen failing) the node fails, without trying siblings.
+    is_pure = getattr(model, "is_pure", None)
+    cls = [2 if info[i] else 0 if is_pure is not None and is_pure(ops[i].input) else 1 for i in range(n)]
+    dead = size                          # a pseudo entry: "this node has failed, backtrack"
+    op_of.append(-1)
+    closes.append(-1)
     # ok ops and info ops get separate bit positions (the cache subsumes on the info part)
     bit = [0] * n
     n_ok = n_info = 0
@@ -130,8 +139,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     best: tuple[int, ...] = ()
     best_state: Any = state
     blocked: int | None = None
-    phase_info = False     # False: try ok ops at this node; True: then try info ops
-    skipped_info = False   # an info call was passed over in the ok phase
+    phase = 0              # the class of ops tried at this node in the current scan
     e = nxt[0]
     while remaining:
         countdown -= 1
@@ -141,14 +149,12 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
             yield steps, cached
         o = op_of[e]
         if o >= 0:                                   # a call entry
-            if info[o] is not phase_info:
-                if not phase_info:
-                    skipped_info = True
+            if cls[o] != phase:
                 e = nxt[e]
                 continue
             ok, new_state = step(state, inputs[o], outputs[o])
             if ok:
-                if phase_info:
+                if phase == 2:
                     new_lin, new_ilin = lin, ilin | bit[o]
                 else:
                     new_lin, new_ilin = lin | bit[o], ilin
@@ -180,7 +186,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                     stack_e.append(e)
                     stack_s.append(state)
                     state, lin, ilin = new_state, new_lin, new_ilin
-                    if phase_info:
+                    if phase == 2:
                         info_left -= 1
                     else:
                         remaining -= 1
@@ -192,52 +198,62 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                     p, q = prv[r], nxt[r]
                     nxt[p] = q
                     prv[q] = p
-                    phase_info = skipped_info = False
+                    phase = 0
                     e = nxt[0]
+                    continue
+                if phase == 0:                       # a committed pure op already failed from here
+                    phase = 2
+                    e = dead
                     continue
             e = nxt[e]
             continue
-        # a return entry (or, after every entry was passed in the info phase, nothing left): dead end here
-        if not phase_info and skipped_info and info_left:
-            phase_info = True
+        # a return entry: the scan for this class is over; next class, or a dead end
+        if phase == 0 or (phase == 1 and info_left):
+            phase += 1
             e = nxt[0]
             continue
-        depth = len(stack_e)
-        if depth > best_len:
-            best_len = depth
-            best = tuple(kept[op_of[x]] for x in stack_e)
-            best_state = state
-            blocked = kept[closes[e]] if closes[e] >= 0 else None
-        if not depth:
-            return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (), best, best_state, blocked)
-        e = stack_e.pop()
-        state = stack_s.pop()
-        o = op_of[e]
-        r = match[e]
-        # unlift: re-link the return entry, then the call entry
-        nxt[prv[r]] = r
-        prv[nxt[r]] = r
-        nxt[prv[e]] = e
-        prv[nxt[e]] = e
-        if info[o]:
-            ilin ^= bit[o]
-            info_left += 1
-            phase_info = True
-        else:
-            lin ^= bit[o]
-            remaining += 1
-            phase_info = False
-            skipped_info = True  # conservative: info calls before e may exist
-        e = nxt[e]
+        while True:
+            depth = len(stack_e)
+            if depth > best_len:
+                best_len = depth
+                best = tuple(kept[op_of[x]] for x in stack_e)
+                best_state = state
+                blocked = kept[closes[e]] if closes[e] >= 0 else None
+            if not depth:
+                return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (), best, best_state,
+                                     blocked)
+            e = stack_e.pop()
+            state = stack_s.pop()
+            o = op_of[e]
+            r = match[e]
+            # unlift: re-link the return entry, then the call entry
+            nxt[prv[r]] = r
+            prv[nxt[r]] = r
+            nxt[prv[e]] = e
+            prv[nxt[e]] = e
+            if info[o]:
+                ilin ^= bit[o]
+                info_left += 1
+            else:
+                lin ^= bit[o]
+                remaining += 1
+            phase = cls[o]
+            if phase:                                # try the next sibling of this class
+                e = nxt[e]
+                break
+            # a committed pure op failed: its parent fails too, keep backtracking
     done = tuple(kept[op_of[x]] for x in stack_e)
     return SearchOutcome(VALID, steps + quantum - countdown, cached, None, done, done, state, None)
 
 
-def _relevant_positions(model: Model, ops: Sequence[Operation]) -> list[int]:
-    """Positions of the ops to search: all but the indeterminate ones the model calls irrelevant."""
-    hook = getattr(model, "irrelevant", None)
-    gone = hook(ops) if hook is not None else ()
-    return [i for i in range(len(ops)) if i not in gone] if gone else list(range(len(ops)))
+def _prepare(model: Model, ops: Sequence[Operation]) -> tuple[list[int], list[Operation]]:
+    """The ops to search (and their positions in ``ops``), after the model's optional ``resolve`` hook."""
+    hook = getattr(model, "resolve", None)
+    settled = hook(ops) if hook is not None else None
+    if not settled:
+        return list(range(len(ops))), list(ops)
+    kept = [i for i in range(len(ops)) if settled.get(i, ops[i]) is not None]
+    return kept, [settled.get(i, ops[i]) for i in kept]
 
 
 def run(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_CACHE,
