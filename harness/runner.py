@@ -264,6 +264,8 @@ class _RunState:
             self.nemesis_errors = list(self.worker.errors)
         if self.nemesis is not None and not self.healed:
             heal_all(self.journal, self.nemesis, self.nemesis_errors.append)
+            if self.worker is not None:
+                self.worker.active.clear()
         self.healed = True
 
     def cleanup(self) -> list[str]:

@@ -264,12 +264,15 @@ def _jsonable(v: Any) -> Any:
 
 def _track(active: dict[str, Any], f: str, done: Any) -> None:
     """Keep ``active`` as the set of faults in effect: ``start-x`` adds x, ``stop-x`` removes it."""
-    pairs = {"kill": "start", "pause": "resume"}
+    pairs = {"kill": "start", "wipe": "start", "pause": "resume"}
     if f.startswith("start-"):
         active[f[6:]] = done
     elif f.startswith("stop-"):
         active.pop(f[5:], None)
     elif f in pairs:
         active[f] = done
-    elif f in pairs.values():
-        active.pop(next(k for k, v in pairs.items() if v == f), None)
+    elif f == "heal":
+        active.clear()
+    else:
+        for k in [k for k, v in pairs.items() if v == f]:
+            active.pop(k, None)
