@@ -14,7 +14,7 @@ from typing import Any
 from harness.reports.junit import campaign_junit
 from harness.reports.markdown import campaign_markdown
 from harness.reports.render import render_page
-from harness.reports.summary import BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, rows, status_text
+from harness.reports.summary import BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, measured, rows, status_text
 
 GOOD_STRINGS = {"valid": 0.0, "unknown": 0.5, "invalid": 1.0}
 
@@ -93,10 +93,12 @@ def campaign_index_html(camp: Any) -> str:
     """The campaign page: status, broken expectations, heat maps, and the full table linking each run."""
     all_rows = rows(camp)
     axes = label_axes(all_rows)
-    table = [{"row": r, "labels": [r.labels.get(a, "") for a in axes], "metrics": r.cells_text(),
-              "expect": expectation_text(r), "href": _link(camp.dir, r.run_dir)} for r in all_rows]
+    shown = measured(all_rows)
+    table = [{"row": r, "labels": [r.labels.get(a, "") for a in axes], "metrics": [r.cells_text()[i] for i in shown],
+              "expect": expectation_text(r), "href": _link(camp.dir, r.run_dir),
+              "description": r.labels.get("description", "")} for r in all_rows]
     return render_page("campaign.html.j2", camp=camp, status=status_text(camp), broken=camp.broken(), axes=axes,
-                       table=table, metrics=METRICS, heatmaps=heatmaps(camp, all_rows), bad_high=BAD_HIGH,
+                       table=table, metrics=[METRICS[i] for i in shown], heatmaps=heatmaps(camp, all_rows), bad_high=BAD_HIGH,
                        title=f"campaign {camp.defn.name}")
 
 

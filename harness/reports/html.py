@@ -98,7 +98,8 @@ def build_run_model(run_dir: str | Path) -> dict[str, Any]:
     cols: dict[str, list[Any]] = {k: [] for k in ("lane", "node", "f", "type", "t0", "t1", "key", "value", "inv", "comp", "proc", "sib")}
     lat_by_f: dict[str, list[float]] = defaultdict(list)
     per_sec: dict[int, Counter[str]] = defaultdict(Counter)
-    sib_reads: Counter[int] = Counter()
+    sib_reads: Counter[int] = Counter()   # ok reads by sibling count (the divergent-versions table)
+    sib_seen: Counter[int] = Counter()    # every ok op that saw siblings (reads and read-modify-writes)
     for inv, comp in pairs:
         if inv.process == NEMESIS:
             continue
@@ -125,8 +126,10 @@ def build_run_model(run_dir: str | Path) -> dict[str, Any]:
             per_sec[int(comp.time // 1_000_000_000)][outcome] += 1
             if outcome == "ok":
                 lat_by_f[inv.f].append(t1 - t0)
-                if inv.f == "read" and sib is not None:
-                    sib_reads[sib] += 1
+                if sib is not None:
+                    sib_seen[sib] += 1
+                    if inv.f == "read":
+                        sib_reads[sib] += 1
     lane_names = sorted(lanes_seen, key=lambda x: (isinstance(x, str), x if isinstance(x, int) else 0, str(x)))
     remap = {lanes_seen[name]: i for i, name in enumerate(lane_names)}
     cols["lane"] = [remap[x] for x in cols["lane"]]
@@ -153,8 +156,9 @@ def build_run_model(run_dir: str | Path) -> dict[str, Any]:
         "ops": cols, "lanes": [str(x) for x in lane_names], "nodes": list(nodes), "fs": list(fs),
         "keys": [k for k in keys], "outcomes": list(OUTCOMES), "windows": windows, "end_ms": end_ns / 1e6,
         "throughput": throughput, "quantiles": quantiles,
-        "siblings": {"histogram": sorted(([k, v] for k, v in sib_reads.items()), key=lambda kv: kv[0]),
-                     "divergent": divergent, "reads": total_reads},
+        "siblings": {"histogram": sorted(([k, v] for k, v in sib_seen.items()), key=lambda kv: kv[0]),
+                     "divergent": divergent, "reads": total_reads,
+                     "over_time": _sibling_timelines((results or {}).get("checkers", {}).get("siblings", {}).get("details", {}))},
         "staleness": _curves((results or {}).get("checkers", {}).get("staleness", {}).get("details", {})),
         "history_ops": len(history.ops),
     }
@@ -195,6 +199,19 @@ def _per_key(details: Mapping[str, Any]) -> list[dict[str, Any]]:
                         "info": {kk: vv for kk, vv in info.items() if kk != "verdict"}})
     order = {"invalid": 0, "unknown": 1}
     return sorted(out, key=lambda r: (order.get(str(r["verdict"]), 2), str(r["key"])))[:500]
+
+
+def _sibling_timelines(details: Mapping[str, Any], keep: int = 6) -> list[dict[str, Any]]:
+    """The siblings checker's per-key [second, max siblings] series, the keys that grew most first."""
+    series = details.get("timeline") if isinstance(details, Mapping) else None
+    if not isinstance(series, Mapping):
+        return []
+    out = []
+    for key, pts in series.items():
+        if isinstance(pts, list) and len(pts) >= 2 and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pts):
+            out.append({"name": str(key), "points": [[float(x), float(y)] for x, y in pts]})
+    out.sort(key=lambda c: -max(p[1] for p in c["points"]))
+    return out[:keep]
 
 
 def _trim(value: Any, depth: int = 0) -> Any:

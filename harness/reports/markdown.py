@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.reports.summary import METRICS, expectation_text, label_axes, rows, status_text
+from harness.reports.summary import METRICS, expectation_text, label_axes, measured, rows, status_text
 
 
 def _esc(text: Any) -> str:
@@ -36,11 +36,15 @@ def campaign_markdown(camp: Any, *, title_level: int = 2) -> str:
         for r in failed:
             out.append(f"- **{_esc(r.cell)}**: {r.state}: {_esc(r.error or '')}")
         out.append("")
-    head = ["cell", *axes, "state", "verdict", *(t for _, t, _ in METRICS), "expectations"]
+    shown = measured(all_rows)
+    described = any(r.labels.get("description") for r in all_rows)
+    head = ["cell", *(["what"] if described else []), *axes, "state", "verdict", *(METRICS[i][1] for i in shown),
+            "expectations"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in all_rows:
-        vals = [r.cell, *(r.labels.get(a, "") for a in axes), r.state, r.verdict or "-", *r.cells_text(),
-                expectation_text(r)]
+        texts = r.cells_text()
+        vals = [r.cell, *([r.labels.get("description", "")] if described else []), *(r.labels.get(a, "") for a in axes),
+                r.state, r.verdict or "-", *(texts[i] for i in shown), expectation_text(r)]
         out.append("| " + " | ".join(_esc(v) for v in vals) + " |")
-    out += ["", "Columns: " + "; ".join(f"**{t}** {d}" for _, t, d in METRICS) + "."]
+    out += ["", "Columns: " + "; ".join(f"**{METRICS[i][1]}** {METRICS[i][2]}" for i in shown) + "."]
     return "\n".join(out) + "\n"

@@ -73,6 +73,11 @@ def rows(camp: Any) -> list[Row]:
     return out
 
 
+def measured(all_rows: list[Row]) -> list[int]:
+    """Indexes into METRICS of the metrics some row measured (tables drop all-'-' columns)."""
+    return [i for i, (k, _, _) in enumerate(METRICS) if any(r.metrics.get(k) is not None for r in all_rows)]
+
+
 def label_axes(all_rows: list[Row]) -> list[str]:
     """The axis names that appear in any row's labels (in first-seen order), minus free text."""
     axes: list[str] = []

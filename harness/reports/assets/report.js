@@ -320,7 +320,9 @@
   listeners.push(drawTimeline, drawLatency, drawThroughput);
   function drawStatic() {
     drawBars(document.getElementById('sib-canvas'), M.siblings.histogram, 'siblings', '#2f6fdf');
-    document.querySelectorAll('canvas.curve').forEach(function (cv) { drawCurve(cv, M.staleness[+cv.dataset.curve]); });
+    document.querySelectorAll('canvas.curve').forEach(function (cv) {
+      drawCurve(cv, (cv.dataset.set === 'sib' ? M.siblings.over_time : M.staleness)[+cv.dataset.curve]);
+    });
   }
   legend();
   setView(0, END);
