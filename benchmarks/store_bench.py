@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sys
 import tempfile
@@ -24,13 +25,27 @@ from targets.dynamo.client import DynamoClient  # noqa: E402
 from targets.dynamo.launcher import local_cluster  # noqa: E402
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User+system CPU seconds used so far by these processes (all their threads)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-async def workload(urls: dict[str, str], seconds: float, concurrency: int, keys: int, seed: int) -> dict:
+async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, concurrency: int, keys: int,
+                   seed: int) -> dict:
     rng = random.Random(seed)
     clients = [DynamoClient(name, url, 10) for name, url in urls.items()]
     lat: dict[str, list[float]] = {"read": [], "write": []}
@@ -65,19 +80,24 @@ async def workload(urls: dict[str, str], seconds: float, concurrency: int, keys:
                     continue
                 lat[kind].append(time.perf_counter() - t0)
 
-        started = time.perf_counter()
+        pids = [os.getpid(), *node_pids]
+        cpu0, started = cpu_seconds(pids), time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(pids) - cpu0
     finally:
         for c in clients:
             await c.close()
-    return {"elapsed": elapsed, "lat": lat, "errors": errors}
+    return {"elapsed": elapsed, "lat": lat, "errors": errors, "cpu": cpu}
 
 
 def report(label: str, result: dict) -> None:
     total = sum(len(v) for v in result["lat"].values())
+    cpu_ms = 1000 * result["cpu"] / max(1, total)
     print(f"{label}: {total / result['elapsed']:.0f} ops/s ({total} ok ops in {result['elapsed']:.1f}s, "
           f"errors {result['errors']})")
+    print(f"  CPU (3 nodes + this client) {cpu_ms:.2f} ms/op = {result['cpu'] / result['elapsed']:.2f} cores busy; "
+          f"2-core CPU bound ~{2000 / cpu_ms:.0f} ops/s; machine load average {result['load']:.1f}")
     for kind, values in result["lat"].items():
         values.sort()
         ms = [1000 * percentile(values, q) for q in (0.5, 0.99, 0.999)]
@@ -96,7 +116,10 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
             with local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0) as c:
                 urls = {name: node.url for name, node in c.nodes.items()}
-                result = asyncio.run(workload(urls, args.seconds, args.concurrency, args.keys, args.seed))
+                pids = [proc.pid for proc in c.procs.values()]
+                load = os.getloadavg()[0]
+                result = asyncio.run(workload(urls, pids, args.seconds, args.concurrency, args.keys, args.seed))
+                result["load"] = max(load, os.getloadavg()[0])
         report(f"fsync={fsync} N=3 R=2 W=2 concurrency={args.concurrency}", result)
     return 0
 
