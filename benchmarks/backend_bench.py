@@ -1,0 +1,155 @@
+"""Backend benchmark: image build (cold and cached), cluster up/down, per-fault latency.
+
+Per-fault latency is the time from asking the nemesis for a fault to its
+*probed* effect: ``nemesis.invoke`` returns only after its probe confirmed
+the fault took effect (partition: every cut link drops and every kept link
+carries traffic; clock: the node reports the skewed wall clock; kill: the
+process is gone and the node does not answer; ...). Measured on the Docker
+backend and on the SSH backend (against sshd containers, as a sudo user).
+
+    python benchmarks/backend_bench.py               # cached image, 5 nodes, 3 rounds
+    python benchmarks/backend_bench.py --cold        # also a cold image build (drops every cache)
+
+Prints a table per section; paste the figures into benchmarks/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import secrets
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from harness.backends.base import ClusterConfig  # noqa: E402
+from harness.backends.docker import (DockerBackend, connect_engine, create_cluster, remove_clusters,  # noqa: E402
+                                     sshd_hosts)
+from harness.backends.image import BASE_REPO, CACHE_DIR, NODE_REPO, ensure_image  # noqa: E402
+from harness.backends.ssh import SshBackend  # noqa: E402
+from nemeses.base import NemesisContext, NemesisOp  # noqa: E402
+from nemeses.registry import build_for  # noqa: E402
+
+HALVES = {"n1": ["n3", "n4", "n5"], "n2": ["n3", "n4", "n5"], "n3": ["n1", "n2"], "n4": ["n1", "n2"],
+          "n5": ["n1", "n2"]}
+FAULTS = [  # (label, start op, stop op)
+    ("partition {n1,n2}|{n3,n4,n5}", NemesisOp("start-partition", {"topology": "halves", "grudge": HALVES}),
+     NemesisOp("stop-partition", None)),
+    ("clock bump +90 s on n2", NemesisOp("start-clock", {"mode": "bump", "nodes": ["n2"], "offset_ms": 90000}),
+     NemesisOp("stop-clock", {"nodes": ["n2"]})),
+    ("kill n4 / start n4", NemesisOp("kill", {"nodes": ["n4"]}), NemesisOp("start", {"nodes": ["n4"]})),
+    ("pause n3 / resume n3", NemesisOp("pause", {"nodes": ["n3"]}), NemesisOp("resume", {"nodes": ["n3"]})),
+]
+
+
+def timed(fn: Callable[[], object]) -> tuple[float, object]:
+    t0 = time.monotonic()
+    out = fn()
+    return time.monotonic() - t0, out
+
+
+def show(title: str, rows: list[tuple[str, ...]]) -> None:
+    print(f"\n## {title}")
+    width = max(len(r[0]) for r in rows)
+    for r in rows:
+        print(f"  {r[0]:<{width}}  " + "  ".join(r[1:]))
+
+
+def bench_image(client, cold: bool) -> None:
+    rows = []
+    if cold:
+        remove_clusters(client)
+        for repo in (NODE_REPO, BASE_REPO):
+            for img in client.images.list(name=repo):
+                for tag in img.tags:
+                    client.images.remove(tag, force=True)
+        for sub in ("debs", "wheels", "bundles"):
+            shutil.rmtree(CACHE_DIR / sub, ignore_errors=True)
+        secs, build = timed(lambda: ensure_image(client))
+        rows.append(("cold build (nothing cached)", f"{secs:6.1f} s",
+                     ", ".join(f"{s.name} {s.seconds:.1f} s" for s in build.steps)))
+    secs, build = timed(lambda: ensure_image(client))
+    rows.append(("cached build (hash hit)", f"{secs:6.1f} s", "all steps cached" if build.cached else "REBUILT"))
+    show("image", rows)
+
+
+def bench_cluster(client, tag: str, rounds: int) -> None:
+    ups, downs, setups, teardowns = [], [], [], []
+    nodes = [f"n{i}" for i in range(1, 6)]
+    for _ in range(rounds):
+        name = f"bench-{secrets.token_hex(3)}"
+        ups.append(timed(lambda: create_cluster(client, name, nodes, tag, run_id=name, kept=True))[0])
+        downs.append(timed(lambda: remove_clusters(client, name))[0])
+        backend = DockerBackend({"image": tag, "reuse": False})
+        with tempfile.TemporaryDirectory() as tmp:
+            cfg = ClusterConfig(nodes=tuple(nodes), settings={"n": 3, "r": 2, "w": 2}, run_dir=Path(tmp))
+            setups.append(timed(lambda: backend.setup(cfg))[0])
+            teardowns.append(timed(backend.teardown)[0])
+    med = lambda xs: f"{statistics.median(xs):6.2f} s (min {min(xs):.2f}, max {max(xs):.2f})"  # noqa: E731
+    show(f"Docker cluster, 5 nodes, median of {rounds}", [
+        ("cluster up (network + 5 idle containers)", med(ups)),
+        ("cluster down", med(downs)),
+        ("backend setup (up + 5 nodes started and healthy)", med(setups)),
+        ("backend teardown (all removed)", med(teardowns)),
+    ])
+
+
+def bench_faults(label: str, backend, run_dir: Path, rounds: int) -> None:
+    nodes = backend.setup(ClusterConfig(nodes=tuple(f"n{i}" for i in range(1, 6)), settings={"n": 3, "r": 2, "w": 2},
+                                        run_dir=run_dir))
+    nemesis = build_for(["partition", "clock", "crash", "pause"])
+    nemesis.setup(NemesisContext(backend, nodes, seed=1))
+    rows = []
+    try:
+        for name, start, stop in FAULTS:
+            starts, stops, probes_ok = [], [], True
+            for _ in range(rounds):
+                secs, outcome = timed(lambda: nemesis.invoke(start))
+                starts.append(secs)
+                probes_ok &= outcome.probe.ok
+                secs, outcome = timed(lambda: nemesis.invoke(stop))
+                stops.append(secs)
+                probes_ok &= outcome.probe.ok
+            rows.append((name, f"start {statistics.median(starts):5.2f} s", f"stop {statistics.median(stops):5.2f} s",
+                         f"mechanism {outcome.mechanism}", "probes ok" if probes_ok else "PROBE FAILED"))
+    finally:
+        nemesis.heal()
+        backend.teardown()
+    show(f"{label}: request -> probed effect, median of {rounds}", rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cold", action="store_true", help="also time a cold image build (drops every cache)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--skip-ssh", action="store_true")
+    args = ap.parse_args()
+    client = connect_engine(timeout=120)
+    bench_image(client, args.cold)
+    tag = ensure_image(client).tag
+    bench_cluster(client, tag, args.rounds)
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_faults("Docker backend", DockerBackend({"image": tag, "reuse": False}), Path(tmp) / "docker", args.rounds)
+        if not args.skip_ssh:
+            import paramiko
+            key = paramiko.RSAKey.generate(2048)
+            key.write_private_key_file(f"{tmp}/id_rsa")
+            name = f"bench-ssh-{secrets.token_hex(3)}"
+            try:
+                ips, known = sshd_hosts(client, name, 5, tag, f"{key.get_name()} {key.get_base64()}")
+                Path(f"{tmp}/known_hosts").write_text("\n".join(known) + "\n")
+                ssh = SshBackend({"hosts": list(ips.values()), "user": "dyn", "key": f"{tmp}/id_rsa",
+                                  "known_hosts": f"{tmp}/known_hosts"})
+                bench_faults("SSH backend (sudo user, sshd containers)", ssh, Path(tmp) / "ssh", args.rounds)
+            finally:
+                remove_clusters(client, name)
+    client.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
