@@ -147,6 +147,9 @@ class LinkNemesis:
             how = "tcp-connect (SYN or SYN-ACK dropped)"
         else:
             expected = p
+            sample = self._answering(sample)
+            if not sample:
+                return Probe(False, "no sampled receiver answers (down or paused): loss cannot be measured now")
             attempts = [pair for pair in sample for _ in range(LOSS_ATTEMPTS)]
             raw = _parallel(lambda pr: probes.peer_probe(self.nodes[pr[1]], pr[0], timeout=2.0)[0], attempts)
             lost = sum(1 for r in raw if r == "rejected")
@@ -166,11 +169,16 @@ class LinkNemesis:
         what = f"measured loss {lost}/{n} = {lost / max(n, 1):.2f}, expected {expected:.2f}"
         return Probe(True, what, meas)
 
+    def _answering(self, sample: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The sampled links whose receiver answers health (not killed or paused by another fault)."""
+        up = {b for b in {b for _, b in sample} if probes.health(self.nodes[b], timeout=1.0)[0]}
+        return [(a, b) for a, b in sample if b in up]
+
     # -- latency -----------------------------------------------------------------------------
     def _latency_ms(self, sample: list[tuple[str, str]]) -> dict[str, float]:
         """Median time (ms) of peer requests across each sampled link (sender -> receiver)."""
         out = {}
-        for a, b in sample:
+        for a, b in self._answering(sample):
             if (a, b) in self.transport.cut or (b, a) in self.transport.cut:
                 continue  # partitioned now: nothing crosses it to time
             times: list[float] = []
@@ -186,7 +194,8 @@ class LinkNemesis:
                 raise AdminError(f"peer request {a}->{b}: every request was rejected")
             out[f"{a}->{b}"] = statistics.median(times)
         if not out:
-            raise AdminError("every sampled delayed link is also partitioned: latency cannot be measured now")
+            raise AdminError("every sampled delayed link is partitioned or leads to a silent node: "
+                             "latency cannot be measured now")
         return out
 
     def _start_latency(self, chosen: list[str], pairs: list[tuple[str, str]], sample: list[tuple[str, str]],

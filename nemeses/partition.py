@@ -26,6 +26,8 @@ from nemeses.firewall import IPTABLES
 
 #: Extra probes of a link that should carry traffic but dropped the first (it may also be lossy).
 FLOW_RETRIES = 8
+#: In-process probe of a receiver that does not answer at all (killed or paused by another fault).
+SILENT = "silent"
 
 
 class PartitionNemesis:
@@ -128,7 +130,9 @@ class PartitionNemesis:
         out = {}
         for p in pairs:
             r = probes.peer_probe(self.nodes[p[1]], p[0], timeout=5.0)[0]
-            out[p] = (probes.CUT if r == "rejected" else probes.FLOWS if r == "admitted" else r, r)
+            # a receiver that is down or paused (another fault) cannot tell: skipped, not judged
+            status = probes.CUT if r == "rejected" else probes.FLOWS if r == "admitted" else SILENT
+            out[p] = (status, r)
         return out
 
     def _probe(self, grudge: topology.Grudge, *, expect_cut: bool) -> Probe:
@@ -142,10 +146,15 @@ class PartitionNemesis:
             if not again:
                 break
             got.update(self._status(again))
-        wrong_cut = [f"{s}->{r}: {got[(s, r)][1]}" for s, r in cut if got[(s, r)][0] != want[(s, r)]]
-        wrong_kept = [f"{a}->{b}: {got[(a, b)][1]}" for a, b in kept if got[(a, b)][0] != probes.FLOWS]
+        silent = sorted(f"{s}->{r}" for (s, r), (st, _) in got.items() if st == SILENT)
+        wrong_cut = [f"{s}->{r}: {got[(s, r)][1]}" for s, r in cut if got[(s, r)][0] not in (want[(s, r)], SILENT)]
+        wrong_kept = [f"{a}->{b}: {got[(a, b)][1]}" for a, b in kept if got[(a, b)][0] not in (probes.FLOWS, SILENT)]
         meas = {"cut_links": len(cut), "kept_links": len(kept),
                 "how": "tcp-connect" if self.mechanism == IPTABLES else "peer-request"}
+        if silent:
+            meas["not_probed_receiver_silent"] = silent
+            if len(silent) == len(got):
+                return Probe(False, "no receiver answered a peer request (all down or paused): nothing verified", meas)
         if wrong_cut or wrong_kept:
             parts = []
             if wrong_cut:
@@ -154,7 +163,8 @@ class PartitionNemesis:
                 parts.append(f"kept links do not carry traffic: {', '.join(wrong_kept)}")
             return Probe(False, "; ".join(parts), meas)
         verb = "dropped" if expect_cut else "carry traffic again"
-        return Probe(True, f"{len(cut)} cut link(s) {verb}, {len(kept)} kept link(s) carry traffic", meas)
+        note = f" ({len(silent)} link(s) into a silent node not probed)" if silent else ""
+        return Probe(True, f"{len(cut)} cut link(s) {verb}, {len(kept)} kept link(s) carry traffic{note}", meas)
 
     def heal(self) -> None:
         """Remove every rule / in-process drop this nemesis installed (idempotent)."""
