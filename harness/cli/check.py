@@ -49,7 +49,13 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
 
 
 def _fmt(x: Any) -> str:
-    return f"{x:.4g}" if isinstance(x, float) else str(x)
+    """A count for a table cell: floats to 4 significant digits, never in exponent form above 1000."""
+    if isinstance(x, float):
+        return f"{x:.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+    return str(x)
+
+
+format_count = _fmt
 
 
 def cmd_check(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from harness.cli.check import format_count
 from harness.runs import histories_root, list_runs
 
 
@@ -23,9 +24,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for col in ("test", "run", "workload", "ops", "verdict", "summary"):
         table.add_column(col, overflow="fold")
     for r in runs:
-        summary = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.summary.items())
+        summary = ", ".join(f"{k}={format_count(v)}" for k, v in r.summary.items())
         table.add_row(r.test, r.started, r.workload, str(r.ops if r.ops is not None else "?"),
-                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", summary[:120])
+                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", summary)
     Console().print(table)
     return 0
 
