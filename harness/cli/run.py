@@ -72,6 +72,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"dynharness: error: run failed: {outcome.error} (run folder {outcome.run_dir})\n")
         return outcome.exit_code
     print_verdict_table(outcome.results, outcome.run_dir)
+    if spec.leave_running:
+        print(f"dynharness: the cluster is still running (state in {outcome.run_dir / 'cluster.json'}); "
+              f"undo faults with `dynharness heal {outcome.run_dir}`, stop it with "
+              f"`python -c \"from harness.backends import attach; attach('{outcome.run_dir}').teardown()\"`",
+              file=sys.stderr)
     return outcome.exit_code
 
 
