@@ -98,7 +98,10 @@ class LinkNemesis:
             if not chosen or any(n not in self.nodes for n in chosen):
                 return Outcome(done={}, probe=Probe(False, f"bad link target nodes {chosen!r}"), mechanism=mech)
             if kind in self._active:
-                self._undo(kind)
+                errors = self._undo(kind)
+                if errors:  # never lose track of a fault still in place
+                    return Outcome(done={}, probe=Probe(False, f"could not remove the previous {kind} first: "
+                                                        + "; ".join(errors)), mechanism=mech)
             pairs = link_pairs(chosen, list(self.nodes))
             # the in-process probe exercises the receiving node's transport: sample links into chosen nodes
             inbound = [(a, b) for a, b in pairs if b in chosen]

@@ -67,8 +67,10 @@ class PartitionNemesis:
         unknown = sorted(set(grudge) - set(self.nodes) | {b for v in grudge.values() for b in v} - set(self.nodes))
         if unknown:
             return _refused(f"grudge names unknown node(s) {', '.join(unknown)}", self.mechanism)
-        if self._grudge:
-            self._undo()
+        if self._grudge or self._rules:
+            errors = self._undo()
+            if errors:  # never lose track of rules still in place
+                return _refused("could not remove the previous partition first: " + "; ".join(errors), self.mechanism)
         grudge = {n: grudge.get(n, frozenset()) for n in self.nodes}
         self._grudge = grudge
         self.transport.cut = {(b, a) for a, hated in grudge.items() for b in hated}
