@@ -266,7 +266,8 @@ async def admin_stats(state: NodeState, request: web.Request) -> web.Response:
     return reply(200, {"node": state.name, "counters": dict(state.stats),
                        "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
                                    "fsync": cfg.fsync, "path": state.storage.path},
-                       "transport": {"sent": state.transport.sent, "failed": state.transport.failed},
+                       "transport": {"sent": state.transport.sent, "failed": state.transport.failed,
+                                     "batches": state.transport.batches},
                        "settings": dict(cfg.settings), "uptime_s": round(time.time() - state.started_at, 3)})
 
 
@@ -297,23 +298,56 @@ async def admin_faults(state: NodeState, request: web.Request) -> web.Response:
 
 
 # -- internal (node-to-node) ------------------------------------------------------------------
-def internal(fn: Callable[[NodeState, dict], Awaitable[Any]]) -> Handler:
-    """Apply injected faults to incoming peer traffic, decode the JSON body, encode the reply."""
+InternalFn = Callable[[NodeState, dict], Awaitable[Any]]
+
+
+async def run_internal(state: NodeState, fn: InternalFn, body: Any) -> tuple[int, Any]:
+    """Run one node-to-node call: (200, reply) or (400, error) for a malformed one."""
+    try:
+        if not isinstance(body, dict):
+            raise ValueError("body must be an object")
+        return 200, await fn(state, body)
+    except (ValueError, KeyError, TypeError) as exc:
+        return 400, {"error": f"bad internal request: {exc}"}
+
+
+async def admit_peer(state: NodeState, request: web.Request) -> bool:
+    """Apply injected faults to an incoming peer request (False: reject it)."""
+    sender = request.headers.get(SENDER_HEADER)
+    if not await state.transport.admit(sender):
+        return False
+    if sender in state.cfg.peers and sender != state.name:
+        state.members.record_ok(sender)
+    return True
+
+
+def internal(fn: InternalFn) -> Handler:
+    """One /internal endpoint: faults, JSON body in, JSON reply out."""
     async def wrapper(request: web.Request) -> web.Response:
         state: NodeState = request.app["state"]
-        sender = request.headers.get(SENDER_HEADER)
-        if not await state.transport.admit(sender):
+        if not await admit_peer(state, request):
             return reply(503, {"error": "dropped by injected fault"})
-        if sender in state.cfg.peers and sender != state.name:
-            state.members.record_ok(sender)
         try:
             body = json.loads(await request.read())
-            if not isinstance(body, dict):
-                raise ValueError("body must be an object")
-            return reply(200, await fn(state, body))
-        except (ValueError, KeyError, TypeError) as exc:
+        except ValueError as exc:
             return reply(400, {"error": f"bad internal request: {exc}"})
+        status, answer = await run_internal(state, fn, body)
+        return reply(status, answer)
     return wrapper
+
+
+async def internal_batch(request: web.Request) -> web.Response:
+    """``POST /internal/batch`` ``{"items": [[path, body], ...]}``: run them concurrently, reply in order."""
+    state: NodeState = request.app["state"]
+    if not await admit_peer(state, request):
+        return reply(503, {"error": "dropped by injected fault"})
+    try:
+        items = json.loads(await request.read())["items"]
+        calls = [(INTERNAL_ROUTES[path], body) for path, body in items]
+    except (ValueError, KeyError, TypeError) as exc:
+        return reply(400, {"error": f"bad internal batch: {exc}"})
+    replies = await asyncio.gather(*(run_internal(state, fn, body) for fn, body in calls))
+    return reply(200, {"replies": replies})
 
 
 async def internal_put(state: NodeState, body: dict) -> Any:
@@ -368,6 +402,13 @@ async def internal_ae_exchange(state: NodeState, body: dict) -> Any:
     return await state.ae.exchange_reply(body)
 
 
+INTERNAL_ROUTES: dict[str, InternalFn] = {
+    "/internal/put": internal_put, "/internal/get": internal_get, "/internal/handoff": internal_handoff,
+    "/internal/gossip": internal_gossip, "/internal/coordinate": internal_coordinate,
+    "/internal/ae/tree": internal_ae_tree, "/internal/ae/exchange": internal_ae_exchange,
+}
+
+
 def build_app(state: NodeState) -> web.Application:
     """The aiohttp application of one node."""
     max_body = 2 * MAX_VALUE_BYTES + 64 * 1024
@@ -386,11 +427,9 @@ def build_app(state: NodeState) -> web.Application:
         r.add_get(path, handled(fn))
     for method in ("GET", "POST", "DELETE"):
         r.add_route(method, "/admin/faults", handled(admin_faults))
-    for path, ifn in (("/internal/put", internal_put), ("/internal/get", internal_get),
-                      ("/internal/handoff", internal_handoff), ("/internal/gossip", internal_gossip),
-                      ("/internal/coordinate", internal_coordinate), ("/internal/ae/tree", internal_ae_tree),
-                      ("/internal/ae/exchange", internal_ae_exchange)):
+    for path, ifn in INTERNAL_ROUTES.items():
         r.add_post(path, internal(ifn))
+    r.add_post("/internal/batch", internal_batch)
     return app
 
 

@@ -24,6 +24,9 @@ from typing import Any, Mapping
 import aiohttp
 
 SENDER_HEADER = "X-Dynamo-From"
+#: Most calls one batch carries, and batches in flight per peer before calls queue up.
+BATCH_MAX = 64
+INFLIGHT_PER_PEER = 4
 
 
 class PeerUnreachable(Exception):
@@ -107,6 +110,10 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self.sent = 0
         self.failed = 0
+        self.batches = 0
+        self._queues: dict[str, list[tuple[str, Any, asyncio.Future, float]]] = {}
+        self._inflight: dict[str, int] = {}
+        self._senders: set[asyncio.Future] = set()
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(local_addr=(self.host, 0), limit=0, limit_per_host=64,
@@ -115,38 +122,89 @@ class Transport:
                                               json_serialize=_dumps)
 
     async def close(self) -> None:
+        for task in list(self._senders):
+            task.cancel()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     async def call(self, peer: str, path: str, payload: Any, timeout: float) -> Any:
-        """POST ``payload`` to ``peer``'s ``path``; the decoded JSON reply, or PeerUnreachable."""
+        """Send ``payload`` to ``peer``'s ``path``; the decoded JSON reply, or PeerUnreachable.
+
+        Calls are queued per peer and sent as ``POST /internal/batch``: with nothing queued a
+        call goes out at once, alone; while ``INFLIGHT_PER_PEER`` batches are in flight, new
+        calls to that peer wait and leave together in the next batch (one HTTP round trip for
+        many replica messages under load, none added when idle).
+        """
         assert self._session is not None, "Transport.start() first"
         self.sent += 1
         faults = self.faults
         if faults.drops(peer):
             self.failed += 1
             raise PeerUnreachable(peer, "dropped by injected fault")
-        host, port = self.peers[peer]
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
                 delay = faults.delay_for(peer)
                 if delay:
                     await asyncio.sleep(delay)
-                async with self._session.post(f"http://{host}:{port}{path}", json=payload) as resp:
-                    if resp.status != 200:
-                        text = (await resp.text())[:200]
-                        raise PeerUnreachable(peer, f"HTTP {resp.status}: {text}", answered=True)
-                    return await resp.json(loads=_loads)
+                fut: asyncio.Future = loop.create_future()
+                self._queues.setdefault(peer, []).append((path, payload, fut, loop.time() + timeout))
+                self._pump(peer)
+                status, body = await fut
         except PeerUnreachable:
             self.failed += 1
             raise
         except TimeoutError:
             self.failed += 1
             raise PeerUnreachable(peer, f"timed out after {timeout:.3g}s") from None
-        except (aiohttp.ClientError, OSError, ValueError) as exc:
+        if status != 200:
             self.failed += 1
-            raise PeerUnreachable(peer, f"{type(exc).__name__}: {exc}") from None
+            raise PeerUnreachable(peer, f"HTTP {status}: {str(body)[:200]}", answered=True)
+        return body
+
+    def _pump(self, peer: str) -> None:
+        if self._queues.get(peer) and self._inflight.get(peer, 0) < INFLIGHT_PER_PEER:
+            self._inflight[peer] = self._inflight.get(peer, 0) + 1
+            task = asyncio.ensure_future(self._send_batches(peer))
+            self._senders.add(task)
+            task.add_done_callback(self._senders.discard)
+
+    async def _send_batches(self, peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = self.peers[peer]
+        try:
+            while self._queues.get(peer):
+                queue = self._queues[peer]
+                items = [item for item in queue[:BATCH_MAX] if not item[2].done()]
+                del queue[:BATCH_MAX]
+                if not items:
+                    continue
+                self.batches += 1
+                timeout = max(0.01, max(item[3] for item in items) - loop.time())
+                body = {"items": [[path, payload] for path, payload, _, _ in items]}
+                try:
+                    async with asyncio.timeout(timeout):
+                        async with self._session.post(f"http://{host}:{port}/internal/batch",
+                                                      json=body) as resp:
+                            if resp.status != 200:
+                                raise PeerUnreachable(peer, f"HTTP {resp.status}: {(await resp.text())[:200]}")
+                            replies = (await resp.json(loads=_loads))["replies"]
+                    for (_, _, fut, _), (status, answer) in zip(items, replies):
+                        if not fut.done():
+                            fut.set_result((status, answer))
+                except Exception as exc:  # noqa: BLE001 - every waiting call gets the failure
+                    if isinstance(exc, PeerUnreachable):
+                        error = exc
+                    elif isinstance(exc, TimeoutError):
+                        error = PeerUnreachable(peer, f"timed out after {timeout:.3g}s")
+                    else:
+                        error = PeerUnreachable(peer, f"{type(exc).__name__}: {exc}")
+                    for _, _, fut, _ in items:
+                        if not fut.done():
+                            fut.set_exception(error)
+        finally:
+            self._inflight[peer] -= 1
 
     async def admit(self, sender: str | None) -> bool:
         """Apply faults to an incoming /internal request from ``sender``: False = reject it."""
