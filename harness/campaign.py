@@ -309,7 +309,9 @@ class SubprocessCellRunner:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 _, err = proc.communicate()
-        except KeyboardInterrupt:  # the child got the same SIGINT: let it heal and store
+        except KeyboardInterrupt:  # Ctrl-C reached the child too; SIGTERM to us alone is passed on
+            if _terminated:
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.communicate(timeout=self.grace)
             except subprocess.TimeoutExpired:
@@ -332,6 +334,20 @@ class SubprocessCellRunner:
             lines = [ln for ln in (err or "").strip().splitlines() if ln.strip()]
             res.error = res.error or (lines[-1] if lines else f"cell process exited {proc.returncode}")
         return res
+
+
+_terminated = False
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM stop a campaign like Ctrl-C (cells kept, running cell healed), passing it to the cell."""
+
+    def handler(signum: int, frame: Any) -> None:
+        global _terminated
+        _terminated = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def _run_cell_child(job_json: str) -> int:
@@ -477,6 +493,7 @@ def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | Non
             if camp.cells[cell.id].state == "done" or (only and cell.id not in only):
                 continue
             camp.cells[cell.id] = CellResult(state="running")
+            camp.save()   # campaign.json and the pages show which cell is running
             notify(camp, cell.id)
             res = runner.run(camp.defn, cell)
             camp.cells[cell.id] = finish_cell(cell, res)

@@ -60,3 +60,53 @@ def test_time_limit_stops_the_cell_and_leaves_nothing_running(tmp_path, monkeypa
     assert camp.exit_code() == 3
     assert r.expectations and not r.expectations[0]["ok"] and "not evaluated" in r.expectations[0]["message"]
     assert not _leftover_processes(tmp_path)
+
+
+def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path):
+    import json
+    import os
+    import signal
+    import sys
+    import time
+
+    camp_file = tmp_path / "two.toml"
+    camp_file.write_text(
+        'name = "two"\ntime_limit = 120\n[base]\nnodes = 3\nduration = 2\nrate = 40\nconcurrency = 3\nrecovery = 1\n'
+        'seed = 1\ntarget = { fsync = "never" }\n[matrix]\nmode = ["vclock", "lww"]\nnemesis = ["none"]\n'
+        '"workload.name" = ["register"]\n')
+    env = {**os.environ, "DYNHARNESS_HISTORIES": str(tmp_path / "h")}
+    cmd = [sys.executable, "-m", "harness", "campaign", str(camp_file), "--no-live"]
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 150
+    state = {}
+    try:
+        while time.monotonic() < deadline:   # wait for the first cell to finish and the second to start
+            files = list((tmp_path / "h" / "campaigns" / "two").glob("*/campaign.json"))
+            if files:
+                obj = json.loads(files[0].read_text())
+                order = [c["id"] for c in obj["definition"]["cells"]]
+                state = [obj["cells"][cid]["state"] for cid in order]
+                if state == ["done", "running"]:
+                    break
+            time.sleep(0.5)
+        assert state == ["done", "running"], state
+        time.sleep(2)
+        os.killpg(proc.pid, signal.SIGINT)          # Ctrl-C: the campaign and its running cell
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, out
+    assert "--resume" in out
+    camp_dir = files[0].parent
+    cells = json.loads((camp_dir / "campaign.json").read_text())["cells"]
+    first, second = order
+    assert cells[first]["state"] == "done" and cells[second]["state"] == "interrupted"
+    assert not _leftover_processes(tmp_path)
+    res = subprocess.run([sys.executable, "-m", "harness", "campaign", "--resume", str(camp_dir), "--no-live"],
+                         env=env, capture_output=True, text=True, timeout=150)
+    assert res.returncode == 0, res.stdout + res.stderr
+    cells2 = json.loads((camp_dir / "campaign.json").read_text())["cells"]
+    assert cells2[first] == cells[first]                      # not run again
+    assert cells2[second]["state"] == "done"
+    assert not _leftover_processes(tmp_path)

@@ -52,7 +52,7 @@ def live_table(camp: Any, running: str | None, since: float) -> Any:
 def cmd_campaign(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from harness.campaign import CampaignRun, load_campaign, run_campaign, validate_cells
+    from harness.campaign import CampaignRun, load_campaign, run_campaign, stop_on_sigterm, validate_cells
     from harness.runs import histories_root
 
     histories = histories_root(args.histories)
@@ -81,6 +81,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         console.print(f"{len(defn.cells)} cells")
         return 0
     validate_cells(defn)
+    stop_on_sigterm()
     state: dict[str, Any] = {"running": None, "since": time.monotonic(), "camp": None}
 
     def on_update(camp: Any, running: str | None) -> None:
