@@ -35,16 +35,18 @@ walk each writer's session once per reader).
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any
+from bisect import bisect_left
+from typing import Any, NamedTuple
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
 from checkers.lost_writes import MAX_LISTED
 from checkers.quantiles import OpPair, client_pairs, without_gc
 from harness.history import History
 
+_NONE = (0, ())
 GUARANTEES = (("ryw", "read-your-writes", "rw_violations"), ("mr", "monotonic-reads", "mr_violations"),
               ("mw", "monotonic-writes", "mw_violations"), ("wfr", "writes-follow-reads", "wfr_violations"))
+_NAMES = {g: name for g, name, _ in GUARANTEES}
 
 
 def read_max(value: Any) -> int:
@@ -59,40 +61,44 @@ def read_max(value: Any) -> int:
     return 0
 
 
-@dataclass(frozen=True)
-class SessionOp:
-    """One op of a session: its pair, position in the session, and whether it counts."""
+class SessionOp(NamedTuple):
+    """One op of a session: its pair, position in the session, and whether it counts.
+
+    A NamedTuple rather than a dataclass: a 1M-op history makes 500k of them.
+    ``value`` is the written value for writes, the newest version returned for
+    ok reads (0 otherwise).
+    """
 
     pair: OpPair
     session: Any
     pos: int
     counts: bool
-
-    @property
-    def is_write(self) -> bool:
-        return self.pair.f == "write"
-
-    @property
-    def value(self) -> int:
-        """Written value for writes, newest version returned for reads."""
-        return self.pair.invoke.value if self.is_write else read_max(self.pair.read_value)
+    is_write: bool
+    ok: bool
+    key: Any
+    value: Any
 
 
 def sessions_of(history: History) -> dict[Any, list[SessionOp]]:
     """Each session's read/write ops in session order, with the 'counts' flag set."""
     raw: dict[Any, list[OpPair]] = defaultdict(list)
     for p in client_pairs(history):
-        if p.f not in ("read", "write"):
+        f = p.invoke.f
+        if f != "read" and f != "write":
             continue
         s = p.flag("session")
-        raw[p.process if s is None else s].append(p)
+        raw[p.invoke.process if s is None else s].append(p)
     out: dict[Any, list[SessionOp]] = {}
     for s, ps in raw.items():
         ops = []
+        n = len(ps)
         for i, p in enumerate(ps):
-            nxt = ps[i + 1].invoke.index if i + 1 < len(ps) else None
-            counts = p.completion is not None and (nxt is None or p.completion.index < nxt)
-            ops.append(SessionOp(p, s, i, counts))
+            c = p.completion
+            counts = c is not None and (i + 1 == n or c.index < ps[i + 1].invoke.index)
+            ok = c is not None and c.type == "ok"
+            is_write = p.invoke.f == "write"
+            value = p.invoke.value if is_write else (read_max(c.value) if ok else 0)  # type: ignore[union-attr]
+            ops.append(SessionOp(p, s, i, counts, is_write, ok, p.key, value))
         out[s] = ops
     return out
 
@@ -103,12 +109,66 @@ def writes_by_version(sessions: dict[Any, list[SessionOp]]) -> dict[tuple[Any, A
     for ops in sessions.values():
         for o in ops:
             if o.is_write and not o.pair.failed:
-                out.setdefault((o.pair.key, o.pair.invoke.value), o)
+                try:
+                    out.setdefault((o.key, o.value), o)
+                except TypeError:
+                    continue  # unhashable value: no read can name it
     return out
 
 
 def _fmt(o: SessionOp) -> str:
     return f"op {o.pair.index}"
+
+
+class _WriterIndex:
+    """Per writer session: what observing one of its writes makes required of the observer.
+
+    ``writes[(p, k)]`` = positions of p's counting ok writes to k and the
+    running (max value, write) at each, for a bisect at read time (monotonic
+    writes). ``reads[p]`` = p's counting ok reads that raise the newest
+    version p had seen or written of their key, in order (writes-follow-reads):
+    a read not above p's own earlier acked write of the key can only require
+    what monotonic writes already requires, which is checked first.
+    """
+
+    def __init__(self, sessions: dict[Any, list[SessionOp]]) -> None:
+        self.writes: dict[tuple[Any, Any], tuple[list[int], list[tuple[Any, SessionOp]]]] = {}
+        self.writers_of: dict[Any, list[Any]] = defaultdict(list)
+        self.reads: dict[Any, list[SessionOp]] = {}
+        for s, ops in sessions.items():
+            seen: dict[Any, Any] = {}
+            evs = []
+            for o in ops:
+                if not (o.counts and o.ok):
+                    continue
+                k, v = o.key, o.value
+                if o.is_write:
+                    entry = self.writes.get((s, k))
+                    if entry is None:
+                        entry = self.writes[(s, k)] = ([], [])
+                        self.writers_of[k].append(s)
+                    poss, best = entry
+                    poss.append(o.pos)
+                    best.append((v, o) if not best or v > best[-1][0] else best[-1])
+                    if v > seen.get(k, 0):
+                        seen[k] = v
+                elif v > seen.get(k, 0):
+                    seen[k] = v
+                    evs.append(o)
+            self.reads[s] = evs
+
+    def mw_required(self, k: Any, frontier: dict[Any, tuple[int, SessionOp, SessionOp]]) -> tuple[Any, tuple] | None:
+        """The newest write to k that precedes an observed write of the same writer, with the witnesses."""
+        need = None
+        for p in self.writers_of.get(k, ()):
+            f = frontier.get(p)
+            if f is None:
+                continue
+            poss, best = self.writes[(p, k)]
+            i = bisect_left(poss, f[0]) - 1
+            if i >= 0 and (need is None or best[i][0] > need[0]):
+                need = (best[i][0], (best[i][1], f[1], f[2]))
+        return need
 
 
 class SessionChecker:
@@ -120,60 +180,65 @@ class SessionChecker:
     def check(self, history: History, ctx: CheckContext) -> Result:
         sessions = sessions_of(history)
         versions = writes_by_version(sessions)
-        # Per writer session: the counting ok ops that can become requirements, as
-        # (pos, kind, key, value, op); reads only where they raise the writer's running max.
-        deps: dict[Any, list[tuple[int, str, Any, int, SessionOp]]] = {}
-        for s, ops in sessions.items():
-            seen: dict[Any, int] = {}
-            ev = []
-            for o in ops:
-                if not (o.counts and o.pair.ok):
-                    continue
-                k, v = o.pair.key, o.value
-                if o.is_write:
-                    ev.append((o.pos, "w", k, v, o))
-                elif v > seen.get(k, 0):
-                    seen[k] = v
-                    ev.append((o.pos, "r", k, v, o))
-            deps[s] = ev
-
+        index = _WriterIndex(sessions)
         found: dict[str, list[Anomaly]] = {g: [] for g, _, _ in GUARANTEES}
         checked_reads = 0
         for q, ops in sessions.items():
-            req: dict[str, dict[Any, tuple[int, tuple]]] = {g: {} for g, _, _ in GUARANTEES}
-            frontier: dict[Any, int] = defaultdict(int)   # writer -> index into deps[writer]
+            ryw: dict[Any, tuple[Any, tuple]] = {}
+            mr: dict[Any, tuple[Any, tuple]] = {}
+            wfr: dict[Any, tuple[Any, tuple]] = {}
+            frontier: dict[Any, tuple[int, SessionOp, SessionOp]] = {}  # writer -> newest observed write
+            walked: dict[Any, int] = defaultdict(int)                    # writer -> reads[writer] consumed
             for o in ops:
-                p = o.pair
-                k = p.key
-                if not p.ok:
+                if not o.ok:
                     continue
+                k = o.key
                 if o.is_write:
-                    if o.counts and o.value > req["ryw"].get(k, (0,))[0]:
-                        req["ryw"][k] = (o.value, (o,))
+                    if o.counts and o.value > ryw.get(k, _NONE)[0]:
+                        ryw[k] = (o.value, (o,))
                     continue
                 checked_reads += 1
                 got = o.value
-                for g, gname, _ in GUARANTEES:
-                    need = req[g].get(k)
+                hit = None
+                need = ryw.get(k)
+                if need is not None and got < need[0]:
+                    hit = "ryw"
+                else:
+                    need = mr.get(k)
                     if need is not None and got < need[0]:
-                        found[g].append(self._anomaly(g, gname, q, o, need, versions))
-                        break
+                        hit = "mr"
+                    else:
+                        need = index.mw_required(k, frontier) if frontier else None
+                        if need is not None and got < need[0]:
+                            hit = "mw"
+                        else:
+                            need = wfr.get(k)
+                            if need is not None and got < need[0]:
+                                hit = "wfr"
+                if hit is not None:
+                    found[hit].append(self._anomaly(hit, _NAMES[hit], q, o, need, versions))  # type: ignore[arg-type]
                 if not o.counts:
                     continue
-                if got > req["mr"].get(k, (0,))[0]:
-                    req["mr"][k] = (got, (o,))
-                w_obs = versions.get((k, got))
+                if got > mr.get(k, _NONE)[0]:
+                    mr[k] = (got, (o,))
+                try:
+                    w_obs = versions.get((k, got))
+                except TypeError:
+                    w_obs = None
                 if w_obs is None:
                     continue
-                ev = deps.get(w_obs.session, [])
-                j = frontier[w_obs.session]
-                while j < len(ev) and ev[j][0] < w_obs.pos:
-                    _, kind, dk, dv, dop = ev[j]
-                    g = "mw" if kind == "w" else "wfr"
-                    if dv > req[g].get(dk, (0,))[0]:
-                        req[g][dk] = (dv, (dop, w_obs, o))
+                p = w_obs.session
+                f = frontier.get(p)
+                if f is None or w_obs.pos > f[0]:
+                    frontier[p] = (w_obs.pos, w_obs, o)
+                evs = index.reads.get(p, ())
+                j = walked[p]
+                while j < len(evs) and evs[j].pos < w_obs.pos:
+                    d = evs[j]
+                    if d.value > wfr.get(d.key, _NONE)[0]:
+                        wfr[d.key] = (d.value, (d, w_obs, o))
                     j += 1
-                frontier[w_obs.session] = j
+                walked[p] = j
 
         counts: dict[str, Any] = {c: len(found[g]) for g, _, c in GUARANTEES}
         counts["sessions"] = len(sessions)
@@ -192,11 +257,11 @@ class SessionChecker:
         return Result(self.name, verdict, counts, anomalies, {"violations_invalid": invalid_wanted}, reason)
 
     @staticmethod
-    def _anomaly(g: str, gname: str, q: Any, r: SessionOp, need: tuple[int, tuple],
+    def _anomaly(g: str, gname: str, q: Any, r: SessionOp, need: tuple[Any, tuple],
                  versions: dict[tuple[Any, Any], SessionOp]) -> Anomaly:
         """The violation record: session, read, the write missed, and why it was required."""
         value, why = need
-        k = r.pair.key
+        k = r.key
         missed = versions.get((k, value))
         head = (f"session {q}: read {_fmt(r)} of {k} returned {r.pair.read_value!r}, "
                 f"missing version {value}" + (f" written by {_fmt(missed)}" if missed else ""))

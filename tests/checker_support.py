@@ -120,7 +120,7 @@ def session_oracle(history: History) -> list[tuple[str, int]]:
     for p in client_pairs(history):
         if p.f in ("read", "write"):
             s = p.flag("session")
-            by_s[p.process if s is None else s].append(p)
+            by_s[p.invoke.process if s is None else s].append(p)
     counts, pos, sess = {}, {}, {}
     for s, ps in by_s.items():
         ps.sort(key=lambda p: p.invoke.index)

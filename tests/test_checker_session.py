@@ -178,3 +178,10 @@ def test_session_checker_agrees_with_brute_force_on_seeded_histories_covering_ev
         assert got == want, f"seed {seed}"
         seen.update(g for g, _ in want)
     assert seen == {"read-your-writes", "monotonic-reads", "monotonic-writes", "writes-follow-reads"}
+
+
+def test_without_session_field_the_process_is_the_session():
+    b = HistoryBuilder()
+    b.op(7, "write", "s0-k0", 1, 0, 1).op(7, "read", "s0-k0", None, 2, 3, result=[])
+    r = SessionChecker().check(b.build(), CTX)
+    assert r.counts["rw_violations"] == 1 and "session 7" in r.anomalies[0].description
