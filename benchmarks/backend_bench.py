@@ -27,8 +27,8 @@ from typing import Callable
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.backends.base import ClusterConfig  # noqa: E402
-from harness.backends.docker import (DockerBackend, connect_engine, create_cluster, remove_clusters,  # noqa: E402
-                                     sshd_hosts)
+from harness.backends.docker import DockerBackend  # noqa: E402
+from harness.backends.docker_cluster import connect_engine, create_cluster, remove_clusters, sshd_hosts  # noqa: E402
 from harness.backends.image import BASE_REPO, CACHE_DIR, NODE_REPO, ensure_image  # noqa: E402
 from harness.backends.ssh import SshBackend  # noqa: E402
 from nemeses.base import NemesisContext, NemesisOp  # noqa: E402

@@ -13,7 +13,9 @@ import pytest
 
 from harness.backends import remote
 from harness.backends.base import ClusterConfig
-from harness.backends.docker import L_CLUSTER, LABEL, DockerBackend, DockerShell, cluster_containers, connect_engine, engine_available
+from harness.backends.docker import DockerBackend
+from harness.backends.docker_cluster import (L_CLUSTER, LABEL, DockerShell, cluster_containers, connect_engine,
+                                             engine_available)
 from harness.errors import UserError
 from tests.conftest import require
 

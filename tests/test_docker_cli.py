@@ -8,7 +8,8 @@ import pytest
 
 from harness.backends import remote
 from harness.backends.base import ClusterConfig
-from harness.backends.docker import DockerBackend, cluster_containers, connect_engine, engine_available
+from harness.backends.docker import DockerBackend
+from harness.backends.docker_cluster import cluster_containers, connect_engine, engine_available
 from harness.backends.image import ensure_image
 from harness.cli import main
 from tests.conftest import require

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness.backends.docker import L_CLUSTER, LABEL, connect_engine, engine_available
+from harness.backends.docker_cluster import L_CLUSTER, LABEL, connect_engine, engine_available
 from harness.history import read_history
 from harness.runner import run_test
 from harness.spec import load_spec

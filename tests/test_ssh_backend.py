@@ -14,7 +14,7 @@ import pytest
 
 from harness.backends import remote
 from harness.backends.base import ClusterConfig
-from harness.backends.docker import connect_engine, engine_available, remove_clusters, sshd_hosts
+from harness.backends.docker_cluster import connect_engine, engine_available, remove_clusters, sshd_hosts
 from harness.backends.image import ensure_image
 from harness.backends.ssh import SshBackend, connect
 from harness.errors import UserError

@@ -10,7 +10,7 @@ import secrets
 
 import pytest
 
-from harness.backends.docker import connect_engine, engine_available, remove_clusters, sshd_hosts
+from harness.backends.docker_cluster import connect_engine, engine_available, remove_clusters, sshd_hosts
 from harness.backends.image import ensure_image
 from harness.backends.ssh import connect
 from tests.conftest import require

@@ -10,40 +10,33 @@ wheels downloaded on the host, so nothing is installed from the network
 inside the image. Each layer is tagged with a hash of what went into it and
 rebuilt only when that changes.
 
-The same offline bundle (code + unpacked wheels) is what the SSH backend
-uploads to a remote host (:func:`build_bundle`).
+What goes into the node layer is decided in :mod:`harness.backends.node_code`
+(shared with the SSH backend, which uploads the same code and dependencies).
 """
 from __future__ import annotations
 
-import ast
-import functools
-import hashlib
 import io
 import json
 import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import time
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
+from harness.backends.node_code import (CACHE_DIR, NODE_REQUIREMENTS, code_files, code_hash, digest, download_wheels,
+                                        node_packages, unpack_wheels, wheel_dir)
 from harness.errors import UserError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-CACHE_DIR = Path(os.environ.get("DYNHARNESS_CACHE", Path.home() / ".cache" / "dynharness"))
 BASE_REPO = "dynharness/base"
 NODE_REPO = "dynharness/node"
 LABEL = "dynharness"                       # every image/container/network the harness makes carries it
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 DEFAULT_PACKAGES = ("python3", "iptables", "iproute2", "libfaketime", "procps", "openssh-server", "sudo")
-NODE_REQUIREMENTS = ("aiohttp>=3.9",)
-FIRST_PARTY = ("targets", "harness", "nemeses", "checkers")
 APP_DIR = "/opt/dynharness/app"
 SITE_DIR = "/opt/dynharness/site"
 ENTRYPOINT = "/opt/dynharness/bin/entrypoint"
@@ -105,7 +98,7 @@ class ImageRecipe:
     mirror: str = field(default="", compare=False)
 
     def base_hash(self) -> str:
-        return _digest(json.dumps([self.base_image, self.suite, sorted(self.packages)]))
+        return digest(json.dumps([self.base_image, self.suite, sorted(self.packages)]))
 
     def base_tag(self) -> str:
         return f"{BASE_REPO}:{self.base_hash()[:16]}"
@@ -114,7 +107,7 @@ class ImageRecipe:
         """Hash of base + setup + wheels + entrypoint + the node code: the cache key of the image."""
         parts = [self.base_hash(), SETUP_SH, ENTRYPOINT_SH, json.dumps(sorted(self.requirements)),
                  self.python_version, _dockerfile("BASE"), code_hash()]
-        return _digest("\0".join(parts))
+        return digest("\0".join(parts))
 
     def node_tag(self) -> str:
         return f"{NODE_REPO}:{self.node_hash()[:16]}"
@@ -141,10 +134,6 @@ class ImageBuild:
 StepCallback = Callable[[str, str], None]     # (step name, status line) while a step runs
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
 def apt_mirror() -> str:
     """The Debian mirror apt uses on this machine (so debootstrap fetches from the same place)."""
     sources = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
@@ -162,144 +151,6 @@ def apt_mirror() -> str:
             if "security" not in m.group(1):
                 return m.group(1)
     return "http://deb.debian.org/debian"
-
-
-def _module_file(root: Path, dotted: str) -> Path | None:
-    base = root.joinpath(*dotted.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _first_party_imports(root: Path, path: Path) -> set[Path]:
-    """Files of first-party modules (and their parent packages) that ``path`` imports."""
-    try:
-        tree = ast.parse(path.read_text(), str(path))
-    except (SyntaxError, UnicodeDecodeError):
-        return set()
-    package = list(path.relative_to(root).parts[:-1])       # the package a relative import starts from
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                anchor = package[:len(package) - (node.level - 1)] if node.level > 1 else package
-                base = ".".join([*anchor, *([base] if base else [])])
-            names.add(base)
-            names.update(f"{base}.{a.name}" for a in node.names)
-    found: set[Path] = set()
-    for dotted in names:
-        parts = dotted.split(".")
-        if not parts[0] in FIRST_PARTY:
-            continue
-        for i in range(1, len(parts) + 1):          # the module and every package above it
-            f = _module_file(root, ".".join(parts[:i]))
-            if f:
-                found.add(f)
-    return found
-
-
-def node_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    """Every file of ``targets`` plus the first-party modules it imports, transitively.
-
-    Parsing every module takes a while, so the answer is memoized on the files' sizes and mtimes."""
-    stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for pkg in FIRST_PARTY
-                  for p in sorted((root / pkg).rglob("*.py")) if "__pycache__" not in p.parts)
-    return list(_node_files(root, stamp))
-
-
-@functools.lru_cache(maxsize=4)
-def _node_files(root: Path, stamp: tuple) -> tuple[Path, ...]:
-    todo = [p for p in (root / "targets").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-            and p.suffix not in (".pyc", ".pyo")]
-    seen: set[Path] = set()
-    while todo:
-        path = todo.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        if path.suffix == ".py":
-            todo.extend(_first_party_imports(root, path) - seen)
-    return tuple(sorted(seen))
-
-
-def node_packages(root: Path = PROJECT_ROOT) -> tuple[str, ...]:
-    """Top-level packages the node's code comes from (for messages)."""
-    return tuple(sorted({p.relative_to(root).parts[0] for p in node_files(root)}))
-
-
-def _code_files(root: Path = PROJECT_ROOT) -> Iterator[tuple[str, Path]]:
-    for path in node_files(root):
-        yield str(path.relative_to(root)), path
-
-
-def code_hash(root: Path = PROJECT_ROOT) -> str:
-    """Hash of the node code that goes into the image (rebuild when it changes)."""
-    h = hashlib.sha256()
-    for rel, path in _code_files(root):
-        h.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def download_wheels(recipe: ImageRecipe, dest: Path, timeout: float = 300.0) -> list[Path]:
-    """Download the node's dependencies as binary wheels for the image's Python (cached on disk)."""
-    stamp = dest / ".complete"
-    if stamp.exists():
-        return sorted(dest.glob("*.whl"))
-    dest.mkdir(parents=True, exist_ok=True)
-    py = recipe.python_version
-    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(dest),
-            "--only-binary=:all:", "--python-version", py, "--implementation", "cp",
-            "--abi", "cp" + py.replace(".", ""), "--platform", "manylinux_2_28_x86_64",
-            "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-            "--platform", "manylinux1_x86_64", "--platform", "any", *recipe.requirements]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"pip download of the node's wheels took over {timeout:.0f}s: check access to PyPI") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise UserError(f"cannot download the node's wheels ({last}); check access to PyPI or a pip index")
-    stamp.write_text("ok\n")
-    return sorted(dest.glob("*.whl"))
-
-
-def unpack_wheels(wheels: list[Path], site: Path) -> None:
-    """Install wheels by unpacking them (a wheel is a zip laid out as site-packages): no pip needed."""
-    site.mkdir(parents=True, exist_ok=True)
-    for whl in wheels:
-        with zipfile.ZipFile(whl) as zf:
-            zf.extractall(site)
-
-
-def _wheel_dir(recipe: ImageRecipe) -> Path:
-    return CACHE_DIR / "wheels" / _digest(json.dumps([sorted(recipe.requirements), recipe.python_version]))[:16]
-
-
-def build_bundle(recipe: ImageRecipe, dest_dir: Path) -> tuple[Path, Path]:
-    """What a node host needs, as two tar.gz files: ``site-<hash>`` (the node's dependencies,
-    unpacked from wheels for the host's Python; changes rarely) and ``app-<hash>`` (the node
-    code; small, changes often). Both are cached in ``dest_dir`` by their hash."""
-    dest_dir.mkdir(parents=True, exist_ok=True)
-    wheel_dir = _wheel_dir(recipe)
-    wheels = download_wheels(recipe, wheel_dir)
-    site = dest_dir / f"site-{wheel_dir.name}.tar.gz"
-    if not site.exists():
-        with tempfile.TemporaryDirectory(prefix="dynharness-bundle-") as tmp:
-            unpack_wheels(wheels, Path(tmp))
-            with tarfile.open(site.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
-                tar.add(tmp, ".")
-        site.with_suffix(".tmp").rename(site)
-    app = dest_dir / f"app-{code_hash()[:16]}.tar.gz"
-    if not app.exists():
-        with tarfile.open(app.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
-            for rel, path in _code_files():
-                tar.add(path, rel)
-        app.with_suffix(".tmp").rename(app)
-    return site, app
 
 
 def _dockerfile(base: str) -> str:
@@ -351,7 +202,7 @@ def _tar_context(files: dict[str, bytes], dirs: dict[str, Path], code: bool) -> 
         for arc, path in dirs.items():
             tar.add(path, arc)
         if code:
-            for rel, path in _code_files():
+            for rel, path in code_files():
                 tar.add(path, f"app/{rel}")
     return buf.getvalue()
 
@@ -424,16 +275,16 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
     else:
         step("base image (debootstrap + import)", not force and _image_exists(client, base_tag),
              lambda: _debootstrap_base(client, recipe, lambda s: say("base image (debootstrap + import)", s), timeout))
-    wheel_dir = _wheel_dir(recipe)
+    wheels_at = wheel_dir(recipe.requirements, recipe.python_version)
     if force:
-        shutil.rmtree(wheel_dir, ignore_errors=True)
-    step("python wheels (offline install)", (wheel_dir / ".complete").exists(),
-         lambda: f"{len(download_wheels(recipe, wheel_dir))} wheels")
+        shutil.rmtree(wheels_at, ignore_errors=True)
+    step("python wheels (offline install)", (wheels_at / ".complete").exists(),
+         lambda: f"{len(download_wheels(recipe.requirements, recipe.python_version, wheels_at))} wheels")
     have_node = not force and _image_exists(client, node_tag)
 
     def build_node() -> str:
         with tempfile.TemporaryDirectory(prefix="dynharness-site-") as tmp:
-            unpack_wheels(sorted(wheel_dir.glob("*.whl")), Path(tmp) / "site")
+            unpack_wheels(sorted(wheels_at.glob("*.whl")), Path(tmp) / "site")
             context = _tar_context({"Dockerfile": _dockerfile(base_tag).encode(), "entrypoint": ENTRYPOINT_SH.encode()},
                                    {"site": Path(tmp) / "site"}, code=True)
         _stream_build(client, context, node_tag, {LABEL: "1", f"{LABEL}.recipe": recipe.node_hash()},

@@ -29,7 +29,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.backends import remote
 from harness.backends.base import ClusterConfig, CommandResult, Node
-from harness.backends.image import CACHE_DIR, ImageRecipe, build_bundle
+from harness.backends.node_code import CACHE_DIR, build_bundle
 from harness.errors import UserError
 
 PROBE_SCRIPT = ('printf "arch=%s\\n" "$(uname -m)"; printf "home=%s\\n" "$HOME"; printf "uid=%s\\n" "$(id -u)"; '
@@ -213,7 +213,7 @@ class SshBackend:
         """Put the node's dependencies and code on the host once each (cached there by hash)."""
         shell, base = self._shells[name], f"{facts['home']}/.dynharness"
         dirs = []
-        for tarball in build_bundle(ImageRecipe(python_version=facts["python"]), CACHE_DIR / "bundles"):
+        for tarball in build_bundle(facts["python"], CACHE_DIR / "bundles"):
             target = f"{base}/{tarball.name.removesuffix('.tar.gz')}"
             dirs.append(target)
             if shell.exec(["test", "-e", f"{target}/.complete"]).returncode == 0:

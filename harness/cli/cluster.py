@@ -16,12 +16,12 @@ from harness.errors import UserError
 
 
 def _client(args: argparse.Namespace):
-    from harness.backends.docker import connect_engine
+    from harness.backends.docker_cluster import connect_engine
     return connect_engine(timeout=args.timeout)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from harness.backends.docker import create_cluster, cluster_containers, remove_clusters
+    from harness.backends.docker_cluster import cluster_containers, create_cluster, remove_clusters
     from harness.backends.image import ImageRecipe, ensure_image
 
     if not 1 <= args.nodes <= 50:
@@ -52,7 +52,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.backends.docker import list_clusters
+    from harness.backends.docker_cluster import list_clusters
 
     client = _client(args)
     try:
@@ -73,7 +73,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from harness.backends.docker import remove_clusters
+    from harness.backends.docker_cluster import remove_clusters
 
     client = _client(args)
     try:

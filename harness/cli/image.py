@@ -18,7 +18,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.backends.docker import connect_engine
+    from harness.backends.docker_cluster import connect_engine
 
     console = Console(stderr=True)
     recipe = ImageRecipe(base_image=args.base_image, mirror=args.mirror or "")
