@@ -293,3 +293,48 @@ def test_cache_subsumes_only_supersets_of_info_ops():
            Operation(("read", None), 3, 8, 10), Operation(("write", 3), UNKNOWN, 0, inf)]
     verdict, _ = check_operations(RegisterModel(), ops, time_limit=5)
     assert verdict == Verdict.VALID
+
+
+class SetModel:
+    """The docs' example of a user model (docs/linearizability.md): a set of ints."""
+
+    name, fs, pure_fs = "set", frozenset({"add", "read"}), frozenset({"read"})
+
+    def init(self):
+        return frozenset()
+
+    def step(self, state, input, output):
+        f, x = input
+        if f == "add":
+            return True, state | {x}
+        return (output is UNKNOWN or frozenset(output) == state), state
+
+    def is_pure(self, input):
+        return input[0] == "read"
+
+    def describe_op(self, input, output):
+        return f"add {input[1]}" if input[0] == "add" else f"read -> {list(output)}"
+
+    def describe_state(self, state):
+        return str(sorted(state))
+
+
+def test_a_user_model_plugs_in():
+    h = H()
+    h.op(1, "add", 1)
+    h.invoke(2, "add", "x", 2)
+    h.op(3, "read", [1])                   # concurrent with add 2: fine
+    h.complete(2, "ok", "add", "x", 2)
+    h.op(3, "read", [1, 2])
+    assert LinearizabilityChecker(SetModel()).check(History.of(h.ops), CheckContext()).verdict == Verdict.VALID
+    h.op(3, "read", [2])                   # 1 vanished
+    res = LinearizabilityChecker(SetModel()).check(History.of(h.ops), CheckContext())
+    assert res.verdict == Verdict.INVALID
+    assert "read -> [2]" in res.anomalies[0].description
+
+
+def test_no_register_ops_is_unknown_not_valid():
+    h = H()
+    h.op(1, "add", 1)
+    res = h.check()
+    assert res.verdict == Verdict.UNKNOWN and "no read/write ops" in res.reason

@@ -238,7 +238,7 @@ class LinearizabilityChecker:
         key_info = {str(k): key_details(model, r, show) for k, r in reports.items()}
         anomalies = tuple(self._anomaly(model, r, show) for r in invalid)
         verdicts = [Verdict(r.verdict) for r in reports.values()]
-        verdict = Verdict.merge(verdicts) if verdicts else Verdict.VALID
+        verdict = Verdict.merge(verdicts)   # no keys at all: unknown (nothing was checked)
         tally = Counter(r.verdict for r in reports.values())
         worst = max(reports.values(), key=lambda r: r.seconds, default=None)
         counts = {"linearizable": verdict.value, "keys": len(reports), "keys_valid": tally[VALID],
@@ -255,7 +255,9 @@ class LinearizabilityChecker:
             "keys": key_info,
         }
         reason = None
-        if invalid:
+        if not reports:
+            reason = f"no {'/'.join(sorted(model.fs))} ops to check"
+        elif invalid:
             reason = "; ".join(a.description for a in anomalies[:3])
         elif tally["unknown"]:
             undecided = [f"{r.key!r} ({r.reason})" for r in reports.values() if r.verdict == "unknown"]

@@ -34,6 +34,9 @@ from checkers.linearizability.model import Model, Operation
 
 VALID, INVALID, UNKNOWN_VERDICT = "valid", "invalid", "unknown"
 
+#: Above this many ok ops, cached bitsets are stored as (count of low ones, the rest).
+COMPACT_KEYS_ABOVE = 128
+
 #: Default cap on cached (linearized set, state) pairs per key (~150 bytes each).
 DEFAULT_MAX_CACHE = 1_000_000
 
@@ -122,6 +125,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     inputs = [op.input for op in ops]
     outputs = [op.output for op in ops]
     step = model.step
+    big = n_ok > COMPACT_KEYS_ABOVE  # cache keys as (run of low ones, rest, state): ~100 bytes, not n/8
 
     # --- the search -----------------------------------------------------
     lin = 0                # ok ops linearized (bitset)
@@ -130,8 +134,8 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     info_left = n_info     # info ops still in the list
     stack_e: list[int] = []  # call entries lifted, in linearization order
     stack_s: list[Any] = []  # state before each of them
-    exact: set[tuple[int, Any]] = set()
-    subsume: dict[tuple[int, Any], list[int]] = {}
+    exact: set[tuple] = set()
+    subsume: dict[tuple, list[int]] = {}
     cached = 0
     steps = 0
     countdown = quantum
@@ -159,8 +163,12 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                 else:
                     new_lin, new_ilin = lin | bit[o], ilin
                 fresh = True
-                if has_info:
+                if big:   # ops are numbered in call order, so lin is mostly a run of ones: store it short
+                    low = (~new_lin & (new_lin + 1)).bit_length() - 1
+                    k = (low, new_lin >> low, new_state)
+                else:
                     k = (new_lin, new_state)
+                if has_info:
                     seen = subsume.get(k)
                     if seen is None:
                         subsume[k] = [new_ilin]
@@ -172,7 +180,6 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                         else:
                             seen.append(new_ilin)
                 else:
-                    k = (new_lin, new_state)
                     if k in exact:
                         fresh = False
                     else:
