@@ -145,3 +145,34 @@ def test_acked_write_survives_kill_9_of_every_replica(tmp_path):
             finally:
                 await client.close()
         assert run(read()) == [(i,) for i in acked]
+
+
+def test_launcher_cli_starts_a_cluster_and_ctrl_c_stops_it(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-m", "targets.dynamo.launcher", "--nodes", "2", "--dir", str(tmp_path),
+                             "--port", "0", "--mode", "dvv"], stdout=subprocess.PIPE, text=True,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        lines = [proc.stdout.readline() for _ in range(3)]
+        assert lines[2].startswith("cluster up"), lines
+        url = lines[0].split()[1]
+        assert http("GET", url + "/admin/stats")[1]["settings"]["mode"] == "dvv"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+        with pytest.raises(OSError):
+            http("GET", url + "/admin/health")                # the nodes are gone too
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_launcher_cli_bad_input_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "targets.dynamo.launcher", "--nodes", "2", "--dir", str(tmp_path),
+                           "--mode", "nope"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0 and "--mode" in proc.stderr

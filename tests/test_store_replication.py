@@ -98,6 +98,11 @@ def test_write_during_absence_is_handed_off_after_restart(tmp_path):
     with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=3.0, ae_interval=600) as c:
         key, primaries = find_key(c, primaries_include="n4", excludes="n1")
         fallback = "n1"                                   # the only non-primary: the stand-in
+        # n1 is not a replica of the key: it forwards the write to one that is
+        status, body = http("PUT", c.nodes["n1"].url + f"/kv/{key}?w=3", b'{"value": "forwarded"}')
+        assert status == 200 and body["context"]
+        assert http("GET", c.nodes["n1"].url + "/admin/stats")[1]["counters"]["forwarded"] == 1
+        assert local(c, "n1", key)["found"] is False and local(c, "n4", key)["siblings"] == ["forwarded"]
         c.kill("n4")
 
         async def write():
@@ -113,9 +118,10 @@ def test_write_during_absence_is_handed_off_after_restart(tmp_path):
         assert status == 503 and body["stored"] == 3 and body["needed_primary"] == 3, body
         hints = http("GET", c.nodes[fallback].url + "/admin/hints")[1]
         assert hints["queues"]["n4"]["keys"] == [key]
-        assert sorted(local(c, fallback, key)["siblings"]) == ["during-absence", "strict"]
+        assert sorted(local(c, fallback, key)["siblings"]) == ["during-absence", "forwarded", "strict"]
         c.start("n4")
-        assert eventually(lambda: sorted(local(c, "n4", key).get("siblings", [])) == ["during-absence", "strict"])
+        assert eventually(lambda: sorted(local(c, "n4", key).get("siblings", [])) == ["during-absence", "forwarded",
+                                                                                   "strict"])
         assert eventually(lambda: http("GET", c.nodes[fallback].url + "/admin/hints")[1]["total"] == 0)
         assert eventually(lambda: local(c, fallback, key)["found"] is False)   # copy dropped after handoff
 

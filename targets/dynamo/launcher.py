@@ -30,7 +30,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from harness.backends.base import Node
 from harness.errors import UserError
-from targets.dynamo.config import SETTINGS, coerce_setting
+from targets.dynamo.config import DEFAULTS, SETTINGS, coerce_setting, validate_settings
 from targets.dynamo.target import DynamoTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -210,6 +210,7 @@ def local_cluster(nodes: int, directory: str | os.PathLike, *, port: int | None 
     settings.setdefault("n", min(3, nodes))
     settings.setdefault("r", min(settings["n"], 2))
     settings.setdefault("w", min(settings["n"], 2))
+    validate_settings({**DEFAULTS, **{k: coerce_setting(k, v) for k, v in settings.items()}}, nodes)
     cluster = LocalCluster(plan_nodes(nodes, directory, port=port, faketime=faketime), Path(directory), settings)
     try:
         cluster.start_all()
@@ -224,14 +225,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m targets.dynamo.launcher", description=__doc__.splitlines()[0])
     p.add_argument("--nodes", type=int, default=3)
     p.add_argument("--dir", required=True, help="directory for data dirs and logs")
-    p.add_argument("--port", type=int, default=7000, help="port of every node (each has its own IP)")
+    p.add_argument("--port", type=int, default=7000,
+                   help="port of every node (each has its own IP); 0 = a free port per node")
     for s in SETTINGS:
         p.add_argument(s.flag, dest=s.key, default=None, help=s.help)
     args = p.parse_args(argv)
     try:
         settings = {s.key: coerce_setting(s.key, getattr(args, s.key)) for s in SETTINGS
                     if getattr(args, s.key) is not None}
-        with local_cluster(args.nodes, args.dir, port=args.port, **settings) as cluster:
+        with local_cluster(args.nodes, args.dir, port=args.port or None, **settings) as cluster:
             for info in cluster.nodes.values():
                 print(f"{info.name} {info.url} data={info.data_dir} log={cluster.logs[info.name]}", flush=True)
             print("cluster up; Ctrl-C stops it", flush=True)
