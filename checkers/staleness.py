@@ -57,10 +57,13 @@ def returned_values(value: Any) -> list[Any]:
     return [value]
 
 
-def theoretical_staleness(n: int, r: int, w: int, k: int) -> float:
-    """PBS: probability a read is at least k versions stale, (C(N-W,R)/C(N,R))^k (no anti-entropy)."""
+def theoretical_staleness(n: int, r: int, w: int, k: int) -> float | None:
+    """PBS: probability a read is at least k versions stale, (C(N-W,R)/C(N,R))^k (no anti-entropy).
+
+    None when N/R/W make no sense (results must stay strict JSON: no NaN).
+    """
     if not (0 < r <= n and 0 < w <= n):
-        return math.nan
+        return None
     p = math.comb(n - w, r) / math.comb(n, r)
     return p ** k
 

@@ -75,3 +75,4 @@ def test_cli_import_writes_a_history_our_reader_accepts(tmp_path, capsys):
     assert main(["import-edn", str(DATA / "jepsen-register.edn"), str(out)]) == 3   # exists, no --force
     assert "exists" in capsys.readouterr().err
     assert main(["import-edn", str(DATA / "jepsen-bad-orphan.edn"), str(tmp_path / "x")]) == 3
+

@@ -69,3 +69,17 @@ def test_open_ops_count_as_unavailable():
     b = HistoryBuilder().op(1, "read", "k", None, 0, 1, result=None).op(2, "read", "k", None, 2, None)
     r = PerfChecker().check(b.build(), CheckContext())
     assert r.counts["availability"] == 0.5 and r.counts["open_ops"] == 1
+
+
+def test_every_checker_result_is_strict_json():
+    import json
+
+    from checkers.registry import build, names
+    b = HistoryBuilder()
+    b.nemesis("start-partition", 1, 2).op(1, "add", "cart-1", 1, 0, 3, siblings=1).op(2, "remove", "cart-1", 1, 4, 5)
+    b.op(3, "write", "s0-k0", 1, 0, 1, session=0).op(3, "read", "s0-k0", None, 2, 3, result=[1], siblings=1, session=0)
+    b.op(4, "read", "cart-1", None, 9, 10, result=[1], siblings=2, final=True)
+    h = b.build()
+    ctx = CheckContext(settings={"n": 3, "r": 0, "w": 2, "mode": "dvv"})
+    for c in build([n for n in names() if n != "linearizable"]):
+        json.dumps(c.check(h, ctx).to_json(), allow_nan=False)
