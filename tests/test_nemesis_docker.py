@@ -23,7 +23,11 @@ PROBE = ("import sys, urllib.request\n"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    from harness.backends.docker import DockerBackend, engine_available
+    from harness.backends.docker import DockerBackend
+    try:
+        from harness.backends.docker_cluster import engine_available
+    except ImportError:  # older layout: one module
+        from harness.backends.docker import engine_available  # type: ignore[attr-defined,no-redef]
     require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
     backend = DockerBackend({"reuse": False})
     try:
