@@ -140,6 +140,27 @@ def test_docker_exec_path_runs_in_the_same_container_as_nsenter(cluster):
     assert backend.firewall_chain in slow.exec(["iptables", "-S"]).check().stdout
 
 
+def test_a_crashed_harness_can_reattach_from_cluster_json_and_heal(cluster):
+    from harness.backends import attach
+    from nemeses.compose import heal_cluster
+
+    backend, nodes, run_dir = cluster
+    n1, n2 = nodes["n1"], nodes["n2"]
+    backend.run("n1", ["iptables", "-w", "5", "-A", backend.firewall_chain, "-s", n2.host, "-j", "DROP"]).check()
+    backend.write_file("n2", n2.clock_file, b"+120s\n")
+    backend.pause("n2")
+    backend.kill("n3")
+    other = attach(run_dir)                        # as `dynharness heal` does, in a fresh process
+    assert type(other) is DockerBackend and [n.name for n in other.nodes()] == ["n1", "n2", "n3"]
+    probe = heal_cluster(other, say=lambda line: None)
+    assert probe.ok, probe.detail
+    assert all(remote.healthy(n) for n in nodes.values())
+    assert backend.run("n1", ["iptables", "-S", backend.firewall_chain]).check().stdout.strip().splitlines() == \
+        [f"-N {backend.firewall_chain}"]
+    assert abs(remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()) < 60
+    other._client.close()
+
+
 def test_logs_are_fetched_and_unknown_nodes_are_user_errors(cluster, tmp_path):
     backend, _, _ = cluster
     backend.fetch_logs(tmp_path)

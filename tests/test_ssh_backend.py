@@ -99,6 +99,26 @@ def test_clock_kill_start_pause_over_ssh(cluster):
     assert remote.healthy(n3, timeout=3.0)
 
 
+def test_reattach_over_ssh_from_cluster_json_and_heal(cluster):
+    from harness.backends import attach
+    from nemeses.compose import heal_cluster
+
+    backend, nodes = cluster
+    n1, n2 = nodes["n1"], nodes["n2"]
+    backend.run("n1", ["iptables", "-w", "5", "-A", backend.firewall_chain, "-s", n2.host, "-j", "DROP"]).check()
+    backend.pause("n2")
+    backend.kill("n3")
+    other = attach(backend._run_dir)               # reconnects, verifying host keys again
+    try:
+        probe = heal_cluster(other, say=lambda line: None)
+        assert probe.ok, probe.detail
+        assert all(remote.healthy(n) for n in nodes.values())
+        assert backend.run("n1", ["iptables", "-S", backend.firewall_chain]).check().stdout.count("-A") == 0
+    finally:
+        for shell in other._shells.values():
+            shell.close()
+
+
 def test_unknown_host_key_is_refused_unless_trust_on_first_use(hosts):
     empty = hosts["tmp"] / "empty_known_hosts"
     empty.write_text("")
