@@ -256,23 +256,25 @@ class LostWritesChecker:
                     (a.index, final.index), _key(k), int(a.end)))
             # Present elements that were never acknowledged.
             for x in sorted(final_set, key=_sort_key):
-                adds = so.adds.get(x)
-                if not adds or all(a.s > final.e for a in adds):  # type: ignore[union-attr]
-                    what = "was never added" if not adds else "was added only after that read completed"
+                # only adds begun before the final read completed can explain its presence
+                cands = [a for a in so.adds.get(x, ()) if a.s < final.e]  # type: ignore[union-attr]
+                if not cands:
+                    what = "was added only after that read completed" if so.adds.get(x) else "was never added"
                     unexpected.append(Anomaly(
                         "unexpected", f"{x!r} is in the final read of {k} (op {final.index}) but {what}",  # type: ignore[union-attr]
                         (final.index,), _key(k), final.completion.time))  # type: ignore[union-attr]
-                elif not any(a.ok for a in adds):
-                    if all(a.failed for a in adds):
-                        failed_present.append(Anomaly(
-                            "failed-add-present",
-                            f"{x!r} is in the final read of {k} (op {final.index}) but its add failed "  # type: ignore[union-attr]
-                            f"(op {adds[0].index}): a failed op must not take effect",
-                            (adds[0].index, final.index), _key(k), final.completion.time))  # type: ignore[union-attr]
-                    else:
-                        unacked_present += 1
-                        if len(unacked_present_ops) < MAX_LISTED:
-                            unacked_present_ops.append(next(a.index for a in adds if not a.failed))
+                elif any(a.ok for a in cands):
+                    continue
+                elif all(a.failed for a in cands):
+                    failed_present.append(Anomaly(
+                        "failed-add-present",
+                        f"{x!r} is in the final read of {k} (op {final.index}) but its add failed "  # type: ignore[union-attr]
+                        f"(op {cands[0].index}): a failed op must not take effect",
+                        (cands[0].index, final.index), _key(k), final.completion.time))  # type: ignore[union-attr]
+                else:
+                    unacked_present += 1
+                    if len(unacked_present_ops) < MAX_LISTED:
+                        unacked_present_ops.append(next(a.index for a in cands if not a.failed))
             per_key[_key(k)] = {"acked": k_acked, "lost": k_lost,
                                 "final_read": final.index if final is not None else None}
             self._stabilise(so, stab_counts, stable_lat, lost_lat)

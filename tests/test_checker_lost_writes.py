@@ -286,3 +286,12 @@ def test_lost_writes_and_resurrections_agree_with_brute_force_on_seeded_historie
         seen["removed"] += r.counts["removed"]
         seen["concurrent"] += r.counts["concurrent_with_final_read"]
     assert all(v >= 10 for v in seen.values()), seen
+
+
+def test_presence_is_explained_only_by_adds_begun_before_the_final_read_completed():
+    b = HistoryBuilder()
+    b.op(1, "add", K, 1, 1, 2, "fail").op(2, "add", K, 1, 200, 201, "info")   # the info add came too late
+    b.op(3, "add", K, 2, 300, 301)                                             # acked, but after the read
+    final_read(b, [1, 2])
+    r = check(b)
+    assert r.counts["failed_present"] == 1 and r.counts["unexpected"] == 1 and r.verdict == Verdict.INVALID
