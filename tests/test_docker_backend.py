@@ -187,3 +187,13 @@ def test_a_missing_engine_is_one_line_saying_what_to_do(monkeypatch):
     with pytest.raises(UserError) as err:
         connect_engine(timeout=2)
     assert "\n" not in str(err.value) and "start it" in str(err.value)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"imag": "x"}, "unknown option"),
+    ({"port": "seven"}, "port: expected int"),
+    ({"reuse": "yes"}, "reuse: expected bool"),
+])
+def test_bad_docker_options_are_one_line_user_errors(options, message):
+    with pytest.raises(UserError, match=message):
+        DockerBackend(options)

@@ -159,3 +159,17 @@ def test_teardown_stops_everything_and_removes_chain_and_files(hosts):
 def test_too_few_hosts_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="one host per node"):
         SshBackend({"hosts": ["10.0.0.1"]}).setup(ClusterConfig(nodes=("n1", "n2"), settings={}, run_dir=tmp_path))
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"hosts": ["h1"], "usr": "x"}, "unknown option"),
+    ({"hosts": 5}, "hosts: expected a list"),
+    ({"hosts": ["h1"], "trust_on_first_use": "true"}, "trust_on_first_use: expected bool"),
+])
+def test_bad_ssh_options_are_one_line_user_errors(options, message):
+    with pytest.raises(UserError, match=message):
+        SshBackend(options)
+
+
+def test_hosts_may_be_a_comma_separated_string():
+    assert SshBackend({"hosts": "a, b,c"}).hosts == ["a", "b", "c"]

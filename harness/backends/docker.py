@@ -39,17 +39,17 @@ class DockerBackend:
     name = "docker"
     firewall_chain = CHAIN
 
+    OPTIONS: Mapping[str, tuple[type, Any]] = {
+        "image": (str, None), "base_image": (str, None), "subnet": (str, None), "cluster": (str, "default"),
+        "keep": (bool, False), "reuse": (bool, True), "port": (int, 7000), "timeout": (float, DEFAULT_TIMEOUT),
+        "health_timeout": (float, 40.0)}
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        opts = dict(options or {})
-        self.image = opts.get("image")
-        self.base_image = opts.get("base_image")
-        self.subnet = opts.get("subnet")
-        self.cluster = str(opts.get("cluster", "default"))     # the kept cluster to reuse / create
-        self.keep = bool(opts.get("keep", False))              # create a kept cluster (cluster up)
-        self.reuse = bool(opts.get("reuse", True))
-        self.port = int(opts.get("port", 7000))
-        self.timeout = float(opts.get("timeout", DEFAULT_TIMEOUT))
-        self.health_timeout = float(opts.get("health_timeout", 40.0))
+        opts = remote.parse_options("docker", options, self.OPTIONS)
+        self.image, self.base_image, self.subnet = opts["image"], opts["base_image"], opts["subnet"]
+        self.cluster = opts["cluster"]                 # the kept cluster to reuse / create
+        self.keep, self.reuse = opts["keep"], opts["reuse"]   # keep: create a kept cluster (cluster up)
+        self.port, self.timeout, self.health_timeout = opts["port"], opts["timeout"], opts["health_timeout"]
         self.capabilities = frozenset(CAPABILITIES)
         self._client = None
         self._name: str | None = None

@@ -150,16 +150,29 @@ def create_cluster(client, name: str, nodes: Sequence[str], image: str, *, run_i
                    subnet: str | None = None, mode: str = "idle", env: Mapping[str, str] | None = None) -> dict[str, str]:
     """Network + one started container per node; returns {node: ip}. Removes what it made on failure."""
     import docker.types
-    net_addr = ipaddress.ip_network(subnet) if subnet else _free_subnet(client)
-    hosts = list(net_addr.hosts())
-    if len(hosts) < 11 + len(nodes):
-        raise UserError(f"subnet {net_addr} is too small for {len(nodes)} nodes")
-    ips = {n: str(hosts[10 + i]) for i, n in enumerate(nodes)}          # n1 = .11, n2 = .12, ...
-    labels = {LABEL: "1", L_CLUSTER: name, L_RUN: run_id, L_KEPT: "1" if kept else "0"}
+    import docker.errors
     try:
-        network = client.networks.create(
-            f"dynharness-{name}", driver="bridge", internal=True, labels=labels, check_duplicate=True,
-            ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net_addr), gateway=str(hosts[0]))]))
+        fixed = ipaddress.ip_network(subnet) if subnet else None
+    except ValueError:
+        raise UserError(f"docker subnet {subnet!r} is not an IPv4 network like 10.231.5.0/24") from None
+    labels = {LABEL: "1", L_CLUSTER: name, L_RUN: run_id, L_KEPT: "1" if kept else "0"}
+    for attempt in range(5):   # another harness may take the same free subnet between our look and our create
+        net_addr = fixed or _free_subnet(client)
+        hosts = list(net_addr.hosts())
+        if len(hosts) < 11 + len(nodes):
+            raise UserError(f"subnet {net_addr} is too small for {len(nodes)} nodes")
+        try:
+            network = client.networks.create(
+                f"dynharness-{name}", driver="bridge", internal=True, labels=labels, check_duplicate=True,
+                ipam=docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet=str(net_addr),
+                                                                                  gateway=str(hosts[0]))]))
+            break
+        except docker.errors.APIError as e:
+            if fixed or "overlap" not in str(e).lower() or attempt == 4:
+                raise UserError(f"could not create the network of cluster {name} ({net_addr}): "
+                                f"{e.explanation or e}") from None
+    ips = {n: str(hosts[10 + i]) for i, n in enumerate(nodes)}          # n1 = .11, n2 = .12, ...
+    try:
         for node, ip in ips.items():
             host_config = client.api.create_host_config(
                 cap_add=["NET_ADMIN"], init=True, dns=["127.0.0.1"], network_mode=network.name,

@@ -62,6 +62,29 @@ class NodeLayout:
     python: str = "python3"
 
 
+def parse_options(section: str, given: Mapping[str, Any] | None,
+                  known: Mapping[str, tuple[type, Any]]) -> dict[str, Any]:
+    """A backend's option table (``[docker]``/``[ssh]``) checked against {name: (type, default)}:
+    an unknown name (a typo) or a value of the wrong type is a one-line UserError, not ignored."""
+    opts = dict(given or {})
+    unknown = sorted(set(opts) - set(known))
+    if unknown:
+        raise UserError(f"[{section}]: unknown option(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    out: dict[str, Any] = {}
+    for key, (kind, default) in known.items():
+        value = opts.get(key, default)
+        if value is None or kind is object:
+            out[key] = value
+            continue
+        try:
+            if kind is bool and not isinstance(value, bool):
+                raise TypeError
+            out[key] = kind(value)
+        except (TypeError, ValueError):
+            raise UserError(f"[{section}] {key}: expected {kind.__name__}, got {value!r}") from None
+    return out
+
+
 def node_argv(config: ClusterConfig, node: str, host: str, port: int, peers: Mapping[str, str],
               data_dir: str) -> list[str]:
     """The target's argv for one node (``config.extra["target"]`` or the reference Dynamo)."""

@@ -126,20 +126,24 @@ class SshBackend:
 
     name = "ssh"
 
+    OPTIONS: Mapping[str, tuple[type, Any]] = {
+        "hosts": (object, ()), "user": (str, "root"), "port": (int, 22), "key": (str, None),
+        "known_hosts": (str, None), "trust_on_first_use": (bool, False), "node_port": (int, 7000),
+        "connect_timeout": (float, 10.0), "health_timeout": (float, 40.0)}
+
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        opts = dict(options or {})
-        hosts = opts.get("hosts") or []
+        opts = remote.parse_options("ssh", options, self.OPTIONS)
+        hosts = opts["hosts"] or []
         if isinstance(hosts, str):
             hosts = [h.strip() for h in hosts.split(",") if h.strip()]
+        if not isinstance(hosts, (list, tuple)):
+            raise UserError(f"[ssh] hosts: expected a list of host names or addresses, got {hosts!r}")
         self.hosts: list[str] = [str(h) for h in hosts]
-        self.user = str(opts.get("user", "root"))
-        self.port = int(opts.get("port", 22))
-        self.key = os.path.expanduser(str(opts["key"])) if opts.get("key") else None
-        self.known_hosts = opts.get("known_hosts")
-        self.trust_on_first_use = bool(opts.get("trust_on_first_use", False))
-        self.node_port = int(opts.get("node_port", 7000))
-        self.connect_timeout = float(opts.get("connect_timeout", 10.0))
-        self.health_timeout = float(opts.get("health_timeout", 40.0))
+        self.user, self.port = opts["user"], opts["port"]
+        self.key = os.path.expanduser(opts["key"]) if opts["key"] else None
+        self.known_hosts, self.trust_on_first_use = opts["known_hosts"], opts["trust_on_first_use"]
+        self.node_port, self.connect_timeout = opts["node_port"], opts["connect_timeout"]
+        self.health_timeout = opts["health_timeout"]
         self.capabilities: frozenset[str] = frozenset({"signals", "wipe", "transport-faults"})
         self.firewall_chain = ""
         self._shells: dict[str, SshShell] = {}
