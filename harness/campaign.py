@@ -126,7 +126,13 @@ def _axis_overrides(axis: str, value: Any, presets: Mapping[str, Mapping[str, An
             fields = dict(table[value])
             if axis == "workload":
                 fields.setdefault("name", value)
-            return {f"{axis}.{k}": v for k, v in fields.items()}, value
+            out: dict[str, Any] = {}
+            for k, v in fields.items():  # a preset may also set other tables: [workloads.register] target = {...}
+                if k in SPEC_TABLES and k != axis and isinstance(v, Mapping):
+                    out.update({f"{k}.{k2}": v2 for k2, v2 in v.items()})
+                else:
+                    out[f"{axis}.{k}"] = v
+            return out, value
         if axis == "nemesis":
             if value == "none":
                 return {"nemesis.faults": []}, value

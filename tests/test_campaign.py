@@ -137,6 +137,7 @@ def test_nrw_matrix_covers_the_six_triples_with_and_without_partitions():
     assert triples == {"3/1/1", "3/1/2", "3/2/1", "3/2/2", "3/3/1", "3/1/3"}
     assert {c.labels["nemesis"] for c in d.cells} == {"none", "partition"}
     assert {c.labels["workload"] for c in d.cells} == {"session", "register"}
+    assert {c.labels["mode"] for c in d.cells if c.labels["workload"] == "register"} == {"lww"}
 
 
 # ---------- running (fake runner writing synthetic runs) ----------
