@@ -2,7 +2,8 @@
 
 ``run_test(spec)``: plan the nemesis schedule (or load the one to replay),
 create the run folder, set the cluster up, run the clients and the nemesis
-for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, read
+for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, wait
+until no node reports pending handoffs (``settle``, bounded), read
 every key (``final: true``) through healthy nodes until
 ``final_read_timeout``, tear the cluster down (unless ``leave_running``),
 check, and store ``results.json``. The history is journaled as it goes.
@@ -35,7 +36,7 @@ from harness.live import LiveDisplay
 from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_run, histories_root, new_run_dir,
                           point_latest, write_report, write_results)
 from harness.spec import TestSpec, spec_json
-from harness.workers import ClientPhase, NemesisWorker, final_reads, heal_all, run_clients
+from harness.workers import ClientPhase, NemesisWorker, final_reads, heal_all, run_clients, settle
 from harness.workloads import build as build_workload
 
 RUN_FAILED = 3
@@ -180,6 +181,7 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
         return RunOutcome(run_dir, "failed", RUN_FAILED, results, error)
     results = check_run(run_dir, write=False)
     results["final_reads_missing"] = state.missing_final
+    results["settle"] = state.settle
     results["nemesis_errors"] = state.nemesis_errors
     if cleanup_errors:
         results["cleanup_errors"] = cleanup_errors
@@ -205,6 +207,7 @@ class _RunState:
         self.set_up = False
         self.healed = False
         self.missing_final: list[str] = []
+        self.settle: dict[str, Any] | None = None
         self.nemesis_errors: list[str] = []
 
     def execute(self, display: bool, target: Any) -> None:
@@ -251,10 +254,12 @@ class _RunState:
             await asyncio.to_thread(self._stop_nemesis_and_heal)
             self.display.set_phase("recovery")
             await asyncio.sleep(spec.recovery)
+            self.display.set_phase("settle")
+            self.settle = await settle(clients, spec.final_read_timeout)
             self.display.set_phase("final reads")
             self.missing_final = await final_reads(
                 journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
-                spec.final_read_timeout, spec.client_timeout)
+                spec.final_read_timeout, spec.client_timeout, read_all=int(spec.target.get("n") or 0) or None)
         finally:
             await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
 

@@ -113,16 +113,75 @@ async def run_clients(journal: HistoryJournal, workload: Workload, clients: Mapp
     return max(last)
 
 
+async def settle(clients: Mapping[str, "TargetClient"], timeout: float, poll: float = 0.5) -> dict[str, Any]:
+    """Wait until no node reports pending handoffs, at most ``timeout`` seconds.
+
+    Dynamo only promises that acknowledged writes arrive *eventually*: a write
+    taken by a fallback during a partition sits there as a hint until gossip
+    sees the primary again. Reading before that makes a write "lost" that is
+    merely in transit. Whether the store settled, and how long it took, goes
+    into results.json (``settle``); the final reads follow either way.
+    """
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    deadline = t0 + timeout
+
+    async def pending(client: "TargetClient") -> int | None:
+        ask = getattr(client, "pending_handoffs", None)
+        if ask is None:
+            return 0
+        try:
+            return int(await asyncio.wait_for(ask(), timeout=5.0))
+        except Exception:  # noqa: BLE001 - a node that cannot say is not settled
+            return None
+
+    while True:
+        counts = dict(zip(clients, await asyncio.gather(*(pending(c) for c in clients.values()))))
+        settled = all(c == 0 for c in counts.values())
+        if settled or loop.time() >= deadline:
+            return {"settled": settled, "seconds": round(loop.time() - t0, 3), "pending": counts}
+        await asyncio.sleep(poll)
+
+
+class ReadAllReplicas:
+    """A client whose reads ask every replica (r = N) for the final reads.
+
+    After heal and settle, a final read that merges all N replicas sees every
+    version that survived anywhere on the preference list; a read of R < N
+    could miss one that anti-entropy would still deliver. If r = N cannot be
+    met (a replica still down) it falls back to the default R.
+    """
+
+    def __init__(self, client: "TargetClient", r: int) -> None:
+        self._client = client
+        self._r = r
+        self.node = client.node
+
+    async def get(self, key: str, *, r: int | None = None, pr: int | None = None,
+                  timeout: float | None = None) -> Any:
+        from targets.adapter import OpFailed
+        try:
+            return await self._client.get(key, r=self._r, pr=pr, timeout=timeout)
+        except OpFailed:
+            return await self._client.get(key, r=r, pr=pr, timeout=timeout)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 async def final_reads(journal: HistoryJournal, workload: Workload, clients: Mapping[str, "TargetClient"],
                       keys: Sequence[str], first_process: int, timeout: float, client_timeout: float,
-                      readers: int = 8) -> list[str]:
+                      readers: int = 8, read_all: int | None = None) -> list[str]:
     """Read every key once successfully (``final: true``), trying node after node until ``timeout``.
 
-    Nodes that fail a health check are tried last. Every attempt is
-    journaled. Returns the keys that got no ok read in time.
+    Nodes that fail a health check are tried last. With ``read_all`` (the
+    store's N) each final read asks every replica (:class:`ReadAllReplicas`).
+    Every attempt is journaled. Returns the keys that got no ok read in time.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    if read_all:
+        clients = {n: ReadAllReplicas(c, read_all) for n, c in clients.items()}
     names = list(clients)
     health = await asyncio.gather(*(_healthy(clients[n], min(2.0, client_timeout)) for n in names))
     order = [n for n, ok in zip(names, health) if ok] + [n for n, ok in zip(names, health) if not ok]

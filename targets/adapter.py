@@ -52,6 +52,12 @@ class TargetClient(Protocol):
 
     async def health(self) -> bool: ...
 
+    async def pending_handoffs(self) -> int:
+        """Work the node still owes its peers after faults heal (e.g. hinted handoffs not yet
+        delivered). The harness waits, bounded, until every node says 0 before the final reads, so
+        an acknowledged write still in transit is not counted as lost. A target without such
+        state returns 0."""
+
     async def close(self) -> None: ...
 
 

@@ -100,6 +100,13 @@ class DynamoClient:
             return False
         return status == 200 and data.get("ok") is True
 
+    async def pending_handoffs(self) -> int:
+        """Hints this node holds for other nodes (``/admin/hints`` total); OpIndeterminate if it cannot say."""
+        status, data = await self._request("GET", "/admin/hints", {}, None, None)
+        if status != 200 or not isinstance(data.get("total"), int):
+            raise OpIndeterminate(_reason(status, data))
+        return int(data["total"])
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
