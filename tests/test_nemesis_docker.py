@@ -1,4 +1,5 @@
-"""The same nemeses on the Docker backend: rules, signals and clock files inside the containers."""
+"""The same nemeses on the Docker and SSH backends: rules, signals and clock files on the nodes
+(inside each container; over SSH as a sudo user on each host)."""
 from __future__ import annotations
 
 import json
@@ -11,6 +12,7 @@ from harness.backends.base import ClusterConfig
 from nemeses import registry
 from nemeses.base import NemesisContext, NemesisOp
 from tests.conftest import require
+from tests.test_ssh_backend import hosts  # noqa: F401 - fixture: sshd containers of the node image
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 ISOLATE_N3 = {"n1": ["n3"], "n2": ["n3"], "n3": ["n1", "n2"]}
@@ -21,15 +23,17 @@ PROBE = ("import sys, urllib.request\n"
          "    print('cut')\n")
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+@pytest.fixture(scope="module", params=["docker", "ssh"])
+def cluster(request, tmp_path_factory):
     from harness.backends.docker import DockerBackend
-    try:
-        from harness.backends.docker_cluster import engine_available
-    except ImportError:  # older layout: one module
-        from harness.backends.docker import engine_available  # type: ignore[attr-defined,no-redef]
+    from harness.backends.docker_cluster import engine_available
+    from harness.backends.ssh import SshBackend
     require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
-    backend = DockerBackend({"reuse": False})
+    if request.param == "docker":
+        backend = DockerBackend({"reuse": False})
+    else:
+        h = request.getfixturevalue("hosts")
+        backend = SshBackend({"hosts": h["ips"], "user": "dyn", "key": h["key"], "known_hosts": h["known_hosts"]})
     try:
         nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2},
                                             run_dir=tmp_path_factory.mktemp("docker-nemesis")))
