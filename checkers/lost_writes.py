@@ -15,10 +15,11 @@ key). Then for every item added to that key:
 * **concurrent with the final read**: absent, but every ``ok`` add was
   acknowledged after the final read began (the read may go first): not lost.
 * **removed**: absent and explained by a remove.
-* **unacknowledged but present**: present, with no ``ok`` add but an
-  ``info``/open one (it may have happened: fine).
-* **failed but present** (anomaly): present, and every add of it ``fail``\\ ed
-  (fail means it definitely did not happen).
+* **unacknowledged but present**: present; of the adds begun before the
+  final read completed none is ``ok`` but some are ``info``/open (they may
+  have happened: fine).
+* **failed but present** (anomaly): present, and every add begun before the
+  final read completed failed (``fail`` means it definitely did not happen).
 * **unexpected** (anomaly): present, and never added at all, or added only
   after the final read completed.
 * **never read**: an ``ok`` add whose key has no ``ok`` final read; the

@@ -18,12 +18,11 @@ internal read of a cart add/remove, recorded on its ok/info completion).
   plus every blind write (``blind: true``: no context, so it may stand beside
   anything). Reads above that bound are flagged. Whether that makes the
   verdict invalid is option ``siblings_bound_invalid``; by default it does only
-  when ``settings["mode"] == "dvv"`` (dotted version vectors promise siblings
-  only from true concurrency; vector clocks' false concurrency is the
-  expected anomaly there). Caveat, also in docs/checkers.md: a write whose
-  internal read was stale (sloppy quorum, partition) legitimately creates a
-  sibling beside a write it did not overlap, so in ``dvv`` mode under
-  partitions a flag names a read to look at, not always a store bug.
+  in ``dvv`` mode (dotted version vectors promise siblings only from true
+  concurrency; vector clocks' false concurrency is the expected anomaly) and
+  only when R + W > N and no fault was injected (:func:`bound_is_a_bug`): a
+  write whose internal read was stale (partition, sloppy quorum) legitimately
+  creates a sibling beside a write it did not overlap.
 """
 from __future__ import annotations
 
@@ -32,6 +31,7 @@ from collections import defaultdict
 from typing import Any
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
+from checkers.fault_windows import fault_windows
 from checkers.quantiles import client_pairs, quantile, without_gc
 from harness.history import History
 from harness.ops import INFO, NEMESIS, OK
@@ -65,6 +65,28 @@ def concurrency_bounds(history: History) -> dict[Any, int]:
     return out
 
 
+def bound_is_a_bug(history: History, ctx: CheckContext) -> tuple[bool, str]:
+    """Whether siblings above the concurrency bound make the verdict invalid, and why.
+
+    The option ``siblings_bound_invalid`` decides when given. By default only
+    in ``dvv`` mode, and only when nothing could have made a write's internal
+    read stale: R + W > N (when the settings say) and no fault window in the
+    history. A stale internal read (partition, killed node, sloppy quorum)
+    gives the write an old context, and the sibling it then creates is true
+    concurrency the history cannot show; flagging it would invent a bug.
+    """
+    if "siblings_bound_invalid" in ctx.options:
+        return bool(ctx.options["siblings_bound_invalid"]), "option siblings_bound_invalid"
+    if ctx.settings.get("mode") != "dvv":
+        return False, "mode is not dvv: false concurrency is expected"
+    n, r, w = (ctx.settings.get(x) for x in ("n", "r", "w"))
+    if isinstance(n, int) and isinstance(r, int) and isinstance(w, int) and r + w <= n:
+        return False, f"dvv, but R + W <= N ({r} + {w} <= {n}): stale internal reads are expected"
+    if any(not fw.failed for fw in fault_windows(history)):
+        return False, "dvv, but faults were injected: stale internal reads can create true siblings"
+    return True, "dvv, R + W > N, no faults: every sibling must come from concurrent writes"
+
+
 class SiblingsChecker:
     """Sibling counts: distribution, per-key growth, Riak thresholds and the true-concurrency bound."""
 
@@ -74,7 +96,7 @@ class SiblingsChecker:
     def check(self, history: History, ctx: CheckContext) -> Result:
         warn = int(ctx.options.get("sibling_warn", 25))
         fail = int(ctx.options.get("sibling_fail", 100))
-        bound_invalid = bool(ctx.options.get("siblings_bound_invalid", ctx.settings.get("mode") == "dvv"))
+        bound_invalid, bound_rule = bound_is_a_bug(history, ctx)
         bucket_ns = int(float(ctx.options.get("sibling_bucket_ms", 1000)) * 1_000_000)
 
         read_counts: list[int] = []
@@ -147,6 +169,7 @@ class SiblingsChecker:
             "reads": nreads, "absent_reads": absent_reads,
             "thresholds": {"warn": warn, "fail": fail},
             "bound_invalid": bound_invalid,
+            "bound_rule": bound_rule,
             "per_key": {str(k): {"max": per_key_max[k], "growth_per_s": growth.get(k, 0.0),
                                  "concurrency_bound": bounds.get(k, 0)} for k in top},
             "timeline_bucket_ms": bucket_ns / 1_000_000,

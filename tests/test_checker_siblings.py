@@ -88,3 +88,17 @@ def test_growth_rate_per_key():
 def test_no_sibling_counts_is_unknown():
     b = HistoryBuilder().op(1, "write", K, 1, 0, 1)
     assert check(b).verdict == Verdict.UNKNOWN
+
+
+def test_in_dvv_mode_faults_or_weak_quorums_make_the_bound_report_only():
+    b = sequential_writes_then_read(3)
+    b.nemesis("start-partition", 0.2, 0.3).nemesis("stop-partition", 0.4, 0.5)
+    r = check(b, mode="dvv")
+    assert r.verdict == Verdict.VALID and r.counts["keys_over_concurrency_bound"] == 1
+    assert "faults" in r.details["bound_rule"]
+    r = SiblingsChecker().check(sequential_writes_then_read(3).build(),
+                                CheckContext(settings={"mode": "dvv", "n": 3, "r": 1, "w": 1}))
+    assert r.verdict == Verdict.VALID and "R + W <= N" in r.details["bound_rule"]
+    r = SiblingsChecker().check(sequential_writes_then_read(3).build(),
+                                CheckContext(settings={"mode": "dvv", "n": 3, "r": 2, "w": 2}))
+    assert r.verdict == Verdict.INVALID
