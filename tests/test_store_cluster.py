@@ -84,6 +84,22 @@ def test_bad_input_is_400_one_line_and_stores_nothing(cluster, method, path, bod
         assert status == 404
 
 
+def test_odd_keys_round_trip_and_unknown_paths_are_json(cluster):
+    async def go():
+        client = DynamoClient("n2", cluster.nodes["n2"].url, 5)
+        try:
+            for key in ("a/b", "ключ ✓", "sp ace?&=#", "x" * 512):
+                await client.put(key, key)
+                assert (await client.get(key, r=3)).values == (key,)
+        finally:
+            await client.close()
+    run(go())
+    status, body = http("GET", cluster.nodes["n1"].url + "/nope")
+    assert status == 404 and "error" in body
+    status, body = http("POST", cluster.nodes["n1"].url + "/kv/k", b"{}")
+    assert status == 405 and "error" in body
+
+
 def test_quorum_failure_is_503_with_counts_and_client_mapping(tmp_path):
     with local_cluster(3, tmp_path, request_timeout=0.5) as c:
         c.kill("n2")

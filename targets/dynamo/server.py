@@ -409,10 +409,22 @@ INTERNAL_ROUTES: dict[str, InternalFn] = {
 }
 
 
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods answer JSON one-line errors too (not aiohttp's text pages)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return reply(exc.status, {"error": f"{exc.reason}: {request.method} {request.path}"})
+
+
 def build_app(state: NodeState) -> web.Application:
     """The aiohttp application of one node."""
     max_body = 2 * MAX_VALUE_BYTES + 64 * 1024
-    app = web.Application(client_max_size=64 * MAX_VALUE_BYTES)   # internal AE/handoff batches are big
+    app = web.Application(client_max_size=64 * MAX_VALUE_BYTES,   # internal AE/handoff batches are big
+                          middlewares=[json_errors])
     app["state"] = state
     app["max_body"] = max_body
     r = app.router
