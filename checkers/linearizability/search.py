@@ -254,9 +254,18 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
 
 
 def _prepare(model: Model, ops: Sequence[Operation]) -> tuple[list[int], list[Operation]]:
-    """The ops to search (and their positions in ``ops``), after the model's optional ``resolve`` hook."""
+    """The ops to search and their positions in ``ops``.
+
+    Indeterminate pure ops go (they may be skipped and change nothing, so they
+    never enable anything), then the model's optional ``resolve`` hook rules.
+    """
+    is_pure = getattr(model, "is_pure", None)
+    settled: dict[int, Operation | None] = {}
+    if is_pure is not None:
+        settled = {i: None for i, op in enumerate(ops) if op.ret == math.inf and is_pure(op.input)}
     hook = getattr(model, "resolve", None)
-    settled = hook(ops) if hook is not None else None
+    if hook is not None:
+        settled.update(hook(ops))
     if not settled:
         return list(range(len(ops))), list(ops)
     kept = [i for i in range(len(ops)) if settled.get(i, ops[i]) is not None]
