@@ -94,7 +94,11 @@ class LiveDisplay:
             faults = self.active_faults()
         except Exception:  # noqa: BLE001
             return "?"
-        return ", ".join(sorted(faults)) or "none"
+        shown = []
+        for name in sorted(faults):
+            how = faults[name].get("mechanism") if isinstance(faults[name], dict) else None
+            shown.append(f"{name} ({how})" if how else name)
+        return ", ".join(shown) or "none"
 
     def line(self) -> str:
         """One plain progress line (what non-TTY runs print)."""

@@ -290,7 +290,7 @@ class NemesisWorker:
         probe = out.probe.to_json()
         if out.probe.ok:
             self.journal.record(NEMESIS, INFO, op.f, value=_jsonable(out.done), probe=probe, mechanism=out.mechanism)
-            _track(self.active, op.f, out.done)
+            _track(self.active, op.f, {"mechanism": out.mechanism, "done": out.done})
         else:
             self.journal.record(NEMESIS, FAIL, op.f, value=_jsonable(out.done), error=f"probe failed: {out.probe.detail}",
                                 probe=probe, mechanism=out.mechanism)

@@ -59,7 +59,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness.cli.check import print_verdict_table
+    from harness.cli.check import print_fault_table, print_verdict_table
     from harness.runner import run_test
 
     spec = load_spec(args.spec, overrides_from_args(args))
@@ -71,6 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.error:
         sys.stderr.write(f"dynharness: error: run failed: {outcome.error} (run folder {outcome.run_dir})\n")
         return outcome.exit_code
+    print_fault_table(outcome.run_dir)
     print_verdict_table(outcome.results, outcome.run_dir)
     if spec.leave_running:
         print(f"dynharness: the cluster is still running (state in {outcome.run_dir / 'cluster.json'}); "
