@@ -82,6 +82,7 @@ class Outcome:
     message: str
 
     def to_json(self) -> dict[str, Any]:
+        """The outcome as campaign.json, JUnit and the pages read it."""
         return {"expect": self.expectation.text, "ok": self.ok, "actual": self.actual, "message": self.message}
 
 

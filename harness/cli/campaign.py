@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +49,7 @@ def live_table(camp: Any, running: str | None, since: float) -> Any:
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
+    """Run (or resume, or list) a campaign and return its exit code."""
     from rich.console import Console
 
     from harness.campaign import CampaignRun, load_campaign, run_campaign, stop_on_sigterm, validate_cells
@@ -136,6 +136,7 @@ def report_outcome(camp: Any, args: argparse.Namespace, console: Any) -> int:
 
 
 def register(sub: Any) -> None:
+    """Add the ``campaign`` subcommand."""
     p = sub.add_parser("campaign", help="run a matrix of tests / a CI fault suite",
                        description="Run every cell of a campaign (TOML matrix of N/R/W, modes, workloads, faults), "
                                    "store each run, and write histories/campaigns/<name>/<time>/ with campaign.json, "

@@ -37,12 +37,14 @@ def rebuild(path: str | Path, *, runs: bool = False) -> list[Path]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    """Rebuild the pages of one folder and print their paths."""
     for p in rebuild(args.dir, runs=args.runs):
         print(p)
     return 0
 
 
 def register(sub: Any) -> None:
+    """Add the ``report`` subcommand."""
     p = sub.add_parser("report", help="(re)build the HTML report of a run or campaign",
                        description="Write report.html into a run folder, or index.html, summary.md and junit.xml "
                                    "into a campaign folder. Reports are single files that open without network.",

@@ -60,6 +60,7 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
     root: Path
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        """The listing at /, a run report built on first request, else the static file."""
         path = unquote(urlsplit(self.path).path)
         if path in ("/", "/index.html"):
             return self._send_html(index_page(self.root))
@@ -86,6 +87,7 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
     def log_message(self, fmt: str, *args: Any) -> None:
+        """Quiet unless --verbose (a report page loads in one request; logs would be noise)."""
         if getattr(self.server, "verbose", False):
             super().log_message(fmt, *args)
 
@@ -101,6 +103,7 @@ def make_server(root: Path, port: int) -> ThreadingHTTPServer:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the histories folder until Ctrl-C."""
     from harness.runs import histories_root
 
     root = histories_root(args.histories)
@@ -119,6 +122,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
+    """Add the ``serve`` subcommand."""
     p = sub.add_parser("serve", help="browse histories/ and reports on localhost",
                        description="Serve the histories folder (run reports, campaign pages) on 127.0.0.1 only.",
                        epilog="example: dynharness serve --port 8400   then open http://127.0.0.1:8400/")

@@ -7,7 +7,7 @@ read in CI means the same thing as the one on the page.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 #: (metric key, column title, what it means) in table order.
 METRICS: tuple[tuple[str, str, str], ...] = (

@@ -15,7 +15,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-from harness.history import HistoryJournal  # noqa: F401  (the format the journal writes)
 from harness.ops import Op
 
 MS = 1_000_000
@@ -72,7 +71,6 @@ def write_synthetic_run(run_dir: str | Path, *, workload: str = "cart", ops: int
     process_of = {wk: wk for wk in range(concurrency)}
     next_process = concurrency
     open_until: dict[int, int] = {}
-    pending: list[tuple[int, int, str, dict[str, Any]]] = []  # completions (time, order, ...)
     item = 0
     keys = [f"cart-{i}" for i in range(3)] if workload == "cart" else [f"r{i}" for i in range(8)]
     acked_adds: list[tuple[Op, Op]] = []
