@@ -140,9 +140,9 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     steps = 0
     countdown = quantum
     best_len = -1
-    best: tuple[int, ...] = ()
+    best_stack: list[int] = []
     best_state: Any = state
-    blocked: int | None = None
+    blocked = -1           # the return entry reached at the end of the longest partial linearization
     phase = 0              # the class of ops tried at this node in the current scan
     e = nxt[0]
     while remaining:
@@ -189,7 +189,8 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                     if cached > max_cache:
                         return SearchOutcome(UNKNOWN_VERDICT, steps + quantum - countdown, cached,
                                              f"cache cap of {max_cache} (linearized set, state) pairs reached",
-                                             (), best, best_state, blocked)
+                                             (), tuple(kept[op_of[x]] for x in best_stack), best_state,
+                                             kept[blocked] if blocked >= 0 else None)
                     stack_e.append(e)
                     stack_s.append(state)
                     state, lin, ilin = new_state, new_lin, new_ilin
@@ -221,14 +222,15 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
             continue
         while True:
             depth = len(stack_e)
-            if depth > best_len:
+            if depth > best_len:             # the longest partial linearization so far (a cheap C copy)
                 best_len = depth
-                best = tuple(kept[op_of[x]] for x in stack_e)
+                best_stack = stack_e[:]
                 best_state = state
-                blocked = kept[closes[e]] if closes[e] >= 0 else None
+                blocked = closes[e]
             if not depth:
-                return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (), best, best_state,
-                                     blocked)
+                return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (),
+                                     tuple(kept[op_of[x]] for x in best_stack), best_state,
+                                     kept[blocked] if blocked >= 0 else None)
             e = stack_e.pop()
             state = stack_s.pop()
             o = op_of[e]
