@@ -130,11 +130,11 @@ def _forms(text: str, where: str) -> list[tuple[str, Any]]:
                 if line.strip() and not line.lstrip().startswith(";"):
                     out.append((f"{where}:{n}", edn_format.loads(line)))
             return out
-        except Exception:  # noqa: BLE001 - a multi-line layout: fall back to the whole file below
+        except Exception:
             pass
     try:
         forms = edn_format.loads_all(text)
-    except Exception as e:  # noqa: BLE001 - edn_format raises several exception types
+    except Exception as e:
         raise UserError(f"{where}: not valid EDN: {e}") from None
     if len(forms) == 1 and isinstance(forms[0], Sequence) and not isinstance(forms[0], str):
         forms = list(forms[0])

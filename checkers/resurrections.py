@@ -17,7 +17,13 @@ has no ok final read of its key to check against.
 from __future__ import annotations
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
-from checkers.lost_writes import MAX_LISTED, NS_PER_MS, collect_set_ops, presence_explained, read_set
+from checkers.lost_writes import (
+    MAX_LISTED,
+    NS_PER_MS,
+    collect_set_ops,
+    presence_explained,
+    read_set,
+)
 from checkers.quantiles import without_gc
 from harness.history import History
 

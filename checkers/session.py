@@ -34,8 +34,8 @@ walk each writer's session once per reader).
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from bisect import bisect_left
+from collections import defaultdict
 from typing import Any, NamedTuple
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict

@@ -118,7 +118,7 @@ class SiblingsChecker:
             observed.append((k, s, o.index, o.time))
             t = o.time / NS_PER_S
             acc = sums[k]
-            acc[0] += 1; acc[1] += t; acc[2] += s; acc[3] += t * s; acc[4] += t * t  # noqa: E702
+            acc[0] += 1; acc[1] += t; acc[2] += s; acc[3] += t * s; acc[4] += t * t
             b = o.time // bucket_ns
             tl = timeline[k]
             if s > tl.get(b, -1):

@@ -137,7 +137,7 @@ def session_oracle(history: History) -> list[tuple[str, int]]:
         return p.ok and counts[id(p)]
 
     out = []
-    for q, ps in by_s.items():
+    for ps in by_s.values():
         for i, r in enumerate(ps):
             if r.f != "read" or not r.ok:
                 continue

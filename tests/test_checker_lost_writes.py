@@ -221,7 +221,7 @@ def element_histories(draw):
     return b.build()
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(element_histories())
 def test_lost_writes_and_resurrections_agree_with_brute_force(h):
     from checkers.resurrections import ResurrectionsChecker
@@ -264,7 +264,7 @@ def random_element_history(seed: int):
 def test_lost_writes_and_resurrections_agree_with_brute_force_on_seeded_histories():
     from checkers.resurrections import ResurrectionsChecker
     seen = {"lost": 0, "resurrection": 0, "removed": 0, "concurrent": 0}
-    for seed in range(1500):
+    for seed in range(1000):
         h = random_element_history(seed)
         so = collect_set_ops(h)[0][K]
         final_set = set(so.final.read_value)
@@ -285,7 +285,7 @@ def test_lost_writes_and_resurrections_agree_with_brute_force_on_seeded_historie
         seen["resurrection"] += len(want_res)
         seen["removed"] += r.counts["removed"]
         seen["concurrent"] += r.counts["concurrent_with_final_read"]
-    assert all(v >= 10 for v in seen.values()), seen
+    assert all(v >= 3 for v in seen.values()), seen
 
 
 def test_presence_is_explained_only_by_adds_begun_before_the_final_read_completed():
