@@ -107,7 +107,7 @@ def test_campaign_index_heat_map_links_to_run_reports(page, tmp_path):
         "nrw": [[3, 1, 1], [3, 2, 2], [3, 1, 3]], "mode": ["lww", "vclock"]}, "expect": ["lost_writes == 0"]}),
         histories=tmp_path, runner=FakeRunner(tmp_path))
     _open(page, camp.dir / "index.html")
-    assert "expectations broken" in page.inner_text("#campaign-status").lower()
+    assert "3 expectation(s) broken" in page.inner_text("#campaign-status").lower()
     assert page.locator(".heatmap:not(.hidden)").count() == 1
     assert page.locator(".heatmap:not(.hidden) td.hc").count() == 6
     page.screenshot(path=str(ARTIFACTS / "report-campaign.png"), full_page=True)
