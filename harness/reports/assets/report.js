@@ -225,7 +225,9 @@
     [[0.999, 'p99.9'], [0.99, 'p99'], [0.5, 'p50']].forEach(function (qq) {
       var v = q(qq[0]); if (v == null) return; var yy = yOf(v), ly = Math.max(yy - 3, lastY + 12); lastY = ly;
       g.strokeStyle = '#1d2330'; g.setLineDash([4, 4]); g.beginPath(); g.moveTo(LEFT, yy); g.lineTo(w - 8, yy); g.stroke(); g.setLineDash([]);
-      g.fillStyle = '#1d2330'; g.fillText(qq[1] + ' ' + v.toFixed(1) + ' ms', w - 130, ly);
+      var label = qq[1] + ' ' + v.toFixed(1) + ' ms', tw = g.measureText(label).width;
+      g.fillStyle = 'rgba(255,255,255,0.9)'; g.fillRect(w - 134, ly - 10, tw + 8, 13);
+      g.fillStyle = '#1d2330'; g.fillText(label, w - 130, ly);
     });
     timeAxis(g, w, c.h); cv.dataset.points = String(n);
   }
