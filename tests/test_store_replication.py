@@ -201,3 +201,16 @@ def test_tombstones_are_reaped_after_the_grace_period(tmp_path):
         assert eventually(lambda: all(local(c, n, "gone")["found"] is False for n in c.nodes), timeout=20)
         assert sum(http("GET", n.url + "/admin/stats")[1]["counters"].get("tombstones_reaped", 0)
                    for n in c.nodes.values()) == 3
+
+
+def test_a_replica_that_times_out_is_replaced_by_a_fallback_within_the_request(tmp_path):
+    with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=3.0, ae_interval=600,
+                       gossip_interval=5) as c:
+        key, primaries = find_key(c, primaries_include="n4", excludes="n1")
+        coordinator = next(p for p in primaries if p != "n4")
+        # n4 stops answering; gossip (5 s rounds) has not noticed yet: calls to it time out
+        http("POST", c.nodes["n4"].url + "/admin/faults", b'{"delay_ms": 10000}')
+        status, body = http("PUT", c.nodes[coordinator].url + f"/kv/{key}?w=3", b'{"value": "slow-n4"}')
+        assert status == 200, body                                  # the n4 call timed out at 1.5 s,
+        hints = http("GET", c.nodes["n1"].url + "/admin/hints")[1]   # n1 stood in with a hint
+        assert hints["queues"]["n4"]["keys"] == [key]

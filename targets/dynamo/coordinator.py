@@ -203,21 +203,30 @@ class Coordinator:
 
     async def _replicate(self, key: str, walk: list[str], plan: list[Replica], others: list[Replica],
                          payload: dict, tally: Tally, done: asyncio.Event, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
 
-        async def send(replica: Replica) -> None:
-            body = dict(payload, hint_for=replica.hint_for)
-            await self._remote(replica, "/internal/put", body, max(0.01, deadline - loop.time()))
+        async def send(replica: Replica, timeout: float) -> None:
+            await self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)
 
         await self._fan_out(walk, plan, others, send, tally, done, deadline)
 
     async def _fan_out(self, walk: list[str], plan: list[Replica], targets: list[Replica],
-                       call: Callable[[Replica], Awaitable[Any]], tally: Tally, done: asyncio.Event,
+                       call: Callable[[Replica, float], Awaitable[Any]], tally: Tally, done: asyncio.Event,
                        deadline: float) -> None:
-        """Run ``call`` on every target, replacing failed ones by fallbacks; set ``done`` at quorum."""
+        """Run ``call`` on every target, replacing failed ones by fallbacks; set ``done`` at quorum.
+
+        While a healthy fallback is left, a call gets half of the remaining time, so that a
+        replica cut off by a partition (whose calls time out rather than fail) can still be
+        replaced by a hinted fallback before the request's own deadline."""
         loop = asyncio.get_running_loop()
         used = {r.node for r in plan} | {self.node.name}
-        pending = {asyncio.ensure_future(call(r)): r for r in targets}
+        is_up = self.node.members.is_up
+
+        def start(replica: Replica) -> asyncio.Future:
+            remaining = max(0.01, deadline - loop.time())
+            spare = next_fallback(walk, self.cfg.n, used, replica, is_up) is not None
+            return asyncio.ensure_future(call(replica, remaining / 2 if spare else remaining))
+
+        pending = {start(r): r for r in targets}
         try:
             while pending:
                 finished, _ = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
@@ -230,10 +239,10 @@ class Coordinator:
                         tally.success(replica, fut.result())
                         continue
                     tally.failure(fut.exception())
-                    stand_in = next_fallback(walk, self.cfg.n, used, replica, self.node.members.is_up)
+                    stand_in = next_fallback(walk, self.cfg.n, used, replica, is_up)
                     if stand_in is not None:
                         used.add(stand_in.node)
-                        pending[asyncio.ensure_future(call(stand_in))] = stand_in
+                        pending[start(stand_in)] = stand_in
                 if tally.met:
                     done.set()
         finally:
@@ -288,13 +297,10 @@ class Coordinator:
 
     async def _gather_reads(self, key: str, walk: list[str], plan: list[Replica], tally: Tally,
                             done: asyncio.Event, deadline: float) -> None:
-        loop = asyncio.get_running_loop()
-
-        async def fetch(replica: Replica) -> Any:
+        async def fetch(replica: Replica, timeout: float) -> Any:
             if replica.node == self.node.name:
                 return await self.node.storage.get(key)
-            reply = await self._remote(replica, "/internal/get", {"key": key},
-                                       max(0.01, deadline - loop.time()))
+            reply = await self._remote(replica, "/internal/get", {"key": key}, timeout)
             data = reply.get("obj")
             return None if data is None else self.v.from_json(data)
 
