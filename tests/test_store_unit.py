@@ -100,3 +100,59 @@ def test_faults_parse_and_apply():
     for body in ({"drop": ["n9"]}, {"loss": 2}, {"bogus": 1}, {"drop": "n2"}):
         with pytest.raises(ValueError):
             Faults.parse(body, members)
+
+
+def test_storage_merges_durably_keeps_hints_by_seq_and_reloads(tmp_path):
+    import asyncio
+
+    from targets.dynamo import versioning
+    from targets.dynamo.storage import Storage
+
+    v = versioning.for_mode("dvv")
+    a = v.write(v.empty(), None, "a", "n1", 1.0)
+    b = v.write(v.empty(), None, "b", "n2", 2.0)
+
+    async def first():
+        s = Storage(str(tmp_path), v, lambda key: 0, "always")
+        seen = []
+        s.on_change = lambda changes: seen.extend(c.key for c in changes)
+        s.start(asyncio.get_running_loop())
+        try:
+            await s.merge_in("k", a, hint_for="n3")
+            await s.merge_in("k", b, hint_for="n3")             # re-queued: seq 2
+            hints = await s.hints()
+            assert hints == [("n3", "k", 2)]
+            assert not await s.run(lambda txn: txn.drop_hint("n3", "k", 1))   # stale seq: kept
+            assert sorted(v.values(await s.get("k"))) == ["a", "b"]
+            assert await s.get("absent") is None
+            assert seen == ["k", "k"]
+        finally:
+            s.stop()
+
+    async def second():
+        s = Storage(str(tmp_path), v, lambda key: 0, "always")
+        assert [k for k, _ in s.scan_all()] == ["k"]
+        s.start(asyncio.get_running_loop())
+        try:
+            assert sorted(v.values(await s.get("k"))) == ["a", "b"]   # from the reloaded cache
+            assert await s.run(lambda txn: txn.drop_hint("n3", "k", 2))
+            assert await s.hints() == []
+        finally:
+            s.stop()
+    asyncio.run(first())
+    asyncio.run(second())
+
+
+def test_uptime_clock_ignores_faked_monotonic_jumps(monkeypatch):
+    import time as real_time
+
+    from targets.dynamo import eventloop
+    clock = eventloop.UptimeClock()
+    start = clock.now()
+    fake = [real_time.monotonic()]
+    monkeypatch.setattr(eventloop.time, "monotonic", lambda: fake[0])
+    fake[0] -= 300                       # the faked monotonic clock jumps back 5 minutes
+    back = clock.now()
+    fake[0] += 600                       # ... then 5 minutes forward
+    forward = clock.now()
+    assert start <= back <= forward < start + 5
