@@ -165,7 +165,10 @@ class Coordinator:
         if me is None and not forwarded and plan:
             return await self._forward(plan[0].node, key, value, context, w, pw, timeout)
         if me is None:
-            me = Replica(self.node.name)   # forwarded to us: we coordinate as an extra replica
+            # forwarded to us, but our view does not make us a replica: store as a stand-in with a
+            # hint (handed to a primary later), not counted as a primary for pw
+            primary = next((p for p in walk[:self.cfg.n] if p != self.node.name), None)
+            me = Replica(self.node.name, primary)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         new_obj = await self._write_local(key, value, context, me)
