@@ -166,6 +166,10 @@ class SiblingsChecker:
         }
         details = {
             "divergent_versions": table,
+            "keys_by_max_siblings": {label: sum(1 for m in per_key_max.values() if lo <= m <= hi)
+                                     for label, lo, hi in (("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3", 3, 3),
+                                                           ("4-25", 4, 25), ("26-100", 26, 100),
+                                                           ("100+", 101, math.inf))},
             "reads": nreads, "absent_reads": absent_reads,
             "thresholds": {"warn": warn, "fail": fail},
             "bound_invalid": bound_invalid,

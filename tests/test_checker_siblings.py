@@ -30,6 +30,7 @@ def test_divergent_versions_table_max_and_p99():
     t = r.details["divergent_versions"]
     assert t == {"1": pytest.approx(0.4), "2": pytest.approx(0.2), "3": pytest.approx(0.2), "4+": pytest.approx(0.2)}
     assert r.details["absent_reads"] == 1
+    assert r.details["keys_by_max_siblings"]["4-25"] == 1 and sum(r.details["keys_by_max_siblings"].values()) == 1
     assert r.counts["max_siblings"] == 5 and r.counts["p99_siblings"] == 5
     assert r.verdict == Verdict.VALID and not r.anomalies
 
