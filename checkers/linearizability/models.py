@@ -27,13 +27,13 @@ class RegisterModel:
 
     def step(self, state: Any, input: tuple[str, Any], output: Any) -> tuple[bool, Any]:
         """A write always succeeds; a read must return the current value."""
-        f, value = input
-        if f == "write":
-            return True, value
+        f = input[0]
         if f == "read":
             if output is UNKNOWN:
                 return True, state
-            return (type(output) is not tuple and output == state), state
+            return (output == state and type(output) is not tuple), state
+        if f == "write":
+            return True, input[1]
         return False, state
 
     def is_pure(self, input: tuple[str, Any]) -> bool:
@@ -115,12 +115,19 @@ class CASRegisterModel(RegisterModel):
 
     def step(self, state: Any, input: tuple[str, Any], output: Any) -> tuple[bool, Any]:
         """Register steps, plus ``cas``: legal only when the state is ``old``."""
-        if input[0] == "cas":
+        f = input[0]
+        if f == "read":
+            if output is UNKNOWN:
+                return True, state
+            return (output == state and type(output) is not tuple), state
+        if f == "write":
+            return True, input[1]
+        if f == "cas":
             value = input[1]
             if type(value) is not tuple or len(value) != 2:
                 return False, state
             return state == value[0], value[1]
-        return RegisterModel.step(self, state, input, output)
+        return False, state
 
 
 def _written(op: Operation) -> Any:
