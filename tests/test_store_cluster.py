@@ -192,3 +192,26 @@ def test_launcher_cli_bad_input_is_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "targets.dynamo.launcher", "--nodes", "2", "--dir", str(tmp_path),
                            "--mode", "nope"], capture_output=True, text=True, timeout=30)
     assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0 and "--mode" in proc.stderr
+
+
+def test_peer_connections_leave_from_the_nodes_own_address(cluster):
+    """iptables -s A -d B rules on shared loopback only work if A's calls come from A's address."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import require
+    require(shutil.which("ss") is not None, "ss (iproute2) not installed")
+    http("PUT", cluster.nodes["n1"].url + "/kv/src", b'{"value": 1}')
+    ports = {str(n.port) for n in cluster.nodes.values()}
+    out = subprocess.run(["ss", "-tnpH"], capture_output=True, text=True, timeout=10).stdout
+    seen = 0
+    for name, proc in cluster.procs.items():
+        for line in out.splitlines():
+            if f"pid={proc.pid}," not in line:
+                continue
+            src, dst = line.split()[3:5]
+            if src.rsplit(":", 1)[1] in ports:
+                continue                                   # an accepted (incoming) connection
+            assert src.rsplit(":", 1)[0] == cluster.nodes[name].host, (name, src, dst)
+            seen += 1
+    assert seen >= 2
