@@ -338,3 +338,16 @@ def test_no_register_ops_is_unknown_not_valid():
     h.op(1, "add", 1)
     res = h.check()
     assert res.verdict == Verdict.UNKNOWN and "no read/write ops" in res.reason
+
+
+def test_every_invalid_key_gets_a_counterexample_that_names_its_own_ops():
+    h = H()
+    for key in ("a", "b", "c"):
+        h.op(1, "write", 1, key=key)
+        h.op(2, "read", None, key=key)
+    res = h.check(linearizable_stop_on_invalid=False)
+    assert res.counts["keys_invalid"] == 3
+    by_key = {a.key: a for a in res.anomalies}
+    assert set(by_key) == {"a", "b", "c"}
+    for key, anomaly in by_key.items():
+        assert {h.ops[i].key for i in anomaly.ops} == {key}

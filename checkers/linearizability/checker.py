@@ -226,8 +226,9 @@ class LinearizabilityChecker:
         deadline = t_start + limit
         reports = run_keys(model, by_key, deadline=deadline, max_cache=max_cache, stop_on_invalid=stop)
         invalid = [r for r in reports.values() if r.verdict == INVALID]
+        shrink_until = time.monotonic() + cx_time   # one budget for all invalid keys, first come first served
         for rep in invalid:
-            rep.counterexample = shrink(model, rep.ops, deadline=time.monotonic() + cx_time)
+            rep.counterexample = shrink(model, rep.ops, deadline=shrink_until)
 
         def show(op: Operation) -> dict[str, Any]:
             inv, comp = pairs[op.id]
