@@ -63,6 +63,10 @@ class Membership:
             log.info("%s reachable again", node)
         self.last_advanced[node] = self._now()
 
+    def heard_from(self, node: str) -> None:
+        """``node`` called us: it is alive, but that does not prove we can reach it (one-way cuts)."""
+        self.last_advanced[node] = self._now()
+
     def record_failure(self, node: str, reason: str = "call failed") -> None:
         """A direct call to ``node`` failed."""
         if node not in self.unreachable:

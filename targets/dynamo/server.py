@@ -317,7 +317,7 @@ async def admit_peer(state: NodeState, request: web.Request) -> bool:
     if not await state.transport.admit(sender):
         return False
     if sender in state.cfg.peers and sender != state.name:
-        state.members.record_ok(sender)
+        state.members.heard_from(sender)
     return True
 
 
