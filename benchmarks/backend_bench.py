@@ -101,6 +101,24 @@ def bench_cluster(client, tag: str, rounds: int) -> None:
 def bench_faults(label: str, backend, run_dir: Path, rounds: int) -> None:
     nodes = backend.setup(ClusterConfig(nodes=tuple(f"n{i}" for i in range(1, 6)), settings={"n": 3, "r": 2, "w": 2},
                                         run_dir=run_dir))
+    prim = {
+        "run `iptables -S` in a node": lambda: backend.run("n1", ["iptables", "-S"]).check(),
+        "write the clock file": lambda: backend.write_file("n2", nodes[1].clock_file, b"+0\n"),
+        "pause (SIGSTOP)": lambda: backend.pause("n3"),
+        "resume (SIGCONT)": lambda: backend.resume("n3"),
+        "kill (SIGKILL, wait until gone)": lambda: backend.kill("n4"),
+        "start (until healthy)": lambda: backend.start("n4"),
+    }
+    prows = []
+    for what, fn in prim.items():
+        times = [timed(fn)[0] for _ in range(rounds)]
+        prows.append((what, f"{statistics.median(times) * 1000:7.0f} ms"))
+    if hasattr(backend, "_shells") and label.startswith("Docker"):
+        from harness.backends.docker_cluster import DockerShell
+        slow = DockerShell(backend._shells["n1"].container, fast=False)
+        times = [timed(lambda: slow.exec(["iptables", "-S"]).check())[0] for _ in range(rounds)]
+        prows.append(("  same `iptables -S` through docker exec", f"{statistics.median(times) * 1000:7.0f} ms"))
+    show(f"{label}: backend primitives, median of {rounds}", prows)
     nemesis = build_for(["partition", "clock", "crash", "pause"])
     nemesis.setup(NemesisContext(backend, nodes, seed=1))
     rows = []

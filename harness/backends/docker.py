@@ -70,15 +70,16 @@ class DockerBackend:
             self.image_build = ensure_image(client, ImageRecipe(base_image=self.base_image))
             tag = self.image_build.tag
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
+        self._run_dir = Path(config.run_dir)
         ips = self._reusable(client, config.nodes, tag) if (self.reuse or self.keep) else None
         try:
             if ips is None:
                 self._name = self.cluster if self.keep else f"run-{run_id}"
                 self._owned = not self.keep
-                if self._owned and not config.extra.get("leave_running"):
-                    atexit.register(self.teardown)      # a backstop: the runner tears down first
-                else:
+                if self.keep:
                     remove_clusters(client, self._name)        # a stale kept cluster (other image/size)
+                elif not config.extra.get("leave_running"):
+                    atexit.register(self.teardown)             # a backstop: the runner tears down first
                 ips = create_cluster(client, self._name, config.nodes, tag, run_id=run_id, kept=self.keep,
                                      subnet=self.subnet)
             by_node = {c.labels[L_NODE]: c for c in cluster_containers(client, self._name)}
@@ -86,13 +87,13 @@ class DockerBackend:
             self._nodes = {n: Node(n, ips[n], self.port, LAYOUT.data_dir, LAYOUT.clock_file if config.faketime else None)
                            for n in config.nodes}
             peers = {n: node.address for n, node in self._nodes.items()}
-            for n, node in self._nodes.items():
+            self._argv = {n: remote.node_argv(config, n, node.host, node.port, peers, LAYOUT.data_dir)
+                          for n, node in self._nodes.items()}
+            self._write_cluster_json()                         # from here on attach() finds the cluster
+            for n in self._nodes:
                 self._reset(n)
-                self._argv[n] = remote.node_argv(config, n, node.host, node.port, peers, LAYOUT.data_dir)
                 remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime)
             remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails())
-            self._run_dir = Path(config.run_dir)
-            self._write_cluster_json()
             return list(self._nodes.values())
         except BaseException:
             self.teardown()

@@ -45,6 +45,19 @@ def _module_file(root: Path, dotted: str) -> Path | None:
     return None
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of the tree except what sits under ``if TYPE_CHECKING:`` (never imported at run time)."""
+    out, todo = [], [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            todo.extend(node.orelse)
+            continue
+        todo.extend(ast.iter_child_nodes(node))
+    return out
+
+
 def _first_party_imports(root: Path, path: Path) -> set[Path]:
     """Files of first-party modules (and their parent packages) that ``path`` imports."""
     try:
@@ -53,7 +66,7 @@ def _first_party_imports(root: Path, path: Path) -> set[Path]:
         return set()
     package = list(path.relative_to(root).parts[:-1])       # the package a relative import starts from
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom):
