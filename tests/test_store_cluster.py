@@ -194,24 +194,41 @@ def test_launcher_cli_bad_input_is_one_line(tmp_path):
     assert proc.returncode != 0 and proc.stderr.strip().count("\n") == 0 and "--mode" in proc.stderr
 
 
+def tcp_connections(pid: int) -> list[tuple[str, int, str, int]]:
+    """(local ip, local port, remote ip, remote port) of the process's IPv4 TCP sockets (/proc)."""
+    import os
+    import socket
+    import struct
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+
+    def addr(text: str) -> tuple[str, int]:
+        ip, port = text.split(":")
+        return socket.inet_ntoa(struct.pack("<I", int(ip, 16))), int(port, 16)
+    conns = []
+    with open("/proc/net/tcp") as fh:
+        for line in list(fh)[1:]:
+            fields = line.split()
+            if fields[9] in inodes and fields[3] == "01":        # ESTABLISHED
+                conns.append((*addr(fields[1]), *addr(fields[2])))
+    return conns
+
+
 def test_peer_connections_leave_from_the_nodes_own_address(cluster):
     """iptables -s A -d B rules on shared loopback only work if A's calls come from A's address."""
-    import shutil
-    import subprocess
-
-    from tests.conftest import require
-    require(shutil.which("ss") is not None, "ss (iproute2) not installed")
     http("PUT", cluster.nodes["n1"].url + "/kv/src", b'{"value": 1}')
-    ports = {str(n.port) for n in cluster.nodes.values()}
-    out = subprocess.run(["ss", "-tnpH"], capture_output=True, text=True, timeout=10).stdout
+    ports = {n.port for n in cluster.nodes.values()}
     seen = 0
     for name, proc in cluster.procs.items():
-        for line in out.splitlines():
-            if f"pid={proc.pid}," not in line:
-                continue
-            src, dst = line.split()[3:5]
-            if src.rsplit(":", 1)[1] in ports:
-                continue                                   # an accepted (incoming) connection
-            assert src.rsplit(":", 1)[0] == cluster.nodes[name].host, (name, src, dst)
+        for src, sport, dst, dport in tcp_connections(proc.pid):
+            if sport in ports or dport not in ports:
+                continue                                   # accepted (incoming) or not to a peer
+            assert src == cluster.nodes[name].host, (name, src, dst)
             seen += 1
     assert seen >= 2
