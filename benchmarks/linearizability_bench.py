@@ -117,32 +117,38 @@ def measure(name: str, ops: list[Op], time_limit: float = 60.0, repeat: int = 3,
 
 
 def append_burst(ops: list[Op], key: str, k: int, seed: int, first_value: int) -> list[Op]:
-    """Append a burst on ``key``: k concurrent writes, then a read of the first-invoked write's value.
+    """Append a burst on ``key``: k concurrent writes, each read by a concurrent read, then a read of the first.
 
-    Linearizable (any order of the writes that ends with that one), but a
-    depth-first search tries that write first and must refute every set of
-    writes containing it, about 2**k (set, value) pairs: WGL's (and
-    Porcupine's) worst case, as when many clients write one hot key at once.
+    Linearizable (any order of the writes that ends with the first-invoked
+    one), but a depth-first search tries that write first and must refute
+    every set of writes containing it, about 2**k (set, value) pairs: WGL's
+    (and Porcupine's) worst case, as when many clients write and read one hot
+    key at once.
     """
     rng = random.Random(seed)
     out = list(ops)
     base = max((o.process for o in ops if isinstance(o.process, int)), default=0) + 1
-    writes = [(base + i, first_value + i) for i in range(k)]
-    for p, v in writes:
-        out.append(Op(index=len(out), time=len(out) * 1000, process=p, type="invoke", f="write", key=key, value=v))
-    done = writes[:]
+
+    def emit(p: int, type_: str, f: str, v: object) -> None:
+        out.append(Op(index=len(out), time=len(out) * 1000, process=p, type=type_, f=f, key=key, value=v))
+
+    pairs = [(base + 2 * i, base + 2 * i + 1, first_value + i) for i in range(k)]
+    for w, r, v in pairs:
+        emit(w, "invoke", "write", v)
+        emit(r, "invoke", "read", None)
+    done = [("write", w, v) for w, _, v in pairs] + [("read", r, v) for _, r, v in pairs]
     rng.shuffle(done)
-    for p, v in done:
-        out.append(Op(index=len(out), time=len(out) * 1000, process=p, type="ok", f="write", key=key, value=v))
-    for type_, v in (("invoke", None), ("ok", first_value)):
-        out.append(Op(index=len(out), time=len(out) * 1000, process=base + k, type=type_, f="read", key=key, value=v))
+    for f, p, v in done:
+        emit(p, "ok", f, v)
+    emit(base + 2 * k, "invoke", "read", None)
+    emit(base + 2 * k, "ok", "read", first_value)
     return out
 
 
 def hard_key_ops(seed: int, burst: int = 16) -> list[Op]:
     """2,000 ops, 50 clients, 10 keys; 9 keys end in a hard burst (WGL worst case), 1 has a stale read."""
     keys = [f"k{i}" for i in range(10)]
-    ops = simulate(2000 - 9 * (burst + 1), 50, keys, seed=seed, info_rate=0.05)
+    ops = simulate(2000 - 9 * (2 * burst + 1), 50, keys, seed=seed, info_rate=0.05)
     ops = corrupt_one_read(ops, "k0", seed)
     for j, key in enumerate(keys[1:]):
         ops = append_burst(ops, key, burst, seed + j, first_value=10 ** 6 * (j + 1))
@@ -163,7 +169,8 @@ def main() -> None:
     measure("same, no stop on invalid: all keys to the end or the 20 s limit", hard_key_ops(3),
             linearizable_stop_on_invalid=False, time_limit=20.0, repeat=1)
     burst_only = append_burst([], "hot", 16, seed=1, first_value=1)
-    measure("one hard key alone: 16 concurrent writes, then a read of the first", burst_only, repeat=1)
+    measure("one hard key alone: 16 concurrent writes and reads, then a read of the first write",
+            burst_only, repeat=1)
 
 
 if __name__ == "__main__":

@@ -226,15 +226,18 @@ def test_counterexample_is_the_minimal_set():
 
 
 def burst(h: H, k: int, key: str = "x") -> None:
-    """k concurrent writes, then a read of the first one's value: linearizable, exponential for WGL.
+    """k concurrent writes, each read by a concurrent read, then a read of the first write's value.
 
-    Only orders that end with the first write work; a depth-first search
-    tries it first and must refute every set of writes that contains it.
+    Linearizable (the first write last), but a depth-first search tries the
+    first write first and must refute every set of writes containing it:
+    about 2**k (set, value) pairs.
     """
     for i in range(k):
         h.invoke(100 + i, "write", key, i)
+        h.invoke(200 + i, "read", key)
     for i in range(k):
         h.complete(100 + i, "ok", "write", key, i)
+        h.complete(200 + i, "ok", "read", key, i)
     h.op(99, "read", 0, key=key)
 
 

@@ -51,6 +51,8 @@ class RegisterModel:
           before the first ok read (or ok cas) that observed the value
           returned -> a determinate op returning then. Values written by
           several ops are left alone (who wrote what is not settled).
+        * An ok write whose value nothing observes becomes a write of
+          :data:`UNREAD` (no read or cas can tell the difference).
         """
         writers: dict[Any, int] = {}
         first_seen: dict[Any, float] = {}
@@ -85,6 +87,12 @@ class RegisterModel:
             candidates.difference_update(newly)
             keep_cas = [ops[i] for i in newly if ops[i].input[0] == "cas"]
         out.update((i, None) for i in candidates)
+        # ok writes of values nothing observes act alike: give them one anonymous value, so the
+        # search sees them as interchangeable (it then tries only the earliest-returning one)
+        observed.update(_expected(op) for op in ops if op.input[0] == "cas")
+        for i, op in enumerate(ops):
+            if op.input[0] == "write" and not op.indeterminate and op.input[1] not in observed:
+                out[i] = Operation(("write", UNREAD), None, op.call, op.ret, op.id)
         return out
 
     def describe_op(self, input: tuple[str, Any], output: Any) -> str:
@@ -147,7 +155,20 @@ def _expected(op: Operation) -> Any:
 _NOTHING = object()
 
 
+class _Unread:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "UNREAD"
+
+
+#: The value of an ok write whose value no op observed (all such writes are alike).
+UNREAD = _Unread()
+
+
 def _show(v: Any) -> str:
+    if v is UNREAD:
+        return "a value no read returned"
     if v is UNKNOWN:
         return "?"
     if v is None:

@@ -71,6 +71,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     time limit is the driver's business: it just stops calling ``next``).
     """
     state = model.init()
+    original = ops
     kept, ops = _prepare(model, ops)
     n = len(ops)
     if n == 0:
@@ -109,6 +110,11 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     # if that child fails (or was seen failing) the node fails, without trying siblings.
     is_pure = getattr(model, "is_pure", None)
     cls = [2 if info[i] else 0 if is_pure is not None and is_pure(ops[i].input) else 1 for i in range(n)]
+    # Symmetry: ok ops with equal input and output step alike. Among those available at a node
+    # only the earliest-returning need be tried: in any linearization starting with another one
+    # the two can swap places. dom[o] = bits of same-kind ops called and returned before o; o is
+    # skipped while any of them is not linearized (being called before o, it is available too).
+    dom = _dominators(ops, cls, call_entry, ret_entry)
     dead = size                          # a pseudo entry: "this node has failed, backtrack"
     op_of.append(-1)
     closes.append(-1)
@@ -141,7 +147,6 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     countdown = quantum
     best_len = -1
     best_stack: list[int] = []
-    best_state: Any = state
     blocked = -1           # the return entry reached at the end of the longest partial linearization
     phase = 0              # the class of ops tried at this node in the current scan
     e = nxt[0]
@@ -154,6 +159,10 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
         o = op_of[e]
         if o >= 0:                                   # a call entry
             if cls[o] != phase:
+                e = nxt[e]
+                continue
+            d = dom[o]
+            if d and d & lin != d:
                 e = nxt[e]
                 continue
             ok, new_state = step(state, inputs[o], outputs[o])
@@ -189,7 +198,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                     if cached > max_cache:
                         return SearchOutcome(UNKNOWN_VERDICT, steps + quantum - countdown, cached,
                                              f"cache cap of {max_cache} (linearized set, state) pairs reached",
-                                             (), tuple(kept[op_of[x]] for x in best_stack), best_state,
+                                             (), tuple(kept[op_of[x]] for x in best_stack), None,
                                              kept[blocked] if blocked >= 0 else None)
                     stack_e.append(e)
                     stack_s.append(state)
@@ -225,12 +234,11 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
             if depth > best_len:             # the longest partial linearization so far (a cheap C copy)
                 best_len = depth
                 best_stack = stack_e[:]
-                best_state = state
                 blocked = closes[e]
             if not depth:
-                return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (),
-                                     tuple(kept[op_of[x]] for x in best_stack), best_state,
-                                     kept[blocked] if blocked >= 0 else None)
+                longest = tuple(kept[op_of[x]] for x in best_stack)
+                return SearchOutcome(INVALID, steps + quantum - countdown, cached, None, (), longest,
+                                     _replay(model, original, longest), kept[blocked] if blocked >= 0 else None)
             e = stack_e.pop()
             state = stack_s.pop()
             o = op_of[e]
@@ -252,7 +260,47 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
                 break
             # a committed pure op failed: its parent fails too, keep backtracking
     done = tuple(kept[op_of[x]] for x in stack_e)
-    return SearchOutcome(VALID, steps + quantum - countdown, cached, None, done, done, state, None)
+    return SearchOutcome(VALID, steps + quantum - countdown, cached, None, done, done,
+                         _replay(model, original, done), None)
+
+
+def _replay(model: Model, ops: Sequence[Operation], order: Sequence[int]) -> Any:
+    """The state after ``order`` run on the original ops (the search may have run stand-ins)."""
+    state = model.init()
+    for i in order:
+        _, state = model.step(state, ops[i].input, ops[i].output)
+    return state
+
+
+def _dominators(ops: Sequence[Operation], cls: list[int], call_entry: list[int], ret_entry: list[int]) -> list[int]:
+    """For each ok op, the bitset (ok-op bit positions) of alike ops called and returned before it."""
+    n = len(ops)
+    dom = [0] * n
+    groups: dict[Any, list[int]] = {}
+    ok_bit: dict[int, int] = {}
+    for i, op in enumerate(ops):
+        if op.ret != math.inf:
+            ok_bit[i] = 1 << len(ok_bit)
+            if cls[i] == 1:
+                try:
+                    groups.setdefault((op.input, op.output), []).append(i)
+                except TypeError:        # unhashable: no symmetry for it
+                    pass
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        # only alike ops still open at o's call matter: those that returned before it are
+        # always linearized by the time o is available. Sweep in call order.
+        members.sort(key=call_entry.__getitem__)
+        open_: list[int] = []
+        for o in members:
+            c, r = call_entry[o], ret_entry[o]
+            open_ = [p for p in open_ if ret_entry[p] > c]
+            for p in open_:
+                if ret_entry[p] < r:
+                    dom[o] |= ok_bit[p]
+            open_.append(o)
+    return dom
 
 
 def _prepare(model: Model, ops: Sequence[Operation]) -> tuple[list[int], list[Operation]]:
