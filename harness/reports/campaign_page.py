@@ -29,6 +29,8 @@ def _badness(key: str, value: Any, top: float) -> float | None:
         return None
     if key == "availability":
         return max(0.0, min(1.0, 1.0 - float(value)))
+    if key == "max_siblings":  # one version is no conflict at all
+        return 0.0 if value <= 1 or top <= 1 else max(0.0, min(1.0, (float(value) - 1) / (top - 1)))
     if key in ("lost_share", "stale_read_share"):
         return max(0.0, min(1.0, float(value)))
     return 0.0 if not top else max(0.0, min(1.0, float(value) / top))

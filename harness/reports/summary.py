@@ -14,17 +14,19 @@ METRICS: tuple[tuple[str, str, str], ...] = (
     ("lost_writes", "lost", "acknowledged writes missing after heal (count)"),
     ("lost_share", "lost %", "lost writes as a share of acknowledged writes"),
     ("resurrections", "resurr.", "acknowledged removes whose item came back"),
-    ("max_siblings", "max sib", "largest sibling count a read saw"),
-    ("session_violations", "session", "read-your-writes + monotonic reads/writes + writes-follow-reads violations"),
+    ("rw_violations", "RYW", "read-your-writes violations"),
+    ("session_violations", "session", "all session-guarantee violations: read-your-writes, monotonic reads, "
+                                      "monotonic writes, writes-follow-reads"),
     ("stale_read_share", "stale %", "share of reads that missed an acknowledged write"),
     ("linearizable", "linearizable", "linearizability verdict of the register checker"),
+    ("max_siblings", "max sib", "largest sibling count a read saw"),
     ("availability", "avail %", "share of client ops that completed ok"),
     ("p999_latency_ms", "p99.9 ms", "99.9th percentile latency of ok ops"),
 )
 SHARES = {"lost_share", "stale_read_share", "availability"}
 #: Metrics where bigger is worse (heat maps colour them red as they grow).
-BAD_HIGH = {"lost_writes", "lost_share", "resurrections", "max_siblings", "session_violations", "stale_read_share",
-            "p999_latency_ms"}
+BAD_HIGH = {"lost_writes", "lost_share", "resurrections", "max_siblings", "rw_violations", "session_violations",
+            "stale_read_share", "p999_latency_ms"}
 
 
 def fmt_metric(key: str, value: Any) -> str:
