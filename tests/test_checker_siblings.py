@@ -103,3 +103,20 @@ def test_in_dvv_mode_faults_or_weak_quorums_make_the_bound_report_only():
     r = SiblingsChecker().check(sequential_writes_then_read(3).build(),
                                 CheckContext(settings={"mode": "dvv", "n": 3, "r": 2, "w": 2}))
     assert r.verdict == Verdict.INVALID
+
+
+def test_concurrency_bound_agrees_with_brute_force_max_overlap():
+    import random
+    for seed in range(300):
+        rng = random.Random(seed)
+        b = HistoryBuilder()
+        ivs = []
+        for i in range(rng.randint(1, 8)):
+            s = rng.uniform(0, 20) + i / 1000
+            outcome = rng.choice(["ok", "ok", "info", "fail"])
+            e = s + rng.uniform(0.1, 8)
+            b.op(i, "write", K, i, s, e, outcome)
+            if outcome != "fail":
+                ivs.append((s, float("inf") if outcome == "info" else e))
+        want = max(sum(1 for a, z in ivs if a <= t < z or (a <= t and z == float("inf"))) for t, _ in ivs) if ivs else 0
+        assert concurrency_bounds(b.build()).get(K, 0) == want, f"seed {seed}"

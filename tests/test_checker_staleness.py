@@ -65,3 +65,48 @@ def test_session_lists_and_unexplained_values():
     b.op(2, "read", "s0-k0", None, 7, 8, result=[99], session=1)
     r = check(b)
     assert r.counts["stale_reads"] == 1 and r.counts["unexplained_reads"] == 1
+
+
+def random_register_history(seed: int):
+    """Seeded random register history: overlapping writes of unique values, reads of any written value."""
+    import random
+    rng = random.Random(seed)
+    b = HistoryBuilder()
+    written: list[int] = []
+    for i in range(rng.randint(2, 14)):
+        start = rng.uniform(0, 30)
+        end = start + rng.uniform(0.1, 6)
+        if rng.random() < 0.5:
+            b.op(i, "write", K, i + 1, start, end, rng.choice(["ok", "ok", "ok", "info", "fail"]))
+            written.append(i + 1)
+        else:
+            got = rng.choice([None, *written]) if written else None
+            b.op(i, "read", K, None, start, end, result=got)
+    return b.build()
+
+
+def brute_k_histogram(h):
+    """k per ok read straight from the definition, quadratic."""
+    from collections import Counter
+
+    from checkers.quantiles import client_pairs
+    pairs = client_pairs(h)
+    writes = [p for p in pairs if p.f == "write" and not p.failed]
+    out = Counter()
+    for r in pairs:
+        if r.f != "read" or not r.ok:
+            continue
+        v = r.read_value
+        src = next((w for w in writes if w.invoke.value == v), None) if v is not None else None
+        if v is not None and src is None:
+            continue  # the value of a failed write: unexplained, left out
+        fresh = -1 if v is None else (src.e if src.ok else float("inf"))
+        out[sum(1 for w in writes if w.ok and w.e < r.s and w.s > fresh)] += 1
+    return dict(out)
+
+
+def test_k_staleness_agrees_with_the_quadratic_definition():
+    for seed in range(400):
+        h = random_register_history(seed)
+        r = StalenessChecker().check(h, CheckContext())
+        assert dict(r.details["k_staleness_histogram"]) == brute_k_histogram(h), f"seed {seed}"
