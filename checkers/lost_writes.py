@@ -146,12 +146,7 @@ def absence_explained(adds: list[OpPair], removes: Iterable[OpPair], final: OpPa
     """
     if not any(a.ok and a.e < final.s for a in adds):
         return True
-    for rm in removes:
-        if rm.failed or rm.s >= final.e:
-            continue
-        if rm.e > _latest_forced_start(adds, max(final.s, rm.s)):
-            return rm
-    return False
+    return last_op_before_read(removes, adds, final)
 
 
 def presence_explained(adds: Iterable[OpPair], removes: list[OpPair], final: OpPair) -> OpPair | bool:
@@ -161,11 +156,22 @@ def presence_explained(adds: Iterable[OpPair], removes: list[OpPair], final: OpP
     be placed after every ok remove that completed before ``max(read invoke,
     add invoke)``, or False when none can.
     """
-    for a in adds:
-        if a.failed or a.s >= final.e:
+    return last_op_before_read(adds, removes, final)
+
+
+def last_op_before_read(candidates: Iterable[OpPair], opposite: list[OpPair], final: OpPair) -> OpPair | bool:
+    """A candidate op that can be the last one on the element before ``final`` reads it, or False.
+
+    It must not have failed, must begin before the read completes, and must
+    be placeable after every ok ``opposite`` op forced before the read's
+    earliest possible moment at or after its own invoke. That earliest moment
+    is optimal: a later one only forces more opposite ops in before it.
+    """
+    for c in candidates:
+        if c.failed or c.s >= final.e:
             continue
-        if a.e > _latest_forced_start(removes, max(final.s, a.s)):
-            return a
+        if c.e > _latest_forced_start(opposite, max(final.s, c.s)):
+            return c
     return False
 
 
