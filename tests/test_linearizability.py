@@ -354,3 +354,14 @@ def test_every_invalid_key_gets_a_counterexample_that_names_its_own_ops():
     assert set(by_key) == {"a", "b", "c"}
     for key, anomaly in by_key.items():
         assert {h.ops[i].key for i in anomaly.ops} == {key}
+
+
+def test_alike_writes_try_the_earliest_returning_first():
+    # Two writes of 1: p (long) and o (short, inside it). Only "o, write 2, read 2, p, read 1"
+    # works; a symmetry rule that tried p for o would wrongly call this invalid.
+    ops = [Operation(("write", 1), None, 1, 10, "p"), Operation(("write", 1), None, 2, 3, "o"),
+           Operation(("write", 2), None, 4, 5, "x"), Operation(("read", None), 2, 6, 7, "r2"),
+           Operation(("read", None), 1, 11, 12, "r1")]
+    verdict, info = check_operations(RegisterModel(), ops, time_limit=5)
+    assert verdict == Verdict.VALID
+    assert info["linearization"] == ["o", "x", "r2", "p", "r1"]
