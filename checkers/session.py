@@ -83,11 +83,14 @@ def sessions_of(history: History) -> dict[Any, list[SessionOp]]:
     """Each session's read/write ops in session order, with the 'counts' flag set."""
     raw: dict[Any, list[OpPair]] = defaultdict(list)
     for p in client_pairs(history):
-        f = p.invoke.f
+        inv = p.invoke
+        f = inv.f
         if f != "read" and f != "write":
             continue
-        s = p.flag("session")
-        raw[p.invoke.process if s is None else s].append(p)
+        s = inv.extra.get("session")
+        if s is None:
+            s = p.flag("session")
+        raw[inv.process if s is None else s].append(p)
     out: dict[Any, list[SessionOp]] = {}
     for s, ps in raw.items():
         ops = []
@@ -98,7 +101,7 @@ def sessions_of(history: History) -> dict[Any, list[SessionOp]]:
             ok = c is not None and c.type == "ok"
             is_write = p.invoke.f == "write"
             value = p.invoke.value if is_write else (read_max(c.value) if ok else 0)  # type: ignore[union-attr]
-            ops.append(SessionOp(p, s, i, counts, is_write, ok, p.key, value))
+            ops.append(SessionOp(p, s, i, counts, is_write, ok, p.invoke.key, value))
         out[s] = ops
     return out
 
