@@ -83,3 +83,13 @@ def test_every_checker_result_is_strict_json():
     ctx = CheckContext(settings={"n": 3, "r": 0, "w": 2, "mode": "dvv"})
     for c in build([n for n in names() if n != "linearizable"]):
         json.dumps(c.check(h, ctx).to_json(), allow_nan=False)
+
+
+def test_empty_and_nemesis_only_histories_do_not_crash_any_checker():
+    from checkers.registry import build, names
+    from harness.history import History
+    nem = HistoryBuilder().nemesis("start-partition", 1, 2).build()
+    for h in (History.of([]), nem):
+        for c in build([n for n in names() if n != "linearizable"]):
+            r = c.check(h, CheckContext())
+            assert r.verdict in (Verdict.UNKNOWN, Verdict.VALID), (c.name, r)
