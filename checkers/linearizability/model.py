@@ -12,11 +12,13 @@ An op whose outcome is unknown (``info``) is stepped with ``output`` equal to
 successfully (the search separately considers the op never happening).
 
 A model may also define ``resolve(ops) -> {position: Operation or None}``:
-what the rest of the history settles about indeterminate ops. ``None``
-drops one that no linearization needs (e.g. a timed-out write whose value
-nobody read); an Operation replaces one that must have happened by some
-time (e.g. a timed-out write whose unique value a read returned). Both are
-sound and spare the search exponential work.
+what the rest of the history settles. ``None`` drops an indeterminate op
+that no linearization needs (e.g. a timed-out write whose value nobody
+read); an Operation replaces an op with one that is equivalent given the
+history (e.g. a timed-out write whose unique value a read returned must have
+happened before that read returned). Both are sound and spare the search
+exponential work. And ``is_pure(input)``: true for ops that never change
+the state (reads), which the search tries first and commits to.
 
 A whole new model is about twenty lines; see ``docs/linearizability.md``.
 """
