@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from targets.dynamo.client import DynamoClient  # noqa: E402
-from targets.dynamo.launcher import local_cluster  # noqa: E402
+from targets.dynamo.client import DynamoClient
+from targets.dynamo.launcher import local_cluster
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -113,13 +113,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     for fsync in args.fsync.split(","):
-        with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp:
-            with local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0) as c:
-                urls = {name: node.url for name, node in c.nodes.items()}
-                pids = [proc.pid for proc in c.procs.values()]
-                load = os.getloadavg()[0]
-                result = asyncio.run(workload(urls, pids, args.seconds, args.concurrency, args.keys, args.seed))
-                result["load"] = max(load, os.getloadavg()[0])
+        with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, \
+                local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0) as c:
+            urls = {name: node.url for name, node in c.nodes.items()}
+            pids = [proc.pid for proc in c.procs.values()]
+            load = os.getloadavg()[0]
+            result = asyncio.run(workload(urls, pids, args.seconds, args.concurrency, args.keys, args.seed))
+            result["load"] = max(load, os.getloadavg()[0])
         report(f"fsync={fsync} N=3 R=2 W=2 concurrency={args.concurrency}", result)
     return 0
 

@@ -38,15 +38,15 @@ def roundtrip(cluster, node, key, value):
 
 def test_timers_and_requests_survive_clock_jumps_both_ways(tmp_path):
     require(os.path.exists(LIBFAKETIME), f"libfaketime not installed at {LIBFAKETIME}")
-    with local_cluster(3, tmp_path, faketime=True, gossip_interval=0.5, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, faketime=True, gossip_interval=0.5, request_timeout=5.0) as c:
         for offset, expected in (("-5m", -300), ("+5m", 300), ("+0", 0)):
             c.set_clock("n2", offset)
             assert abs(skew(c, "n2") - expected) < 10, f"skew {offset} did not take effect"
             rounds = members(c, "n2")["rounds"]
             beat = members(c, "n1")["members"]["n2"]["heartbeat"][1]
             # gossip keeps running on n2 (its rounds and heartbeat advance) and peers keep it up
-            assert eventually(lambda: members(c, "n2")["rounds"] >= rounds + 3, timeout=10)
-            assert eventually(lambda: members(c, "n1")["members"]["n2"]["heartbeat"][1] > beat, timeout=10)
+            assert eventually(lambda r=rounds: members(c, "n2")["rounds"] >= r + 3, timeout=10)
+            assert eventually(lambda b=beat: members(c, "n1")["members"]["n2"]["heartbeat"][1] > b, timeout=10)
             assert members(c, "n1")["members"]["n2"]["up"] and members(c, "n2")["members"]["n1"]["up"]
             # requests coordinated by the skewed node still complete (timeouts use the loop clock)
             assert roundtrip(c, "n2", f"k{offset}", offset) == (offset,)
@@ -54,7 +54,7 @@ def test_timers_and_requests_survive_clock_jumps_both_ways(tmp_path):
 
 def test_lww_keeps_the_later_timestamp_and_skew_loses_acked_writes(tmp_path):
     require(os.path.exists(LIBFAKETIME), f"libfaketime not installed at {LIBFAKETIME}")
-    with local_cluster(3, tmp_path, faketime=True, mode="lww", ae_interval=60, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, faketime=True, mode="lww", ae_interval=60, request_timeout=5.0) as c:
         async def go():
             cs = {n: DynamoClient(n, c.nodes[n].url, 5) for n in c.nodes}
             try:

@@ -71,14 +71,14 @@ def sibling_workload(cluster, rounds: int) -> tuple[int, int]:
 
 
 def test_vclock_blind_and_stale_writes_make_siblings_grow(tmp_path):
-    with local_cluster(3, tmp_path, mode="vclock", ae_interval=60, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, mode="vclock", ae_interval=60, request_timeout=5.0) as c:
         blind, rmw = sibling_workload(c, rounds=6)
     assert blind == 5
     assert rmw > 2 * 3          # false concurrency: siblings grow with every stale write
 
 
 def test_dvv_siblings_stay_at_true_concurrency(tmp_path):
-    with local_cluster(3, tmp_path, mode="dvv", ae_interval=60, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, mode="dvv", ae_interval=60, request_timeout=5.0) as c:
         blind, rmw = sibling_workload(c, rounds=6)
     assert blind == 5           # 5 truly concurrent blind writes
     assert rmw == 2             # one live version per writer, however many writes
@@ -95,7 +95,7 @@ def find_key(cluster, primaries_include: str, excludes: str) -> tuple[str, list[
 
 
 def test_write_during_absence_is_handed_off_after_restart(tmp_path):
-    with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=3.0, ae_interval=600) as c:
+    with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=5.0, ae_interval=600) as c:
         key, primaries = find_key(c, primaries_include="n4", excludes="n1")
         fallback = "n1"                                   # the only non-primary: the stand-in
         # n1 is not a replica of the key: it forwards the write to one that is
@@ -127,7 +127,7 @@ def test_write_during_absence_is_handed_off_after_restart(tmp_path):
 
 
 def test_wiped_replica_is_repaired_by_a_read(tmp_path):
-    with local_cluster(3, tmp_path, ae_interval=600, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, ae_interval=600, request_timeout=5.0) as c:
         async def write():
             cs = clients_for(c)
             try:
@@ -152,7 +152,7 @@ def test_wiped_replica_is_repaired_by_a_read(tmp_path):
 
 
 def test_wiped_replica_is_repaired_by_anti_entropy_without_reads(tmp_path):
-    with local_cluster(3, tmp_path, ae_interval=0.5, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, ae_interval=0.5, request_timeout=5.0) as c:
         async def write():
             cs = clients_for(c)
             try:
@@ -188,7 +188,7 @@ def test_transport_faults_cut_both_directions(tmp_path):
 
 
 def test_tombstones_are_reaped_after_the_grace_period(tmp_path):
-    with local_cluster(3, tmp_path, tombstone_grace=1.0, ae_interval=600, request_timeout=3.0) as c:
+    with local_cluster(3, tmp_path, tombstone_grace=1.0, ae_interval=600, request_timeout=5.0) as c:
         async def go():
             cs = clients_for(c)
             try:
@@ -204,7 +204,7 @@ def test_tombstones_are_reaped_after_the_grace_period(tmp_path):
 
 
 def test_a_replica_that_times_out_is_replaced_by_a_fallback_within_the_request(tmp_path):
-    with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=3.0, ae_interval=600,
+    with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=5.0, ae_interval=600,
                        gossip_interval=5) as c:
         key, primaries = find_key(c, primaries_include="n4", excludes="n1")
         coordinator = next(p for p in primaries if p != "n4")

@@ -147,7 +147,7 @@ async def antientropy_loop(ae: AntiEntropy, interval: float, stopping: asyncio.E
     while not await wait_or_stop(stopping, interval):
         try:
             await ae.run_once()
-        except Exception as exc:  # noqa: BLE001 - keep the loop alive; reported in /admin/antientropy
+        except Exception as exc:
             ae.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("anti-entropy round failed")
 

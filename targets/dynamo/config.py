@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from harness.errors import UserError
 

@@ -56,8 +56,7 @@ class UptimeClock:
             if abs(estimate - up) > _TOLERANCE:
                 self._anchor_up, self._anchor_mono = up, mono
                 estimate = up
-        if estimate < self._last:
-            estimate = self._last
+        estimate = max(estimate, self._last)
         self._last = estimate
         return estimate
 

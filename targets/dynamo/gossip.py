@@ -22,7 +22,8 @@ import asyncio
 import logging
 import random
 import time
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from targets.dynamo.eventloop import wait_or_stop
 from targets.dynamo.transport import PeerUnreachable

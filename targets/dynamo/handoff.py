@@ -75,9 +75,9 @@ class Handoff:
             for key, seq in chunk:
                 if txn.drop_hint(target, key, seq):
                     dropped += 1
-                    if not txn.hinted_elsewhere(key) and me not in ring.preference_list(key, n):
-                        if txn.get(key) is not None:
-                            txn.delete(key)
+                    if (not txn.hinted_elsewhere(key) and me not in ring.preference_list(key, n)
+                            and txn.get(key) is not None):
+                        txn.delete(key)
             return dropped
         return await node.storage.run(job)
 
@@ -87,7 +87,7 @@ async def handoff_loop(handoff: Handoff, interval: float, stopping: asyncio.Even
     while not stopping.is_set():
         try:
             await handoff.run_once()
-        except Exception as exc:  # noqa: BLE001 - keep the loop alive, report in /admin/hints
+        except Exception as exc:
             handoff.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("handoff round failed")
         if await wait_or_stop(stopping, interval):

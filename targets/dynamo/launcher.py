@@ -25,8 +25,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
 from harness.backends.base import Node
 from harness.errors import UserError
@@ -67,7 +68,7 @@ def start_node_process(argv: Sequence[str], log_path: str | os.PathLike, *,
         if not os.path.exists(clock_file):
             Path(clock_file).write_text("+0\n")
         full_env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME_TIMESTAMP_FILE=str(clock_file), FAKETIME_NO_CACHE="1")
-    log = open(log_path, "ab")
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to Popen, closed below
     try:
         return subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 env=full_env, cwd=str(REPO_ROOT), start_new_session=True)

@@ -30,8 +30,9 @@ import os
 import queue
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 BATCH = 256
 CACHE_MAX = 200_000
@@ -57,7 +58,7 @@ class Change:
 class Txn:
     """The handle a job gets inside the worker thread (one open transaction)."""
 
-    def __init__(self, storage: "Storage", db: sqlite3.Connection) -> None:
+    def __init__(self, storage: Storage, db: sqlite3.Connection) -> None:
         self._s = storage
         self._db = db
         self.changes: list[Change] = []
@@ -111,11 +112,11 @@ class Storage:
         self.versioning = versioning
         self.partition_of = partition_of
         self.fsync = fsync
-        self._jobs: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_change: Callable[[list[Change]], None] = lambda changes: None
-        self._cache: "collections.OrderedDict[str, Any]" = collections.OrderedDict()
+        self._cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._cache_complete = True        # no key evicted: a key not cached is not stored
         self.commits = 0
         self.jobs_run = 0
@@ -208,7 +209,7 @@ class Storage:
                 fut.set_exception(value)
 
     # -- jobs ------------------------------------------------------------------------------
-    def run(self, fn: Callable[[Txn], Any]) -> "asyncio.Future[Any]":
+    def run(self, fn: Callable[[Txn], Any]) -> asyncio.Future[Any]:
         """Run ``fn(txn)`` in the worker thread inside a transaction; resolves after the commit."""
         assert self._loop is not None, "Storage.start() first"
         fut = self._loop.create_future()

@@ -8,7 +8,8 @@ typo in a test spec cannot silently run with defaults) and ``client`` returns a
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from harness.errors import UserError
 from targets.dynamo.client import DynamoClient

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import aiohttp
 
@@ -50,10 +51,10 @@ class Faults:
     peers: tuple[str, ...] = field(default=())
 
     @staticmethod
-    def parse(body: Any, members: Mapping[str, Any]) -> "Faults":
+    def parse(body: Any, members: Mapping[str, Any]) -> Faults:
         """Validate a ``POST /admin/faults`` body (ValueError with a one-line reason)."""
         if not isinstance(body, dict):
-            raise ValueError("faults body must be a JSON object")
+            raise ValueError("faults body must be a JSON object")  # noqa: TRY004 - answered as 400
         unknown = set(body) - {"drop", "delay_ms", "jitter_ms", "loss", "peers"}
         if unknown:
             raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
