@@ -20,6 +20,14 @@ any pair with the same ok ops and state and more info ops done fails too
 (it has fewer options), so those are pruned. Without info ops the cache is
 a plain set of (bitset, state).
 
+Three more prunings, each sound by an exchange argument (and each checked
+against the brute-force oracle in the tests): at each point reads are tried
+first, and a read that fits is *committed* to (if any linearization exists,
+one starts with it, so its siblings need no trying); among *alike* ok ops
+(equal input and output) only the earliest-returning available one is
+tried; and the model's optional ``resolve`` hook may drop or pin
+indeterminate ops before the search (see ``model.py``).
+
 Bitsets are Python ints; the linked list is two int arrays; the search is a
 generator that yields every ``quantum`` steps so a scheduler can interleave
 many keys and stop at a deadline (see ``checker.py``).
@@ -27,7 +35,7 @@ many keys and stop at a deadline (see ``checker.py``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generator, Sequence
 
 from checkers.linearizability.model import Model, Operation
@@ -59,7 +67,6 @@ class SearchOutcome:
     longest: tuple[int, ...] = ()
     longest_state: Any = None
     blocked: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_CACHE,
@@ -79,6 +86,8 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     # --- the entry list -------------------------------------------------
     events = []
     for i, op in enumerate(ops):
+        if op.ret < op.call:
+            raise ValueError(f"operation {op.id!r} returns ({op.ret}) before it is called ({op.call})")
         events.append((op.call, 0, i))
         events.append((op.ret, 1, i))
     events.sort(key=lambda ev: (ev[0], ev[1]))
