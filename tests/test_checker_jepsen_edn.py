@@ -57,7 +57,7 @@ def test_independent_tuples_become_keys(tmp_path):
     ("notype", '{:f :read, :process 0, :time 1}\n', r":1: cannot map to a dynharness op: op has no :type"),
     ("badtime", '{:type :invoke, :f :read, :process 0, :time 1.5}\n', r"non-negative integer nanoseconds"),
     ("badtype", '{:type :done, :f :read, :process 0, :time 1}\n', r":type must be"),
-    ("garbage", '{:type :invoke, :f\n', r"not valid EDN"),
+    ("garbage", '{:type :invoke, :f :read, :process 0, :time 1}\n{:type :ok, :f ]\n', r"garbage.edn:2: not valid EDN"),
 ])
 def test_refuses_what_cannot_be_mapped_naming_the_line(tmp_path, name, text, msg):
     p = DATA / f"jepsen-bad-{name}.edn" if text is None else tmp_path / f"{name}.edn"
