@@ -95,7 +95,8 @@ def build_run_model(run_dir: str | Path) -> dict[str, Any]:
     fs: dict[str, int] = {}
     keys: dict[str, int] = {}
     lanes_seen: dict[Any, int] = {}
-    cols: dict[str, list[Any]] = {k: [] for k in ("lane", "node", "f", "type", "t0", "t1", "key", "value", "inv", "comp", "proc", "sib")}
+    # Compact columns (the page decodes them): t0 in 0.1 ms, dur = t1 - t0 in 0.1 ms, dcomp = completion index - invoke index.
+    cols: dict[str, list[Any]] = {k: [] for k in ("lane", "node", "f", "type", "t0", "dur", "key", "value", "inv", "dcomp", "proc", "sib")}
     lat_by_f: dict[str, list[float]] = defaultdict(list)
     per_sec: dict[int, Counter[str]] = defaultdict(Counter)
     sib_reads: Counter[int] = Counter()   # ok reads by sibling count (the divergent-versions table)
@@ -112,13 +113,13 @@ def build_run_model(run_dir: str | Path) -> dict[str, Any]:
         cols["node"].append(nodes.setdefault(node, len(nodes)))
         cols["f"].append(fs.setdefault(inv.f, len(fs)))
         cols["type"].append(OUTCOMES.index(outcome))
-        cols["t0"].append(round(t0, 3))
-        cols["t1"].append(round(t1, 3))
+        cols["t0"].append(round(t0 * 10))
+        cols["dur"].append(round(t1 * 10) - round(t0 * 10))
         cols["key"].append(keys.setdefault(inv.key, len(keys)) if inv.key is not None else -1)
         shown = comp.value if comp is not None and comp.type == "ok" and comp.value is not None else inv.value
         cols["value"].append(_short(shown))
         cols["inv"].append(inv.index)
-        cols["comp"].append(comp.index if comp is not None else -1)
+        cols["dcomp"].append(comp.index - inv.index if comp is not None else -1)
         cols["proc"].append(inv.process if isinstance(inv.process, int) else -1)
         sib = comp.siblings if comp is not None else None
         cols["sib"].append(sib if sib is not None else -1)

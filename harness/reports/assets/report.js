@@ -6,7 +6,16 @@
   var M = JSON.parse(document.getElementById('run-data').textContent);
   TIMES.parse = performance.now() - T0;
   var O = M.ops, N = O.t0.length;
+  (function decode() {  // html.py sends compact columns: t0 and duration in 0.1 ms, completion index as an offset
+    var t0 = new Float64Array(N), t1 = new Float64Array(N), comp = new Int32Array(N);
+    for (var k = 0; k < N; k++) {
+      t0[k] = O.t0[k] / 10; t1[k] = (O.t0[k] + O.dur[k]) / 10; comp[k] = O.dcomp[k] < 0 ? -1 : O.inv[k] + O.dcomp[k];
+    }
+    O.t0 = t0; O.t1 = t1; O.comp = comp;
+  })();
   var OUT_COL = ['#3f9e5a', '#d9534f', '#e0a526', '#8a8f98'];
+  var OUT_RGB = [[63, 158, 90], [217, 83, 79], [224, 165, 38], [138, 143, 152]];
+  var RANK = [0, 3, 2, 1];  // ok < open < info < fail: what a pixel shows when several ops share it
   var NODE_COL = ['#2f6fdf', '#d9534f', '#3f9e5a', '#9c4fd6', '#e0a526', '#17a2b8', '#e83e8c', '#6c757d', '#795548', '#20c997'];
   var FAULT_COL = {partition: 'rgba(217,83,79,0.13)', clock: 'rgba(47,111,223,0.13)', crash: 'rgba(30,30,30,0.13)',
     pause: 'rgba(156,79,214,0.13)', link: 'rgba(224,165,38,0.16)', wipe: 'rgba(30,30,30,0.2)'};
@@ -90,9 +99,11 @@
     });
     g.fillStyle = '#1d2330'; g.fillText('nemesis', 4, TOP + NEM_H / 2);
     // lanes
-    var drawn = 0, hl = 0, y0 = TOP + NEM_H + 6;
+    var drawn = 0, hl = 0, y0 = TOP + NEM_H + 6, W = Math.ceil(w), bins = new Int16Array(W + 1);
+    var byNode = colourBy === 'node';
     for (var L = 0; L < lanes.length; L++) {
       var y = y0 + L * laneH, idx = lanes[L];
+      bins.fill(0);
       if (L % 2 === 0) { g.fillStyle = 'rgba(0,0,0,0.025)'; g.fillRect(LEFT, y, w - LEFT, laneH); }
       if (laneH >= 9) { g.fillStyle = '#5f6b7a'; g.fillText(M.lanes[L], 4, y + laneH / 2); }
       var p = Math.max(0, lowerBound(O.t0, idx, view.t0, 0, idx.length) - 1);
@@ -103,14 +114,31 @@
         if (keyFilter >= 0 && O.key[r] !== keyFilter) continue;
         var x0 = Math.max(LEFT, xOf(O.t0[r], w)), x1 = Math.min(w - 8, xOf(O.t1[r], w));
         var bw = Math.max(1, x1 - x0);
-        g.fillStyle = colourBy === 'node' ? nodeCol(O.node[r]) : OUT_COL[O.type[r]];
+        drawn++;
+        if (bw < 2) {  // narrow ops: one pixel column each, the most telling outcome wins (fail > info > open > ok)
+          var code = (byNode ? O.node[r] : O.type[r]) + 1;
+          for (var xx = x0 | 0, xe = Math.min(W, x1 | 0); xx <= xe; xx++) {
+            var prev = bins[xx];
+            if (!prev || (!byNode && RANK[code - 1] > RANK[prev - 1])) bins[xx] = code;
+          }
+          continue;
+        }
+        g.fillStyle = byNode ? nodeCol(O.node[r]) : OUT_COL[O.type[r]];
         g.globalAlpha = highlight && !highlight.has(r) ? 0.35 : 1;
         g.fillRect(x0, y + 1, bw, laneH - 2);
-        drawn++;
         if (bw > 46 && laneH >= 11) {
           g.fillStyle = '#fff'; g.save(); g.beginPath(); g.rect(x0, y, bw, laneH); g.clip();
           g.fillText(M.fs[O.f[r]] + ' ' + O.value[r] + ' @' + M.nodes[O.node[r]], x0 + 3, y + laneH / 2); g.restore();
         }
+      }
+      g.globalAlpha = highlight ? 0.35 : 1;
+      for (var bx = LEFT; bx <= W;) {  // runs of equal pixel columns as one rectangle
+        var c = bins[bx];
+        if (!c) { bx++; continue; }
+        var s0 = bx;
+        while (bx <= W && bins[bx] === c) bx++;
+        g.fillStyle = byNode ? nodeCol(c - 1) : OUT_COL[c - 1];
+        g.fillRect(s0, y + 1, bx - s0, laneH - 2);
       }
     }
     g.globalAlpha = 1;
@@ -216,11 +244,23 @@
     function yOf(v) { return h - (Math.log10(Math.max(v, latMin)) - ly0) / (ly1 - ly0) * (h - 6); }
     g.font = '11px system-ui, sans-serif'; g.fillStyle = '#5f6b7a'; g.strokeStyle = '#eceff3';
     for (var e = Math.ceil(ly0); e <= ly1; e++) { var yy = yOf(Math.pow(10, e)); g.beginPath(); g.moveTo(LEFT, yy); g.lineTo(w, yy); g.stroke(); g.fillText(Math.pow(10, e) + ' ms', 4, yy + 4); }
+    // points straight into the pixel buffer: 100,000 fillRect calls would be the slowest part of the page
+    var dpr = window.devicePixelRatio || 1, PW = cv.width, PH = cv.height, img = g.getImageData(0, 0, PW, PH), px = img.data;
+    var dot = Math.max(2, Math.round(2 * dpr));
     var p = Math.max(0, lowerBound(O.t0, allRows, view.t0, 0, N)), n = 0;
     for (; p < N && O.t0[p] <= view.t1; p++) {
       if (O.type[p] === 3 || (keyFilter >= 0 && O.key[p] !== keyFilter)) continue;
-      g.fillStyle = OUT_COL[O.type[p]]; g.fillRect(xOf(O.t0[p], w) - 1, yOf(O.t1[p] - O.t0[p]) - 1, 2.2, 2.2); n++;
+      var cx = Math.round(xOf(O.t0[p], w) * dpr) - 1, cy = Math.round(yOf(O.t1[p] - O.t0[p]) * dpr) - 1, rgb = OUT_RGB[O.type[p]];
+      for (var dy = 0; dy < dot; dy++) {
+        var row = cy + dy; if (row < 0 || row >= PH) continue;
+        for (var dx = 0; dx < dot; dx++) {
+          var col = cx + dx; if (col < LEFT * dpr || col >= PW) continue;
+          var k = (row * PW + col) * 4; px[k] = rgb[0]; px[k + 1] = rgb[1]; px[k + 2] = rgb[2]; px[k + 3] = 255;
+        }
+      }
+      n++;
     }
+    g.putImageData(img, 0, 0);
     var lastY = -100;
     [[0.999, 'p99.9'], [0.99, 'p99'], [0.5, 'p50']].forEach(function (qq) {
       var v = q(qq[0]); if (v == null) return; var yy = yOf(v), ly = Math.max(yy - 3, lastY + 12); lastY = ly;
