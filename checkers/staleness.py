@@ -100,47 +100,58 @@ class StalenessChecker:
         by_value: dict[tuple[Any, Any], OpPair] = {}
         reads: dict[Any, list[OpPair]] = defaultdict(list)
         for p in client_pairs(history):
-            if p.f in ("write", "cas"):
-                if p.failed:
+            inv, comp = p
+            f = inv.f
+            key = inv.key if inv.key is not None else p.key
+            if f == "write" or f == "cas":
+                if comp is not None and comp.type == "fail":
                     continue
-                v = written_value(p)
+                v = inv.value if f == "write" else written_value(p)
                 try:
-                    by_value.setdefault((p.key, v), p)
+                    by_value.setdefault((key, v), p)
                 except TypeError:
                     continue  # unhashable value: cannot be identified by a read
-                if p.ok:
-                    writes[p.key].append(p)
-            elif p.f == "read" and p.ok:
-                reads[p.key].append(p)
+                if comp is not None and comp.type == "ok":
+                    writes[key].append(p)
+            elif f == "read" and comp is not None and comp.type == "ok":
+                reads[key].append(p)
 
         k_hist: dict[int, int] = defaultdict(int)
         buckets = [[0, 0] for _ in T_EDGES]  # [reads, saw it]
         unexplained = considered = stale = 0
         anomalies: list[Anomaly] = []
+        inf = math.inf
         for key, rs in reads.items():
-            ws = sorted(writes.get(key, []), key=lambda w: w.e)
-            ends = [w.e for w in ws]
-            starts = sorted(w.s for w in ws)
+            ws = sorted(writes.get(key, []), key=lambda w: w.completion.index)  # type: ignore[union-attr]
+            ends = [w.completion.index for w in ws]  # type: ignore[union-attr]
+            w_starts = [w.invoke.index for w in ws]
+            starts = sorted(w_starts)
             fen = _Fenwick(len(ws))
             queries = []
             for r in rs:
-                vals = returned_values(r.read_value)
+                vals = returned_values(r.completion.value)  # type: ignore[union-attr]
+                fresh: float = -1
                 try:
-                    found = [by_value.get((key, v)) for v in vals]
-                except TypeError:
-                    found = [None]
-                if any(f is None for f in found):
+                    for v in vals:
+                        src = by_value.get((key, v))
+                        if src is None:
+                            raise LookupError
+                        c = src.completion
+                        e = c.index if c is not None and c.type == "ok" else inf
+                        if e > fresh:
+                            fresh = e
+                except (LookupError, TypeError):
                     unexplained += 1
                     continue
-                fresh = max((f.e if f.ok else math.inf for f in found), default=-1)  # type: ignore[union-attr]
-                queries.append((r.s, fresh, r))
+                queries.append((r.invoke.index, fresh, r))
             queries.sort(key=lambda q: q[0])
             j = 0
+            n_ws = len(ws)
             for x, fresh, r in queries:
-                while j < len(ws) and ends[j] < x:
-                    fen.add(bisect_left(starts, ws[j].s))
+                while j < n_ws and ends[j] < x:
+                    fen.add(bisect_left(starts, w_starts[j]))
                     j += 1
-                k = j - fen.prefix(bisect_right(starts, fresh)) if fresh != math.inf else 0
+                k = j - fen.prefix(bisect_right(starts, fresh)) if fresh != inf else 0
                 considered += 1
                 k_hist[k] += 1
                 if k >= 1:
@@ -155,7 +166,7 @@ class StalenessChecker:
                     t_ms = (r.invoke.time - last.completion.time) / NS_PER_MS  # type: ignore[union-attr]
                     b = max(0, bisect_right(T_EDGES, t_ms) - 1)
                     buckets[b][0] += 1
-                    buckets[b][1] += fresh > last.s  # not definitely older than it
+                    buckets[b][1] += fresh > w_starts[j - 1]  # not definitely older than it
 
         observed = {k: sum(c for kk, c in k_hist.items() if kk >= k) / considered if considered else 0.0
                     for k in range(1, K_MAX + 1)}
