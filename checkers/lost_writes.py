@@ -307,7 +307,9 @@ class LostWritesChecker:
             verdict, reason = Verdict.VALID, None
         details = {
             "final_read_rule": "last ok read marked final" if marked else "last ok read of each key (no op is marked final)",
-            "per_key": per_key,
+            # every key when there are few; else the keys with losses or no final read
+            "per_key": per_key if len(per_key) <= MAX_LISTED else
+            {k: v for k, v in per_key.items() if v["lost"] or v["final_read"] is None},
             "unacknowledged_present_ops": unacked_present_ops,
             "stabilisation": {"counts": stab_counts, "stable_latency_ms": summarize(stable_lat),
                               "lost_latency_ms": summarize(lost_lat)},
