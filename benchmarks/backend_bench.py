@@ -101,18 +101,20 @@ def bench_cluster(client, tag: str, rounds: int) -> None:
 def bench_faults(label: str, backend, run_dir: Path, rounds: int) -> None:
     nodes = backend.setup(ClusterConfig(nodes=tuple(f"n{i}" for i in range(1, 6)), settings={"n": 3, "r": 2, "w": 2},
                                         run_dir=run_dir))
-    prim = {
-        "run `iptables -S` in a node": lambda: backend.run("n1", ["iptables", "-S"]).check(),
-        "write the clock file": lambda: backend.write_file("n2", nodes[1].clock_file, b"+0\n"),
-        "pause (SIGSTOP)": lambda: backend.pause("n3"),
-        "resume (SIGCONT)": lambda: backend.resume("n3"),
-        "kill (SIGKILL, wait until gone)": lambda: backend.kill("n4"),
-        "start (until healthy)": lambda: backend.start("n4"),
+    prim = {  # pairs run alternately, so every kill kills a running node and every start starts a dead one
+        ("run `iptables -S` in a node", "write the clock file"): (
+            lambda: backend.run("n1", ["iptables", "-S"]).check(),
+            lambda: backend.write_file("n2", nodes[1].clock_file, b"+0\n")),
+        ("pause (SIGSTOP)", "resume (SIGCONT)"): (lambda: backend.pause("n3"), lambda: backend.resume("n3")),
+        ("kill (SIGKILL, until gone)", "start (until healthy)"): (lambda: backend.kill("n4"), lambda: backend.start("n4")),
     }
     prows = []
-    for what, fn in prim.items():
-        times = [timed(fn)[0] for _ in range(rounds)]
-        prows.append((what, f"{statistics.median(times) * 1000:7.0f} ms"))
+    for (first, second), (f1, f2) in prim.items():
+        t1, t2 = [], []
+        for _ in range(rounds):
+            t1.append(timed(f1)[0])
+            t2.append(timed(f2)[0])
+        prows += [(first, f"{statistics.median(t1) * 1000:7.0f} ms"), (second, f"{statistics.median(t2) * 1000:7.0f} ms")]
     if hasattr(backend, "_shells") and label.startswith("Docker"):
         from harness.backends.docker_cluster import DockerShell
         slow = DockerShell(backend._shells["n1"].container, fast=False)
