@@ -138,3 +138,20 @@ def test_served_histories_index(page, tmp_path):
         srv.shutdown()
         srv.server_close()
         t.join(5)
+
+
+def test_compressed_report_data_unpacks_in_the_browser(page, tmp_path, monkeypatch):
+    from harness.reports import render
+    from harness.reports.html import write_run_report
+    from harness.reports.synthetic import write_synthetic_run
+
+    monkeypatch.setattr(render, "COMPRESS_ABOVE", 1000)   # big runs' path, on a small run
+    run = write_synthetic_run(tmp_path / "gz" / "1", ops=800, seed=8)
+    report = write_run_report(run)
+    assert 'data-encoding="gzip-base64"' in report.read_text()
+    _open(page, report)
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    assert int(page.get_attribute("#tl-canvas", "data-drawn")) > 100
+    page.locator("#anomaly-list li").first.click()
+    assert int(page.get_attribute("#tl-canvas", "data-highlighted")) >= 1
+    assert page.errors == []

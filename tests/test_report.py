@@ -177,3 +177,17 @@ def test_campaign_heat_map_grid_and_per_cell_fallback(tmp_path):
         histories=tmp_path, runner=FakeRunner(tmp_path))
     lost = next(h for h in heatmaps(explicit, rows(explicit)) if h["key"] == "lost_writes")
     assert lost["row_axis"] == "cell" and lost["groups"]["all cells"]["rows"] == ["sloppy", "strict"]
+
+
+def test_large_data_is_embedded_compressed_and_decodes_to_the_model(tmp_path, monkeypatch):
+    import base64
+    import gzip
+
+    from harness.reports import render
+
+    run = write_synthetic_run(tmp_path / "x" / "1", ops=200, seed=2)
+    monkeypatch.setattr(render, "COMPRESS_ABOVE", 1000)
+    page = write_run_report(run).read_text()
+    packed = re.search(r'<script type="application/octet-stream" id="run-data" data-encoding="gzip-base64">([^<]*)</script>', page)
+    data = json.loads(gzip.decompress(base64.b64decode(packed.group(1))))
+    assert data["ops"] == build_run_model(run)["ops"] and data["verdict"] == "invalid"

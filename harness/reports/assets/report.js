@@ -3,7 +3,20 @@
 (function () {
   'use strict';
   var T0 = performance.now(), TIMES = {};
-  var M = JSON.parse(document.getElementById('run-data').textContent);
+
+  function loadData() {  // html.py embeds JSON, or gzip+base64 of it for big runs
+    var el = document.getElementById('run-data');
+    if (el.dataset.encoding !== 'gzip-base64') return Promise.resolve(JSON.parse(el.textContent));
+    var bin = atob(el.textContent.trim()), bytes = new Uint8Array(bin.length);
+    for (var b = 0; b < bin.length; b++) bytes[b] = bin.charCodeAt(b);
+    var stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+    return new Response(stream).text().then(JSON.parse);
+  }
+  loadData().then(main, function (e) {
+    document.body.insertAdjacentHTML('afterbegin', '<p style="color:#a12a25;padding:8px 24px">This browser cannot unpack the report data: ' + String(e) + '</p>');
+  });
+
+  function main(M) {
   TIMES.parse = performance.now() - T0;
   var O = M.ops, N = O.t0.length;
   (function decode() {  // html.py sends compact columns: t0 and duration in 0.1 ms, completion index as an offset
@@ -376,4 +389,5 @@
   document.body.dataset.readyMs = String(Math.round(performance.now()));
   document.body.dataset.timings = JSON.stringify(TIMES);
   document.body.dataset.ready = '1';
+  }
 })();
