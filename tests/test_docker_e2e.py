@@ -23,14 +23,14 @@ pytestmark = [pytest.mark.docker, pytest.mark.cluster, pytest.mark.slow]
 
 HALVES = {"n1": ["n3", "n4", "n5"], "n2": ["n3", "n4", "n5"], "n3": ["n1", "n2"], "n4": ["n1", "n2"],
           "n5": ["n1", "n2"]}
-SCHEDULE = [
-    (2.0, "start-partition", {"topology": "majorities-ring", "grudge": HALVES}),
-    (6.0, "stop-partition", None),
-    (7.0, "start-clock", {"mode": "bump", "nodes": ["n2"], "offset_ms": 90_000}),
-    (10.0, "stop-clock", {"nodes": ["n2"]}),
-    (11.0, "kill", {"nodes": ["n4"]}),
+SCHEDULE = [      # roomy: a partition's probe alone takes ~5 s on a loaded machine, and ops run in order
+    (1.0, "start-partition", {"topology": "majorities-ring", "grudge": HALVES}),
+    (5.0, "stop-partition", None),
+    (9.0, "start-clock", {"mode": "bump", "nodes": ["n2"], "offset_ms": 90_000}),
+    (11.0, "stop-clock", {"nodes": ["n2"]}),
+    (12.0, "kill", {"nodes": ["n4"]}),
     (14.0, "start", {"nodes": ["n4"]}),
-    (15.0, "heal", None),
+    (19.0, "heal", None),
 ]
 FAULTS_STARTED = {"start-partition", "stop-partition", "start-clock", "stop-clock", "kill", "start"}
 
@@ -47,7 +47,7 @@ def fixed_schedule_dir(tmp_path: Path) -> Path:
 def run_with_faults(tmp_path: Path, backend: str, options: dict[str, Any] | None = None):
     """Run the cart workload on ``backend`` through the real runner; return (outcome, history)."""
     over: dict[str, Any] = {
-        "name": f"{backend}-e2e", "backend": backend, "nodes": 5, "duration": 17.0, "rate": 60,
+        "name": f"{backend}-e2e", "backend": backend, "nodes": 5, "duration": 22.0, "rate": 60,
         "concurrency": 5, "recovery": 3.0, "final_read_timeout": 30.0, "seed": 11, "workload.name": "cart",
         "histories": str(tmp_path / "histories"), "replay_schedule": str(fixed_schedule_dir(tmp_path)),
         "nemesis.faults": ["partition", "clock", "crash"]}

@@ -54,7 +54,7 @@ class SshShell:
             _, stdout, stderr = self.client.exec_command(shlex.join(full), timeout=timeout + 5)
             out, err = stdout.read(), stderr.read()
             code = stdout.channel.recv_exit_status()
-        except (OSError, EOFError, Exception) as e:  # socket.timeout, SSHException, a dropped link
+        except Exception as e:  # socket.timeout, SSHException, EOFError: a dropped link or a dead host
             return CommandResult(tuple(argv), 255, "", f"ssh to {self.host} failed: {e}")
         return CommandResult(tuple(argv), code, out.decode(errors="replace"), err.decode(errors="replace"))
 
