@@ -66,3 +66,10 @@ def test_cluster_up_is_reused_by_runs_and_down_removes_it(engine, capsys, tmp_pa
 def test_cluster_up_with_a_bad_node_count_is_a_user_error(capsys):
     assert main(["cluster", "up", "--nodes", "0"]) == 3
     assert "--nodes must be between" in capsys.readouterr().err
+
+
+def test_a_failed_image_build_is_one_line_with_the_builders_reason(engine, capsys):
+    # an invalid reference fails inside the builder before any pull: no network is touched
+    assert main(["image", "build", "--base-image", "UPPER/case:x"]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("dynharness: error: image build failed:") and "lowercase" in err[-1]

@@ -253,7 +253,7 @@ def _apt_base(client, recipe: ImageRecipe, on_status: Callable[[str], None]) -> 
                   "RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "
                   f"{' '.join(recipe.packages)} && rm -rf /var/lib/apt/lists/*\n")
     _stream_build(client, _tar_context({"Dockerfile": dockerfile.encode()}, {}, code=False), recipe.base_tag(),
-                  {LABEL: "1"}, pull=True, on_status=on_status)
+                  {LABEL: "1"}, pull=False, on_status=on_status)  # a missing base is pulled anyway; a local one is used
 
 
 def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = False,
