@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import sys
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -108,6 +109,9 @@ class DockerBackend:
         except Exception:
             return None
         if not all(n in found and found[n].status == "running" and found[n].image.id == image_id for n in nodes):
+            if found:
+                sys.stderr.write(f"dynharness: kept cluster {self.cluster!r} does not fit this run (nodes, state or an "
+                                 "older node image): using a cluster of its own; `dynharness cluster up` refreshes it\n")
             return None
         self._name, self._owned = self.cluster, False
         nets = {n: found[n].attrs["NetworkSettings"]["Networks"] for n in nodes}
