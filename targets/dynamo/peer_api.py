@@ -1,22 +1,37 @@
-"""The node-to-node HTTP endpoints (``/internal/...``), served by every node.
+"""The node-to-node endpoints (``/internal/...``), served by every node, and the listener.
 
-Peers call them through :class:`targets.dynamo.transport.Transport`, which sends
-``POST /internal/batch`` requests carrying several calls; each single endpoint
-also exists on its own (handy with curl). Incoming injected faults are applied
-here, per request, before anything runs. Every endpoint answers JSON; a
+Peers call them through :class:`targets.dynamo.transport.Transport`, over the
+framed protocol described there; :class:`PeerConnection` serves that side. The
+same endpoints also answer HTTP ``POST`` (one call each, or ``/internal/batch``),
+handy with curl and used by the nemesis probes (``nemeses/probes.py``), with the
+sender named in the ``X-Dynamo-From`` header. Incoming injected faults are applied
+per request, before anything runs, on both paths. Every endpoint answers JSON; a
 malformed call gets 400 and changes nothing.
+
+:class:`ConnectionSniffer` is the protocol of the node's one listening port: it
+looks at the first bytes of each accepted connection and hands it either to
+aiohttp (client HTTP) or to :class:`PeerConnection` (:data:`MAGIC`).
 """
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from targets.dynamo.coordinator import QuorumFailed, TooManySiblings
-from targets.dynamo.transport import SENDER_HEADER
+from targets.dynamo.transport import (
+    MAGIC,
+    SENDER_HEADER,
+    STATUS_DROPPED,
+    FrameReader,
+    FrameWriter,
+)
+
+log = logging.getLogger("dynamo.peer_api")
 
 Handler = Callable[[web.Request], Awaitable[web.Response]]
 NodeState = Any   # targets.dynamo.server.NodeState (not imported: server imports this module)
@@ -137,3 +152,105 @@ INTERNAL_ROUTES: dict[str, InternalFn] = {
     "/internal/gossip": internal_gossip, "/internal/coordinate": internal_coordinate,
     "/internal/ae/tree": internal_ae_tree, "/internal/ae/exchange": internal_ae_exchange,
 }
+
+
+class PeerConnection(asyncio.Protocol):
+    """The serving side of one peer's framed connection: runs each request, replies by id."""
+
+    def __init__(self, state: NodeState) -> None:
+        self.state = state
+        self.sender: str | None = None
+        self.transport: asyncio.Transport | None = None
+        self.writer: FrameWriter | None = None
+        self._reader = FrameReader()
+        self._tasks: set[asyncio.Future] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.writer = FrameWriter(transport)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._reader.feed(data)
+        except ValueError:
+            assert self.transport is not None
+            self.transport.abort()
+            return
+        for frame in frames:
+            if self.sender is None:
+                sender = frame.get("from") if isinstance(frame, dict) else None
+                self.sender = sender if isinstance(sender, str) else "?"
+                continue
+            try:
+                rid, path, body = frame
+            except (TypeError, ValueError):
+                continue
+            task = asyncio.ensure_future(self._serve(rid, path, body))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def _serve(self, rid: Any, path: Any, body: Any) -> None:
+        state = self.state
+        delay = state.transport.admit_now(self.sender)
+        if delay is None:
+            self._reply(rid, STATUS_DROPPED, "dropped by injected fault")
+            return
+        if delay:
+            await asyncio.sleep(delay)
+        sender = self.sender
+        if sender in state.cfg.peers and sender != state.name:
+            state.members.heard_from(sender)
+        fn = INTERNAL_ROUTES.get(path) if isinstance(path, str) else None
+        if fn is None:
+            self._reply(rid, 404, {"error": f"unknown peer endpoint {path!r}"})
+            return
+        try:
+            status, answer = await run_internal(state, fn, body)
+        except Exception as exc:
+            log.exception("peer call %s from %s failed", path, self.sender)
+            status, answer = 500, {"error": f"{type(exc).__name__}: {exc}"}
+        self._reply(rid, status, answer)
+
+    def _reply(self, rid: Any, status: int, body: Any) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            assert self.writer is not None
+            self.writer.send([rid, status, body])
+
+
+class ConnectionSniffer(asyncio.Protocol):
+    """Protocol of the node's listening port: hands each connection to aiohttp or to PeerConnection."""
+
+    def __init__(self, http_factory: Callable[[], asyncio.Protocol], state: NodeState) -> None:
+        self._http_factory = http_factory
+        self._state = state
+        self._buf = b""
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        buf = self._buf + data
+        n = min(len(buf), len(MAGIC))
+        if buf[:n] != MAGIC[:n]:
+            self._hand_over(self._http_factory(), buf)
+        elif len(buf) >= len(MAGIC):
+            self._hand_over(PeerConnection(self._state), buf[len(MAGIC):])
+        else:
+            self._buf = buf
+
+    def _hand_over(self, proto: asyncio.Protocol, data: bytes) -> None:
+        assert self._transport is not None
+        self._transport.set_protocol(proto)
+        proto.connection_made(self._transport)
+        if data:
+            proto.data_received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        pass

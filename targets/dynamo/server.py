@@ -29,6 +29,7 @@ from targets.dynamo.gossip import Membership, gossip_loop
 from targets.dynamo.handoff import Handoff, handoff_loop
 from targets.dynamo.peer_api import (
     INTERNAL_ROUTES,
+    ConnectionSniffer,
     Handler,
     internal,
     internal_batch,
@@ -346,19 +347,23 @@ async def serve(cfg: NodeConfig) -> None:
     await state.start()
     runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True, backlog=1024)
+    loop = asyncio.get_running_loop()
+    http_factory = runner.server
+    assert http_factory is not None
     try:
-        await site.start()
+        # one port for both: ConnectionSniffer hands client HTTP to aiohttp, peer links to PeerConnection
+        listener = await loop.create_server(lambda: ConnectionSniffer(http_factory, state), cfg.host, cfg.port,
+                                            reuse_address=True, backlog=1024)
     except OSError as exc:
         await state.stop()
         from harness.errors import UserError
         raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, state.stopping.set)
     log.info("node %s serving on %s:%d (mode=%s n=%d r=%d w=%d fsync=%s)", cfg.name, cfg.host, cfg.port,
              cfg.mode, cfg.n, cfg.r, cfg.w, cfg.fsync)
     print(f"ready {cfg.name} http://{cfg.host}:{cfg.port}", flush=True)
     await state.stopping.wait()
+    listener.close()
     await runner.cleanup()
     await state.stop()
