@@ -103,7 +103,7 @@ def test_register_report_has_the_per_key_drill_down(register_run):
     m = build_run_model(register_run)
     lin = next(c for c in m["checkers"] if c["name"] == "linearizable")
     assert lin["per_key"][0]["verdict"] == "invalid"   # invalid keys first
-    assert m["staleness"] and all(len(c["points"]) >= 2 for c in m["staleness"])
+    assert m["staleness"] and all(len(sr["points"]) >= 2 for c in m["staleness"] for sr in c["series"])
     page = write_run_report(register_run).read_text()
     assert 'id="per-key-table"' in page and 'id="staleness"' in page
 
@@ -191,3 +191,17 @@ def test_large_data_is_embedded_compressed_and_decodes_to_the_model(tmp_path, mo
     packed = re.search(r'<script type="application/octet-stream" id="run-data" data-encoding="gzip-base64">([^<]*)</script>', page)
     data = json.loads(gzip.decompress(base64.b64decode(packed.group(1))))
     assert data["ops"] == build_run_model(run)["ops"] and data["verdict"] == "invalid"
+
+
+def test_staleness_curves_pair_observed_with_theory_and_read_bucket_lists():
+    from harness.reports.html import _curves
+
+    charts = _curves({"k_staleness_observed": {"1": 0.3, "2": 0.1}, "k_staleness_theory": {"1": 0.67, "2": 0.44},
+                      "k_staleness_histogram": {"0": 40, "1": 9},
+                      "t_visibility": [{"t_ms_from": 0, "t_ms_to": 1, "p_visible": 0.8},
+                                       {"t_ms_from": 1, "t_ms_to": 5, "p_visible": 0.95}],
+                      "nrw": {"n": 3, "r": 1, "w": 1}})
+    by_name = {c["name"]: c for c in charts}
+    assert [s["name"] for s in by_name["k_staleness"]["series"]] == ["observed", "theory"]
+    assert by_name["k_staleness_histogram"]["series"][0]["points"] == [[0.0, 40.0], [1.0, 9.0]]
+    assert by_name["t_visibility (p_visible by t_ms_to)"]["series"][0]["points"] == [[1.0, 0.8], [5.0, 0.95]]

@@ -98,7 +98,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
 
     live_on = console.is_terminal and not args.no_live
     if not console.is_terminal:
-        console = Console(width=max(console.width, 180))  # CI logs: keep the summary table on one line per cell
+        console = Console(width=max(console.width, 240))  # CI logs: keep the summary table on one line per cell
     if live_on:
         from rich.live import Live
 

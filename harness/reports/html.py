@@ -196,8 +196,13 @@ def _per_key(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     if isinstance(table, Mapping):
         for k, info in table.items():
             info = info if isinstance(info, Mapping) else {"verdict": info}
-            out.append({"key": k, "verdict": info.get("verdict", "?"),
-                        "info": {kk: vv for kk, vv in info.items() if kk != "verdict"}})
+            cx = info.get("counterexample")
+            text = ", ".join(f"{c.get('op')} [{c.get('invoke')}..{c.get('complete')}]" for c in cx
+                             if isinstance(c, Mapping)) if isinstance(cx, list) else ""
+            rest = {kk: vv for kk, vv in info.items() if kk not in ("verdict", "counterexample", "longest_prefix")}
+            info_text = json.dumps(rest, default=str)
+            out.append({"key": k, "verdict": info.get("verdict", "?"), "counterexample": text,
+                        "info_text": info_text if len(info_text) <= 240 else info_text[:239] + "…"})
     order = {"invalid": 0, "unknown": 1}
     return sorted(out, key=lambda r: (order.get(str(r["verdict"]), 2), str(r["key"])))[:500]
 
@@ -210,8 +215,8 @@ def _sibling_timelines(details: Mapping[str, Any], keep: int = 6) -> list[dict[s
     out = []
     for key, pts in series.items():
         if isinstance(pts, list) and len(pts) >= 2 and all(isinstance(p, (list, tuple)) and len(p) == 2 for p in pts):
-            out.append({"name": str(key), "points": [[float(x), float(y)] for x, y in pts]})
-    out.sort(key=lambda c: -max(p[1] for p in c["points"]))
+            out.append({"name": str(key), "series": [{"name": "", "points": [[float(x), float(y)] for x, y in pts]}]})
+    out.sort(key=lambda c: -max(p[1] for p in c["series"][0]["points"]))
     return out[:keep]
 
 
@@ -229,6 +234,11 @@ def _trim(value: Any, depth: int = 0) -> Any:
     return value
 
 
+X_FIELDS = ("x", "t_ms", "t_ms_to", "t_ms_from", "t", "k")
+Y_FIELDS = ("y", "p_visible", "p", "probability", "share")
+PAIRED = ("observed", "theory", "measured", "model", "expected")  # suffixes drawn together on one chart
+
+
 def _curves(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Numeric curves in the staleness checker's details: lists of [x, y] pairs or {x: y} mappings."""
     out = []
@@ -236,8 +246,14 @@ def _curves(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     def visit(name: str, v: Any) -> None:
         if isinstance(v, list) and v and all(isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, (int, float)) for x in p) for p in v):
             out.append({"name": name, "points": [[float(x), float(y)] for x, y in v]})
-        elif isinstance(v, list) and v and all(isinstance(p, Mapping) for p in v) and {"x", "y"} <= set(v[0]):
-            out.append({"name": name, "points": [[float(p["x"]), float(p["y"])] for p in v]})
+        elif isinstance(v, list) and v and all(isinstance(p, Mapping) for p in v):
+            xk = next((k for k in X_FIELDS if k in v[0]), None)
+            yk = next((k for k in Y_FIELDS if k in v[0]), None)
+            if xk and yk:
+                pts = [[float(p[xk]), float(p[yk])] for p in v
+                       if isinstance(p.get(xk), (int, float)) and isinstance(p.get(yk), (int, float))]
+                if len(pts) >= 2:
+                    out.append({"name": f"{name} ({yk} by {xk})", "points": pts})
         elif isinstance(v, Mapping):
             try:
                 pts = sorted((float(k), float(x)) for k, x in v.items())
@@ -249,7 +265,19 @@ def _curves(details: Mapping[str, Any]) -> list[dict[str, Any]]:
                 out.append({"name": name, "points": [list(p) for p in pts]})
 
     visit("", details)
-    return out[:12]
+    # curves named A_observed / A_theory (and the like) share one chart, so a measurement sits beside its model
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in out:
+        stem, _, suffix = c["name"].rpartition("_")
+        groups.setdefault(stem if stem and suffix in PAIRED else c["name"], []).append(c)
+    charts = []
+    for gname, members in groups.items():
+        if len(members) > 1:
+            charts.append({"name": gname, "series": [{"name": m["name"].rsplit("_", 1)[-1], "points": m["points"]}
+                                                     for m in members]})
+        else:
+            charts.append({"name": members[0]["name"], "series": [{"name": "", "points": members[0]["points"]}]})
+    return charts[:12]
 
 
 def write_run_report(run_dir: str | Path) -> Path:

@@ -311,17 +311,26 @@
     });
     g.fillStyle = '#5f6b7a'; g.fillText(xlabel, 4, h + 13);
   }
-  function drawCurve(cv, curve) {
-    var c = setupCanvas(cv, 200), g = c.g, w = c.w, h = c.h - 18, pts = curve.points;
-    var xs = pts.map(function (p) { return p[0]; }), ys = pts.map(function (p) { return p[1]; });
+  var SERIES_COL = ['#2f6fdf', '#d9534f', '#3f9e5a', '#9c4fd6', '#e0a526'];
+  function drawCurve(cv, curve) {  // one or more series on shared axes, with a legend when several
+    var c = setupCanvas(cv, +cv.getAttribute('height') || 200), g = c.g, w = c.w, h = c.h - 18;
+    var all = []; curve.series.forEach(function (s) { all = all.concat(s.points); });
+    var xs = all.map(function (p) { return p[0]; }), ys = all.map(function (p) { return p[1]; });
     var x0 = Math.min.apply(null, xs), x1 = Math.max.apply(null, xs), y1 = Math.max(1e-9, Math.max.apply(null, ys)), y0 = Math.min(0, Math.min.apply(null, ys));
-    function X(v) { return 50 + (v - x0) / ((x1 - x0) || 1) * (w - 60); }
+    var logX = x0 >= 0 && x1 > 100 * Math.max(1, x0);   // e.g. t-visibility buckets from 1 ms to seconds
+    function fx(v) { return logX ? Math.log10(1 + v) : v; }
+    function X(v) { return 50 + (fx(v) - fx(x0)) / ((fx(x1) - fx(x0)) || 1) * (w - 60); }
     function Y(v) { return h - (v - y0) / ((y1 - y0) || 1) * (h - 10); }
     g.clearRect(0, 0, w, c.h); g.font = '11px system-ui, sans-serif'; g.fillStyle = '#5f6b7a';
-    g.fillText(y1.toPrecision(3), 4, 12); g.fillText(String(y0), 4, h); g.fillText(String(x0), 50, h + 14); g.fillText(String(x1), w - 40, h + 14);
-    g.strokeStyle = '#2f6fdf'; g.lineWidth = 2; g.beginPath();
-    pts.forEach(function (p, k) { if (k) g.lineTo(X(p[0]), Y(p[1])); else g.moveTo(X(p[0]), Y(p[1])); }); g.stroke(); g.lineWidth = 1;
-    g.fillStyle = '#2f6fdf'; pts.forEach(function (p) { g.fillRect(X(p[0]) - 2, Y(p[1]) - 2, 4, 4); });
+    if (logX) { g.fillText('log scale', w / 2 - 20, h + 14); }
+    g.fillText(+y1.toPrecision(3) + '', 4, 12); g.fillText(String(y0), 4, h); g.fillText(String(+x0.toPrecision(4)), 50, h + 14); g.fillText(String(+x1.toPrecision(4)), w - 40, h + 14);
+    curve.series.forEach(function (s, k) {
+      var col = SERIES_COL[k % SERIES_COL.length], pts = s.points;
+      g.strokeStyle = col; g.lineWidth = 2; g.setLineDash(k ? [5, 4] : []); g.beginPath();
+      pts.forEach(function (p, j) { if (j) g.lineTo(X(p[0]), Y(p[1])); else g.moveTo(X(p[0]), Y(p[1])); }); g.stroke();
+      g.setLineDash([]); g.lineWidth = 1; g.fillStyle = col; pts.forEach(function (p) { g.fillRect(X(p[0]) - 2, Y(p[1]) - 2, 4, 4); });
+      if (s.name) { g.fillRect(w - 150, 8 + 14 * k, 12, 3); g.fillStyle = '#1d2330'; g.fillText(s.name, w - 134, 12 + 14 * k); }
+    });
   }
 
   /* ---------- anomalies -> timeline ---------- */
