@@ -126,6 +126,32 @@ class Tally:
         return self.ok >= self.need and self.ok_primary >= self.need_primary
 
 
+class Done:
+    """A one-shot signal: what asyncio.Event + wait_for did, without a task and an Event per request."""
+
+    __slots__ = ("_fut",)
+
+    def __init__(self) -> None:
+        self._fut: asyncio.Future = asyncio.get_running_loop().create_future()
+
+    def set(self) -> None:
+        if not self._fut.done():
+            self._fut.set_result(None)
+
+    def is_set(self) -> bool:
+        return self._fut.done()
+
+    async def wait_until(self, deadline: float) -> None:
+        """Return once set, or at ``deadline`` (loop clock), whichever comes first."""
+        if self._fut.done():
+            return
+        timer = asyncio.get_running_loop().call_at(deadline, self.set)
+        try:
+            await asyncio.shield(self._fut)
+        finally:
+            timer.cancel()
+
+
 class Coordinator:
     """Runs client requests for one node (see the module docstring)."""
 
@@ -149,13 +175,10 @@ class Coordinator:
         self.node.members.record_ok(replica.node)
         return reply
 
-    async def _until_done(self, work: Awaitable[Any], done: asyncio.Event, deadline: float) -> None:
+    async def _until_done(self, work: Awaitable[Any], done: Done, deadline: float) -> None:
         """Run ``work`` in the background (it outlives the reply) and wait for ``done`` or the deadline."""
         self.node.background(work)
-        try:
-            await asyncio.wait_for(done.wait(), max(0.0, deadline - asyncio.get_running_loop().time()))
-        except TimeoutError:
-            pass
+        await done.wait_until(deadline)
 
     # -- writes ----------------------------------------------------------------------------
     async def write(self, key: str, value: Any, context: str | None, *, w: int, pw: int,
@@ -177,7 +200,7 @@ class Coordinator:
         tally.success(me)
         others = [r for r in plan if r.node != self.node.name]
         payload = {"key": key, "obj": self.v.to_json(new_obj)}
-        done = asyncio.Event()
+        done = Done()
         if tally.met:
             done.set()
         await self._until_done(self._replicate(key, walk, plan, others, payload, tally, done, deadline),
@@ -206,7 +229,7 @@ class Coordinator:
         return await self.node.storage.run(job)
 
     async def _replicate(self, key: str, walk: list[str], plan: list[Replica], others: list[Replica],
-                         payload: dict, tally: Tally, done: asyncio.Event, deadline: float) -> None:
+                         payload: dict, tally: Tally, done: Done, deadline: float) -> None:
 
         async def send(replica: Replica, timeout: float) -> None:
             await self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)
@@ -214,7 +237,7 @@ class Coordinator:
         await self._fan_out(walk, plan, others, send, tally, done, deadline)
 
     async def _fan_out(self, walk: list[str], plan: list[Replica], targets: list[Replica],
-                       call: Callable[[Replica, float], Awaitable[Any]], tally: Tally, done: asyncio.Event,
+                       call: Callable[[Replica, float], Awaitable[Any]], tally: Tally, done: Done,
                        deadline: float) -> None:
         """Run ``call`` on every target, replacing failed ones by fallbacks; set ``done`` at quorum.
 
@@ -284,7 +307,7 @@ class Coordinator:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         tally = Tally(need=r, need_primary=pr)
-        done = asyncio.Event()
+        done = Done()
         await self._until_done(self._gather_reads(key, walk, plan, tally, done, deadline), done, deadline)
         if not tally.met:
             self.stats["read_quorum_failed"] += 1
@@ -300,7 +323,7 @@ class Coordinator:
         return merged
 
     async def _gather_reads(self, key: str, walk: list[str], plan: list[Replica], tally: Tally,
-                            done: asyncio.Event, deadline: float) -> None:
+                            done: Done, deadline: float) -> None:
         async def fetch(replica: Replica, timeout: float) -> Any:
             if replica.node == self.node.name:
                 return await self.node.storage.get(key)

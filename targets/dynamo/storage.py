@@ -36,6 +36,7 @@ from typing import Any
 
 BATCH = 256
 CACHE_MAX = 200_000
+_MISS = object()
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, part INTEGER NOT NULL, obj TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS kv_part ON kv (part);
@@ -65,8 +66,16 @@ class Txn:
 
     def get(self, key: str) -> Any:
         """The stored object for key (versioning object) or None."""
+        for change in reversed(self.changes):           # this job's own writes first
+            if change.key == key and not change.loaded:
+                return change.obj
+        hit = self._s._rows.get(key, _MISS)              # committed rows the worker wrote or read
+        if hit is not _MISS:
+            return hit
         row = self._db.execute("SELECT obj FROM kv WHERE key = ?", (key,)).fetchone()
-        return None if row is None else self._s.versioning.from_json(json.loads(row[0]))
+        obj = None if row is None else self._s.versioning.from_json(json.loads(row[0]))
+        self._s._remember_row(key, obj)
+        return obj
 
     def put(self, key: str, obj: Any) -> None:
         self._db.execute("INSERT OR REPLACE INTO kv (key, part, obj) VALUES (?, ?, ?)",
@@ -118,6 +127,11 @@ class Storage:
         self.on_change: Callable[[list[Change]], None] = lambda changes: None
         self._cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
         self._cache_complete = True        # no key evicted: a key not cached is not stored
+        # The worker thread's own row cache (only that thread touches it): what a committed or
+        # in-progress transaction of the worker last read or wrote, so a merge costs no SELECT
+        # and no JSON decode. A job's writes enter it when the job's savepoint is released; a
+        # failed COMMIT empties it (SQLite is then the truth again).
+        self._rows: dict[str, Any] = {}
         self.commits = 0
         self.jobs_run = 0
         db = self._connect()   # create the schema now so a bad data dir fails at start
@@ -180,6 +194,9 @@ class Storage:
                 outcomes.append((fut, False, exc))
                 continue
             db.execute("RELEASE job")
+            for change in txn.changes:
+                if not change.loaded:
+                    self._remember_row(change.key, change.obj)
             changes.extend(txn.changes)
             outcomes.append((fut, True, result))
         try:
@@ -188,6 +205,7 @@ class Storage:
             db.execute("ROLLBACK") if db.in_transaction else None
             outcomes = [(fut, False, exc) for fut, _, _ in outcomes]
             changes = []
+            self._rows.clear()
         self.commits += 1
         self.jobs_run += len(batch)
         assert self._loop is not None
@@ -215,6 +233,20 @@ class Storage:
         fut = self._loop.create_future()
         self._jobs.put((fn, fut))
         return fut
+
+    def _remember_row(self, key: str, obj: Any) -> None:
+        """Worker thread only: note the current row of key (None: absent)."""
+        rows = self._rows
+        if len(rows) >= CACHE_MAX and key not in rows:
+            rows.clear()
+        rows[key] = obj
+
+    def get_cached(self, key: str) -> tuple[bool, Any]:
+        """(True, object or None) when the read cache can answer for key, else (False, None)."""
+        obj = self._cache.get(key)
+        if obj is not None or self._cache_complete:
+            return True, obj
+        return False, None
 
     def _remember(self, change: Change) -> None:
         cache = self._cache

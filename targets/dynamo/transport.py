@@ -51,8 +51,20 @@ CONNECT_TIMEOUT = 1.0
 STATUS_DROPPED = 0
 
 _LENGTH = struct.Struct("!I")
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_decode_json = json.loads
+_std_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def json_bytes(value: Any) -> bytes:
+    """Compact UTF-8 JSON of ``value`` (lone surrogates kept, as the HTTP API accepts them).
+
+    Why stdlib json and not orjson: orjson turns NaN into null and reads integers over 64 bits
+    as floats, and client values may hold both; the node must store exactly what it was sent."""
+    return _std_encode(value).encode("utf-8", "surrogatepass")
+
+
+def json_value(data: bytes) -> Any:
+    """Decode what :func:`json_bytes` wrote (ValueError when it is not JSON)."""
+    return json.loads(data.decode("utf-8", "surrogatepass"))
 
 
 class PeerUnreachable(Exception):
@@ -108,6 +120,11 @@ class Faults:
         d["drop"], d["peers"] = list(self.drop), list(self.peers)
         return d
 
+    @property
+    def active(self) -> bool:
+        """Whether any fault is set at all (fast paths skip the per-message checks when not)."""
+        return bool(self.drop or self.delay_ms or self.jitter_ms or self.loss)
+
     def applies_to(self, peer: str) -> bool:
         return not self.peers or peer in self.peers
 
@@ -127,7 +144,7 @@ class Faults:
 
 def encode_frame(message: Any) -> bytes:
     """One wire frame: 4-byte big-endian length, then compact UTF-8 JSON."""
-    data = _encode_json(message).encode("utf-8", "surrogatepass")
+    data = json_bytes(message)
     return _LENGTH.pack(len(data)) + data
 
 
@@ -150,7 +167,7 @@ class FrameReader:
             end = pos + 4 + length
             if end > size:
                 break
-            out.append(_decode_json(bytes(buf[pos + 4:end]).decode("utf-8", "surrogatepass")))
+            out.append(json_value(bytes(buf[pos + 4:end])))
             pos = end
         if pos:
             del buf[:pos]
