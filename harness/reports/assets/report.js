@@ -259,8 +259,8 @@
     for (var e = Math.ceil(ly0); e <= ly1; e++) { var yy = yOf(Math.pow(10, e)); g.beginPath(); g.moveTo(LEFT, yy); g.lineTo(w, yy); g.stroke(); g.fillText(Math.pow(10, e) + ' ms', 4, yy + 4); }
     // points straight into the pixel buffer: 100,000 fillRect calls would be the slowest part of the page
     var dpr = window.devicePixelRatio || 1, PW = cv.width, PH = cv.height, img = g.getImageData(0, 0, PW, PH), px = img.data;
-    var dot = Math.max(2, Math.round(2 * dpr));
     var p = Math.max(0, lowerBound(O.t0, allRows, view.t0, 0, N)), n = 0;
+    var dot = Math.max(2, Math.round((lowerBound(O.t0, allRows, view.t1, p, N) - p < 5000 ? 3 : 2) * dpr));
     for (; p < N && O.t0[p] <= view.t1; p++) {
       if (O.type[p] === 3 || (keyFilter >= 0 && O.key[p] !== keyFilter)) continue;
       var cx = Math.round(xOf(O.t0[p], w) * dpr) - 1, cy = Math.round(yOf(O.t1[p] - O.t0[p]) * dpr) - 1, rgb = OUT_RGB[O.type[p]];
