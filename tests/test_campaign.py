@@ -244,3 +244,10 @@ def test_live_table_shows_states_and_only_measured_columns(tmp_path):
     text = console.export_text()
     assert "311-lww" in text and "error" in text and "1 broken of 1" in text
     assert "lost %" in text and "linearizable" not in text   # no register cell: no linearizability column
+
+
+def test_only_some_cells_do_not_fail_for_the_others(tmp_path):
+    runner = FakeRunner(tmp_path)
+    camp = run_campaign(parse_campaign(SMALL), histories=tmp_path, runner=runner, only=["311-vclock"])
+    assert runner.calls == ["311-vclock"]
+    assert camp.cells["322-lww"].state == "pending" and camp.exit_code() == 0

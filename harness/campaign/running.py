@@ -182,6 +182,7 @@ class CampaignRun:
     started: str
     finished: str | None = None
     interrupted: bool = False
+    only: tuple[str, ...] = ()   # --cell: the cells this invocation was asked to run (others may stay pending)
 
     def broken(self) -> list[tuple[str, dict[str, Any]]]:
         """(cell id, expectation outcome) for every broken expectation."""
@@ -191,7 +192,8 @@ class CampaignRun:
         """130 interrupted, 3 a cell could not run, 1 an expectation broke, else 0."""
         if self.interrupted:
             return 130
-        if any(r.state in ("error", "timeout", "pending") for r in self.cells.values()):
+        if any(r.state in ("error", "timeout") or (r.state == "pending" and (not self.only or cid in self.only))
+               for cid, r in self.cells.items()):
             return 3
         return 1 if self.broken() else 0
 
@@ -262,6 +264,7 @@ def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | Non
     else:
         camp = resume
         camp.interrupted, camp.finished = False, None
+    camp.only = tuple(only or ())
     camp.save()
     notify = on_update or (lambda _c, _r: None)
     try:
