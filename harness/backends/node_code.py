@@ -16,6 +16,8 @@ import functools
 import hashlib
 import json
 import os
+import secrets
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -131,26 +133,43 @@ def code_hash(root: Path = PROJECT_ROOT) -> str:
     return h.hexdigest()
 
 
+def _private(path: Path) -> Path:
+    """A temporary sibling of ``path`` no other process uses (concurrent harnesses share the cache)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}")
+
+
 def download_wheels(requirements: Sequence[str], python_version: str, dest: Path, timeout: float = 300.0) -> list[Path]:
-    """Download the node's dependencies as binary wheels for the image's Python (cached on disk)."""
-    stamp = dest / ".complete"
-    if stamp.exists():
+    """Download the node's dependencies as binary wheels for the image's Python (cached on disk).
+
+    Downloaded into a private directory then renamed into place, so concurrent harnesses never
+    see (or write into) a half-filled cache."""
+    if (dest / ".complete").exists():
         return sorted(dest.glob("*.whl"))
-    dest.mkdir(parents=True, exist_ok=True)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = _private(dest)
     py = python_version
-    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(dest),
+    argv = [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "-d", str(work),
             "--only-binary=:all:", "--python-version", py, "--implementation", "cp",
             "--abi", "cp" + py.replace(".", ""), "--platform", "manylinux_2_28_x86_64",
             "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
             "--platform", "manylinux1_x86_64", "--platform", "any", *requirements]
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise UserError(f"pip download of the node's wheels took over {timeout:.0f}s: check access to PyPI") from None
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["?"])[-1]
-        raise UserError(f"cannot download the node's wheels ({last}); check access to PyPI or a pip index")
-    stamp.write_text("ok\n")
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise UserError(f"pip download of the node's wheels took over {timeout:.0f}s: check access to PyPI") from None
+        if proc.returncode != 0:
+            last = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            raise UserError(f"cannot download the node's wheels ({last}); check access to PyPI or a pip index")
+        (work / ".complete").write_text("ok\n")
+        if not (dest / ".complete").exists():
+            shutil.rmtree(dest, ignore_errors=True)     # a half-filled cache left by an older harness
+        try:
+            work.rename(dest)
+        except OSError:
+            pass                       # another harness finished first: use its copy
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return sorted(dest.glob("*.whl"))
 
 
@@ -176,15 +195,17 @@ def build_bundle(python_version: str, dest_dir: Path, requirements: Sequence[str
     wheels = download_wheels(requirements, python_version, wheels_at)
     site = dest_dir / f"site-{wheels_at.name}.tar.gz"
     if not site.exists():
+        tmp_tar = _private(site)
         with tempfile.TemporaryDirectory(prefix="dynharness-bundle-") as tmp:
             unpack_wheels(wheels, Path(tmp))
-            with tarfile.open(site.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
+            with tarfile.open(tmp_tar, "w:gz", compresslevel=1) as tar:
                 tar.add(tmp, ".")
-        site.with_suffix(".tmp").rename(site)
+        os.replace(tmp_tar, site)
     app = dest_dir / f"app-{code_hash()[:16]}.tar.gz"
     if not app.exists():
-        with tarfile.open(app.with_suffix(".tmp"), "w:gz", compresslevel=1) as tar:
+        tmp_tar = _private(app)
+        with tarfile.open(tmp_tar, "w:gz", compresslevel=1) as tar:
             for rel, path in code_files():
                 tar.add(path, rel)
-        app.with_suffix(".tmp").rename(app)
+        os.replace(tmp_tar, app)
     return site, app

@@ -233,8 +233,9 @@ def wait_healthy(nodes: Sequence[Node], timeout: float, logs: Mapping[str, str] 
         if time.monotonic() > deadline:
             names = ", ".join(n.name for n in pending)
             tail = ""
-            if logs:
+            if logs is not None:
                 last = (logs.get(pending[0].name, "").strip().splitlines() or [""])[-1]
-                tail = f"; {pending[0].name}'s log ends: {last[:200]}" if last else ""
+                tail = (f"; {pending[0].name}'s log ends: {last[:200]}" if last
+                        else f"; {pending[0].name}'s log is empty (still starting, or not reachable from here?)")
             raise UserError(f"node(s) {names} did not answer /admin/health within {timeout:.0f}s{tail}")
         time.sleep(0.1)

@@ -214,7 +214,10 @@ class SshBackend:
         return facts
 
     def _upload_code(self, name: str, facts: Mapping[str, str]) -> tuple[str, str]:
-        """Put the node's dependencies and code on the host once each (cached there by hash)."""
+        """Put the node's dependencies and code on the host once each (cached there by hash).
+
+        Unpacked into a private directory and renamed into place, so two harnesses setting up
+        on the same host at once never run a half-extracted copy."""
         shell, base = self._shells[name], f"{facts['home']}/.dynharness"
         dirs = []
         for tarball in build_bundle(facts["python"], CACHE_DIR / "bundles"):
@@ -222,10 +225,12 @@ class SshBackend:
             dirs.append(target)
             if shell.exec(["test", "-e", f"{target}/.complete"]).returncode == 0:
                 continue
-            shell.exec(["mkdir", "-p", target]).check()
-            shell.put_file(f"{target}.tar.gz", tarball.read_bytes())
-            shell.exec(remote.sh('tar -xzf "$1" -C "$2" && rm -f "$1" && touch "$2/.complete"',
-                                 f"{target}.tar.gz", target), timeout=120).check()
+            work = f"{target}.tmp.{secrets.token_hex(4)}"
+            shell.exec(["mkdir", "-p", work]).check()
+            shell.put_file(f"{work}.tar.gz", tarball.read_bytes())
+            script = ('tar -xzf "$1" -C "$3" && rm -f "$1" && touch "$3/.complete" && '
+                      '{ [ -e "$2/.complete" ] || rm -rf "$2"; mv -T "$3" "$2" 2>/dev/null || rm -rf "$3"; }')
+            shell.exec(remote.sh(script, f"{work}.tar.gz", target, work), timeout=120).check()
         return dirs[0], dirs[1]
 
     def teardown(self) -> None:
