@@ -43,7 +43,7 @@ class DockerBackend:
     OPTIONS: Mapping[str, tuple[type, Any]] = {
         "image": (str, None), "base_image": (str, None), "subnet": (str, None), "cluster": (str, "default"),
         "keep": (bool, False), "reuse": (bool, True), "port": (int, 7000), "timeout": (float, DEFAULT_TIMEOUT),
-        "health_timeout": (float, 40.0)}
+        "health_timeout": (float, 60.0)}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         opts = remote.parse_options("docker", options, self.OPTIONS)

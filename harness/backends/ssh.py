@@ -129,7 +129,7 @@ class SshBackend:
     OPTIONS: Mapping[str, tuple[type, Any]] = {
         "hosts": (object, ()), "user": (str, "root"), "port": (int, 22), "key": (str, None),
         "known_hosts": (str, None), "trust_on_first_use": (bool, False), "node_port": (int, 7000),
-        "connect_timeout": (float, 10.0), "health_timeout": (float, 40.0)}
+        "connect_timeout": (float, 10.0), "health_timeout": (float, 60.0)}
 
     def __init__(self, options: Mapping[str, Any] | None = None) -> None:
         opts = remote.parse_options("ssh", options, self.OPTIONS)
