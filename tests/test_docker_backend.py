@@ -197,3 +197,24 @@ def test_a_missing_engine_is_one_line_saying_what_to_do(monkeypatch):
 def test_bad_docker_options_are_one_line_user_errors(options, message):
     with pytest.raises(UserError, match=message):
         DockerBackend(options)
+
+
+class _BrokenTarget:
+    """A target whose node prints one line and exits: setup must fail in one line and clean up."""
+
+    name = "broken"
+
+    def node_command(self, node, host, port, data_dir, peers, settings, python="python3"):
+        return [python, "-c", "print('boom: this node cannot start'); raise SystemExit(2)"]
+
+
+def test_a_node_that_cannot_start_fails_setup_with_its_log_and_leaves_nothing(tmp_path):
+    require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
+    backend = DockerBackend({"reuse": False, "health_timeout": 3})
+    with pytest.raises(UserError, match="boom: this node cannot start"):
+        backend.setup(ClusterConfig(nodes=("n1",), settings={}, run_dir=tmp_path, extra={"target": _BrokenTarget()}))
+    client = connect_engine()
+    try:
+        assert cluster_containers(client, backend._name) == []
+    finally:
+        client.close()

@@ -94,7 +94,7 @@ class DockerBackend:
             for n in self._nodes:
                 self._reset(n)
                 remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime)
-            remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails())
+            remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails)
             return list(self._nodes.values())
         except BaseException:
             self.teardown()
@@ -186,7 +186,7 @@ class DockerBackend:
         shell = self._shell(node)
         if remote.daemon_pid(shell, LAYOUT) is None:
             remote.start_daemon(shell, LAYOUT, self._argv[node], faketime=self._nodes[node].clock_file is not None)
-        remote.wait_healthy([self._nodes[node]], self.health_timeout, self._log_tails())
+        remote.wait_healthy([self._nodes[node]], self.health_timeout, self._log_tails)
 
     def kill(self, node: str) -> None:
         """SIGKILL the server process (the container, its clock file and firewall rules stay)."""

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
@@ -222,8 +222,10 @@ def healthy(node: Node, timeout: float = 1.0) -> bool:
     return bool(doc and doc.get("ok"))
 
 
-def wait_healthy(nodes: Sequence[Node], timeout: float, logs: Mapping[str, str] | None = None) -> None:
-    """Wait until every node answers its health check; UserError naming the laggards otherwise."""
+def wait_healthy(nodes: Sequence[Node], timeout: float,
+                 logs: Callable[[], Mapping[str, str]] | None = None) -> None:
+    """Wait until every node answers its health check; UserError naming the laggards otherwise
+    (with the end of the first laggard's log, read by ``logs()`` when the time is up)."""
     deadline = time.monotonic() + timeout
     pending = list(nodes)
     while pending:
@@ -234,7 +236,7 @@ def wait_healthy(nodes: Sequence[Node], timeout: float, logs: Mapping[str, str] 
             names = ", ".join(n.name for n in pending)
             tail = ""
             if logs is not None:
-                last = (logs.get(pending[0].name, "").strip().splitlines() or [""])[-1]
+                last = (logs().get(pending[0].name, "").strip().splitlines() or [""])[-1]
                 tail = (f"; {pending[0].name}'s log ends: {last[:200]}" if last
                         else f"; {pending[0].name}'s log is empty (still starting, or not reachable from here?)")
             raise UserError(f"node(s) {names} did not answer /admin/health within {timeout:.0f}s{tail}")

@@ -195,7 +195,7 @@ class SshBackend:
                                                     self._layouts[name].data_dir)
                 remote.start_daemon(self._shells[name], self._layouts[name], self._argv[name], faketime=self._faketime)
             self._save_state()
-            remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails())
+            remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails)
             return list(self._nodes.values())
         except BaseException:
             self.teardown()
@@ -298,7 +298,7 @@ class SshBackend:
         shell, layout = self._node(node)
         if remote.daemon_pid(shell, layout) is None:
             remote.start_daemon(shell, layout, self._argv[node], faketime=self._faketime)
-        remote.wait_healthy([self._nodes[node]], self.health_timeout, self._log_tails())
+        remote.wait_healthy([self._nodes[node]], self.health_timeout, self._log_tails)
 
     def kill(self, node: str) -> None:
         shell, layout = self._node(node)
