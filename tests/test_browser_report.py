@@ -82,6 +82,10 @@ def test_run_report_anomaly_click_reaches_its_ops(page, tmp_path):
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + 48)
     page.locator("#selected-ops tbody tr").last.click()   # jump to the final read
     page.locator("#tl-reset").click()
+    page.select_option("#tl-rows", "process")     # Jepsen's one row per process
+    page.select_option("#tl-colour", "node")
+    assert int(page.get_attribute("#tl-canvas", "data-drawn")) > 100
+    page.screenshot(path=str(ARTIFACTS / "report-run-by-process.png"))
     assert page.errors == []
 
 

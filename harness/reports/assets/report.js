@@ -74,18 +74,34 @@
 
   /* ---------- indexes ---------- */
   var rowOf = new Map();
-  var lanes = M.lanes.map(function () { return []; });
-  for (var i = 0; i < N; i++) {
-    rowOf.set(O.inv[i], i); if (O.comp[i] >= 0) rowOf.set(O.comp[i], i);
-    lanes[O.lane[i]].push(i);
+  for (var i = 0; i < N; i++) { rowOf.set(O.inv[i], i); if (O.comp[i] >= 0) rowOf.set(O.comp[i], i); }
+  // Rows of the timeline: one per session (a worker keeps its row across process ids), or one per
+  // process as in Jepsen's timeline (a new row after every info). laneOf[r] is op r's row.
+  var lanes, laneNames, laneOf, laneH;
+  function buildLanes(by) {
+    laneOf = new Int32Array(N);
+    if (by === 'process') {
+      var ids = new Map(), procs = [];
+      for (var r = 0; r < N; r++) { var pid = M.lanes[O.lane[r]] === 'final' ? 'final' : O.proc[r]; if (!ids.has(pid)) { ids.set(pid, 0); procs.push(pid); } }
+      procs.sort(function (a, b) { return a === 'final' ? 1 : b === 'final' ? -1 : a - b; });
+      procs.forEach(function (pid, k) { ids.set(pid, k); });
+      laneNames = procs.map(String);
+      for (r = 0; r < N; r++) laneOf[r] = ids.get(M.lanes[O.lane[r]] === 'final' ? 'final' : O.proc[r]);
+    } else {
+      laneNames = M.lanes.slice();
+      for (r = 0; r < N; r++) laneOf[r] = O.lane[r];
+    }
+    lanes = laneNames.map(function () { return []; });
+    for (r = 0; r < N; r++) lanes[laneOf[r]].push(r);
+    laneH = Math.max(3, Math.min(22, Math.floor(520 / Math.max(1, lanes.length))));
   }
+  buildLanes('session');
   var allRows = new Array(N); for (i = 0; i < N; i++) allRows[i] = i; // invoke order = t0 order
   TIMES.index = performance.now() - T0;
 
   /* ---------- timeline ---------- */
   var tl = document.getElementById('tl-canvas');
   var LEFT = 64, TOP = 22, NEM_H = 18;
-  var laneH = Math.max(5, Math.min(22, Math.floor(520 / Math.max(1, lanes.length))));
   var tlGeom = null;
   function xOf(t, w) { return LEFT + (t - view.t0) / (view.t1 - view.t0) * (w - LEFT - 8); }
   function tOf(x, w) { return view.t0 + (x - LEFT) / (w - LEFT - 8) * (view.t1 - view.t0); }
@@ -118,7 +134,7 @@
       var y = y0 + L * laneH, idx = lanes[L];
       bins.fill(0);
       if (L % 2 === 0) { g.fillStyle = 'rgba(0,0,0,0.025)'; g.fillRect(LEFT, y, w - LEFT, laneH); }
-      if (laneH >= 9) { g.fillStyle = '#5f6b7a'; g.fillText(M.lanes[L], 4, y + laneH / 2); }
+      if (laneH >= 9) { g.fillStyle = '#5f6b7a'; g.fillText(laneNames[L], 4, y + laneH / 2); }
       var p = Math.max(0, lowerBound(O.t0, idx, view.t0, 0, idx.length) - 1);
       for (; p < idx.length; p++) {
         var r = idx[p];
@@ -158,7 +174,7 @@
     if (highlight) {
       highlight.forEach(function (r) {
         if (O.t1[r] < view.t0 || O.t0[r] > view.t1) return;
-        var y = y0 + O.lane[r] * laneH, x0 = xOf(O.t0[r], w), x1 = xOf(O.t1[r], w);
+        var y = y0 + laneOf[r] * laneH, x0 = xOf(O.t0[r], w), x1 = xOf(O.t1[r], w);
         g.strokeStyle = '#111'; g.lineWidth = 2; g.strokeRect(x0 - 1, y - 0.5, Math.max(3, x1 - x0) + 2, laneH + 1);
         g.fillStyle = '#111'; g.beginPath(); g.moveTo(x0, y - 1); g.lineTo(x0 - 4, y - 7); g.lineTo(x0 + 4, y - 7); g.fill();
         hl++;
@@ -223,6 +239,7 @@
   });
   document.getElementById('tl-key').addEventListener('change', function (e) { keyFilter = +e.target.value; drawTimeline(); });
   document.getElementById('tl-colour').addEventListener('change', function (e) { colourBy = e.target.value; legend(); drawTimeline(); });
+  document.getElementById('tl-rows').addEventListener('change', function (e) { buildLanes(e.target.value); drawTimeline(); });
   function legend() {
     var el = document.getElementById('tl-legend'), items = colourBy === 'node'
       ? M.nodes.map(function (n, i) { return [nodeCol(i), n]; })
@@ -334,7 +351,11 @@
   }
 
   /* ---------- anomalies -> timeline ---------- */
-  function cell(tr, text) { var td = document.createElement('td'); td.textContent = text == null ? '' : String(text); tr.appendChild(td); }
+  function cell(tr, text) {  // long values (a final read of thousands of items) are cut; the full text is the tooltip
+    var td = document.createElement('td'), t = text == null ? '' : String(text);
+    if (t.length > 160) { td.title = t; t = t.slice(0, 159) + '… (' + t.length + ' chars; hover for all)'; }
+    td.textContent = t; tr.appendChild(td);
+  }
   function zoomTo(r) {
     var pad = Math.max(END * 0.015, (O.t1[r] - O.t0[r]) * 2, 40);
     setView(O.t0[r] - pad, O.t1[r] + pad);
@@ -365,7 +386,8 @@
         Object.keys(rest).length ? JSON.stringify(rest) : ''].forEach(function (v) { cell(tr, v); });
       tb.appendChild(tr);
     });
-    document.getElementById('timeline').scrollIntoView({block: 'start'});
+    // the op table sits right above the timeline: bring both into view
+    box.scrollIntoView({block: 'start'});
   }
   document.querySelectorAll('#anomaly-list li').forEach(function (li) {
     li.addEventListener('click', function () { selectAnomaly(+li.dataset.anomaly, li); });
