@@ -29,6 +29,7 @@ from targets.dynamo.transport import (
     STATUS_DROPPED,
     FrameReader,
     FrameWriter,
+    small_reads,
 )
 
 log = logging.getLogger("dynamo.peer_api")
@@ -250,6 +251,7 @@ class ConnectionSniffer(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
+        small_reads(transport)          # peer and client HTTP connections alike
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data

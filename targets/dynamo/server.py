@@ -36,7 +36,7 @@ from targets.dynamo.peer_api import (
     reply,
 )
 from targets.dynamo.storage import Storage
-from targets.dynamo.transport import Faults, Transport
+from targets.dynamo.transport import Faults, FrameWriter, Transport
 
 log = logging.getLogger("dynamo.server")
 
@@ -275,7 +275,9 @@ async def admin_stats(state: NodeState, request: web.Request) -> web.Response:
                        "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
                                    "fsync": cfg.fsync, "path": state.storage.path},
                        "transport": {"sent": state.transport.sent, "failed": state.transport.failed,
-                                     "batches": state.transport.batches},
+                                     "batches": state.transport.batches,
+                                     "connects": state.transport.connects,
+                                     "frames": FrameWriter.frames, "frame_writes": FrameWriter.writes},
                        "settings": dict(cfg.settings), "uptime_s": round(time.time() - state.started_at, 3)})
 
 
