@@ -63,6 +63,7 @@ class Txn:
         self._s = storage
         self._db = db
         self.changes: list[Change] = []
+        self.dirty = False                 # this job wrote something (a failure must roll it back)
 
     def get(self, key: str) -> Any:
         """The stored object for key (versioning object) or None."""
@@ -78,6 +79,7 @@ class Txn:
         return obj
 
     def put(self, key: str, obj: Any) -> None:
+        self.dirty = True
         self._db.execute("INSERT OR REPLACE INTO kv (key, part, obj) VALUES (?, ?, ?)",
                          (key, self._s.partition_of(key), json.dumps(self._s.versioning.to_json(obj),
                                                                      separators=(",", ":"))))
@@ -93,16 +95,19 @@ class Txn:
         return old, new
 
     def delete(self, key: str) -> None:
+        self.dirty = True
         self._db.execute("DELETE FROM kv WHERE key = ?", (key,))
         self.changes.append(Change(key, None))
 
     def add_hint(self, target: str, key: str) -> None:
         """Remember that ``key`` must be handed to ``target`` (bumps seq if already queued)."""
+        self.dirty = True
         self._db.execute("INSERT INTO hints (target, key, seq) VALUES (?, ?, 1) "
                          "ON CONFLICT (target, key) DO UPDATE SET seq = seq + 1", (target, key))
 
     def drop_hint(self, target: str, key: str, seq: int) -> bool:
         """Delete the hint if it was not re-queued since ``seq`` was read; True when deleted."""
+        self.dirty = True
         cur = self._db.execute("DELETE FROM hints WHERE target = ? AND key = ? AND seq = ?",
                                (target, key, seq))
         return cur.rowcount > 0
@@ -180,25 +185,14 @@ class Storage:
         db.close()
 
     def _run_batch(self, db: sqlite3.Connection, batch: list) -> None:
-        outcomes = []
-        changes: list[Change] = []
-        db.execute("BEGIN")
-        for fn, fut in batch:
-            txn = Txn(self, db)
-            db.execute("SAVEPOINT job")
-            try:
-                result = fn(txn)
-            except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
-                db.execute("ROLLBACK TO job")
-                db.execute("RELEASE job")
-                outcomes.append((fut, False, exc))
-                continue
-            db.execute("RELEASE job")
-            for change in txn.changes:
-                if not change.loaded:
-                    self._remember_row(change.key, change.obj)
-            changes.extend(txn.changes)
-            outcomes.append((fut, True, result))
+        # Fast path: no savepoint per job. A job that fails before writing anything (the usual
+        # failure: a bad context or too many siblings) needs no rollback; if one fails after
+        # writing, the whole batch is rolled back and run again with a savepoint per job.
+        ran = self._run_jobs(db, batch, savepoints=False)
+        if ran is None:
+            ran = self._run_jobs(db, batch, savepoints=True)
+            assert ran is not None
+        outcomes, changes = ran
         try:
             db.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -210,6 +204,37 @@ class Storage:
         self.jobs_run += len(batch)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._deliver, changes, outcomes)
+
+    def _run_jobs(self, db: sqlite3.Connection, batch: list,
+                  savepoints: bool) -> tuple[list, list[Change]] | None:
+        """Run the batch's jobs in one open transaction; None = rolled back, rerun with savepoints."""
+        outcomes = []
+        changes: list[Change] = []
+        db.execute("BEGIN")
+        for fn, fut in batch:
+            txn = Txn(self, db)
+            if savepoints:
+                db.execute("SAVEPOINT job")
+            try:
+                result = fn(txn)
+            except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
+                if savepoints:
+                    db.execute("ROLLBACK TO job")
+                    db.execute("RELEASE job")
+                elif txn.dirty:
+                    db.execute("ROLLBACK")
+                    self._rows.clear()        # it may hold rows of this batch's earlier jobs
+                    return None
+                outcomes.append((fut, False, exc))
+                continue
+            if savepoints:
+                db.execute("RELEASE job")
+            for change in txn.changes:
+                if not change.loaded:
+                    self._remember_row(change.key, change.obj)
+            changes.extend(txn.changes)
+            outcomes.append((fut, True, result))
+        return outcomes, changes
 
     def _deliver(self, changes: list[Change], outcomes: list) -> None:
         if changes:
