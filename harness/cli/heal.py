@@ -6,6 +6,10 @@ through the cluster state file (``<run_dir>/cluster.json``) and resumes
 paused nodes, starts killed ones, flushes the run's iptables chain, resets
 every libfaketime clock file to +0 and clears in-process transport faults,
 printing each thing it did, then checks the cluster is clean.
+
+``--teardown`` then stops the cluster and removes what its backend created
+(node processes and iptables chain locally; containers and network on
+Docker): the way to end a cluster kept with ``--leave-running``.
 """
 from __future__ import annotations
 
@@ -40,6 +44,9 @@ def cmd_heal(args: argparse.Namespace) -> int:
     print(f"healing the {backend.name} cluster of {state.parent} ({len(backend.nodes())} nodes)")
     probe = heal_cluster(backend)
     print(("healed: " if probe.ok else "NOT healed: ") + probe.detail)
+    if args.teardown:
+        backend.teardown()
+        print(f"torn down: the {backend.name} cluster of {state.parent} is stopped and removed")
     return 0 if probe.ok else 3
 
 
@@ -49,8 +56,11 @@ def register(sub: Any) -> None:
                                    "start killed ones, flush iptables rules, reset clocks, clear in-process faults.",
                        epilog="examples:\n  dynharness heal                       # the cluster of histories/latest\n"
                               "  dynharness heal histories/demo/20250101T000000\n"
-                              "  dynharness heal --cluster /path/to/cluster.json",
+                              "  dynharness heal --cluster /path/to/cluster.json\n"
+                              "  dynharness heal --teardown             # heal, then stop and remove the cluster",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", nargs="?", metavar="RUN_DIR", help="run folder (default histories/latest)")
     p.add_argument("--cluster", metavar="STATE", help="a cluster state file (cluster.json) instead of a run folder")
+    p.add_argument("--teardown", action="store_true",
+                   help="after healing, stop the cluster and remove what its backend created")
     p.set_defaults(func=cmd_heal)

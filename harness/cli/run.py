@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if spec.leave_running:
         print(f"dynharness: the cluster is still running (state in {outcome.run_dir / 'cluster.json'}); "
               f"undo faults with `dynharness heal {outcome.run_dir}`, stop it with "
-              f"`python -c \"from harness.backends import attach; attach('{outcome.run_dir}').teardown()\"`",
+              f"`dynharness heal --teardown {outcome.run_dir}`",
               file=sys.stderr)
     return outcome.exit_code
 
