@@ -51,6 +51,7 @@ async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, c
     clients = [DynamoClient(name, url, 10) for name, url in urls.items()]
     lat: dict[str, list[float]] = {"read": [], "write": []}
     errors = {"read": 0, "write": 0}
+    samples: list[str] = []           # the first error messages, printed with the figures
     try:
         async def preload(i: int) -> None:        # so reads find something (retried: load spikes)
             for _ in range(5):
@@ -76,8 +77,9 @@ async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, c
                         await client.get(key)
                     else:
                         contexts[key] = (await client.put(key, w, contexts.get(key))).context
-                except Exception:  # noqa: BLE001 - counted, the benchmark goes on
+                except Exception as exc:  # noqa: BLE001 - counted, the benchmark goes on
                     errors[kind] += 1
+                    samples.append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
                     continue
                 lat[kind].append(time.perf_counter() - t0)
 
@@ -89,7 +91,8 @@ async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, c
     finally:
         for c in clients:
             await c.close()
-    return {"elapsed": elapsed, "lat": lat, "errors": errors, "cpu": cpu, "client_cpu": client_cpu}
+    return {"elapsed": elapsed, "lat": lat, "errors": errors, "cpu": cpu, "client_cpu": client_cpu,
+            "error_samples": samples[:3]}
 
 
 def report(label: str, result: dict) -> None:
@@ -102,6 +105,8 @@ def report(label: str, result: dict) -> None:
           f"({(result['cpu'] + result['client_cpu']) / result['elapsed']:.2f} cores busy); "
           f"2 idle cores would bound it at ~{2000 / (cpu_ms + client_ms):.0f} ops/s "
           f"(~{2000 / cpu_ms:.0f} with the client elsewhere)")
+    for sample in result["error_samples"]:
+        print(f"  error: {sample}")
     for kind, values in result["lat"].items():
         values.sort()
         ms = [1000 * percentile(values, q) for q in (0.5, 0.99, 0.999)]
