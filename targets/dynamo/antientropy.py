@@ -46,7 +46,7 @@ class AntiEntropy:
     def track(self, key: str, obj: Any) -> None:
         """Keep the tree of key's partition in line with storage (obj None = deleted)."""
         tree = self.trees[self.node.ring.partition_of(key)]
-        tree.update(key, None if obj is None else self.node.versioning.digest(obj))
+        tree.update(key, None if obj is None else self.node.storage.digest(obj))
 
     def status(self) -> dict[str, Any]:
         """The ``/admin/antientropy`` body."""

@@ -286,9 +286,10 @@ class Coordinator:
         try:
             reply = await self._remote(Replica(target), "/internal/coordinate", body, timeout + 0.5)
         except PeerUnreachable as exc:
-            # A refused call never reached the replica (stored 0 = fail); a timed-out one may have
-            # stored the write there, so report it as maybe stored (the client records info).
-            maybe = 1 if "timed out" in exc.reason else 0
+            # A refused or fault-dropped call never reached the replica (stored 0 = fail); one that
+            # timed out, or whose connection broke after it was sent, may have stored the write
+            # there, so report it as maybe stored (the client records info).
+            maybe = 1 if exc.maybe_delivered else 0
             raise QuorumFailed("write", w, 0, maybe, pw) from None
         status, answer = reply["status"], reply["body"]
         if status == 200:
@@ -339,8 +340,9 @@ class Coordinator:
         merged = self.merge_all(obj for _, obj in results)
         if merged is None:
             return
-        want = self.v.digest(merged)
-        stale = [rep for rep, obj in results if obj is None or self.v.digest(obj) != want]
+        digest = self.node.storage.digest
+        want = digest(merged)
+        stale = [rep for rep, obj in results if obj is None or (obj is not merged and digest(obj) != want)]
         if not stale:
             return
         payload = {"key": key, "obj": self.v.to_json(merged)}

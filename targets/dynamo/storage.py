@@ -37,6 +37,7 @@ from typing import Any
 BATCH = 256
 CACHE_MAX = 200_000
 _MISS = object()
+DIGEST_MEMO_MAX = 8192
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, part INTEGER NOT NULL, obj TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS kv_part ON kv (part);
@@ -90,7 +91,7 @@ class Txn:
         v = self._s.versioning
         old = self.get(key)
         new = obj if old is None else v.merge(old, obj)
-        if old is None or v.digest(new) != v.digest(old):
+        if old is None or self._s.digest(new) != self._s.digest(old):
             self.put(key, new)
         return old, new
 
@@ -137,6 +138,7 @@ class Storage:
         # and no JSON decode. A job's writes enter it when the job's savepoint is released; a
         # failed COMMIT empties it (SQLite is then the truth again).
         self._rows: dict[str, Any] = {}
+        self._digests: dict[int, tuple[Any, bytes]] = {}
         self.commits = 0
         self.jobs_run = 0
         db = self._connect()   # create the schema now so a bad data dir fails at start
@@ -265,6 +267,22 @@ class Storage:
         if len(rows) >= CACHE_MAX and key not in rows:
             rows.clear()
         rows[key] = obj
+
+    def digest(self, obj: Any) -> bytes:
+        """``versioning.digest(obj)``, remembered per object (either thread may ask).
+
+        Why: a stored object's digest is asked for several times (the merge that stores it,
+        the Merkle tree that tracks it, the next merge and read repair that compare it);
+        objects are immutable, so each is hashed once while it stays in the memo."""
+        memo = self._digests
+        entry = memo.get(id(obj))
+        if entry is not None and entry[0] is obj:
+            return entry[1]
+        digest = self.versioning.digest(obj)
+        if len(memo) >= DIGEST_MEMO_MAX:
+            memo.clear()
+        memo[id(obj)] = (obj, digest)       # holding obj keeps its id from being reused
+        return digest
 
     def get_cached(self, key: str) -> tuple[bool, Any]:
         """(True, object or None) when the read cache can answer for key, else (False, None)."""

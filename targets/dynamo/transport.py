@@ -80,11 +80,14 @@ def json_value(data: bytes) -> Any:
 class PeerUnreachable(Exception):
     """A peer call did not complete (refused, timed out, dropped by a fault, or answered non-2xx)."""
 
-    def __init__(self, peer: str, reason: str, answered: bool = False) -> None:
+    def __init__(self, peer: str, reason: str, answered: bool = False, maybe_delivered: bool = False) -> None:
         super().__init__(f"{peer}: {reason}")
         self.peer = peer
         self.reason = reason
-        self.answered = answered          # the peer sent an (error) HTTP response
+        self.answered = answered          # the peer sent an (error) response
+        # the request may have reached the peer and taken effect there (timed out, or the
+        # connection broke after it was sent): a caller must not report it as surely not done
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ class _PeerLink(asyncio.Protocol):
         self._pending: dict[int, asyncio.Future] = {}
         self._next_id = 0
         self.rx_count = 0                # frames received so far (to spot a silently dead link)
+        self._closed_because = ""        # why this side aborted it, if it did
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -247,7 +251,8 @@ class _PeerLink(asyncio.Protocol):
         self.open = False
         if self.owner._links.get(self.peer) is self:
             del self.owner._links[self.peer]
-        error = PeerUnreachable(self.peer, f"connection lost ({exc or 'closed by peer'})")
+        error = PeerUnreachable(self.peer, f"connection lost ({exc or self._closed_because or 'closed by peer'})",
+                                maybe_delivered=True)
         pending, self._pending = self._pending, {}
         for fut in pending.values():
             if not fut.done():
@@ -257,6 +262,7 @@ class _PeerLink(asyncio.Protocol):
         """Drop the connection now (pending calls fail; the next call reconnects)."""
         if self.transport is not None and self.open:
             self.open = False
+            self._closed_because = f"aborted: {reason}"
             if self.owner._links.get(self.peer) is self:
                 del self.owner._links[self.peer]
             self.transport.abort()
@@ -354,7 +360,7 @@ class Transport:
             raise
         except TimeoutError:
             self.failed += 1
-            raise PeerUnreachable(peer, f"timed out after {timeout:.3g}s") from None
+            raise PeerUnreachable(peer, f"timed out after {timeout:.3g}s", maybe_delivered=True) from None
         except OSError as exc:
             self.failed += 1
             raise PeerUnreachable(peer, f"connect failed: {exc.strerror or exc}") from None
