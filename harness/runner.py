@@ -1,7 +1,8 @@
 """One test run, Jepsen's lifecycle, with cleanup on every exit path.
 
 ``run_test(spec)``: plan the nemesis schedule (or load the one to replay),
-create the run folder, set the cluster up, run the clients and the nemesis
+create the run folder, set the cluster up, wait until every node sees every
+peer up (``converge``, bounded), run the clients and the nemesis
 for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, wait
 until no node reports pending handoffs (``settle``, bounded), read
 every key (``final: true``) through healthy nodes until
@@ -36,7 +37,7 @@ from harness.live import LiveDisplay
 from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_run, histories_root, new_run_dir,
                           point_latest, write_report, write_results)
 from harness.spec import TestSpec, spec_json
-from harness.workers import ClientPhase, NemesisWorker, final_reads, heal_all, run_clients, settle
+from harness.workers import ClientPhase, NemesisWorker, converge, final_reads, heal_all, run_clients, settle
 from harness.workloads import build as build_workload
 
 RUN_FAILED = 3
@@ -182,6 +183,7 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     results = check_run(run_dir, write=False)
     results["final_reads_missing"] = state.missing_final
     results["settle"] = state.settle
+    results["converge"] = state.converge
     results["nemesis_errors"] = state.nemesis_errors
     if cleanup_errors:
         results["cleanup_errors"] = cleanup_errors
@@ -208,6 +210,7 @@ class _RunState:
         self.healed = False
         self.missing_final: list[str] = []
         self.settle: dict[str, Any] | None = None
+        self.converge: dict[str, Any] | None = None
         self.nemesis_errors: list[str] = []
 
     def execute(self, display: bool, target: Any) -> None:
@@ -245,6 +248,8 @@ class _RunState:
         clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout) for n in nodes}
         try:
             assert self.display is not None
+            self.display.set_phase("converge")
+            self.converge = await converge(clients, spec.final_read_timeout)
             self.display.set_phase("main")
             if self.worker is not None:
                 self.worker.start()

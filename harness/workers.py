@@ -113,6 +113,38 @@ async def run_clients(journal: HistoryJournal, workload: Workload, clients: Mapp
     return max(last)
 
 
+async def converge(clients: Mapping[str, "TargetClient"], timeout: float, poll: float = 0.25) -> dict[str, Any]:
+    """Wait until no node considers any peer down, at most ``timeout`` seconds.
+
+    Nodes start one after another, so the first ones see their peers as
+    unreachable for a moment; clients started then would meet sloppy-quorum
+    fallbacks the experiment never asked for (seen as read-your-writes
+    violations in a fault-free N=3 R=1 W=3 run). Jepsen waits for the
+    cluster to converge before the test; so does the runner. The outcome goes
+    into results.json (``converge``).
+    """
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    deadline = t0 + timeout
+
+    async def down(client: "TargetClient") -> list[str] | None:
+        ask = getattr(client, "peers_down", None)
+        if ask is None:
+            return []
+        try:
+            return list(await asyncio.wait_for(ask(), timeout=5.0))
+        except Exception:  # noqa: BLE001 - a node that cannot say has not converged
+            return None
+
+    while True:
+        views = dict(zip(clients, await asyncio.gather(*(down(c) for c in clients.values()))))
+        converged = all(v == [] for v in views.values())
+        if converged or loop.time() >= deadline:
+            return {"converged": converged, "seconds": round(loop.time() - t0, 3),
+                    "down": {n: v for n, v in views.items() if v != []}}
+        await asyncio.sleep(poll)
+
+
 async def settle(clients: Mapping[str, "TargetClient"], timeout: float, poll: float = 0.5) -> dict[str, Any]:
     """Wait until no node reports pending handoffs, at most ``timeout`` seconds.
 

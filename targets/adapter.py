@@ -52,6 +52,12 @@ class TargetClient(Protocol):
 
     async def health(self) -> bool: ...
 
+    async def peers_down(self) -> list[str]:
+        """Peers this node currently considers down. Before clients start, the harness waits
+        (bounded) until every node reports none, as Jepsen waits for a cluster to converge: a
+        node that started before its peers must not make start-up look like a fault. A target
+        without membership returns []."""
+
     async def pending_handoffs(self) -> int:
         """Work the node still owes its peers after faults heal (e.g. hinted handoffs not yet
         delivered). The harness waits, bounded, until every node says 0 before the final reads, so

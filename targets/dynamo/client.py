@@ -100,6 +100,14 @@ class DynamoClient:
             return False
         return status == 200 and data.get("ok") is True
 
+    async def peers_down(self) -> list[str]:
+        """Peers this node's gossip view marks down (``/admin/members``); OpIndeterminate if it cannot say."""
+        status, data = await self._request("GET", "/admin/members", {}, None, None)
+        members = data.get("members")
+        if status != 200 or not isinstance(members, dict):
+            raise OpIndeterminate(_reason(status, data))
+        return sorted(m for m, v in members.items() if not (isinstance(v, dict) and v.get("up")))
+
     async def pending_handoffs(self) -> int:
         """Hints this node holds for other nodes (``/admin/hints`` total); OpIndeterminate if it cannot say."""
         status, data = await self._request("GET", "/admin/hints", {}, None, None)
