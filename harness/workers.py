@@ -113,6 +113,34 @@ async def run_clients(journal: HistoryJournal, workload: Workload, clients: Mapp
     return max(last)
 
 
+async def poll_until_quiet(clients: Mapping[str, "TargetClient"], question: str, quiet: Any,
+                           timeout: float, poll: float) -> tuple[bool, float, dict[str, Any]]:
+    """Ask every node ``question`` (a TargetClient method) until all answer ``quiet``, at most ``timeout`` s.
+
+    Returns (all quiet, seconds waited, last answer per node). A node without
+    the method counts as quiet; one that cannot answer counts as not quiet
+    (its answer is None).
+    """
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+
+    async def ask(client: "TargetClient") -> Any:
+        method = getattr(client, question, None)
+        if method is None:
+            return quiet
+        try:
+            return await asyncio.wait_for(method(), timeout=5.0)
+        except Exception:  # noqa: BLE001 - a node that cannot say is not quiet
+            return None
+
+    while True:
+        answers = dict(zip(clients, await asyncio.gather(*(ask(c) for c in clients.values()))))
+        done = all(a == quiet for a in answers.values())
+        if done or loop.time() - t0 >= timeout:
+            return done, round(loop.time() - t0, 3), answers
+        await asyncio.sleep(poll)
+
+
 async def converge(clients: Mapping[str, "TargetClient"], timeout: float, poll: float = 0.25) -> dict[str, Any]:
     """Wait until no node considers any peer down, at most ``timeout`` seconds.
 
@@ -123,26 +151,8 @@ async def converge(clients: Mapping[str, "TargetClient"], timeout: float, poll: 
     cluster to converge before the test; so does the runner. The outcome goes
     into results.json (``converge``).
     """
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    deadline = t0 + timeout
-
-    async def down(client: "TargetClient") -> list[str] | None:
-        ask = getattr(client, "peers_down", None)
-        if ask is None:
-            return []
-        try:
-            return list(await asyncio.wait_for(ask(), timeout=5.0))
-        except Exception:  # noqa: BLE001 - a node that cannot say has not converged
-            return None
-
-    while True:
-        views = dict(zip(clients, await asyncio.gather(*(down(c) for c in clients.values()))))
-        converged = all(v == [] for v in views.values())
-        if converged or loop.time() >= deadline:
-            return {"converged": converged, "seconds": round(loop.time() - t0, 3),
-                    "down": {n: v for n, v in views.items() if v != []}}
-        await asyncio.sleep(poll)
+    converged, seconds, views = await poll_until_quiet(clients, "peers_down", [], timeout, poll)
+    return {"converged": converged, "seconds": seconds, "down": {n: v for n, v in views.items() if v != []}}
 
 
 async def settle(clients: Mapping[str, "TargetClient"], timeout: float, poll: float = 0.5) -> dict[str, Any]:
@@ -154,25 +164,8 @@ async def settle(clients: Mapping[str, "TargetClient"], timeout: float, poll: fl
     merely in transit. Whether the store settled, and how long it took, goes
     into results.json (``settle``); the final reads follow either way.
     """
-    loop = asyncio.get_running_loop()
-    t0 = loop.time()
-    deadline = t0 + timeout
-
-    async def pending(client: "TargetClient") -> int | None:
-        ask = getattr(client, "pending_handoffs", None)
-        if ask is None:
-            return 0
-        try:
-            return int(await asyncio.wait_for(ask(), timeout=5.0))
-        except Exception:  # noqa: BLE001 - a node that cannot say is not settled
-            return None
-
-    while True:
-        counts = dict(zip(clients, await asyncio.gather(*(pending(c) for c in clients.values()))))
-        settled = all(c == 0 for c in counts.values())
-        if settled or loop.time() >= deadline:
-            return {"settled": settled, "seconds": round(loop.time() - t0, 3), "pending": counts}
-        await asyncio.sleep(poll)
+    settled, seconds, counts = await poll_until_quiet(clients, "pending_handoffs", 0, timeout, poll)
+    return {"settled": settled, "seconds": seconds, "pending": counts}
 
 
 class ReadAllReplicas:
