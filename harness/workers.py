@@ -312,22 +312,45 @@ class NemesisWorker:
             self.errors.append(f"{op.f}: {error_text(e)}")
             self.journal.record(NEMESIS, FAIL, op.f, value=op.value, error=error_text(e))
             return
-        probe = out.probe.to_json()
-        if out.probe.ok:
-            self.journal.record(NEMESIS, INFO, op.f, value=_jsonable(out.done), probe=probe, mechanism=out.mechanism)
+        if record_outcome(self.journal, op.f, out):
             _track(self.active, op.f, {"mechanism": out.mechanism, "done": out.done})
-        else:
-            self.journal.record(NEMESIS, FAIL, op.f, value=_jsonable(out.done), error=f"probe failed: {out.probe.detail}",
-                                probe=probe, mechanism=out.mechanism)
+
+
+def record_outcome(journal: HistoryJournal, f: str, out: Any) -> bool:
+    """Journal a nemesis action's completion: ``info`` when its probe confirmed it, else ``fail``.
+
+    The one place a fault becomes "done" in a history, so nothing is ever
+    recorded as done without the probe that says so. Returns the probe's verdict.
+    """
+    probe = out.probe.to_json()
+    if out.probe.ok:
+        journal.record(NEMESIS, INFO, f, value=_jsonable(out.done), probe=probe, mechanism=out.mechanism)
+    else:
+        journal.record(NEMESIS, FAIL, f, value=_jsonable(out.done), error=f"probe failed: {out.probe.detail}",
+                       probe=probe, mechanism=out.mechanism)
+    return bool(out.probe.ok)
 
 
 def heal_all(journal: HistoryJournal | None, nemesis: Any, on_error: Callable[[str], None]) -> None:
-    """Heal every fault (journaled as a ``heal`` op when a journal is open); never raises."""
+    """Heal every fault, verified, and journal it as a ``heal`` op; never raises.
+
+    A nemesis that handles ``heal`` as an op (the composed one does) heals and
+    probes that the cluster is clean, and the op is recorded like any fault
+    (``fail`` when the probe says otherwise). Otherwise ``heal()`` is called
+    and the op says it was not verified.
+    """
     if nemesis is None:
         return
     if journal is not None:
         journal.record(NEMESIS, INVOKE, "heal")
     try:
+        if "heal" in getattr(nemesis, "fs", ()):
+            from nemeses.base import NemesisOp
+            out = nemesis.invoke(NemesisOp("heal"))
+            ok = record_outcome(journal, "heal", out) if journal is not None else out.probe.ok
+            if not ok:
+                on_error(f"heal not verified: {out.probe.detail}")
+            return
         nemesis.heal()
     except Exception as e:  # noqa: BLE001 - keep cleaning up; report it
         on_error(f"heal failed: {error_text(e)}")
@@ -335,8 +358,7 @@ def heal_all(journal: HistoryJournal | None, nemesis: Any, on_error: Callable[[s
             journal.record(NEMESIS, FAIL, "heal", error=error_text(e))
         return
     if journal is not None:
-        journal.record(NEMESIS, INFO, "heal", value="healed")
-
+        journal.record(NEMESIS, INFO, "heal", value="healed (not verified: this nemesis has no heal probe)")
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, Mapping):

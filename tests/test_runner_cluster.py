@@ -40,6 +40,8 @@ def test_run_produces_complete_history_with_faults(tmp_path: Path) -> None:
     nem = h.nemesis_ops()
     assert any(o.f == "start-partition" and o.type in ("info", "fail") for o in nem)
     assert nem[-1].f == "heal" and nem[-1].type == "info"
+    assert nem[-1].get("probe", {}).get("ok") is True, nem[-1]       # the runner's heal is verified too
+    assert nem[-1].get("mechanism") == "heal"
     finals = {o.key for o in clients if o.get("final") and o.type == "ok"}
     assert finals == {f"cart-{i}" for i in range(10)}
     assert node_pids(out.run_dir) == []
