@@ -175,7 +175,9 @@ def test_launcher_cli_starts_a_cluster_and_ctrl_c_stops_it(tmp_path):
         lines = [proc.stdout.readline() for _ in range(3)]
         assert lines[2].startswith("cluster up"), lines
         url = lines[0].split()[1]
-        assert http("GET", url + "/admin/stats")[1]["settings"]["mode"] == "dvv"
+        stats = http("GET", url + "/admin/stats")[1]
+        assert stats["settings"]["mode"] == "dvv"
+        assert stats["event_loop"] == "uvloop"          # no libfaketime here: the fast loop
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=20) == 0
         with pytest.raises(OSError):

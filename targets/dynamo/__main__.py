@@ -14,7 +14,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(sys.argv[1:] if argv is None else argv)
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format=f"%(asctime)s {cfg.name} %(name)s %(levelname)s %(message)s")
-        eventloop.run(server.serve(cfg))
+        eventloop.run(server.serve(cfg), cfg.event_loop)
     except UserError as exc:
         print(f"targets.dynamo: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -18,6 +18,7 @@ from harness.errors import UserError
 
 MODES = ("vclock", "dvv", "lww")
 FSYNC = ("always", "never")
+EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vclock_max", int, 10, "vector clock entries kept (oldest pruned)"),
     Setting("sibling_warn", int, 25, "log a warning above this many siblings"),
     Setting("sibling_max", int, 100, "refuse writes (507) above this many siblings"),
+    Setting("event_loop", str, "auto", "auto: uvloop unless libfaketime is loaded, then the skew-proof "
+                                       "asyncio loop; asyncio: always that one; uvloop: always uvloop"),
 )
 SETTINGS_BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
 DEFAULTS: Mapping[str, Any] = {s.key: s.default for s in SETTINGS}
@@ -129,6 +132,8 @@ def validate_settings(settings: Mapping[str, Any], members: int) -> None:
         raise UserError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
     if s["fsync"] not in FSYNC:
         raise UserError(f"--fsync must be one of {', '.join(FSYNC)}, got {s['fsync']!r}")
+    if s["event_loop"] not in EVENT_LOOPS:
+        raise UserError(f"--event-loop must be one of {', '.join(EVENT_LOOPS)}, got {s['event_loop']!r}")
     if not 1 <= s["n"] <= members:
         raise UserError(f"--n must be between 1 and the number of nodes ({members}), got {s['n']}")
     for q in ("r", "w"):

@@ -1,4 +1,9 @@
-"""An asyncio event loop whose clock libfaketime cannot move.
+"""The node's event loop: uvloop, or an asyncio loop whose clock libfaketime cannot move.
+
+uvloop (libuv) is the default: it takes about a quarter off a node's CPU per operation
+(``benchmarks/RESULTS.md``, "Store"). But libuv's timers run on ``CLOCK_MONOTONIC``, which
+libfaketime fakes, so in a process that has libfaketime loaded (the harness's clock
+nemesis starts nodes that way) :func:`new_loop` picks :class:`UptimeEventLoop` instead.
 
 libfaketime shifts every clock a process can ask for (``time.time()``,
 ``time.monotonic()``, ``CLOCK_MONOTONIC_RAW``, ``CLOCK_BOOTTIME``): a node
@@ -86,9 +91,40 @@ async def wait_or_stop(stopping: asyncio.Event, seconds: float) -> bool:
         return stopping.is_set()
 
 
-def run(main_coro) -> object:
-    """Run ``main_coro`` to completion on a fresh :class:`UptimeEventLoop` (the node's entry point)."""
-    loop = UptimeEventLoop()
+def clock_is_faked() -> bool:
+    """True when libfaketime is loaded into this process (by LD_PRELOAD or /etc/ld.so.preload)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            return "libfaketime" in maps.read()
+    except OSError:
+        return "faketime" in os.environ.get("LD_PRELOAD", "")
+
+
+def new_loop(kind: str = "auto") -> tuple[asyncio.AbstractEventLoop, str]:
+    """A fresh loop and its name: ``uvloop``, or ``asyncio-uptime`` under libfaketime.
+
+    ``kind`` ``auto`` picks uvloop unless the clock is faked (or uvloop is missing);
+    ``asyncio`` forces :class:`UptimeEventLoop`; ``uvloop`` forces uvloop (its timers then
+    follow libfaketime: for experiments only)."""
+    if kind == "uvloop" or (kind == "auto" and not clock_is_faked()):
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop(), "uvloop"
+    return UptimeEventLoop(), "asyncio-uptime"
+
+
+#: Name of the loop :func:`run` started (shown by ``/admin/stats``).
+LOOP_KIND = "none"
+
+
+def run(main_coro, kind: str = "auto") -> object:
+    """Run ``main_coro`` to completion on a fresh :func:`new_loop` (the node's entry point)."""
+    global LOOP_KIND
+    loop, LOOP_KIND = new_loop(kind)
     asyncio.set_event_loop(loop)
     try:
         return loop.run_until_complete(main_coro)

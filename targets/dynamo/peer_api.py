@@ -18,7 +18,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -167,9 +167,8 @@ class PeerConnection(asyncio.Protocol):
         self._tasks: set[asyncio.Future] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        self.writer = FrameWriter(transport)
+        self.transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
+        self.writer = FrameWriter(self.transport)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -249,8 +248,7 @@ class ConnectionSniffer(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
         small_reads(transport)          # peer and client HTTP connections alike
 
     def data_received(self, data: bytes) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from targets.dynamo import eventloop
 from targets.dynamo.antientropy import AntiEntropy, antientropy_loop, reaper_loop
 from targets.dynamo.config import NodeConfig
 from targets.dynamo.coordinator import (
@@ -278,6 +279,7 @@ async def admin_stats(state: NodeState, request: web.Request) -> web.Response:
                                      "batches": state.transport.batches,
                                      "connects": state.transport.connects,
                                      "frames": FrameWriter.frames, "frame_writes": FrameWriter.writes},
+                       "event_loop": eventloop.LOOP_KIND,
                        "settings": dict(cfg.settings), "uptime_s": round(time.time() - state.started_at, 3)})
 
 
@@ -362,8 +364,8 @@ async def serve(cfg: NodeConfig) -> None:
         raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, state.stopping.set)
-    log.info("node %s serving on %s:%d (mode=%s n=%d r=%d w=%d fsync=%s)", cfg.name, cfg.host, cfg.port,
-             cfg.mode, cfg.n, cfg.r, cfg.w, cfg.fsync)
+    log.info("node %s serving on %s:%d (mode=%s n=%d r=%d w=%d fsync=%s loop=%s)", cfg.name, cfg.host, cfg.port,
+             cfg.mode, cfg.n, cfg.r, cfg.w, cfg.fsync, eventloop.LOOP_KIND)
     print(f"ready {cfg.name} http://{cfg.host}:{cfg.port}", flush=True)
     await state.stopping.wait()
     listener.close()

@@ -38,7 +38,7 @@ import random
 import struct
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 SENDER_HEADER = "X-Dynamo-From"
 #: First bytes of a peer connection (HTTP requests never start with NUL).
@@ -228,10 +228,9 @@ class _PeerLink(asyncio.Protocol):
         self._closed_because = ""        # why this side aborted it, if it did
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
         self.open = True
-        self.writer = FrameWriter(transport)
+        self.writer = FrameWriter(self.transport)
         small_reads(transport)
         transport.write(MAGIC + encode_frame({"from": self.owner.name}))
 
