@@ -2,19 +2,26 @@
 
 Run: ``python benchmarks/store_bench.py [--seconds 10] [--concurrency 32] [--fsync always,never]``.
 For each fsync setting it starts a local 3-node cluster (N=3, R=2, W=2, vclock),
-preloads the keys, then runs ``--concurrency`` workers for ``--seconds``, each
-doing 50% reads / 50% read-modify-write-free writes (a write chains the context
-of that worker's last write to the key, so siblings stay bounded), spread over
-the three nodes as coordinators. Prints ops/s and p50/p99/p99.9 per op type.
-The client runs in this process on the same 2 cores as the nodes; CPU per op is
-printed for the nodes and for the client separately (load-independent figures).
+preloads the keys, then runs ``--concurrency`` workers for ``--seconds``, spread
+over the three nodes as coordinators, each looping over read-modify-write cycles
+as Dynamo's clients update a key: GET a random key, then PUT it with the context
+that GET returned (so 50% reads, 50% writes, and siblings only from truly
+concurrent writes; the mean sibling count of 200 keys read after the run is
+printed). Prints ops/s and p50/p99/p99.9 per op type. The load comes from wrk
+(``store_load.lua``; C, so the load generator costs ~0.1 ms of CPU per op) when
+it is installed, else from ``DynamoClient`` in this process (``--client python``);
+both share the 2 cores with the nodes. CPU per op is printed for the nodes and for
+the client separately (load-independent figures).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,15 +52,11 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
 
 
-async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, concurrency: int, keys: int,
-                   seed: int) -> dict:
-    rng = random.Random(seed)
+async def preload(urls: dict[str, str], keys: int) -> None:
+    """Write every key once (retried: load spikes) so reads find something."""
     clients = [DynamoClient(name, url, 10) for name, url in urls.items()]
-    lat: dict[str, list[float]] = {"read": [], "write": []}
-    errors = {"read": 0, "write": 0}
-    samples: list[str] = []           # the first error messages, printed with the figures
     try:
-        async def preload(i: int) -> None:        # so reads find something (retried: load spikes)
+        async def one(i: int) -> None:
             for _ in range(5):
                 try:
                     await clients[i % len(clients)].put(f"b{i}", i)
@@ -61,27 +64,43 @@ async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, c
                 except Exception:  # noqa: BLE001
                     await asyncio.sleep(0.1)
         for start in range(0, keys, 50):
-            await asyncio.gather(*(preload(i) for i in range(start, min(keys, start + 50))))
+            await asyncio.gather(*(one(i) for i in range(start, min(keys, start + 50))))
+    finally:
+        for c in clients:
+            await c.close()
 
+
+async def python_load(urls: dict[str, str], node_pids: list[int], seconds: float, concurrency: int, keys: int,
+                      seed: int) -> dict:
+    """The load from ``DynamoClient`` workers in this process (what the harness's clients cost)."""
+    rng = random.Random(seed)
+    clients = [DynamoClient(name, url, 10) for name, url in urls.items()]
+    lat: dict[str, list[float]] = {"read": [], "write": []}
+    errors = {"read": 0, "write": 0}
+    samples: list[str] = []           # the first error messages, printed with the figures
+    try:
         async def worker(w: int) -> None:
             client = clients[w % len(clients)]
-            contexts: dict[str, str | None] = {}
             local = random.Random(rng.random())
             end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
+            while time.perf_counter() < end:       # read-modify-write cycles: a GET, then a PUT with its context
                 key = f"b{local.randrange(keys)}"
-                kind = "read" if local.random() < 0.5 else "write"
                 t0 = time.perf_counter()
                 try:
-                    if kind == "read":
-                        await client.get(key)
-                    else:
-                        contexts[key] = (await client.put(key, w, contexts.get(key))).context
+                    context = (await client.get(key)).context
                 except Exception as exc:  # noqa: BLE001 - counted, the benchmark goes on
-                    errors[kind] += 1
-                    samples.append(f"{kind}: {type(exc).__name__}: {str(exc)[:120]}")
+                    errors["read"] += 1
+                    samples.append(f"read: {type(exc).__name__}: {str(exc)[:120]}")
                     continue
-                lat[kind].append(time.perf_counter() - t0)
+                t1 = time.perf_counter()
+                lat["read"].append(t1 - t0)
+                try:
+                    await client.put(key, w, context)
+                except Exception as exc:  # noqa: BLE001
+                    errors["write"] += 1
+                    samples.append(f"write: {type(exc).__name__}: {str(exc)[:120]}")
+                    continue
+                lat["write"].append(time.perf_counter() - t1)
 
         cpu0, client0, started = cpu_seconds(node_pids), cpu_seconds([os.getpid()]), time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(concurrency)))
@@ -95,12 +114,64 @@ async def workload(urls: dict[str, str], node_pids: list[int], seconds: float, c
             "error_samples": samples[:3]}
 
 
+def wrk_load(urls: dict[str, str], node_pids: list[int], seconds: float, concurrency: int, keys: int,
+             seed: int, out_dir: str) -> dict:
+    """The same workload from wrk (C, one connection per wrk thread, ``store_load.lua``), one wrk
+    process per coordinator node sharing ``concurrency`` connections between them."""
+    env = {**os.environ, "STORE_LOAD_KEYS": str(keys), "STORE_LOAD_SEED": str(seed)}
+    names = sorted(urls)
+    shares = [concurrency // len(names) + (1 if i < concurrency % len(names) else 0) for i in range(len(names))]
+    script = str(Path(__file__).with_name("store_load.lua"))
+    cpu0, started = cpu_seconds(node_pids), time.perf_counter()
+    outs = [Path(out_dir) / f"wrk-{name}.jsonl" for name in names]   # one per wrk: no interleaved lines
+    procs = [subprocess.Popen(["wrk", "-t", str(n), "-c", str(n), "-d", f"{seconds:g}s", "--timeout", "10s",
+                               "-s", script, urls[name]], env={**env, "STORE_LOAD_OUT": str(out)},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+             for name, n, out in zip(names, shares, outs) if n]
+    client0 = cpu_seconds([p.pid for p in procs])
+    # wrk's own CPU, read just before it exits (a reaped process has no /proc entry)
+    client_cpu = 0.0
+    while any(p.poll() is None for p in procs):
+        client_cpu = max(client_cpu, cpu_seconds([p.pid for p in procs]) - client0)
+        time.sleep(0.2)
+    elapsed = time.perf_counter() - started
+    cpu = cpu_seconds(node_pids) - cpu0
+    for p in procs:
+        if p.returncode:
+            raise SystemExit(f"store_bench: wrk failed: {p.stderr.read().decode()[-300:]}")
+    lat: dict[str, list[float]] = {"read": [], "write": []}
+    errors = {"read": 0, "write": 0, "socket": 0}
+    samples: list[str] = []
+    for line in (line for out in outs if out.exists() for line in out.read_text().splitlines()):
+        row = json.loads(line)
+        if "socket_errors" in row:
+            errors["socket"] += row["socket_errors"]
+            continue
+        for kind in ("read", "write"):
+            lat[kind].extend(us / 1e6 for us in row[kind])
+            errors[kind] += row["errors"][kind]
+        samples.extend(row["samples"])
+    return {"elapsed": elapsed, "lat": lat, "errors": errors, "cpu": cpu, "client_cpu": client_cpu,
+            "error_samples": samples[:3]}
+
+
+async def mean_siblings(urls: dict[str, str], keys: int, sample: int = 200) -> float:
+    """Mean sibling count of ``sample`` keys read (r=3) after the run: how concurrent the writes were."""
+    client = DynamoClient(*next(iter(urls.items())), 10)
+    try:
+        counts = [len((await client.get(f"b{i}", r=3)).values) for i in range(0, keys, max(1, keys // sample))]
+    finally:
+        await client.close()
+    return sum(counts) / max(1, len(counts))
+
+
 def report(label: str, result: dict) -> None:
     total = sum(len(v) for v in result["lat"].values())
     cpu_ms = 1000 * result["cpu"] / max(1, total)
     client_ms = 1000 * result["client_cpu"] / max(1, total)
     print(f"{label}: {total / result['elapsed']:.0f} ops/s ({total} ok ops in {result['elapsed']:.1f}s, "
-          f"errors {result['errors']}); machine load average {result['load']:.1f}")
+          f"errors {result['errors']}); machine load average {result['load']:.1f}; "
+          f"mean siblings per key after the run {result['siblings']:.2f}")
     print(f"  CPU per op: 3 nodes {cpu_ms:.2f} ms, bench client {client_ms:.2f} ms "
           f"({(result['cpu'] + result['client_cpu']) / result['elapsed']:.2f} cores busy); "
           f"2 idle cores would bound it at ~{2000 / (cpu_ms + client_ms):.0f} ops/s "
@@ -120,23 +191,32 @@ def main() -> int:
     p.add_argument("--keys", type=int, default=1000)
     p.add_argument("--fsync", default="always,never")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--uvloop", action="store_true",
-                   help="run the bench client on uvloop (pip install 'dynharness[bench]'); nodes are unaffected")
+    p.add_argument("--client", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python",
+                   help="load generator: wrk (apt install wrk; default when found) or DynamoClient in this process")
+    p.add_argument("--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"),
+                   help="the nodes' --event-loop (auto = uvloop, as nodes run without libfaketime)")
+    p.add_argument("--uvloop", action="store_true", help="run the python client on uvloop")
     args = p.parse_args()
     for fsync in args.fsync.split(","):
         with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, \
-                local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0) as c:
+                local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0,
+                              event_loop=args.event_loop) as c:
             urls = {name: node.url for name, node in c.nodes.items()}
             pids = [proc.pid for proc in c.procs.values()]
             load = os.getloadavg()[0]
-            coro = workload(urls, pids, args.seconds, args.concurrency, args.keys, args.seed)
-            if args.uvloop:   # the bench client only: nodes never use uvloop (libfaketime would fake its timers)
-                import uvloop
-                result = uvloop.run(coro)
+            asyncio.run(preload(urls, args.keys))
+            if args.client == "wrk":
+                result = wrk_load(urls, pids, args.seconds, args.concurrency, args.keys, args.seed, tmp)
             else:
-                result = asyncio.run(coro)
+                coro = python_load(urls, pids, args.seconds, args.concurrency, args.keys, args.seed)
+                if args.uvloop:
+                    import uvloop
+                    result = uvloop.run(coro)
+                else:
+                    result = asyncio.run(coro)
             result["load"] = max(load, os.getloadavg()[0])
-        report(f"fsync={fsync} N=3 R=2 W=2 concurrency={args.concurrency}", result)
+            result["siblings"] = asyncio.run(mean_siblings(urls, args.keys))
+        report(f"fsync={fsync} N=3 R=2 W=2 concurrency={args.concurrency} client={args.client}", result)
     return 0
 
 
