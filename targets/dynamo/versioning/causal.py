@@ -53,11 +53,15 @@ class _Tombstone:
 TOMBSTONE: Any = _Tombstone()
 
 
+#: One encoder for every canonical form (``json.dumps`` with options builds a new one per call).
+_canonical_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                                     allow_nan=False).encode
+
+
 def canonical_json(value: Any) -> str:
     """Deterministic JSON text of ``value`` (sorted keys, compact): the identity of a value."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)
+        return _canonical_encode(value)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"value is not JSON-serialisable: {exc}") from None
 
@@ -365,14 +369,20 @@ class CausalVersioning:
         return {"mode": self.mode, "siblings": sibs, "removed": rem}
 
     def from_json(self, data: Any) -> CausalObj:
-        """Inverse of :meth:`to_json`; ``ValueError`` on a malformed or other-mode object."""
+        """Inverse of :meth:`to_json`; ``ValueError`` on a malformed or other-mode object.
+
+        Hot (every replicated write decodes one): the common well-formed case is checked with
+        exact type tests first, and only a value that fails them goes through the slower
+        :func:`_check_dot`, which says what is wrong."""
         try:
-            if not isinstance(data, dict) or data.get("mode") != self.mode:
+            if type(data) is not dict or data.get("mode") != self.mode:
                 raise ValueError(f"not a {self.mode} object")
             sibs = []
             for row in data["siblings"]:
                 node, counter, ts = row["node"], row["counter"], row["ts"]
-                _check_dot(node, counter, ts)
+                if not (type(node) is str and node and type(counter) is int and 1 <= counter <= MAX_COUNTER
+                        and (type(ts) is float or type(ts) is int) and math.isfinite(ts)):
+                    _check_dot(node, counter, ts)
                 if row.get("tombstone") is True:
                     if "value" in row:
                         raise ValueError("tombstone sibling with a value")
@@ -384,12 +394,17 @@ class CausalVersioning:
             for row in data["removed"]:
                 node, ts = row["node"], row["ts"]
                 ranges = tuple((lo, hi) for lo, hi in row["ranges"])
+                if not (type(node) is str and node and (type(ts) is float or type(ts) is int) and math.isfinite(ts)):
+                    _check_dot(node, 1, ts)
                 for lo, hi in ranges:
-                    _check_dot(node, lo, ts)
-                    _check_dot(node, hi, ts)
-                    if hi < lo:
+                    if not (type(lo) is int and type(hi) is int and 1 <= lo <= hi <= MAX_COUNTER):
+                        _check_dot(node, lo, ts)
+                        _check_dot(node, hi, ts)
                         raise ValueError("empty range")
-                add_removed(rem, node, ranges_union((), ranges), float(ts))
+                if len(ranges) == 1 and node not in rem:
+                    rem[node] = (ranges, float(ts))         # already canonical: one range
+                else:
+                    add_removed(rem, node, ranges_union((), ranges), float(ts))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed {self.mode} object: {exc!r}") from None
         return build(self.mode, sibs, rem)
