@@ -234,3 +234,26 @@ def test_peer_connections_leave_from_the_nodes_own_address(cluster):
             assert src == cluster.nodes[name].host, (name, src, dst)
             seen += 1
     assert seen >= 2
+
+
+def test_a_digest_read_ships_the_object_only_when_the_replica_holds_a_different_state(cluster):
+    from targets.dynamo.versioning import for_mode
+    v = for_mode("vclock")
+    url = cluster.nodes["n2"].url + "/internal/get"
+    run(_put(cluster, "dig", {"x": 1}))
+    status, plain = http("POST", url, json.dumps({"key": "dig"}).encode())
+    assert status == 200 and plain["obj"]["siblings"][0]["value"] == {"x": 1}
+    digest = v.digest(v.from_json(plain["obj"])).hex()
+    # the caller's copy has the same state: only {"same": true} comes back
+    assert http("POST", url, json.dumps({"key": "dig", "digest": digest}).encode()) == (200, {"same": True})
+    # a different (e.g. stale) copy: the replica's object comes back, as without a digest
+    assert http("POST", url, json.dumps({"key": "dig", "digest": "00" * 32}).encode()) == (200, plain)
+    assert http("POST", url, json.dumps({"key": "absent", "digest": digest}).encode()) == (200, {"obj": None})
+
+
+async def _put(cluster, key, value):
+    client = DynamoClient("n1", cluster.nodes["n1"].url, 5)
+    try:
+        await client.put(key, value, w=3)
+    finally:
+        await client.close()

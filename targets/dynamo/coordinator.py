@@ -325,10 +325,21 @@ class Coordinator:
 
     async def _gather_reads(self, key: str, walk: list[str], plan: list[Replica], tally: Tally,
                             done: Done, deadline: float) -> None:
+        # Digest reads: when this node's own copy is in its cache, the request carries its digest
+        # and a replica holding the same state answers {"same": true} instead of the object (no
+        # encoding, shipping or decoding of an object the coordinator already has).
+        storage = self.node.storage
+        hit, mine = storage.get_cached(key)
+        ask: dict[str, Any] = {"key": key}
+        if hit and mine is not None:
+            ask["digest"] = storage.digest(mine).hex()
+
         async def fetch(replica: Replica, timeout: float) -> Any:
             if replica.node == self.node.name:
-                return await self.node.storage.get(key)
-            reply = await self._remote(replica, "/internal/get", {"key": key}, timeout)
+                return mine if hit else await storage.get(key)
+            reply = await self._remote(replica, "/internal/get", ask, timeout)
+            if reply.get("same") is True and "digest" in ask:
+                return mine
             data = reply.get("obj")
             return None if data is None else self.v.from_json(data)
 

@@ -105,9 +105,19 @@ async def internal_put(state: NodeState, body: dict) -> Any:
     return {"ok": True}
 
 
+def get_reply(state: NodeState, body: dict, obj: Any) -> dict:
+    """The answer to ``/internal/get``: ``{"same": true}`` when the caller sent the digest of its
+    own copy and ours equals it (a digest read: the object need not travel), else ``{"obj": ...}``."""
+    if obj is None:
+        return {"obj": None}
+    theirs = body.get("digest")
+    if theirs is not None and theirs == state.storage.digest(obj).hex():
+        return {"same": True}
+    return {"obj": state.versioning.to_json(obj)}
+
+
 async def internal_get(state: NodeState, body: dict) -> Any:
-    obj = await state.storage.get(body["key"])
-    return {"obj": None if obj is None else state.versioning.to_json(obj)}
+    return get_reply(state, body, await state.storage.get(body["key"]))
 
 
 async def internal_handoff(state: NodeState, body: dict) -> Any:
@@ -207,7 +217,7 @@ class PeerConnection(asyncio.Protocol):
         sender = self.sender
         if sender in state.cfg.peers and sender != state.name:
             state.members.heard_from(sender)
-        self._reply(rid, 200, {"obj": None if obj is None else state.versioning.to_json(obj)})
+        self._reply(rid, 200, get_reply(state, body, obj))
         return True
 
     async def _serve(self, rid: Any, path: Any, body: Any) -> None:
