@@ -30,7 +30,7 @@ from harness.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("DYNHARNESS_CACHE", Path.home() / ".cache" / "dynharness"))
-NODE_REQUIREMENTS = ("aiohttp>=3.9", "uvloop>=0.19")
+NODE_REQUIREMENTS = ("httptools>=0.6", "uvloop>=0.19")
 FIRST_PARTY = ("targets", "harness", "nemeses", "checkers")
 
 

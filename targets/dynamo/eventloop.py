@@ -8,7 +8,7 @@ nemesis starts nodes that way) :func:`new_loop` picks :class:`UptimeEventLoop` i
 libfaketime shifts every clock a process can ask for (``time.time()``,
 ``time.monotonic()``, ``CLOCK_MONOTONIC_RAW``, ``CLOCK_BOOTTIME``): a node
 started with ``-5m`` would see ``loop.time()`` jump back five minutes and every
-timer (gossip, anti-entropy, request timeouts, aiohttp's own timeouts) would
+timer (gossip, anti-entropy, request timeouts) would
 stall for five minutes. ``/proc/uptime`` is read with plain ``pread`` and is not
 faked, so :class:`UptimeClock` anchors on it: it uses ``time.monotonic()`` for
 resolution between anchors and re-anchors on ``/proc/uptime`` (10 ms

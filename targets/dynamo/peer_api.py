@@ -10,7 +10,7 @@ malformed call gets 400 and changes nothing.
 
 :class:`ConnectionSniffer` is the protocol of the node's one listening port: it
 looks at the first bytes of each accepted connection and hands it either to
-aiohttp (client HTTP) or to :class:`PeerConnection` (:data:`MAGIC`).
+the HTTP server (:mod:`.httpserver`) or to :class:`PeerConnection` (:data:`MAGIC`).
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
-from aiohttp import web
-
 from targets.dynamo.coordinator import QuorumFailed, TooManySiblings
+from targets.dynamo.httpserver import Handler, Request, Response
+from targets.dynamo.httpserver import json_response as reply
 from targets.dynamo.transport import (
     MAGIC,
     SENDER_HEADER,
@@ -34,14 +34,7 @@ from targets.dynamo.transport import (
 
 log = logging.getLogger("dynamo.peer_api")
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
 NodeState = Any   # targets.dynamo.server.NodeState (not imported: server imports this module)
-
-
-def reply(status: int, body: Any) -> web.Response:
-    """A compact JSON response."""
-    return web.Response(status=status, text=json.dumps(body, separators=(",", ":")),
-                        content_type="application/json")
 
 
 InternalFn = Callable[[NodeState, dict], Awaitable[Any]]
@@ -57,7 +50,7 @@ async def run_internal(state: NodeState, fn: InternalFn, body: Any) -> tuple[int
         return 400, {"error": f"bad internal request: {exc}"}
 
 
-async def admit_peer(state: NodeState, request: web.Request) -> bool:
+async def admit_peer(state: NodeState, request: Request) -> bool:
     """Apply injected faults to an incoming peer request (False: reject it)."""
     sender = request.headers.get(SENDER_HEADER)
     if not await state.transport.admit(sender):
@@ -69,7 +62,7 @@ async def admit_peer(state: NodeState, request: web.Request) -> bool:
 
 def internal(fn: InternalFn) -> Handler:
     """One /internal endpoint: faults, JSON body in, JSON reply out."""
-    async def wrapper(request: web.Request) -> web.Response:
+    async def wrapper(request: Request) -> Response:
         state: NodeState = request.app["state"]
         if not await admit_peer(state, request):
             return reply(503, {"error": "dropped by injected fault"})
@@ -82,7 +75,7 @@ def internal(fn: InternalFn) -> Handler:
     return wrapper
 
 
-async def internal_batch(request: web.Request) -> web.Response:
+async def internal_batch(request: Request) -> Response:
     """``POST /internal/batch`` ``{"items": [[path, body], ...]}``: run them concurrently, reply in order."""
     state: NodeState = request.app["state"]
     if not await admit_peer(state, request):
@@ -249,7 +242,7 @@ class PeerConnection(asyncio.Protocol):
 
 
 class ConnectionSniffer(asyncio.Protocol):
-    """Protocol of the node's listening port: hands each connection to aiohttp or to PeerConnection."""
+    """Protocol of the node's listening port: hands each connection to HTTP or to PeerConnection."""
 
     def __init__(self, http_factory: Callable[[], asyncio.Protocol], state: NodeState) -> None:
         self._http_factory = http_factory

@@ -15,8 +15,6 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
-
 from targets.dynamo import eventloop
 from targets.dynamo.antientropy import AntiEntropy, antientropy_loop, reaper_loop
 from targets.dynamo.config import NodeConfig
@@ -28,10 +26,10 @@ from targets.dynamo.coordinator import (
 )
 from targets.dynamo.gossip import Membership, gossip_loop
 from targets.dynamo.handoff import Handoff, handoff_loop
+from targets.dynamo.httpserver import Handler, HttpProtocol, Request, Response, Router
 from targets.dynamo.peer_api import (
     INTERNAL_ROUTES,
     ConnectionSniffer,
-    Handler,
     internal,
     internal_batch,
     reply,
@@ -111,7 +109,7 @@ def bad(message: str) -> HTTPError:
     return HTTPError(400, {"error": message})
 
 
-def parse_key(request: web.Request) -> str:
+def parse_key(request: Request) -> str:
     key = request.match_info.get("key", "")
     size = len(key.encode("utf-8", "surrogatepass"))
     if not 0 < size <= MAX_KEY_BYTES:
@@ -119,7 +117,7 @@ def parse_key(request: web.Request) -> str:
     return key
 
 
-def parse_query(request: web.Request, allowed: frozenset[str], cfg: NodeConfig) -> dict[str, Any]:
+def parse_query(request: Request, allowed: frozenset[str], cfg: NodeConfig) -> dict[str, Any]:
     """Per-request quorum/timeout overrides, defaulting to the cluster settings."""
     unknown = sorted(set(request.query) - allowed)
     if unknown:
@@ -152,11 +150,8 @@ def parse_query(request: web.Request, allowed: frozenset[str], cfg: NodeConfig) 
     return out
 
 
-async def parse_body(request: web.Request, fields: frozenset[str], required: frozenset[str]) -> dict:
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise bad(f"request body larger than {request.app['max_body']} bytes") from None
+async def parse_body(request: Request, fields: frozenset[str], required: frozenset[str]) -> dict:
+    raw = await request.read()
     if not raw.strip():
         if required:
             raise bad(f"body must be a JSON object with {', '.join(sorted(required))}")
@@ -182,9 +177,9 @@ async def parse_body(request: web.Request, fields: frozenset[str], required: fro
 # -- handlers ---------------------------------------------------------------------------------
 
 
-def handled(fn: Callable[[NodeState, web.Request], Awaitable[web.Response]]) -> Handler:
+def handled(fn: Callable[[NodeState, Request], Awaitable[Response]]) -> Handler:
     """Turn HTTPError/QuorumFailed/... raised by a handler into the JSON error responses."""
-    async def wrapper(request: web.Request) -> web.Response:
+    async def wrapper(request: Request) -> Response:
         state: NodeState = request.app["state"]
         try:
             return await fn(state, request)
@@ -199,7 +194,7 @@ def handled(fn: Callable[[NodeState, web.Request], Awaitable[web.Response]]) -> 
     return wrapper
 
 
-async def kv_get(state: NodeState, request: web.Request) -> web.Response:
+async def kv_get(state: NodeState, request: Request) -> Response:
     key = parse_key(request)
     q = parse_query(request, READ_PARAMS, state.cfg)
     obj, _ = await state.coordinator.read(key, r=q["r"], pr=q["pr"], timeout=q["timeout"])
@@ -212,7 +207,7 @@ async def kv_get(state: NodeState, request: web.Request) -> web.Response:
     return reply(200, {"siblings": values, "context": v.context(obj), "tombstone": False})
 
 
-async def _write(state: NodeState, key: str, value: Any, context: str | None, q: dict) -> web.Response:
+async def _write(state: NodeState, key: str, value: Any, context: str | None, q: dict) -> Response:
     errors = state.versioning_module
     try:
         body = await state.coordinator.write(key, value, context, w=q["w"], pw=q["pw"], timeout=q["timeout"])
@@ -221,7 +216,7 @@ async def _write(state: NodeState, key: str, value: Any, context: str | None, q:
     return reply(200, body)
 
 
-async def kv_put(state: NodeState, request: web.Request) -> web.Response:
+async def kv_put(state: NodeState, request: Request) -> Response:
     key = parse_key(request)
     q = parse_query(request, WRITE_PARAMS, state.cfg)
     body = await parse_body(request, frozenset({"value", "context"}), frozenset({"value"}))
@@ -231,26 +226,26 @@ async def kv_put(state: NodeState, request: web.Request) -> web.Response:
     return await _write(state, key, body["value"], body.get("context"), q)
 
 
-async def kv_delete(state: NodeState, request: web.Request) -> web.Response:
+async def kv_delete(state: NodeState, request: Request) -> Response:
     key = parse_key(request)
     q = parse_query(request, WRITE_PARAMS, state.cfg)
     body = await parse_body(request, frozenset({"context"}), frozenset())
     return await _write(state, key, state.versioning_module.TOMBSTONE, body.get("context"), q)
 
 
-async def admin_health(state: NodeState, request: web.Request) -> web.Response:
+async def admin_health(state: NodeState, request: Request) -> Response:
     return reply(200, {"ok": True, "node": state.name})
 
 
-async def admin_clock(state: NodeState, request: web.Request) -> web.Response:
+async def admin_clock(state: NodeState, request: Request) -> Response:
     return reply(200, {"node": state.name, "time": time.time(), "loop_time": asyncio.get_running_loop().time()})
 
 
-async def admin_ring(state: NodeState, request: web.Request) -> web.Response:
+async def admin_ring(state: NodeState, request: Request) -> Response:
     return reply(200, state.ring.to_json())
 
 
-async def admin_preflist(state: NodeState, request: web.Request) -> web.Response:
+async def admin_preflist(state: NodeState, request: Request) -> Response:
     key = parse_key(request)
     walk, plan = state.coordinator.plan(key)
     return reply(200, {"key": key, "partition": state.ring.partition_of(key),
@@ -258,19 +253,19 @@ async def admin_preflist(state: NodeState, request: web.Request) -> web.Response
                        "replicas_now": [{"node": r.node, "hint_for": r.hint_for} for r in plan]})
 
 
-async def admin_hints(state: NodeState, request: web.Request) -> web.Response:
+async def admin_hints(state: NodeState, request: Request) -> Response:
     return reply(200, await state.handoff.queues())
 
 
-async def admin_antientropy(state: NodeState, request: web.Request) -> web.Response:
+async def admin_antientropy(state: NodeState, request: Request) -> Response:
     return reply(200, state.ae.status())
 
 
-async def admin_members(state: NodeState, request: web.Request) -> web.Response:
+async def admin_members(state: NodeState, request: Request) -> Response:
     return reply(200, state.members.view())
 
 
-async def admin_stats(state: NodeState, request: web.Request) -> web.Response:
+async def admin_stats(state: NodeState, request: Request) -> Response:
     cfg = state.cfg
     return reply(200, {"node": state.name, "counters": dict(state.stats),
                        "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
@@ -283,7 +278,7 @@ async def admin_stats(state: NodeState, request: web.Request) -> web.Response:
                        "settings": dict(cfg.settings), "uptime_s": round(time.time() - state.started_at, 3)})
 
 
-async def admin_local(state: NodeState, request: web.Request) -> web.Response:
+async def admin_local(state: NodeState, request: Request) -> Response:
     """This node's own stored copy of a key (no coordination): for tests and debugging."""
     key = parse_key(request)
     obj = await state.storage.get(key)
@@ -295,7 +290,7 @@ async def admin_local(state: NodeState, request: web.Request) -> web.Response:
                        "context": v.context(obj)})
 
 
-async def admin_faults(state: NodeState, request: web.Request) -> web.Response:
+async def admin_faults(state: NodeState, request: Request) -> Response:
     if request.method == "POST":
         try:
             body = json.loads(await request.read() or b"{}")
@@ -309,55 +304,38 @@ async def admin_faults(state: NodeState, request: web.Request) -> web.Response:
     return reply(200, state.transport.faults.to_json())
 
 
-@web.middleware
-async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and methods answer JSON one-line errors too (not aiohttp's text pages)."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return reply(exc.status, {"error": f"{exc.reason}: {request.method} {request.path}"})
-
-
-def build_app(state: NodeState) -> web.Application:
-    """The aiohttp application of one node."""
-    max_body = 2 * MAX_VALUE_BYTES + 64 * 1024
-    app = web.Application(client_max_size=64 * MAX_VALUE_BYTES,   # internal AE/handoff batches are big
-                          middlewares=[json_errors])
-    app["state"] = state
-    app["max_body"] = max_body
-    r = app.router
-    r.add_get("/kv/{key:.*}", handled(kv_get))
-    r.add_put("/kv/{key:.*}", handled(kv_put))
-    r.add_delete("/kv/{key:.*}", handled(kv_delete))
+def build_router(state: NodeState) -> tuple[Router, dict[str, Any]]:
+    """The routes of one node, and the ``app`` mapping its handlers see (``request.app``)."""
+    r = Router()
+    r.add("GET", "/kv/{key}", handled(kv_get))
+    r.add("PUT", "/kv/{key}", handled(kv_put))
+    r.add("DELETE", "/kv/{key}", handled(kv_delete))
     for path, fn in (("/admin/health", admin_health), ("/admin/clock", admin_clock),
-                     ("/admin/ring", admin_ring), ("/admin/preflist/{key:.*}", admin_preflist),
+                     ("/admin/ring", admin_ring), ("/admin/preflist/{key}", admin_preflist),
                      ("/admin/hints", admin_hints), ("/admin/antientropy", admin_antientropy),
                      ("/admin/members", admin_members), ("/admin/stats", admin_stats),
-                     ("/admin/local/{key:.*}", admin_local)):
-        r.add_get(path, handled(fn))
+                     ("/admin/local/{key}", admin_local)):
+        r.add("GET", path, handled(fn))
     for method in ("GET", "POST", "DELETE"):
-        r.add_route(method, "/admin/faults", handled(admin_faults))
+        r.add(method, "/admin/faults", handled(admin_faults))
     for path, ifn in INTERNAL_ROUTES.items():
-        r.add_post(path, internal(ifn))
-    r.add_post("/internal/batch", internal_batch)
-    return app
+        r.add("POST", path, internal(ifn))
+    r.add("POST", "/internal/batch", internal_batch)
+    return r, {"state": state}
 
 
 async def serve(cfg: NodeConfig) -> None:
     """Run one node until SIGTERM/SIGINT."""
     state = NodeState(cfg)
     await state.start()
-    runner = web.AppRunner(build_app(state), access_log=None, handle_signals=False)
-    await runner.setup()
+    router, app = build_router(state)
+    connections: set[HttpProtocol] = set()
     loop = asyncio.get_running_loop()
-    http_factory = runner.server
-    assert http_factory is not None
     try:
-        # one port for both: ConnectionSniffer hands client HTTP to aiohttp, peer links to PeerConnection
-        listener = await loop.create_server(lambda: ConnectionSniffer(http_factory, state), cfg.host, cfg.port,
-                                            reuse_address=True, backlog=1024)
+        # one port for both: ConnectionSniffer hands client HTTP to HttpProtocol, peer links to PeerConnection
+        listener = await loop.create_server(
+            lambda: ConnectionSniffer(lambda: HttpProtocol(router, app, connections), state), cfg.host, cfg.port,
+            reuse_address=True, backlog=1024)
     except OSError as exc:
         await state.stop()
         from harness.errors import UserError
@@ -369,5 +347,6 @@ async def serve(cfg: NodeConfig) -> None:
     print(f"ready {cfg.name} http://{cfg.host}:{cfg.port}", flush=True)
     await state.stopping.wait()
     listener.close()
-    await runner.cleanup()
+    for conn in list(connections):
+        conn.close()
     await state.stop()
