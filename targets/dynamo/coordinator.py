@@ -18,6 +18,7 @@ counts the client needs to classify the outcome (``stored > 0`` = maybe).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -127,7 +128,7 @@ class Tally:
 
 
 class Done:
-    """A one-shot signal: what asyncio.Event + wait_for did, without a task and an Event per request."""
+    """A one-shot signal a request waits on (set at quorum, or by its fan-out's deadline)."""
 
     __slots__ = ("_fut",)
 
@@ -141,15 +142,91 @@ class Done:
     def is_set(self) -> bool:
         return self._fut.done()
 
-    async def wait_until(self, deadline: float) -> None:
-        """Return once set, or at ``deadline`` (loop clock), whichever comes first."""
-        if self._fut.done():
+    async def wait(self) -> None:
+        await self._fut
+
+
+class FanOut:
+    """One request's replica calls, run by callbacks (no task per call, no ``asyncio.wait``).
+
+    Starts ``call(replica, timeout)`` (a future) for each target; a success counts in the
+    tally (``decode(replica, result)`` first), a failure is replaced by the next healthy
+    fallback. ``done`` is set at quorum, and at the latest when every call has settled or
+    the deadline passed (pending calls are then cancelled); ``on_settled`` runs at that end.
+
+    While a healthy fallback is left, a call gets half of the remaining time, so that a
+    replica cut off by a partition (whose calls time out rather than fail) can still be
+    replaced by a hinted fallback before the request's own deadline."""
+
+    def __init__(self, coord: Coordinator, walk: list[str], plan: list[Replica],
+                 call: Callable[[Replica, float], asyncio.Future], tally: Tally, done: Done, deadline: float,
+                 decode: Callable[[Replica, Any], Any] | None = None,
+                 on_settled: Callable[[], None] | None = None) -> None:
+        self._coord = coord
+        self._walk = walk
+        self._n = coord.cfg.n
+        self._is_up = coord.node.members.is_up
+        self._used = {r.node for r in plan} | {coord.node.name}
+        self._call = call
+        self._decode = decode
+        self._tally = tally
+        self._done = done
+        self._deadline = deadline
+        self._on_settled = on_settled
+        self._pending: dict[asyncio.Future, Replica] = {}
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._over = False
+
+    def start(self, targets: Iterable[Replica]) -> None:
+        for replica in targets:
+            self._start(replica)
+        if not self._pending:
+            self._finish()
+        elif not self._over:
+            self._timer = self._loop.call_at(self._deadline, self._finish)
+
+    def _start(self, replica: Replica) -> None:
+        remaining = max(0.01, self._deadline - self._loop.time())
+        spare = next_fallback(self._walk, self._n, self._used, replica, self._is_up) is not None
+        fut = self._call(replica, remaining / 2 if spare else remaining)
+        self._pending[fut] = replica
+        fut.add_done_callback(self._settled)
+
+    def _settled(self, fut: asyncio.Future) -> None:
+        replica = self._pending.pop(fut, None)
+        if fut.cancelled():
             return
-        timer = asyncio.get_running_loop().call_at(deadline, self.set)
-        try:
-            await asyncio.shield(self._fut)
-        finally:
-            timer.cancel()
+        exc = fut.exception()
+        if replica is None or self._over:
+            return
+        tally = self._tally
+        if exc is None:
+            result = fut.result()
+            tally.success(replica, result if self._decode is None else self._decode(replica, result))
+        else:
+            tally.failure(exc)
+            stand_in = next_fallback(self._walk, self._n, self._used, replica, self._is_up)
+            if stand_in is not None:
+                self._used.add(stand_in.node)
+                self._start(stand_in)
+        if tally.met:
+            self._done.set()
+        if not self._pending:
+            self._finish()
+
+    def _finish(self) -> None:
+        if self._over:
+            return
+        self._over = True
+        if self._timer is not None:
+            self._timer.cancel()
+        pending, self._pending = self._pending, {}
+        for fut in pending:
+            fut.cancel()
+        self._done.set()
+        if self._on_settled is not None:
+            self._on_settled()
 
 
 class Coordinator:
@@ -166,19 +243,20 @@ class Coordinator:
         walk = self.node.ring.walk(key)
         return walk, plan_replicas(walk, self.cfg.n, self.node.members.is_up)
 
-    async def _remote(self, replica: Replica, path: str, payload: dict, timeout: float) -> Any:
-        try:
-            reply = await self.node.transport.call(replica.node, path, payload, timeout)
-        except PeerUnreachable as exc:
-            self.node.members.record_failure(replica.node, exc.reason)
-            raise
-        self.node.members.record_ok(replica.node)
-        return reply
+    def _remote(self, replica: Replica, path: str, payload: dict, timeout: float) -> asyncio.Future:
+        """A peer call as a future; its outcome also tells gossip whether the peer answered."""
+        fut = self.node.transport.request(replica.node, path, payload, timeout)
+        fut.add_done_callback(functools.partial(self._heard, replica.node))
+        return fut
 
-    async def _until_done(self, work: Awaitable[Any], done: Done, deadline: float) -> None:
-        """Run ``work`` in the background (it outlives the reply) and wait for ``done`` or the deadline."""
-        self.node.background(work)
-        await done.wait_until(deadline)
+    def _heard(self, node: str, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            self.node.members.record_ok(node)
+        elif isinstance(exc, PeerUnreachable):
+            self.node.members.record_failure(node, exc.reason)
 
     # -- writes ----------------------------------------------------------------------------
     async def write(self, key: str, value: Any, context: str | None, *, w: int, pw: int,
@@ -203,8 +281,12 @@ class Coordinator:
         done = Done()
         if tally.met:
             done.set()
-        await self._until_done(self._replicate(key, walk, plan, others, payload, tally, done, deadline),
-                               done, deadline)
+
+        def send(replica: Replica, timeout: float) -> asyncio.Future:
+            return self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)
+
+        FanOut(self, walk, plan, send, tally, done, deadline).start(others)   # runs on past the reply
+        await done.wait()
         if not tally.met:
             self.stats["write_quorum_failed"] += 1
             raise QuorumFailed("write", w, tally.replied, tally.ok, pw)
@@ -227,55 +309,6 @@ class Coordinator:
                 txn.add_hint(me.hint_for, key)
             return new
         return await self.node.storage.run(job)
-
-    async def _replicate(self, key: str, walk: list[str], plan: list[Replica], others: list[Replica],
-                         payload: dict, tally: Tally, done: Done, deadline: float) -> None:
-
-        async def send(replica: Replica, timeout: float) -> None:
-            await self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)
-
-        await self._fan_out(walk, plan, others, send, tally, done, deadline)
-
-    async def _fan_out(self, walk: list[str], plan: list[Replica], targets: list[Replica],
-                       call: Callable[[Replica, float], Awaitable[Any]], tally: Tally, done: Done,
-                       deadline: float) -> None:
-        """Run ``call`` on every target, replacing failed ones by fallbacks; set ``done`` at quorum.
-
-        While a healthy fallback is left, a call gets half of the remaining time, so that a
-        replica cut off by a partition (whose calls time out rather than fail) can still be
-        replaced by a hinted fallback before the request's own deadline."""
-        loop = asyncio.get_running_loop()
-        used = {r.node for r in plan} | {self.node.name}
-        is_up = self.node.members.is_up
-
-        def start(replica: Replica) -> asyncio.Future:
-            remaining = max(0.01, deadline - loop.time())
-            spare = next_fallback(walk, self.cfg.n, used, replica, is_up) is not None
-            return asyncio.ensure_future(call(replica, remaining / 2 if spare else remaining))
-
-        pending = {start(r): r for r in targets}
-        try:
-            while pending:
-                finished, _ = await asyncio.wait(pending, timeout=max(0.0, deadline - loop.time()),
-                                                 return_when=asyncio.FIRST_COMPLETED)
-                if not finished:
-                    break
-                for fut in finished:
-                    replica = pending.pop(fut)
-                    if fut.exception() is None:
-                        tally.success(replica, fut.result())
-                        continue
-                    tally.failure(fut.exception())
-                    stand_in = next_fallback(walk, self.cfg.n, used, replica, is_up)
-                    if stand_in is not None:
-                        used.add(stand_in.node)
-                        pending[start(stand_in)] = stand_in
-                if tally.met:
-                    done.set()
-        finally:
-            for fut in pending:
-                fut.cancel()
-            done.set()
 
     async def _forward(self, target: str, key: str, value: Any, context: str | None, w: int, pw: int,
                        timeout: float) -> dict[str, Any]:
@@ -303,13 +336,42 @@ class Coordinator:
 
     # -- reads -----------------------------------------------------------------------------
     async def read(self, key: str, *, r: int, pr: int, timeout: float) -> tuple[Any, int]:
-        """Coordinate a GET: the merged object (None when no replica has it) and replies counted."""
+        """Coordinate a GET: the merged object (None when no replica has it) and replies counted.
+
+        Digest reads: when this node's own copy is in its cache, the request carries its digest
+        and a replica holding the same state answers {"same": true} instead of the object (no
+        encoding, shipping or decoding of an object the coordinator already has)."""
         walk, plan = self.plan(key)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         tally = Tally(need=r, need_primary=pr)
         done = Done()
-        await self._until_done(self._gather_reads(key, walk, plan, tally, done, deadline), done, deadline)
+        storage = self.node.storage
+        hit, mine = storage.get_cached(key)
+        ask: dict[str, Any] = {"key": key}
+        if hit and mine is not None:
+            ask["digest"] = storage.digest(mine).hex()
+
+        def fetch(replica: Replica, timeout: float) -> asyncio.Future:
+            if replica.node != self.node.name:
+                return self._remote(replica, "/internal/get", ask, timeout)
+            if hit:
+                fut = loop.create_future()
+                fut.set_result(mine)
+                return fut
+            return asyncio.ensure_future(storage.get(key))
+
+        def decode(replica: Replica, reply: Any) -> Any:
+            if replica.node == self.node.name:
+                return reply
+            if reply.get("same") is True and "digest" in ask:
+                return mine
+            data = reply.get("obj")
+            return None if data is None else self.v.from_json(data)
+
+        FanOut(self, walk, plan, fetch, tally, done, deadline, decode,
+               on_settled=lambda: self._read_repair(key, tally.results)).start(plan)
+        await done.wait()
         if not tally.met:
             self.stats["read_quorum_failed"] += 1
             raise QuorumFailed("read", r, tally.replied, None, pr)
@@ -323,31 +385,8 @@ class Coordinator:
                 merged = obj if merged is None else self.v.merge(merged, obj)
         return merged
 
-    async def _gather_reads(self, key: str, walk: list[str], plan: list[Replica], tally: Tally,
-                            done: Done, deadline: float) -> None:
-        # Digest reads: when this node's own copy is in its cache, the request carries its digest
-        # and a replica holding the same state answers {"same": true} instead of the object (no
-        # encoding, shipping or decoding of an object the coordinator already has).
-        storage = self.node.storage
-        hit, mine = storage.get_cached(key)
-        ask: dict[str, Any] = {"key": key}
-        if hit and mine is not None:
-            ask["digest"] = storage.digest(mine).hex()
-
-        async def fetch(replica: Replica, timeout: float) -> Any:
-            if replica.node == self.node.name:
-                return mine if hit else await storage.get(key)
-            reply = await self._remote(replica, "/internal/get", ask, timeout)
-            if reply.get("same") is True and "digest" in ask:
-                return mine
-            data = reply.get("obj")
-            return None if data is None else self.v.from_json(data)
-
-        await self._fan_out(walk, plan, plan, fetch, tally, done, deadline)
-        await self._read_repair(key, tally.results, deadline)
-
-    async def _read_repair(self, key: str, results: list[tuple[Replica, Any]], deadline: float) -> None:
-        """Push the merge of every reply to the replicas whose copy differs from it."""
+    def _read_repair(self, key: str, results: list[tuple[Replica, Any]]) -> None:
+        """Once every read reply is in: push the merge to the replicas whose copy differs from it."""
         merged = self.merge_all(obj for _, obj in results)
         if merged is None:
             return
@@ -357,13 +396,10 @@ class Coordinator:
         if not stale:
             return
         payload = {"key": key, "obj": self.v.to_json(merged)}
-        jobs = []
         for replica in stale:
             self.stats["read_repairs"] += 1
             if replica.node == self.node.name:
-                jobs.append(self.node.storage.merge_in(key, merged, replica.hint_for))
+                self.node.background(self.node.storage.merge_in(key, merged, replica.hint_for))
             else:
                 timeout = max(self.cfg.request_timeout, 0.1)
-                jobs.append(self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for),
-                                         timeout))
-        await asyncio.gather(*jobs, return_exceptions=True)
+                self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)

@@ -222,7 +222,7 @@ class _PeerLink(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.writer: FrameWriter | None = None
         self._reader = FrameReader()
-        self._pending: dict[int, asyncio.Future] = {}
+        self._pending: dict[int, tuple[asyncio.Future, asyncio.TimerHandle]] = {}
         self._next_id = 0
         self.rx_count = 0                # frames received so far (to spot a silently dead link)
         self._closed_because = ""        # why this side aborted it, if it did
@@ -241,10 +241,12 @@ class _PeerLink(asyncio.Protocol):
             self.abort(f"bad frame from peer: {exc}")
             return
         self.rx_count += len(frames)
+        pending, settle = self._pending, self.owner._settle
         for frame in frames:
-            fut = self._pending.pop(frame[0], None)
-            if fut is not None and not fut.done():
-                fut.set_result((frame[1], frame[2]))
+            entry = pending.pop(frame[0], None)
+            if entry is not None:
+                entry[1].cancel()
+                settle(entry[0], self.peer, frame[1], frame[2])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -253,9 +255,9 @@ class _PeerLink(asyncio.Protocol):
         error = PeerUnreachable(self.peer, f"connection lost ({exc or self._closed_because or 'closed by peer'})",
                                 maybe_delivered=True)
         pending, self._pending = self._pending, {}
-        for fut in pending.values():
-            if not fut.done():
-                fut.set_exception(error)
+        for fut, timer in pending.values():
+            timer.cancel()
+            self.owner._fail(fut, error)
 
     def abort(self, reason: str) -> None:
         """Drop the connection now (pending calls fail; the next call reconnects)."""
@@ -266,22 +268,31 @@ class _PeerLink(asyncio.Protocol):
                 del self.owner._links[self.peer]
             self.transport.abort()
 
-    async def request(self, path: str, payload: Any) -> tuple[int, Any]:
-        """Send one request and wait for its reply (the caller bounds the wait)."""
-        assert self.writer is not None
+    def send(self, path: str, payload: Any, timeout: float) -> asyncio.Future:
+        """Send one request; a future of the reply body (:class:`PeerUnreachable` on failure).
+
+        No task and no coroutine: the reply (or the timeout timer, or the connection's loss)
+        settles the future. A timeout with nothing at all received on the link since the
+        request was sent means the link is presumed dead and is aborted."""
+        writer = self.writer
+        assert writer is not None
         self._next_id += 1
         rid = self._next_id
-        fut = asyncio.get_running_loop().create_future()
-        self._pending[rid] = fut
-        rx_at_send = self.rx_count
-        self.writer.send([rid, path, payload])
-        try:
-            return await fut
-        except asyncio.CancelledError:
-            self._pending.pop(rid, None)
-            if self.rx_count == rx_at_send:        # nothing at all came back since: link presumed dead
-                self.abort("no reply before timeout")
-            raise
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        timer = loop.call_at(loop.time() + timeout, self._expire, rid, self.rx_count, timeout)
+        self._pending[rid] = (fut, timer)
+        writer.send([rid, path, payload])
+        return fut
+
+    def _expire(self, rid: int, rx_at_send: int, timeout: float) -> None:
+        entry = self._pending.pop(rid, None)
+        if entry is None:
+            return
+        if self.rx_count == rx_at_send:        # nothing at all came back since: link presumed dead
+            self.abort("no reply before timeout")
+        self.owner._fail(entry[0], PeerUnreachable(self.peer, f"timed out after {timeout:.3g}s",
+                                                   maybe_delivered=True))
 
 
 class Transport:
@@ -337,6 +348,17 @@ class Transport:
             connecting.add_done_callback(lambda _f: self._connecting.pop(peer, None))
         return await asyncio.shield(connecting)
 
+    def request(self, peer: str, path: str, payload: Any, timeout: float) -> asyncio.Future:
+        """:meth:`call` as a future (the coordinator's hot path): with no fault set and the link
+        to ``peer`` open, the request is written at once and no task is made; otherwise it
+        runs :meth:`call` in a task."""
+        link = self._links.get(peer)
+        if link is None or not link.open or self.faults.active:
+            return asyncio.ensure_future(self.call(peer, path, payload, timeout))
+        assert self._started, "Transport.start() first"
+        self.sent += 1
+        return link.send(path, payload, timeout)
+
     async def call(self, peer: str, path: str, payload: Any, timeout: float) -> Any:
         """Send ``payload`` to ``peer``'s ``path``; the decoded JSON reply, or PeerUnreachable."""
         assert self._started, "Transport.start() first"
@@ -345,6 +367,8 @@ class Transport:
         if faults.drops(peer):
             self.failed += 1
             raise PeerUnreachable(peer, "dropped by injected fault")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             async with asyncio.timeout(timeout):
                 delay = faults.delay_for(peer)
@@ -353,22 +377,28 @@ class Transport:
                 link = self._links.get(peer)
                 if link is None or not link.open:
                     link = await self._link(peer)
-                status, body = await link.request(path, payload)
-        except PeerUnreachable:
-            self.failed += 1
-            raise
         except TimeoutError:
             self.failed += 1
             raise PeerUnreachable(peer, f"timed out after {timeout:.3g}s", maybe_delivered=True) from None
         except OSError as exc:
             self.failed += 1
             raise PeerUnreachable(peer, f"connect failed: {exc.strerror or exc}") from None
+        return await link.send(path, payload, max(0.0, deadline - loop.time()))
+
+    def _settle(self, fut: asyncio.Future, peer: str, status: int, body: Any) -> None:
+        """A reply arrived for ``fut``: its body, or PeerUnreachable for any status but 200."""
         if status == 200:
-            return body
+            if not fut.done():
+                fut.set_result(body)
+        elif status == STATUS_DROPPED:
+            self._fail(fut, PeerUnreachable(peer, f"rejected: {body}"))
+        else:
+            self._fail(fut, PeerUnreachable(peer, f"status {status}: {str(body)[:200]}", answered=True))
+
+    def _fail(self, fut: asyncio.Future, error: PeerUnreachable) -> None:
         self.failed += 1
-        if status == STATUS_DROPPED:
-            raise PeerUnreachable(peer, f"rejected: {body}")
-        raise PeerUnreachable(peer, f"status {status}: {str(body)[:200]}", answered=True)
+        if not fut.done():
+            fut.set_exception(error)
 
     def admit_now(self, sender: str | None) -> float | None:
         """Incoming faults for one request from ``sender``: None = drop it, else seconds to delay it."""
