@@ -257,3 +257,13 @@ async def _put(cluster, key, value):
         await client.put(key, value, w=3)
     finally:
         await client.close()
+
+
+def test_a_value_with_a_lone_surrogate_is_stored_replicated_and_read_back(cluster):
+    """JSON allows "\\ud800"; the node's canonical state text is ASCII, so storing, hashing and
+    replicating it work like any other value."""
+    url = cluster.nodes["n1"].url
+    assert http("PUT", url + "/kv/surrogate?w=3", b'{"value": "a\\ud800b"}')[0] == 200
+    for node in cluster.nodes.values():
+        status, body = http("GET", node.url + "/kv/surrogate?r=3")
+        assert status == 200 and body["siblings"] == ["a\ud800b"]

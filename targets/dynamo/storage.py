@@ -81,9 +81,9 @@ class Txn:
 
     def put(self, key: str, obj: Any) -> None:
         self.dirty = True
-        self._db.execute("INSERT OR REPLACE INTO kv (key, part, obj) VALUES (?, ?, ?)",
-                         (key, self._s.partition_of(key), json.dumps(self._s.versioning.to_json(obj),
-                                                                     separators=(",", ":"))))
+        self._db.execute("INSERT INTO kv (key, part, obj) VALUES (?, ?, ?) "
+                         "ON CONFLICT (key) DO UPDATE SET obj = excluded.obj",
+                         (key, self._s.partition_of(key), self._s.encoded(obj)[0]))
         self.changes.append(Change(key, obj))
 
     def merge(self, key: str, obj: Any) -> tuple[Any, Any]:
@@ -138,7 +138,7 @@ class Storage:
         # and no JSON decode. A job's writes enter it when the job's savepoint is released; a
         # failed COMMIT empties it (SQLite is then the truth again).
         self._rows: dict[str, Any] = {}
-        self._digests: dict[int, tuple[Any, bytes]] = {}
+        self._digests: dict[int, tuple[Any, tuple[str, bytes]]] = {}
         self.commits = 0
         self.jobs_run = 0
         db = self._connect()   # create the schema now so a bad data dir fails at start
@@ -269,20 +269,25 @@ class Storage:
         rows[key] = obj
 
     def digest(self, obj: Any) -> bytes:
-        """``versioning.digest(obj)``, remembered per object (either thread may ask).
+        """``versioning.digest(obj)``, remembered per object (see :meth:`encoded`)."""
+        return self.encoded(obj)[1]
+
+    def encoded(self, obj: Any) -> tuple[str, bytes]:
+        """``versioning.encode(obj)``: (stored JSON text, digest), remembered per object.
 
         Why: a stored object's digest is asked for several times (the merge that stores it,
-        the Merkle tree that tracks it, the next merge and read repair that compare it);
-        objects are immutable, so each is hashed once while it stays in the memo."""
+        the Merkle tree that tracks it, the next merge, read repair and digest reads that
+        compare it) and its text once more to write it; objects are immutable, so each is
+        encoded once while it stays in the memo. Either thread may ask."""
         memo = self._digests
         entry = memo.get(id(obj))
         if entry is not None and entry[0] is obj:
             return entry[1]
-        digest = self.versioning.digest(obj)
+        encoded = self.versioning.encode(obj)
         if len(memo) >= DIGEST_MEMO_MAX:
             memo.clear()
-        memo[id(obj)] = (obj, digest)       # holding obj keeps its id from being reused
-        return digest
+        memo[id(obj)] = (obj, encoded)       # holding obj keeps its id from being reused
+        return encoded
 
     def get_cached(self, key: str) -> tuple[bool, Any]:
         """(True, object or None) when the read cache can answer for key, else (False, None)."""

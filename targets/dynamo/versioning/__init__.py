@@ -59,6 +59,9 @@ class Versioning(Protocol):
     def digest(self, obj: Obj) -> bytes:
         """Stable hash of the state (Merkle leaves)."""
 
+    def encode(self, obj: Obj) -> tuple[str, bytes]:
+        """Canonical JSON text of the state (what storage writes) and its :meth:`digest`."""
+
     def to_json(self, obj: Obj) -> Any:
         """JSON form (disk and wire)."""
 

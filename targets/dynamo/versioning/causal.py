@@ -83,9 +83,24 @@ def check_write_args(value: Any, coordinator: str, now: float) -> float:
     return now
 
 
+#: The canonical *state* text is ASCII (``\uXXXX`` escapes), so a value holding a lone
+#: surrogate, which the HTTP API accepts, still encodes to bytes (for SHA-256 and SQLite).
+_state_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True,
+                                 allow_nan=False).encode
+
+
+def encode_state(state_json: Any) -> tuple[str, bytes]:
+    """An object's canonical JSON text (sorted keys, compact, ASCII) and its SHA-256.
+
+    One encoding serves both: the text is what storage writes to disk, the hash is the
+    digest replicas compare (read repair, digest reads, Merkle leaves)."""
+    text = _state_encode(state_json)
+    return text, hashlib.sha256(text.encode("ascii")).digest()
+
+
 def state_digest(state_json: Any) -> bytes:
     """SHA-256 of an object's canonical JSON form: equal states, equal digests."""
-    return hashlib.sha256(canonical_json(state_json).encode("utf-8")).digest()
+    return encode_state(state_json)[1]
 
 
 # ---------------------------------------------------------------- integer range sets
@@ -352,6 +367,10 @@ class CausalVersioning:
     def digest(self, obj: CausalObj) -> bytes:
         """SHA-256 of the canonical JSON state: equal states, equal digests."""
         return state_digest(self.to_json(obj))
+
+    def encode(self, obj: CausalObj) -> tuple[str, bytes]:
+        """Canonical JSON text of the state and its digest (:func:`encode_state`)."""
+        return encode_state(self.to_json(obj))
 
     def to_json(self, obj: CausalObj) -> dict:
         """JSON form stored on disk and shipped between nodes."""
