@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import targets.dynamo.versioning.context as context_module
 from targets.dynamo.versioning import ContextError, for_mode
 from targets.dynamo.versioning.context import ClockEntry, decode_context, encode_context
 from tests.test_versioning import ALL, blind_writes
@@ -86,3 +87,27 @@ def test_context_at_the_counter_limit_is_refused_not_stored(mode):
         v.write(obj, encode_context(mode, [ClockEntry("n1", MAX_COUNTER + 1, 1.0)]), "b", "n1", 2.0)
     ok = v.write(obj, forged, "b", "n2", 2.0)           # other coordinators still can
     assert decode_context(v.context(ok), mode)["n1"].counter == MAX_COUNTER
+
+
+def _decode_or_error(context, mode):
+    try:
+        return decode_context(context, mode)
+    except ContextError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=st.lists(st.builds(ClockEntry, st.sampled_from(["n1", "n2", "", "x" * 300]),
+                                  st.integers(min_value=-1, max_value=(1 << 53) + 1),
+                                  st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                                            st.integers(min_value=0, max_value=10))),
+                        max_size=4),
+       mode=st.sampled_from(ALL))
+def test_the_decoded_context_memo_answers_exactly_what_decoding_does(entries, mode):
+    """encode_context remembers the vector of each valid context it makes; a write then
+    skips decoding it. The memo must answer exactly what a fresh decode answers."""
+    context_module._decoded.clear()
+    context = encode_context(mode, entries)
+    remembered = _decode_or_error(context, mode)
+    context_module._decoded.clear()
+    assert remembered == _decode_or_error(context, mode)

@@ -108,6 +108,13 @@ def state_digest(state_json: Any) -> bytes:
 
 def ranges_union(a: Ranges, b: Ranges) -> Ranges:
     """Union of two sorted disjoint range sets, coalescing touching ranges."""
+    if len(a) == 1 and len(b) == 1:          # the usual case (one prefix per node): no sort
+        (lo1, hi1), (lo2, hi2) = a[0], b[0]
+        if lo1 > lo2:
+            lo1, hi1, lo2, hi2 = lo2, hi2, lo1, hi1
+        if lo2 <= hi1 + 1:
+            return ((lo1, max(hi1, hi2)),)
+        return ((lo1, hi1), (lo2, hi2))
     out: list[list[int]] = []
     for lo, hi in sorted(a + b):
         if out and lo <= out[-1][1] + 1:
@@ -218,7 +225,12 @@ def add_removed(rem: dict[str, tuple[Ranges, float]], node: str, ranges: Ranges,
 
 
 def clock_of(obj: CausalObj) -> dict[str, ClockEntry]:
-    """Per node: highest counter seen (live or removed) and the time of its latest event."""
+    """Per node: highest counter seen (live or removed) and the time of its latest event.
+
+    Computed once per object (objects are immutable) and shared: callers must not change it."""
+    known = obj.__dict__.get("_clock")
+    if known is not None:
+        return known
     clock: dict[str, ClockEntry] = {}
 
     def bump(node: str, counter: int, ts: float) -> None:
@@ -232,6 +244,7 @@ def clock_of(obj: CausalObj) -> dict[str, ClockEntry]:
         bump(r.node, r.ranges[-1][1], r.ts)
     for s in obj.siblings:
         bump(s.node, s.counter, s.ts)
+    object.__setattr__(obj, "_clock", clock)
     return clock
 
 
@@ -339,12 +352,18 @@ class CausalVersioning:
 
     def clock(self, obj: CausalObj) -> dict[str, ClockEntry]:
         """The object's version vector (debug/admin views, tests)."""
-        return clock_of(self._check(obj))
+        return dict(clock_of(self._check(obj)))
 
     def context(self, obj: CausalObj) -> str | None:
-        """Opaque context covering every version in ``obj`` (``None`` for a never-written key)."""
+        """Opaque context covering every version in ``obj`` (``None`` for a never-written key);
+        made once per object."""
+        known = obj.__dict__.get("_context")
+        if known is not None:
+            return known
         clock = clock_of(self._check(obj))
-        return encode_context(self.mode, list(clock.values())) if clock else None
+        context = encode_context(self.mode, list(clock.values())) if clock else None
+        object.__setattr__(obj, "_context", context)
+        return context
 
     def reap(self, obj: CausalObj, now: float, grace: float) -> CausalObj | None:
         """Garbage-collect tombstones older than ``grace`` seconds.

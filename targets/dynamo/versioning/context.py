@@ -21,6 +21,10 @@ MAX_CONTEXT_CHARS = 64 * 1024
 MAX_ENTRIES = 1024
 MAX_COUNTER = (1 << 53) - 1   # exact in every JSON implementation (JavaScript clients too)
 MAX_NODE_CHARS = 256
+#: Contexts decoded (or encoded) lately -> their vector: decoding is a pure function of the
+#: string, and a write usually hands back the context its read just got from this node.
+DECODED_MEMO_MAX = 8192
+_decoded: dict[tuple[str, str], dict[str, "ClockEntry"]] = {}
 
 
 class ContextError(ValueError):
@@ -51,17 +55,35 @@ def _checksum(payload: bytes) -> str:
 
 def encode_context(mode: str, entries: list[ClockEntry] | tuple[ClockEntry, ...]) -> str:
     """Pack ``mode`` and a version vector into the opaque context string."""
-    rows = [[e.node, e.counter, e.ts] for e in sorted(entries, key=lambda e: e.node)]
+    ordered = sorted(entries, key=lambda e: e.node)
+    rows = [[e.node, e.counter, e.ts] for e in ordered]
     payload = json.dumps({"m": mode, "v": rows}, separators=(",", ":"),
                          ensure_ascii=True, allow_nan=False).encode("ascii")
-    return f"{_b64encode(payload)}.{_checksum(payload)}"
+    context = f"{_b64encode(payload)}.{_checksum(payload)}"
+    vector = {e.node: e for e in ordered}
+    if (len(vector) == len(ordered) <= MAX_ENTRIES and len(context) <= MAX_CONTEXT_CHARS
+            and all(type(e.node) is str and 0 < len(e.node) <= MAX_NODE_CHARS and type(e.counter) is int
+                    and 1 <= e.counter <= MAX_COUNTER and type(e.ts) is float and math.isfinite(e.ts)
+                    for e in ordered)):
+        _remember(context, mode, vector)      # exactly what decoding it would return
+    return context
+
+
+def _remember(context: str, mode: str, vector: dict[str, ClockEntry]) -> None:
+    if len(_decoded) >= DECODED_MEMO_MAX:
+        _decoded.clear()
+    _decoded[(context, mode)] = vector
 
 
 def decode_context(context: object, mode: str) -> dict[str, ClockEntry]:
     """Unpack a context made for ``mode``; :class:`ContextError` on anything else.
 
-    Returns the vector as ``{node: ClockEntry}``.
+    Returns the vector as ``{node: ClockEntry}`` (the caller's own dict).
     """
+    if isinstance(context, str):
+        known = _decoded.get((context, mode))
+        if known is not None:
+            return dict(known)
     if not isinstance(context, str):
         raise ContextError(f"context must be a string, got {type(context).__name__}")
     if len(context) > MAX_CONTEXT_CHARS:
@@ -102,4 +124,5 @@ def decode_context(context: object, mode: str) -> dict[str, ClockEntry]:
         if node in out:
             raise ContextError(f"context names node {node!r} twice")
         out[node] = ClockEntry(node, counter, float(ts))
+    _remember(context, mode, dict(out))
     return out
