@@ -267,3 +267,37 @@ def test_a_value_with_a_lone_surrogate_is_stored_replicated_and_read_back(cluste
     for node in cluster.nodes.values():
         status, body = http("GET", node.url + "/kv/surrogate?r=3")
         assert status == 200 and body["siblings"] == ["a\ud800b"]
+
+
+def peer_call(cluster, node: str, requests: list[tuple[str, object]], sender: str = "n2") -> dict:
+    """Send framed peer requests to ``node`` as ``sender`` on one connection; {id: (status, body)}."""
+    import socket
+
+    from targets.dynamo.transport import MAGIC, FrameReader, encode_frame
+    host, port = cluster.nodes[node].url.removeprefix("http://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(MAGIC + encode_frame({"from": sender})
+                     + b"".join(encode_frame([i, path, body]) for i, (path, body) in enumerate(requests)))
+        reader, replies = FrameReader(), {}
+        while len(replies) < len(requests):
+            for rid, status, body in reader.feed(sock.recv(65536)):
+                replies[rid] = (status, body)
+        return replies
+
+
+def test_replica_puts_over_the_peer_protocol_validate_before_storing(cluster):
+    from targets.dynamo.versioning import for_mode
+    v = for_mode("vclock")
+    good = v.to_json(v.write(v.empty(), None, "via-peer", "n2", 1.7e9))
+    replies = peer_call(cluster, "n1", [
+        ("/internal/put", {"key": "peer-put", "obj": good}),
+        ("/internal/put", {"key": "peer-bad", "obj": {"mode": "vclock", "siblings": "nope", "removed": []}}),
+        ("/internal/put", {"key": 7, "obj": good}),
+        ("/internal/put", {"key": "peer-bad2", "obj": good, "hint_for": "nobody"}),
+    ])
+    assert replies[0] == (200, {"ok": True})
+    for rid in (1, 2, 3):
+        assert replies[rid][0] == 400 and "bad internal request" in replies[rid][1]["error"]
+    assert http("GET", cluster.nodes["n1"].url + "/admin/local/peer-put")[1]["siblings"] == ["via-peer"]
+    for key in ("peer-bad", "peer-bad2"):
+        assert http("GET", cluster.nodes["n1"].url + f"/admin/local/{key}")[0] == 404

@@ -89,12 +89,21 @@ async def internal_batch(request: Request) -> Response:
     return reply(200, {"replies": replies})
 
 
-async def internal_put(state: NodeState, body: dict) -> Any:
+def start_put(state: NodeState, body: dict) -> asyncio.Future:
+    """Validate an ``/internal/put`` and queue its merge: the storage job's future.
+    ValueError/KeyError/TypeError on a malformed call (answered 400), before anything is queued."""
+    key = body["key"]
+    if not isinstance(key, str):
+        raise ValueError("key must be a string")
     obj = state.versioning.from_json(body["obj"])
     hint_for = body.get("hint_for")
     if hint_for is not None and hint_for not in state.cfg.peers:
         raise ValueError(f"unknown hint target {hint_for!r}")
-    await state.storage.merge_in(body["key"], obj, hint_for)
+    return state.storage.merge_in(key, obj, hint_for)
+
+
+async def internal_put(state: NodeState, body: dict) -> Any:
+    await start_put(state, body)
     return {"ok": True}
 
 
@@ -191,6 +200,8 @@ class PeerConnection(asyncio.Protocol):
                 continue
             if path == "/internal/get" and self._get_now(rid, body):
                 continue
+            if path == "/internal/put" and self._put_now(rid, body):
+                continue
             task = asyncio.ensure_future(self._serve(rid, path, body))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -212,6 +223,33 @@ class PeerConnection(asyncio.Protocol):
             state.members.heard_from(sender)
         self._reply(rid, 200, get_reply(state, body, obj))
         return True
+
+    def _put_now(self, rid: Any, body: Any) -> bool:
+        """Queue a replica write at once when no fault applies and reply from its callback (no
+        task): True if taken. The same validation and answers as the ``_serve`` path."""
+        state = self.state
+        if state.transport.faults.active or not isinstance(body, dict):
+            return False
+        sender = self.sender
+        if sender in state.cfg.peers and sender != state.name:
+            state.members.heard_from(sender)
+        try:
+            fut = start_put(state, body)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._reply(rid, 400, {"error": f"bad internal request: {exc}"})
+            return True
+        fut.add_done_callback(lambda f: self._put_done(rid, f))
+        return True
+
+    def _put_done(self, rid: Any, fut: asyncio.Future) -> None:
+        if fut.cancelled():
+            return
+        exc = fut.exception()
+        if exc is None:
+            self._reply(rid, 200, {"ok": True})
+        else:
+            log.error("peer call /internal/put from %s failed: %r", self.sender, exc)
+            self._reply(rid, 500, {"error": f"{type(exc).__name__}: {exc}"})
 
     async def _serve(self, rid: Any, path: Any, body: Any) -> None:
         state = self.state

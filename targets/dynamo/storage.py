@@ -321,14 +321,16 @@ class Storage:
             return found
         return await self.run(job)
 
-    async def merge_in(self, key: str, obj: Any, hint_for: str | None = None) -> Any:
-        """Merge ``obj`` into the stored object (durably); queue a hint for ``hint_for`` if given."""
+    def merge_in(self, key: str, obj: Any, hint_for: str | None = None) -> asyncio.Future[Any]:
+        """Merge ``obj`` into the stored object (durably); queue a hint for ``hint_for`` if given.
+
+        A future (not a coroutine), so a replica can answer from a callback without a task."""
         def job(txn: Txn) -> Any:
             _, new = txn.merge(key, obj)
             if hint_for is not None:
                 txn.add_hint(hint_for, key)
             return new
-        return await self.run(job)
+        return self.run(job)
 
     async def merge_many(self, objects: dict[str, Any]) -> None:
         """Merge several objects in one job (handoff and anti-entropy batches)."""
