@@ -30,7 +30,8 @@ log = logging.getLogger("dynamo.http")
 MAX_BODY = 64 << 20
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 413: "Payload Too Large",
             500: "Internal Server Error", 503: "Service Unavailable", 507: "Insufficient Storage"}
-_compact = json.JSONEncoder(separators=(",", ":")).encode
+#: Compact JSON text (ASCII): every response body, and the size a value is limited by.
+compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 class Headers(dict):
@@ -71,7 +72,7 @@ class Response:
 
 def json_response(status: int, body: Any) -> Response:
     """A compact JSON response."""
-    return Response(status, _compact(body).encode("utf-8", "surrogatepass"))
+    return Response(status, compact_json(body).encode("ascii"))
 
 
 Handler = Callable[[Request], Awaitable[Response]]

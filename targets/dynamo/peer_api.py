@@ -94,7 +94,7 @@ def start_put(state: NodeState, body: dict) -> asyncio.Future:
     ValueError/KeyError/TypeError on a malformed call (answered 400), before anything is queued."""
     key = body["key"]
     if not isinstance(key, str):
-        raise ValueError("key must be a string")
+        raise TypeError("key must be a string")
     obj = state.versioning.from_json(body["obj"])
     hint_for = body.get("hint_for")
     if hint_for is not None and hint_for not in state.cfg.peers:

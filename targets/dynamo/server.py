@@ -27,7 +27,14 @@ from targets.dynamo.coordinator import (
 )
 from targets.dynamo.gossip import Membership, gossip_loop
 from targets.dynamo.handoff import Handoff, handoff_loop
-from targets.dynamo.httpserver import Handler, HttpProtocol, Request, Response, Router
+from targets.dynamo.httpserver import (
+    Handler,
+    HttpProtocol,
+    Request,
+    Response,
+    Router,
+    compact_json,
+)
 from targets.dynamo.peer_api import (
     INTERNAL_ROUTES,
     ConnectionSniffer,
@@ -221,7 +228,7 @@ async def kv_put(state: NodeState, request: Request) -> Response:
     key = parse_key(request)
     q = parse_query(request, WRITE_PARAMS, state.cfg)
     body = await parse_body(request, frozenset({"value", "context"}), frozenset({"value"}))
-    size = len(json.dumps(body["value"], separators=(",", ":")).encode())
+    size = len(compact_json(body["value"]))
     if size > MAX_VALUE_BYTES:
         raise bad(f"value is {size} bytes of JSON, more than {MAX_VALUE_BYTES}")
     return await _write(state, key, body["value"], body.get("context"), q)

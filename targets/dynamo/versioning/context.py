@@ -24,7 +24,7 @@ MAX_NODE_CHARS = 256
 #: Contexts decoded (or encoded) lately -> their vector: decoding is a pure function of the
 #: string, and a write usually hands back the context its read just got from this node.
 DECODED_MEMO_MAX = 8192
-_decoded: dict[tuple[str, str], dict[str, "ClockEntry"]] = {}
+_decoded: dict[tuple[str, str], dict[str, ClockEntry]] = {}
 
 
 class ContextError(ValueError):
@@ -53,12 +53,15 @@ def _checksum(payload: bytes) -> str:
     return _b64encode(hashlib.sha256(payload).digest()[:6])
 
 
+#: One encoder for every payload (``json.dumps`` with options builds a new one per call).
+_payload_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
 def encode_context(mode: str, entries: list[ClockEntry] | tuple[ClockEntry, ...]) -> str:
     """Pack ``mode`` and a version vector into the opaque context string."""
     ordered = sorted(entries, key=lambda e: e.node)
     rows = [[e.node, e.counter, e.ts] for e in ordered]
-    payload = json.dumps({"m": mode, "v": rows}, separators=(",", ":"),
-                         ensure_ascii=True, allow_nan=False).encode("ascii")
+    payload = _payload_encode({"m": mode, "v": rows}).encode("ascii")
     context = f"{_b64encode(payload)}.{_checksum(payload)}"
     vector = {e.node: e for e in ordered}
     if (len(vector) == len(ordered) <= MAX_ENTRIES and len(context) <= MAX_CONTEXT_CHARS
