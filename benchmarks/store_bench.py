@@ -33,6 +33,11 @@ from targets.dynamo.client import DynamoClient
 from targets.dynamo.launcher import local_cluster
 
 
+#: The store issue's benchmark target (issue 2): both at once, on a 2-core machine.
+TARGET_OPS = 2000
+TARGET_P999_MS = 50.0
+
+
 def cpu_seconds(pids: list[int]) -> float:
     """User+system CPU seconds used so far by these processes (all their threads)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -178,10 +183,16 @@ def report(label: str, result: dict) -> None:
           f"(~{2000 / cpu_ms:.0f} with the client elsewhere)")
     for sample in result["error_samples"]:
         print(f"  error: {sample}")
+    worst_tail = 0.0
     for kind, values in result["lat"].items():
         values.sort()
         ms = [1000 * percentile(values, q) for q in (0.5, 0.99, 0.999)]
+        worst_tail = max(worst_tail, ms[2])
         print(f"  {kind:5s} n={len(values):6d}  p50 {ms[0]:6.2f} ms  p99 {ms[1]:6.2f} ms  p99.9 {ms[2]:6.2f} ms")
+    ops = total / result["elapsed"]
+    met = ops >= TARGET_OPS and worst_tail < TARGET_P999_MS
+    print(f"  target (>= {TARGET_OPS:,} ops/s with p99.9 < {TARGET_P999_MS:.0f} ms for reads and writes): "
+          f"{'met' if met else 'not met'} ({ops:,.0f} ops/s, worst p99.9 {worst_tail:.0f} ms)")
 
 
 def main() -> int:
