@@ -139,9 +139,6 @@ class Done:
         if not self._fut.done():
             self._fut.set_result(None)
 
-    def is_set(self) -> bool:
-        return self._fut.done()
-
     async def wait(self) -> None:
         await self._fut
 
@@ -162,7 +159,6 @@ class FanOut:
                  call: Callable[[Replica, float], asyncio.Future], tally: Tally, done: Done, deadline: float,
                  decode: Callable[[Replica, Any], Any] | None = None,
                  on_settled: Callable[[], None] | None = None) -> None:
-        self._coord = coord
         self._walk = walk
         self._n = coord.cfg.n
         self._is_up = coord.node.members.is_up

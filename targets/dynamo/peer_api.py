@@ -2,7 +2,7 @@
 
 Peers call them through :class:`targets.dynamo.transport.Transport`, over the
 framed protocol described there; :class:`PeerConnection` serves that side. The
-same endpoints also answer HTTP ``POST`` (one call each, or ``/internal/batch``),
+same endpoints also answer HTTP ``POST`` (one call each),
 handy with curl and used by the nemesis probes (``nemeses/probes.py``), with the
 sender named in the ``X-Dynamo-From`` header. Incoming injected faults are applied
 per request, before anything runs, on both paths. Every endpoint answers JSON; a
@@ -50,13 +50,18 @@ async def run_internal(state: NodeState, fn: InternalFn, body: Any) -> tuple[int
         return 400, {"error": f"bad internal request: {exc}"}
 
 
+def heard_from(state: NodeState, sender: str | None) -> None:
+    """A request from another member is news that it is up (gossip's failure detector)."""
+    if sender in state.cfg.peers and sender != state.name:
+        state.members.heard_from(sender)
+
+
 async def admit_peer(state: NodeState, request: Request) -> bool:
     """Apply injected faults to an incoming peer request (False: reject it)."""
     sender = request.headers.get(SENDER_HEADER)
     if not await state.transport.admit(sender):
         return False
-    if sender in state.cfg.peers and sender != state.name:
-        state.members.heard_from(sender)
+    heard_from(state, sender)
     return True
 
 
@@ -73,20 +78,6 @@ def internal(fn: InternalFn) -> Handler:
         status, answer = await run_internal(state, fn, body)
         return reply(status, answer)
     return wrapper
-
-
-async def internal_batch(request: Request) -> Response:
-    """``POST /internal/batch`` ``{"items": [[path, body], ...]}``: run them concurrently, reply in order."""
-    state: NodeState = request.app["state"]
-    if not await admit_peer(state, request):
-        return reply(503, {"error": "dropped by injected fault"})
-    try:
-        items = json.loads(await request.read())["items"]
-        calls = [(INTERNAL_ROUTES[path], body) for path, body in items]
-    except (ValueError, KeyError, TypeError) as exc:
-        return reply(400, {"error": f"bad internal batch: {exc}"})
-    replies = await asyncio.gather(*(run_internal(state, fn, body) for fn, body in calls))
-    return reply(200, {"replies": replies})
 
 
 def start_put(state: NodeState, body: dict) -> asyncio.Future:
@@ -218,9 +209,7 @@ class PeerConnection(asyncio.Protocol):
         hit, obj = state.storage.get_cached(body["key"])
         if not hit:
             return False
-        sender = self.sender
-        if sender in state.cfg.peers and sender != state.name:
-            state.members.heard_from(sender)
+        heard_from(self.state, self.sender)
         self._reply(rid, 200, get_reply(state, body, obj))
         return True
 
@@ -230,9 +219,7 @@ class PeerConnection(asyncio.Protocol):
         state = self.state
         if state.transport.faults.active or not isinstance(body, dict):
             return False
-        sender = self.sender
-        if sender in state.cfg.peers and sender != state.name:
-            state.members.heard_from(sender)
+        heard_from(self.state, self.sender)
         try:
             fut = start_put(state, body)
         except (ValueError, KeyError, TypeError) as exc:
@@ -259,9 +246,7 @@ class PeerConnection(asyncio.Protocol):
             return
         if delay:
             await asyncio.sleep(delay)
-        sender = self.sender
-        if sender in state.cfg.peers and sender != state.name:
-            state.members.heard_from(sender)
+        heard_from(self.state, self.sender)
         fn = INTERNAL_ROUTES.get(path) if isinstance(path, str) else None
         if fn is None:
             self._reply(rid, 404, {"error": f"unknown peer endpoint {path!r}"})

@@ -39,7 +39,6 @@ from targets.dynamo.peer_api import (
     INTERNAL_ROUTES,
     ConnectionSniffer,
     internal,
-    internal_batch,
     reply,
 )
 from targets.dynamo.storage import Storage
@@ -328,7 +327,6 @@ def build_router(state: NodeState) -> tuple[Router, dict[str, Any]]:
         r.add(method, "/admin/faults", handled(admin_faults))
     for path, ifn in INTERNAL_ROUTES.items():
         r.add("POST", path, internal(ifn))
-    r.add("POST", "/internal/batch", internal_batch)
     return r, {"state": state}
 
 

@@ -98,11 +98,6 @@ def encode_state(state_json: Any) -> tuple[str, bytes]:
     return text, hashlib.sha256(text.encode("ascii")).digest()
 
 
-def state_digest(state_json: Any) -> bytes:
-    """SHA-256 of an object's canonical JSON form: equal states, equal digests."""
-    return encode_state(state_json)[1]
-
-
 # ---------------------------------------------------------------- integer range sets
 
 
@@ -385,7 +380,7 @@ class CausalVersioning:
 
     def digest(self, obj: CausalObj) -> bytes:
         """SHA-256 of the canonical JSON state: equal states, equal digests."""
-        return state_digest(self.to_json(obj))
+        return self.encode(obj)[1]
 
     def encode(self, obj: CausalObj) -> tuple[str, bytes]:
         """Canonical JSON text of the state and its digest (:func:`encode_state`)."""

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .causal import TOMBSTONE, check_write_args, encode_state, state_digest, value_key
+from .causal import TOMBSTONE, check_write_args, encode_state, value_key
 from .context import ClockEntry, decode_context, encode_context
 
 
@@ -113,7 +113,7 @@ class LwwVersioning:
 
     def digest(self, obj: LwwObj) -> bytes:
         """SHA-256 of the canonical JSON state."""
-        return state_digest(self.to_json(obj))
+        return self.encode(obj)[1]
 
     def encode(self, obj: LwwObj) -> tuple[str, bytes]:
         """Canonical JSON text of the state and its digest (:func:`encode_state`)."""
