@@ -174,6 +174,26 @@ class _WriterIndex:
         return need
 
 
+Need = tuple[Any, tuple]   # (version the read had to reach at least, the ops that require it)
+
+
+def _first_violation(got: Any, ryw: Need | None, mr: Need | None, index: _WriterIndex, k: Any,
+                     frontier: dict[Any, tuple[int, SessionOp, SessionOp]], wfr: Need | None
+                     ) -> tuple[str, Need] | None:
+    """The first guarantee (in GUARANTEES order) that a read of version ``got`` of ``k`` breaks,
+    and what it needed; monotonic writes is only worked out (it walks the writers' index) when
+    the first two hold."""
+    for name, need in (("ryw", ryw), ("mr", mr)):
+        if need is not None and got < need[0]:
+            return name, need
+    need = index.mw_required(k, frontier) if frontier else None
+    if need is not None and got < need[0]:
+        return "mw", need
+    if wfr is not None and got < wfr[0]:
+        return "wfr", wfr
+    return None
+
+
 class SessionChecker:
     """Read-your-writes, monotonic reads, monotonic writes and writes-follow-reads per session."""
 
@@ -202,24 +222,10 @@ class SessionChecker:
                     continue
                 checked_reads += 1
                 got = o.value
-                hit = None
-                need = ryw.get(k)
-                if need is not None and got < need[0]:
-                    hit = "ryw"
-                else:
-                    need = mr.get(k)
-                    if need is not None and got < need[0]:
-                        hit = "mr"
-                    else:
-                        need = index.mw_required(k, frontier) if frontier else None
-                        if need is not None and got < need[0]:
-                            hit = "mw"
-                        else:
-                            need = wfr.get(k)
-                            if need is not None and got < need[0]:
-                                hit = "wfr"
-                if hit is not None:
-                    found[hit].append(self._anomaly(hit, _NAMES[hit], q, o, need, versions))  # type: ignore[arg-type]
+                violated = _first_violation(got, ryw.get(k), mr.get(k), index, k, frontier, wfr.get(k))
+                if violated is not None:
+                    hit, need = violated
+                    found[hit].append(self._anomaly(hit, _NAMES[hit], q, o, need, versions))
                 if not o.counts:
                     continue
                 if got > mr.get(k, _NONE)[0]:
