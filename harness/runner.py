@@ -34,8 +34,8 @@ from harness.backends.base import Backend, ClusterConfig
 from harness.errors import UserError
 from harness.history import HistoryJournal
 from harness.live import LiveDisplay
-from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_run, histories_root, new_run_dir,
-                          point_latest, write_report, write_results)
+from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_loaded, histories_root, load_run,
+                          new_run_dir, point_latest, write_report, write_results)
 from harness.spec import TestSpec, spec_json
 from harness.workers import ClientPhase, NemesisWorker, converge, final_reads, heal_all, run_clients, settle
 from harness.workloads import build as build_workload
@@ -180,7 +180,8 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
             raise KeyboardInterrupt from interrupted
         write_report(run_dir)
         return RunOutcome(run_dir, "failed", RUN_FAILED, results, error)
-    results = check_run(run_dir, write=False)
+    run = load_run(run_dir)
+    results = check_loaded(run)
     results["final_reads_missing"] = state.missing_final
     results["settle"] = state.settle
     results["converge"] = state.converge
@@ -188,7 +189,7 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     if cleanup_errors:
         results["cleanup_errors"] = cleanup_errors
     write_results(run_dir, results)
-    report_error = write_report(run_dir)
+    report_error = write_report(run_dir, run.history)
     if report_error:
         results["report_error"] = report_error
         write_results(run_dir, results)

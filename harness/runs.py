@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
 from harness.history import History, read_history
+from harness.ops import INVOKE
 
 RESULTS = "results.json"
 SPEC = "spec.json"
@@ -142,24 +143,57 @@ def infer_workload(history: History) -> str:
     return "register"
 
 
-def check_run(run_dir: str | Path, names: Sequence[str] | None = None, write: bool = True) -> dict[str, Any]:
-    """Check a stored run with the checkers its workload names (or ``names``); writes results.json.
+@dataclass(frozen=True)
+class LoadedRun:
+    """A stored run read once: its folder (None for a bare ``*.jsonl`` history), spec and history."""
 
-    A bare ``*.jsonl`` history (e.g. ``histories/examples/``) is checked with
-    the workload guessed from its ops and default settings, and nothing is written.
-    """
+    dir: Path | None
+    spec: Mapping[str, Any]
+    history: History
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Read a run folder (or a bare ``*.jsonl`` history) once, for checking and reporting."""
     p = Path(run_dir)
     if p.is_file() and p.suffix == ".jsonl" and p.name != HISTORY:
-        history = read_history(p)
-        return check_history(history, infer_workload(history), {}, {}, names)
+        return LoadedRun(None, {}, read_history(p))
     d = resolve_run_dir(run_dir)
-    spec = read_spec_json(d)
-    history = read_history(d / HISTORY)
-    workload = (spec.get("workload") or {}).get("name") or infer_workload(history)
-    results = check_history(history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names)
-    if write:
-        write_results(d, results)
-        error = write_report(d)
+    return LoadedRun(d, read_spec_json(d), read_history(d / HISTORY))
+
+
+def fault_rows(history: History) -> list[dict[str, Any]]:
+    """Each completed nemesis action as it ran: time (s), action, outcome, mechanism and probe.
+
+    Kept in results.json so the run and check commands print the faults without reading the
+    history again, and so a fault whose probe failed is on record beside the verdict."""
+    rows = []
+    for o in history.nemesis_ops():
+        if o.type == INVOKE:
+            continue
+        rows.append({"t": round(o.time / 1e9, 3), "f": o.f, "type": o.type,
+                     "mechanism": o.extra.get("mechanism"), "probe": o.extra.get("probe"), "error": o.error})
+    return rows
+
+
+def check_loaded(run: LoadedRun, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """Check a loaded run with the checkers its workload names (or ``names``): the results.
+
+    A bare history is checked with the workload guessed from its ops and default settings."""
+    spec = run.spec
+    workload = (spec.get("workload") or {}).get("name") or infer_workload(run.history)
+    results = check_history(run.history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names)
+    results["faults"] = fault_rows(run.history)
+    return results
+
+
+def check_run(run_dir: str | Path, names: Sequence[str] | None = None, write: bool = True) -> dict[str, Any]:
+    """Check a stored run (see :func:`check_loaded`); writes results.json and the report unless
+    ``write`` is false or it is a bare ``*.jsonl`` history (e.g. ``histories/examples/``)."""
+    run = load_run(run_dir)
+    results = check_loaded(run, names)
+    if write and run.dir is not None:
+        write_results(run.dir, results)
+        error = write_report(run.dir, run.history)
         if error:
             results["report_error"] = error
     return results
@@ -172,14 +206,15 @@ def write_results(run_dir: Path, results: Mapping[str, Any]) -> None:
     os.replace(tmp, run_dir / RESULTS)
 
 
-def write_report(run_dir: Path) -> str | None:
-    """(Re)write the run's ``report.html`` when the reports part is installed; the error text if it failed."""
+def write_report(run_dir: Path, history: History | None = None) -> str | None:
+    """(Re)write the run's ``report.html`` when the reports part is installed; the error text if it
+    failed. ``history``: the run's history if the caller has it already (else it is read)."""
     try:
         from harness.reports.html import write_run_report
     except ImportError:
         return None
     try:
-        write_run_report(run_dir)
+        write_run_report(run_dir, history)
     except Exception as e:  # noqa: BLE001 - a report problem must not lose the run's results
         return f"report not written: {type(e).__name__}: {e}"
     return None

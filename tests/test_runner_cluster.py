@@ -49,6 +49,13 @@ def test_run_produces_complete_history_with_faults(tmp_path: Path) -> None:
     results = json.loads((out.run_dir / "results.json").read_text())
     assert results["verdict"] == out.verdict and "lost-writes" in results["checkers"]
     assert json.loads((out.run_dir / "nemesis-schedule.json").read_text())["actions"]
+    # the faults as they ran are kept with the verdict, one row per completed nemesis op
+    done = [o for o in nem if o.type != "invoke"]
+    assert [(r["f"], r["type"]) for r in results["faults"]] == [(o.f, o.type) for o in done]
+    assert results["faults"][-1]["mechanism"] == "heal" and results["faults"][-1]["probe"]["ok"] is True
+    shown = subprocess.run([sys.executable, "-m", "harness", "check", str(out.run_dir), "--no-write"], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120, check=False, env={**os.environ, "COLUMNS": "200"})
+    assert "faults as they ran" in shown.stdout and "start-partition" in shown.stdout, shown.stdout + shown.stderr
 
 
 def start_cli(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.runs import EXIT_CODES, check_run, resolve_run_dir
-from harness.errors import UserError
 
 
 def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None) -> None:
@@ -49,8 +48,9 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
             console.print(f"[yellow]{label}:[/] {', '.join(map(str, results[key]))[:500]}")
 
 
-def print_fault_table(run_dir: Path) -> None:
-    """The faults as they actually ran: each nemesis action, how it was done, and its probe.
+def print_fault_table(results: Mapping[str, Any]) -> None:
+    """The faults as they actually ran (results' ``faults``): each nemesis action, how it was
+    done, and its probe.
 
     A fault whose probe failed is shown as such: the run output must never
     suggest a fault took effect when it did not.
@@ -58,23 +58,17 @@ def print_fault_table(run_dir: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.history import read_history
-    from harness.ops import INVOKE
-
-    try:
-        ops = [o for o in read_history(run_dir).nemesis_ops() if o.type != INVOKE]
-    except UserError:
-        return
-    if not ops:
+    rows = results.get("faults") or []
+    if not rows:
         return
     table = Table(title="faults as they ran")
     for col in ("t (s)", "action", "outcome", "mechanism", "probe"):
         table.add_column(col, overflow="fold")
-    for o in ops:
-        probe = o.extra.get("probe") or {}
-        outcome = {"info": "[green]done[/]", "fail": "[red]FAILED[/]"}.get(o.type, o.type)
-        detail = probe.get("detail") or o.error or ""
-        table.add_row(f"{o.time / 1e9:.1f}", o.f, outcome, str(o.extra.get("mechanism") or ""),
+    for row in rows:
+        probe = row.get("probe") or {}
+        outcome = {"info": "[green]done[/]", "fail": "[red]FAILED[/]"}.get(row["type"], row["type"])
+        detail = probe.get("detail") or row.get("error") or ""
+        table.add_row(f"{row['t']:.1f}", row["f"], outcome, str(row.get("mechanism") or ""),
                       ("ok: " if probe.get("ok") else "not verified: " if probe else "") + str(detail)[:160])
     Console().print(table)
 
@@ -94,8 +88,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     run_dir = p if p.is_file() and p.suffix == ".jsonl" and p.name != "history.jsonl" else resolve_run_dir(p)
     names = [n.strip() for n in args.checkers.split(",") if n.strip()] if args.checkers else None
     results = check_run(run_dir, names, write=not args.no_write)
-    if run_dir.is_dir():
-        print_fault_table(run_dir)
+    print_fault_table(results)
     print_verdict_table(results, run_dir)
     return EXIT_CODES.get(results["verdict"], 2)
 

@@ -71,7 +71,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if outcome.error:
         sys.stderr.write(f"dynharness: error: run failed: {outcome.error} (run folder {outcome.run_dir})\n")
         return outcome.exit_code
-    print_fault_table(outcome.run_dir)
+    print_fault_table(outcome.results)
     print_verdict_table(outcome.results, outcome.run_dir)
     if spec.leave_running:
         print(f"dynharness: the cluster is still running (state in {outcome.run_dir / 'cluster.json'}); "

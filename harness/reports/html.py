@@ -81,14 +81,16 @@ def _lane_of(op: Op) -> Any:
     return s if isinstance(s, int) and not isinstance(s, bool) and s >= 0 else f"p{op.process}"
 
 
-def build_run_model(run_dir: str | Path) -> dict[str, Any]:
-    """Everything the run page shows, as JSON-able data (see the module docstring)."""
+def build_run_model(run_dir: str | Path, history: History | None = None) -> dict[str, Any]:
+    """Everything the run page shows, as JSON-able data (see the module docstring).
+    ``history``: the run's history when the caller has read it already."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir} is not a run folder")
     spec = _read_json(run_dir / "spec.json", {})
     results = _read_json(run_dir / "results.json", None)
-    history = read_history(run_dir / "history.jsonl")
+    if history is None:
+        history = read_history(run_dir / "history.jsonl")
     pairs = history.pairs()
     end_ns = max((o.time for o in history.ops), default=0)
     nodes: dict[str, int] = {}
@@ -280,9 +282,9 @@ def _curves(details: Mapping[str, Any]) -> list[dict[str, Any]]:
     return charts[:12]
 
 
-def write_run_report(run_dir: str | Path) -> Path:
+def write_run_report(run_dir: str | Path, history: History | None = None) -> Path:
     """(Re)write ``report.html`` in a run folder and return its path. Called by the runner after each run."""
-    model = build_run_model(run_dir)
+    model = build_run_model(run_dir, history)
     page = render_page("run.html.j2", m=model, title=f"run {model['name']}")
     out = Path(run_dir) / "report.html"
     tmp = out.with_suffix(".html.tmp")
