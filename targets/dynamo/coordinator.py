@@ -397,5 +397,6 @@ class Coordinator:
             if replica.node == self.node.name:
                 self.node.background(self.node.storage.merge_in(key, merged, replica.hint_for))
             else:
-                timeout = max(self.cfg.request_timeout, 0.1)
-                self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)
+                timeout = max(self.cfg.request_timeout, 0.1)   # held by background(): may be a task
+                self.node.background(self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for),
+                                                  timeout))

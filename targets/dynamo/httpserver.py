@@ -124,7 +124,7 @@ class HttpProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport: asyncio.Transport | None = None
         self._queue: deque[tuple[Request, bool]] = deque()
-        self._busy = False
+        self._serving: asyncio.Task | None = None     # held: the loop keeps only weak references
         self._url = b""
         self._headers = Headers()
         self._body: list[bytes] = []
@@ -195,19 +195,15 @@ class HttpProtocol(asyncio.Protocol):
         request = Request(self._parser.get_method().decode("latin-1"), path, params, self._headers,
                           b"".join(self._body), self._app)
         self._queue.append((request, self._parser.should_keep_alive()))
-        if not self._busy:
-            self._busy = True
-            asyncio.get_running_loop().create_task(self._serve_queue())
+        if self._serving is None or self._serving.done():
+            self._serving = asyncio.get_running_loop().create_task(self._serve_queue())
 
     # -- serving ---------------------------------------------------------------------------
     async def _serve_queue(self) -> None:
-        try:
-            while self._queue and self._transport is not None:
-                request, keep_alive = self._queue.popleft()
-                response = await self._run(request)
-                self._write(response, keep_alive)
-        finally:
-            self._busy = False
+        while self._queue and self._transport is not None:
+            request, keep_alive = self._queue.popleft()
+            response = await self._run(request)
+            self._write(response, keep_alive)
 
     async def _run(self, request: Request) -> Response:
         if not request.path:
