@@ -242,13 +242,13 @@ def test_a_digest_read_ships_the_object_only_when_the_replica_holds_a_different_
     url = cluster.nodes["n2"].url + "/internal/get"
     run(_put(cluster, "dig", {"x": 1}))
     status, plain = http("POST", url, json.dumps({"key": "dig"}).encode())
-    assert status == 200 and plain["obj"]["siblings"][0]["value"] == {"x": 1}
-    digest = v.digest(v.from_json(plain["obj"])).hex()
+    assert status == 200 and v.values(v.from_text(plain["state"])) == [{"x": 1}]
+    digest = v.digest(v.from_text(plain["state"])).hex()
     # the caller's copy has the same state: only {"same": true} comes back
     assert http("POST", url, json.dumps({"key": "dig", "digest": digest}).encode()) == (200, {"same": True})
     # a different (e.g. stale) copy: the replica's object comes back, as without a digest
     assert http("POST", url, json.dumps({"key": "dig", "digest": "00" * 32}).encode()) == (200, plain)
-    assert http("POST", url, json.dumps({"key": "absent", "digest": digest}).encode()) == (200, {"obj": None})
+    assert http("POST", url, json.dumps({"key": "absent", "digest": digest}).encode()) == (200, {"state": None})
 
 
 async def _put(cluster, key, value):
@@ -288,16 +288,18 @@ def peer_call(cluster, node: str, requests: list[tuple[str, object]], sender: st
 def test_replica_puts_over_the_peer_protocol_validate_before_storing(cluster):
     from targets.dynamo.versioning import for_mode
     v = for_mode("vclock")
-    good = v.to_json(v.write(v.empty(), None, "via-peer", "n2", 1.7e9))
+    good = v.encode(v.write(v.empty(), None, "via-peer", "n2", 1.7e9))[0]
     replies = peer_call(cluster, "n1", [
-        ("/internal/put", {"key": "peer-put", "obj": good}),
-        ("/internal/put", {"key": "peer-bad", "obj": {"mode": "vclock", "siblings": "nope", "removed": []}}),
-        ("/internal/put", {"key": 7, "obj": good}),
-        ("/internal/put", {"key": "peer-bad2", "obj": good, "hint_for": "nobody"}),
+        ("/internal/put", {"key": "peer-put", "state": good}),
+        ("/internal/put", {"key": "peer-bad", "state": '{"mode":"vclock","removed":[],"siblings":"nope"}'}),
+        ("/internal/put", {"key": 7, "state": good}),
+        ("/internal/put", {"key": "peer-bad2", "state": good, "hint_for": "nobody"}),
+        ("/internal/put", {"key": "peer-bad3", "state": v.to_json(v.empty())}),
+        ("/internal/put", {"key": "peer-bad4", "state": good[:-1]}),
     ])
     assert replies[0] == (200, {"ok": True})
-    for rid in (1, 2, 3):
+    for rid in (1, 2, 3, 4, 5):
         assert replies[rid][0] == 400 and "bad internal request" in replies[rid][1]["error"]
     assert http("GET", cluster.nodes["n1"].url + "/admin/local/peer-put")[1]["siblings"] == ["via-peer"]
-    for key in ("peer-bad", "peer-bad2"):
+    for key in ("peer-bad", "peer-bad2", "peer-bad3", "peer-bad4"):
         assert http("GET", cluster.nodes["n1"].url + f"/admin/local/{key}")[0] == 404

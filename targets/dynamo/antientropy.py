@@ -46,7 +46,7 @@ class AntiEntropy:
     def track(self, key: str, obj: Any) -> None:
         """Keep the tree of key's partition in line with storage (obj None = deleted)."""
         tree = self.trees[self.node.ring.partition_of(key)]
-        tree.update(key, None if obj is None else self.node.storage.digest(obj))
+        tree.update(key, None if obj is None else self.node.versioning.digest(obj))
 
     def status(self) -> dict[str, Any]:
         """The ``/admin/antientropy`` body."""
@@ -100,11 +100,11 @@ class AntiEntropy:
         keys = [k for b in buckets for k in tree.keys_in(b)]
         mine = await node.storage.objects(keys)
         answer = await node.transport.call(peer, "/internal/ae/exchange", {
-            "partition": p, "buckets": buckets, "objects": {k: v.to_json(o) for k, o in mine.items()}}, timeout)
+            "partition": p, "buckets": buckets, "objects": {k: v.encode(o)[0] for k, o in mine.items()}}, timeout)
         self.keys_sent += len(mine)
         theirs = answer.get("objects", {})
         self.keys_received += len(theirs)
-        await node.storage.merge_many({k: v.from_json(d) for k, d in theirs.items()})
+        await node.storage.merge_many({k: v.from_text(text) for k, text in theirs.items()})
 
     # -- responder -------------------------------------------------------------------------
     def tree_reply(self, body: dict) -> dict:
@@ -118,7 +118,7 @@ class AntiEntropy:
         node, v = self.node, self.node.versioning
         p = _partition(body, len(self.trees))
         tree = self.trees[p]
-        incoming = {k: v.from_json(d) for k, d in body.get("objects", {}).items()}
+        incoming = {k: v.from_text(text) for k, text in body.get("objects", {}).items()}
         keys = set(incoming)
         for b in body.get("buckets", []):
             keys.update(tree.keys_in(int(b)))
@@ -129,7 +129,7 @@ class AntiEntropy:
                 sent = incoming.get(key)
                 new = txn.merge(key, sent)[1] if sent is not None else txn.get(key)
                 if new is not None and (sent is None or v.digest(new) != v.digest(sent)):
-                    back[key] = v.to_json(new)
+                    back[key] = v.encode(new)[0]
             return back
         back = await node.storage.run(job)
         return {"objects": back}

@@ -273,7 +273,7 @@ class Coordinator:
         tally = Tally(need=w, need_primary=pw)
         tally.success(me)
         others = [r for r in plan if r.node != self.node.name]
-        payload = {"key": key, "obj": self.v.to_json(new_obj)}
+        payload = {"key": key, "state": self.v.encode(new_obj)[0]}
         done = Done()
         if tally.met:
             done.set()
@@ -346,7 +346,7 @@ class Coordinator:
         hit, mine = storage.get_cached(key)
         ask: dict[str, Any] = {"key": key}
         if hit and mine is not None:
-            ask["digest"] = storage.digest(mine).hex()
+            ask["digest"] = self.v.digest(mine).hex()
 
         def fetch(replica: Replica, timeout: float) -> asyncio.Future:
             if replica.node != self.node.name:
@@ -362,8 +362,8 @@ class Coordinator:
                 return reply
             if reply.get("same") is True and "digest" in ask:
                 return mine
-            data = reply.get("obj")
-            return None if data is None else self.v.from_json(data)
+            text = reply.get("state")
+            return None if text is None else self.v.from_text(text)
 
         FanOut(self, walk, plan, fetch, tally, done, deadline, decode,
                on_settled=lambda: self._read_repair(key, tally.results)).start(plan)
@@ -386,12 +386,12 @@ class Coordinator:
         merged = self.merge_all(obj for _, obj in results)
         if merged is None:
             return
-        digest = self.node.storage.digest
+        digest = self.v.digest
         want = digest(merged)
         stale = [rep for rep, obj in results if obj is None or (obj is not merged and digest(obj) != want)]
         if not stale:
             return
-        payload = {"key": key, "obj": self.v.to_json(merged)}
+        payload = {"key": key, "state": self.v.encode(merged)[0]}
         for replica in stale:
             self.stats["read_repairs"] += 1
             if replica.node == self.node.name:

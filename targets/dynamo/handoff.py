@@ -64,7 +64,7 @@ class Handoff:
     async def _deliver(self, target: str, chunk: list[tuple[str, int]]) -> int:
         node, v = self.node, self.node.versioning
         objects = await node.storage.objects(k for k, _ in chunk)
-        payload = {"objects": {k: v.to_json(o) for k, o in objects.items()}}
+        payload = {"objects": {k: v.encode(o)[0] for k, o in objects.items()}}
         await node.transport.call(target, "/internal/handoff", payload, timeout=max(2.0, node.cfg.request_timeout))
         node.members.record_ok(target)
         me, n = node.name, node.cfg.n

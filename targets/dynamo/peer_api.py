@@ -86,7 +86,7 @@ def start_put(state: NodeState, body: dict) -> asyncio.Future:
     key = body["key"]
     if not isinstance(key, str):
         raise TypeError("key must be a string")
-    obj = state.versioning.from_json(body["obj"])
+    obj = state.versioning.from_text(body["state"])
     hint_for = body.get("hint_for")
     if hint_for is not None and hint_for not in state.cfg.peers:
         raise ValueError(f"unknown hint target {hint_for!r}")
@@ -100,13 +100,15 @@ async def internal_put(state: NodeState, body: dict) -> Any:
 
 def get_reply(state: NodeState, body: dict, obj: Any) -> dict:
     """The answer to ``/internal/get``: ``{"same": true}`` when the caller sent the digest of its
-    own copy and ours equals it (a digest read: the object need not travel), else ``{"obj": ...}``."""
+    own copy and ours equals it (a digest read: the object need not travel), else
+    ``{"state": <its canonical text>}`` (``null`` when absent)."""
     if obj is None:
-        return {"obj": None}
+        return {"state": None}
+    text, digest = state.versioning.encode(obj)
     theirs = body.get("digest")
-    if theirs is not None and theirs == state.storage.digest(obj).hex():
+    if theirs is not None and theirs == digest.hex():
         return {"same": True}
-    return {"obj": state.versioning.to_json(obj)}
+    return {"state": text}
 
 
 async def internal_get(state: NodeState, body: dict) -> Any:
@@ -115,7 +117,7 @@ async def internal_get(state: NodeState, body: dict) -> Any:
 
 async def internal_handoff(state: NodeState, body: dict) -> Any:
     v = state.versioning
-    objects = {k: v.from_json(d) for k, d in body["objects"].items()}
+    objects = {k: v.from_text(text) for k, text in body["objects"].items()}
     await state.storage.merge_many(objects)
     state.stats["hints_received"] += len(objects)
     return {"ok": True, "count": len(objects)}

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import os
 import queue
 import sqlite3
@@ -37,7 +36,6 @@ from typing import Any
 BATCH = 256
 CACHE_MAX = 200_000
 _MISS = object()
-DIGEST_MEMO_MAX = 8192
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, part INTEGER NOT NULL, obj TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS kv_part ON kv (part);
@@ -75,7 +73,7 @@ class Txn:
         if hit is not _MISS:
             return hit
         row = self._db.execute("SELECT obj FROM kv WHERE key = ?", (key,)).fetchone()
-        obj = None if row is None else self._s.versioning.from_json(json.loads(row[0]))
+        obj = None if row is None else self._s.versioning.from_text(row[0])
         self._s._remember_row(key, obj)
         return obj
 
@@ -83,7 +81,7 @@ class Txn:
         self.dirty = True
         self._db.execute("INSERT INTO kv (key, part, obj) VALUES (?, ?, ?) "
                          "ON CONFLICT (key) DO UPDATE SET obj = excluded.obj",
-                         (key, self._s.partition_of(key), self._s.encoded(obj)[0]))
+                         (key, self._s.partition_of(key), self._s.versioning.encode(obj)[0]))
         self.changes.append(Change(key, obj))
 
     def merge(self, key: str, obj: Any) -> tuple[Any, Any]:
@@ -91,7 +89,7 @@ class Txn:
         v = self._s.versioning
         old = self.get(key)
         new = obj if old is None else v.merge(old, obj)
-        if old is None or self._s.digest(new) != self._s.digest(old):
+        if old is None or (new is not old and v.digest(new) != v.digest(old)):
             self.put(key, new)
         return old, new
 
@@ -138,7 +136,6 @@ class Storage:
         # and no JSON decode. A job's writes enter it when the job's savepoint is released; a
         # failed COMMIT empties it (SQLite is then the truth again).
         self._rows: dict[str, Any] = {}
-        self._digests: dict[int, tuple[Any, tuple[str, bytes]]] = {}
         self.commits = 0
         self.jobs_run = 0
         db = self._connect()   # create the schema now so a bad data dir fails at start
@@ -268,27 +265,6 @@ class Storage:
             rows.clear()
         rows[key] = obj
 
-    def digest(self, obj: Any) -> bytes:
-        """``versioning.digest(obj)``, remembered per object (see :meth:`encoded`)."""
-        return self.encoded(obj)[1]
-
-    def encoded(self, obj: Any) -> tuple[str, bytes]:
-        """``versioning.encode(obj)``: (stored JSON text, digest), remembered per object.
-
-        Why: a stored object's digest is asked for several times (the merge that stores it,
-        the Merkle tree that tracks it, the next merge, read repair and digest reads that
-        compare it) and its text once more to write it; objects are immutable, so each is
-        encoded once while it stays in the memo. Either thread may ask."""
-        memo = self._digests
-        entry = memo.get(id(obj))
-        if entry is not None and entry[0] is obj:
-            return entry[1]
-        encoded = self.versioning.encode(obj)
-        if len(memo) >= DIGEST_MEMO_MAX:
-            memo.clear()
-        memo[id(obj)] = (obj, encoded)       # holding obj keeps its id from being reused
-        return encoded
-
     def get_cached(self, key: str) -> tuple[bool, Any]:
         """(True, object or None) when the read cache can answer for key, else (False, None)."""
         obj = self._cache.get(key)
@@ -346,7 +322,7 @@ class Storage:
         db = sqlite3.connect(self.path)
         try:
             for key, obj in db.execute("SELECT key, obj FROM kv"):
-                loaded = self.versioning.from_json(json.loads(obj))
+                loaded = self.versioning.from_text(obj)
                 self._remember(Change(key, loaded, loaded=True))
                 yield key, loaded
         finally:

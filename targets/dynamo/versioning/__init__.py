@@ -60,10 +60,14 @@ class Versioning(Protocol):
         """Stable hash of the state (Merkle leaves)."""
 
     def encode(self, obj: Obj) -> tuple[str, bytes]:
-        """Canonical JSON text of the state (what storage writes) and its :meth:`digest`."""
+        """Canonical JSON text of the state (what storage writes and peers exchange) and its
+        :meth:`digest`; computed once per object."""
+
+    def from_text(self, text: str) -> Obj:
+        """Inverse of encode (a stored row, a peer's message); ValueError when malformed."""
 
     def to_json(self, obj: Obj) -> Any:
-        """JSON form (disk and wire)."""
+        """JSON form (what encode serialises; admin views)."""
 
     def from_json(self, data: Any) -> Obj:
         """Inverse of to_json; ValueError when malformed."""

@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .context import MAX_COUNTER, ClockEntry, ContextError, decode_context, encode_context
 
@@ -92,10 +92,39 @@ _state_encode = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_a
 def encode_state(state_json: Any) -> tuple[str, bytes]:
     """An object's canonical JSON text (sorted keys, compact, ASCII) and its SHA-256.
 
-    One encoding serves both: the text is what storage writes to disk, the hash is the
-    digest replicas compare (read repair, digest reads, Merkle leaves)."""
+    One encoding serves both: the text is what storage writes to disk and what travels
+    between nodes, the hash is the digest replicas compare (read repair, digest reads,
+    Merkle leaves)."""
     text = _state_encode(state_json)
     return text, hashlib.sha256(text.encode("ascii")).digest()
+
+
+def encoded(obj: Any, to_json: Callable[[Any], Any]) -> tuple[str, bytes]:
+    """:func:`encode_state` of an immutable state object, computed once and kept on the object.
+
+    Why: one stored object's encoding is asked for several times (the merge that stores it,
+    its row, its Merkle leaf, the next merge, digest reads, read repair) from either of the
+    node's threads; a race only computes the same value twice."""
+    known = obj.__dict__.get("_encoded")
+    if known is None:
+        known = encode_state(to_json(obj))
+        object.__setattr__(obj, "_encoded", known)
+    return known
+
+
+def decoded(text: Any, from_json: Callable[[Any], Any]) -> Any:
+    """The state object whose canonical text is ``text`` (a stored row, or a peer's message).
+
+    The text is kept as the object's encoding, so a replica never encodes again what the
+    coordinator encoded (texts come only from this code's :func:`encode_state`: a text that
+    were not canonical would still decode to the right state, but its digest would differ
+    from other replicas' until the next merge rewrote it). ``ValueError`` when malformed."""
+    if type(text) is not str:
+        raise ValueError(f"a state must be a JSON text, got {type(text).__name__}")
+    obj = from_json(json.loads(text))
+    if "_encoded" not in obj.__dict__:
+        object.__setattr__(obj, "_encoded", (text, hashlib.sha256(text.encode("ascii")).digest()))
+    return obj
 
 
 # ---------------------------------------------------------------- integer range sets
@@ -257,7 +286,10 @@ def merge(a: CausalObj, b: CausalObj) -> CausalObj:
     rem = removed_map(a)
     for r in b.removed:
         add_removed(rem, r.node, r.ranges, r.ts)
-    return build(a.mode, a.siblings + b.siblings, rem)
+    joined = build(a.mode, a.siblings + b.siblings, rem)
+    # An input equal to the join is handed back (usually b: a replica receiving a newer
+    # state), so its remembered encoding, clock and context are reused, not recomputed.
+    return b if joined == b else a if joined == a else joined
 
 
 def new_dot_counter(local_clock: Mapping[str, ClockEntry], ctx: Mapping[str, ClockEntry],
@@ -383,8 +415,12 @@ class CausalVersioning:
         return self.encode(obj)[1]
 
     def encode(self, obj: CausalObj) -> tuple[str, bytes]:
-        """Canonical JSON text of the state and its digest (:func:`encode_state`)."""
-        return encode_state(self.to_json(obj))
+        """Canonical JSON text of the state and its digest (:func:`encoded`: once per object)."""
+        return encoded(self._check(obj), self.to_json)
+
+    def from_text(self, text: str) -> CausalObj:
+        """Inverse of :meth:`encode` (:func:`decoded`); ``ValueError`` when malformed."""
+        return decoded(text, self.from_json)
 
     def to_json(self, obj: CausalObj) -> dict:
         """JSON form stored on disk and shipped between nodes."""
@@ -453,5 +489,5 @@ def _check_dot(node: Any, counter: Any, ts: Any) -> None:
         raise ValueError("bad timestamp in object")
 
 
-__all__ = ["TOMBSTONE", "ContextError", "CausalObj", "Sibling", "Removed", "CausalVersioning",
+__all__ = ["TOMBSTONE", "ContextError", "CausalObj", "encoded", "decoded", "Sibling", "Removed", "CausalVersioning",
            "clock_of", "descends", "merge", "build"]

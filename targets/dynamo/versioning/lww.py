@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .causal import TOMBSTONE, check_write_args, encode_state, value_key
+from .causal import TOMBSTONE, check_write_args, decoded, encoded, value_key
 from .context import ClockEntry, decode_context, encode_context
 
 
@@ -116,8 +116,12 @@ class LwwVersioning:
         return self.encode(obj)[1]
 
     def encode(self, obj: LwwObj) -> tuple[str, bytes]:
-        """Canonical JSON text of the state and its digest (:func:`encode_state`)."""
-        return encode_state(self.to_json(obj))
+        """Canonical JSON text of the state and its digest (:func:`.causal.encoded`: once per object)."""
+        return encoded(self._check(obj), self.to_json)
+
+    def from_text(self, text: str) -> LwwObj:
+        """Inverse of :meth:`encode` (:func:`.causal.decoded`); ``ValueError`` when malformed."""
+        return decoded(text, self.from_json)
 
     def to_json(self, obj: LwwObj) -> dict:
         """JSON form stored on disk and shipped between nodes."""
