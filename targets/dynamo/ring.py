@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from functools import lru_cache
-from typing import Sequence
+from typing import Callable, Sequence
 
 from harness.errors import UserError
 
@@ -57,6 +57,9 @@ class Ring:
         self._owners: tuple[str, ...] = tuple(
             self.nodes[i % len(self.nodes)] for i in range(partitions))
         self._replicas = lru_cache(maxsize=None)(self._compute_replicas)
+        #: ``partition_of(key)``: :meth:`_partition_of`, remembered per key (a request asks for
+        #: its key's partition several times: its plan, its row, its Merkle leaf)
+        self.partition_of: Callable[[str], int] = lru_cache(maxsize=1 << 16)(self._partition_of)
 
     def __repr__(self) -> str:
         return f"Ring(nodes={list(self.nodes)!r}, partitions={self.partitions})"
@@ -68,7 +71,7 @@ class Ring:
     def __hash__(self) -> int:
         return hash((self.nodes, self.partitions))
 
-    def partition_of(self, key: str) -> int:
+    def _partition_of(self, key: str) -> int:
         """Index of the partition whose range holds ``key``'s md5 position."""
         return (key_position(key) * self.partitions) >> RING_BITS
 

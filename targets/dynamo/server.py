@@ -126,6 +126,8 @@ def parse_key(request: Request) -> str:
 
 def parse_query(request: Request, allowed: frozenset[str], cfg: NodeConfig) -> dict[str, Any]:
     """Per-request quorum/timeout overrides, defaulting to the cluster settings."""
+    if not request.query:               # the usual request: every setting is the cluster's
+        return {name: cfg.request_timeout if name == "timeout" else getattr(cfg, name) for name in allowed}
     unknown = sorted(set(request.query) - allowed)
     if unknown:
         raise bad(f"unknown query parameter(s): {', '.join(unknown)} (allowed: {', '.join(sorted(allowed))})")
