@@ -162,3 +162,69 @@ def test_uptime_clock_ignores_faked_monotonic_jumps(monkeypatch):
     fake[0] += 600                       # ... then 5 minutes forward
     forward = clock.now()
     assert start <= back <= forward < start + 5
+
+
+def test_storage_batch_keeps_each_jobs_outcome_order_and_durability(tmp_path):
+    """Jobs queued together run as one batch: row upserts are written at once, a read that
+    misses the cache opens the transaction first, a job failing before anything reached SQLite
+    drops only its rows, one failing after rolls the batch back and it reruns per job."""
+    import asyncio
+    import time
+
+    from targets.dynamo import versioning
+    from targets.dynamo.storage import Storage
+
+    v = versioning.for_mode("dvv")
+
+    def obj(value):
+        return v.write(v.empty(), None, value, "n1", 1.0)
+
+    def put(key, value):
+        def job(txn):
+            txn.put(key, obj(value))
+            return value
+        return job
+
+    def fails_before_sql(txn):
+        txn.put("f1", obj("x"))
+        raise ValueError("refused")
+
+    def fails_after_sql(txn):
+        txn.put("f2", obj("y"))
+        assert not txn.hinted_elsewhere("k1")        # a statement: queued rows go in first
+        raise ValueError("late")
+
+    def many(txn):
+        for i in range(700):                          # more rows than one upsert statement takes
+            txn.put(f"m{i}", obj(i))
+
+    async def batch(s, *jobs):
+        gate = s.run(lambda txn: time.sleep(0.3))    # the jobs queue up behind it: one batch
+        await asyncio.sleep(0.05)
+        results = await asyncio.gather(*(s.run(job) for job in jobs), return_exceptions=True)
+        await gate
+        return results
+
+    async def first():
+        s = Storage(str(tmp_path), v, lambda key: 0, "always")
+        s.start(asyncio.get_running_loop())
+        try:
+            # upserts only: a failure before anything reached SQLite drops just that job's rows
+            one, refused, read, _, two = await batch(
+                s, put("k1", "one"), fails_before_sql, lambda txn: v.values(txn.get("k1")), many,
+                put("k2", "two"))
+            assert (one, read, two, str(refused)) == ("one", ["one"], "two", "refused")
+            # a failure after the transaction opened: rolled back, rerun with a savepoint per job
+            three, late, four = await batch(s, put("k3", "three"), fails_after_sql, put("k4", "four"))
+            assert (three, str(late), four) == ("three", "late", "four")
+            assert s.commits == 4                          # two gates, two batches
+        finally:
+            s.stop()
+
+    async def second():
+        s = Storage(str(tmp_path), v, lambda key: 0, "always")
+        stored = dict(s.scan_all())
+        assert set(stored) == {"k1", "k2", "k3", "k4"} | {f"m{i}" for i in range(700)}   # no f1, f2
+        assert v.values(stored["k3"]) == ["three"] and v.values(stored["m699"]) == [699]
+    asyncio.run(first())
+    asyncio.run(second())

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 BATCH = 256
+#: Rows per multi-row upsert (3 parameters each: under SQLite's historic 999-variable limit).
+UPSERT_ROWS = 300
 CACHE_MAX = 200_000
 _MISS = object()
 _SCHEMA = """
@@ -60,9 +62,16 @@ class Txn:
 
     def __init__(self, storage: Storage, db: sqlite3.Connection) -> None:
         self._s = storage
-        self._db = db
+        self._conn = db
         self.changes: list[Change] = []
         self.dirty = False                 # this job wrote something (a failure must roll it back)
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        """The connection, inside the batch's transaction with every queued row written: any
+        statement but a row upsert goes through here, so statements keep the jobs' order."""
+        self._s._open(self._conn)
+        return self._conn
 
     def get(self, key: str) -> Any:
         """The stored object for key (versioning object) or None."""
@@ -78,10 +87,9 @@ class Txn:
         return obj
 
     def put(self, key: str, obj: Any) -> None:
+        """Store obj as key's row: queued, and written with the batch's other rows at once."""
         self.dirty = True
-        self._db.execute("INSERT INTO kv (key, part, obj) VALUES (?, ?, ?) "
-                         "ON CONFLICT (key) DO UPDATE SET obj = excluded.obj",
-                         (key, self._s.partition_of(key), self._s.versioning.encode(obj)[0]))
+        self._s._queued_rows.extend((key, self._s.partition_of(key), self._s.versioning.encode(obj)[0]))
         self.changes.append(Change(key, obj))
 
     def merge(self, key: str, obj: Any) -> tuple[Any, Any]:
@@ -136,6 +144,10 @@ class Storage:
         # and no JSON decode. A job's writes enter it when the job's savepoint is released; a
         # failed COMMIT empties it (SQLite is then the truth again).
         self._rows: dict[str, Any] = {}
+        # Worker thread only: row upserts queued by this batch's jobs (key, part, text, ...
+        # flattened), and whether the batch's transaction is open (see _run_batch).
+        self._queued_rows: list[Any] = []
+        self._in_txn = False
         self.commits = 0
         self.jobs_run = 0
         db = self._connect()   # create the schema now so a bad data dir fails at start
@@ -184,46 +196,88 @@ class Storage:
         db.close()
 
     def _run_batch(self, db: sqlite3.Connection, batch: list) -> None:
-        # Fast path: no savepoint per job. A job that fails before writing anything (the usual
-        # failure: a bad context or too many siblings) needs no rollback; if one fails after
-        # writing, the whole batch is rolled back and run again with a savepoint per job.
+        """Run a batch of jobs as one durable commit, with as few SQLite calls as possible.
+
+        Why so few: every SQLite call releases the GIL, and under load this thread then waits
+        for the event loop to hand it back (up to the 5 ms switch interval each time). So the
+        jobs' row upserts are queued and written together in one multi-row statement; when
+        that is all a batch writes (the usual case: replica and coordinator puts), the
+        statement is its own transaction, and the whole batch costs one call and one fsync.
+        Any other statement (a read that misses the cache, a delete, a hint) first opens the
+        transaction and writes the queued rows, so statements keep the jobs' order.
+
+        A job that fails before anything reached SQLite just drops its queued rows (the usual
+        failure: a bad context or too many siblings). One that fails after its writes reached
+        the open transaction rolls the whole batch back, which then runs again with a
+        savepoint per job."""
         ran = self._run_jobs(db, batch, savepoints=False)
         if ran is None:
             ran = self._run_jobs(db, batch, savepoints=True)
             assert ran is not None
         outcomes, changes = ran
         try:
-            db.execute("COMMIT")
+            if self._in_txn or len(self._queued_rows) > 3 * UPSERT_ROWS:
+                self._open(db)
+                db.execute("COMMIT")
+            else:
+                self._write_queued_rows(db)          # one statement: its own transaction
         except sqlite3.Error as exc:
             db.execute("ROLLBACK") if db.in_transaction else None
             outcomes = [(fut, False, exc) for fut, _, _ in outcomes]
             changes = []
             self._rows.clear()
+        finally:
+            self._queued_rows.clear()
+            self._in_txn = False
         self.commits += 1
         self.jobs_run += len(batch)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._deliver, changes, outcomes)
 
+    def _open(self, db: sqlite3.Connection) -> None:
+        """Worker thread: make sure the batch's transaction is open and the queued rows are in it."""
+        if not self._in_txn:
+            db.execute("BEGIN")
+            self._in_txn = True
+        self._write_queued_rows(db)
+
+    def _write_queued_rows(self, db: sqlite3.Connection) -> None:
+        queued, self._queued_rows = self._queued_rows, []
+        step = 3 * UPSERT_ROWS
+        for start in range(0, len(queued), step):
+            chunk = queued[start:start + step]
+            db.execute("INSERT INTO kv (key, part, obj) VALUES " + ",".join(["(?,?,?)"] * (len(chunk) // 3))
+                       + " ON CONFLICT (key) DO UPDATE SET obj = excluded.obj", chunk)
+
     def _run_jobs(self, db: sqlite3.Connection, batch: list,
                   savepoints: bool) -> tuple[list, list[Change]] | None:
-        """Run the batch's jobs in one open transaction; None = rolled back, rerun with savepoints."""
+        """Run the batch's jobs (their upserts queued); None = rolled back, rerun with savepoints."""
         outcomes = []
         changes: list[Change] = []
-        db.execute("BEGIN")
+        if savepoints:
+            self._open(db)
         for fn, fut in batch:
             txn = Txn(self, db)
+            mark = len(self._queued_rows)
             if savepoints:
                 db.execute("SAVEPOINT job")
             try:
                 result = fn(txn)
+                if savepoints:
+                    self._write_queued_rows(db)      # inside this job's savepoint
             except BaseException as exc:  # noqa: BLE001 - the job's error goes to its caller
                 if savepoints:
+                    self._queued_rows.clear()
                     db.execute("ROLLBACK TO job")
                     db.execute("RELEASE job")
-                elif txn.dirty:
+                elif txn.dirty and self._in_txn:
                     db.execute("ROLLBACK")
+                    self._in_txn = False
+                    self._queued_rows.clear()
                     self._rows.clear()        # it may hold rows of this batch's earlier jobs
                     return None
+                else:
+                    del self._queued_rows[mark:]      # nothing of this job reached SQLite
                 outcomes.append((fut, False, exc))
                 continue
             if savepoints:
