@@ -3,7 +3,8 @@
 Why one thread: SQLite calls block, and the event loop must not. Every read and
 write of the node goes through :class:`Storage`'s single worker thread, which
 runs queued jobs in *group commits*: it drains whatever is queued (up to
-``BATCH``), runs the jobs in one transaction and commits once. With
+``BATCH``), runs the jobs in one transaction (their row upserts written as one
+statement, see :meth:`Storage._run_batch`) and commits once. With
 ``fsync="always"`` (``synchronous=FULL``) the commit fsyncs the WAL before any
 job of the batch is acknowledged, so an acked write survives ``kill -9``; many
 concurrent writes share one fsync. ``fsync="never"`` (``synchronous=OFF``) is
