@@ -280,7 +280,6 @@ async def admin_stats(state: NodeState, request: Request) -> Response:
                        "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
                                    "fsync": cfg.fsync, "path": state.storage.path},
                        "transport": {"sent": state.transport.sent, "failed": state.transport.failed,
-                                     "batches": state.transport.batches,
                                      "connects": state.transport.connects,
                                      "frames": FrameWriter.frames, "frame_writes": FrameWriter.writes},
                        "event_loop": eventloop.LOOP_KIND,

@@ -35,8 +35,9 @@ from dataclasses import dataclass
 from typing import Any
 
 BATCH = 256
-#: Rows per multi-row upsert (3 parameters each: under SQLite's historic 999-variable limit).
-UPSERT_ROWS = 300
+#: Parameters per multi-row upsert: 300 rows of (key, part, text), under SQLite's historic
+#: 999-variable limit. Queued rows are kept flattened, so this bounds the queue's slices too.
+UPSERT_PARAMS = 3 * 300
 CACHE_MAX = 200_000
 _MISS = object()
 _SCHEMA = """
@@ -207,17 +208,17 @@ class Storage:
         Any other statement (a read that misses the cache, a delete, a hint) first opens the
         transaction and writes the queued rows, so statements keep the jobs' order.
 
-        A job that fails before anything reached SQLite just drops its queued rows (the usual
-        failure: a bad context or too many siblings). One that fails after its writes reached
-        the open transaction rolls the whole batch back, which then runs again with a
-        savepoint per job."""
+        A job that fails while the batch has sent SQLite nothing just drops its queued rows
+        (the usual failure: a bad context or too many siblings). One that wrote something once
+        the batch's transaction was open rolls the whole batch back, which then runs again
+        with a savepoint per job."""
         ran = self._run_jobs(db, batch, savepoints=False)
         if ran is None:
             ran = self._run_jobs(db, batch, savepoints=True)
             assert ran is not None
         outcomes, changes = ran
         try:
-            if self._in_txn or len(self._queued_rows) > 3 * UPSERT_ROWS:
+            if self._in_txn or len(self._queued_rows) > UPSERT_PARAMS:
                 self._open(db)
                 db.execute("COMMIT")
             else:
@@ -243,10 +244,11 @@ class Storage:
         self._write_queued_rows(db)
 
     def _write_queued_rows(self, db: sqlite3.Connection) -> None:
+        if not self._queued_rows:
+            return
         queued, self._queued_rows = self._queued_rows, []
-        step = 3 * UPSERT_ROWS
-        for start in range(0, len(queued), step):
-            chunk = queued[start:start + step]
+        for start in range(0, len(queued), UPSERT_PARAMS):
+            chunk = queued[start:start + UPSERT_PARAMS]
             db.execute("INSERT INTO kv (key, part, obj) VALUES " + ",".join(["(?,?,?)"] * (len(chunk) // 3))
                        + " ON CONFLICT (key) DO UPDATE SET obj = excluded.obj", chunk)
 

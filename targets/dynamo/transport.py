@@ -322,11 +322,6 @@ class Transport:
         for link in list(self._links.values()):
             link.abort("transport closed")
 
-    @property
-    def batches(self) -> int:
-        """Connections opened so far (kept under the old stats name for compatibility)."""
-        return self.connects
-
     async def _connect(self, peer: str) -> _PeerLink:
         host, port = self.peers[peer]
         loop = asyncio.get_running_loop()

@@ -122,8 +122,7 @@ def decoded(text: Any, from_json: Callable[[Any], Any]) -> Any:
     if type(text) is not str:
         raise ValueError(f"a state must be a JSON text, got {type(text).__name__}")
     obj = from_json(json.loads(text))
-    if "_encoded" not in obj.__dict__:
-        object.__setattr__(obj, "_encoded", (text, hashlib.sha256(text.encode("ascii")).digest()))
+    object.__setattr__(obj, "_encoded", (text, hashlib.sha256(text.encode("ascii")).digest()))
     return obj
 
 

@@ -85,12 +85,11 @@ def decode_context(context: object, mode: str) -> dict[str, ClockEntry]:
 
     Returns the vector as ``{node: ClockEntry}`` (the caller's own dict).
     """
-    if isinstance(context, str):
-        known = _decoded.get((context, mode))
-        if known is not None:
-            return dict(known)
     if not isinstance(context, str):
         raise ContextError(f"context must be a string, got {type(context).__name__}")
+    known = _decoded.get((context, mode))
+    if known is not None:
+        return dict(known)
     if len(context) > MAX_CONTEXT_CHARS:
         raise ContextError(f"context too long ({len(context)} > {MAX_CONTEXT_CHARS} chars)")
     body, sep, check = context.partition(".")
