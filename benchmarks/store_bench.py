@@ -11,7 +11,8 @@ printed). Prints ops/s and p50/p99/p99.9 per op type. The load comes from wrk
 (``store_load.lua``; C, so the load generator costs ~0.1 ms of CPU per op) when
 it is installed, else from ``DynamoClient`` in this process (``--client python``);
 both share the 2 cores with the nodes. CPU per op is printed for the nodes and for
-the client separately (load-independent figures).
+the client separately (load-independent figures), and so is the disk under the data
+dirs, sampled during the load (:class:`DiskProbe`): with fsync on, no write beats it.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,6 +57,54 @@ def percentile(sorted_values: list[float], q: float) -> float:
     if not sorted_values:
         return float("nan")
     return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
+
+
+class DiskProbe:
+    """Samples the disk under the nodes' data while the load runs: a 4 KB write and an
+    ``fdatasync`` every ``interval`` seconds, timed, in a file of the same directory.
+
+    Why: with fsync on, a write is acknowledged only after its commit reached the disk, so
+    no write can be faster than the disk's own ``fdatasync`` at that moment. A virtual disk
+    can stall every fsync on the machine for tens or hundreds of ms at once (seen here:
+    30-320 ms every few seconds with no other load, in every process together); the
+    figures say how much of a write tail is the store and how much the disk under it."""
+
+    def __init__(self, directory: str, interval: float = 0.05, stall_ms: float = TARGET_P999_MS) -> None:
+        self.path = Path(directory) / "disk-probe"
+        self.interval = interval
+        self.stall_ms = stall_ms
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-probe", daemon=True)
+
+    def __enter__(self) -> "DiskProbe":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            block, i = b"p" * 4096, 0
+            while not self._stop.wait(self.interval):
+                os.pwrite(fd, block, (i % 256) * 4096)   # overwrite a small ring: no file growth
+                i += 1
+                t0 = time.perf_counter()
+                os.fdatasync(fd)
+                self.samples.append(1000 * (time.perf_counter() - t0))
+        finally:
+            os.close(fd)
+            self.path.unlink(missing_ok=True)
+
+    def figures(self) -> dict:
+        """p50/p99/max of the fdatasync times in ms, and how many took ``stall_ms`` or more."""
+        values = sorted(self.samples)
+        return {"n": len(values), "p50": percentile(values, 0.5), "p99": percentile(values, 0.99),
+                "max": values[-1] if values else float("nan"),
+                "stalls": sum(v >= self.stall_ms for v in values)}
 
 
 async def preload(urls: dict[str, str], keys: int) -> None:
@@ -189,6 +239,10 @@ def report(label: str, result: dict) -> None:
         ms = [1000 * percentile(values, q) for q in (0.5, 0.99, 0.999)]
         worst_tail = max(worst_tail, ms[2])
         print(f"  {kind:5s} n={len(values):6d}  p50 {ms[0]:6.2f} ms  p99 {ms[1]:6.2f} ms  p99.9 {ms[2]:6.2f} ms")
+    disk = result["disk"]
+    print(f"  disk under the data dirs (4 KB write + fdatasync every 50 ms during the load, n={disk['n']}): "
+          f"p50 {disk['p50']:.2f} ms  p99 {disk['p99']:.2f} ms  max {disk['max']:.2f} ms; "
+          f"{disk['stalls']} took {TARGET_P999_MS:.0f} ms or more")
     ops = total / result["elapsed"]
     met = ops >= TARGET_OPS and worst_tail < TARGET_P999_MS
     print(f"  target (>= {TARGET_OPS:,} ops/s with p99.9 < {TARGET_P999_MS:.0f} ms for reads and writes): "
@@ -216,15 +270,17 @@ def main() -> int:
             pids = [proc.pid for proc in c.procs.values()]
             load = os.getloadavg()[0]
             asyncio.run(preload(urls, args.keys))
-            if args.client == "wrk":
-                result = wrk_load(urls, pids, args.seconds, args.concurrency, args.keys, args.seed, tmp)
-            else:
-                coro = python_load(urls, pids, args.seconds, args.concurrency, args.keys, args.seed)
-                if args.uvloop:
-                    import uvloop
-                    result = uvloop.run(coro)
+            with DiskProbe(tmp) as disk:
+                if args.client == "wrk":
+                    result = wrk_load(urls, pids, args.seconds, args.concurrency, args.keys, args.seed, tmp)
                 else:
-                    result = asyncio.run(coro)
+                    coro = python_load(urls, pids, args.seconds, args.concurrency, args.keys, args.seed)
+                    if args.uvloop:
+                        import uvloop
+                        result = uvloop.run(coro)
+                    else:
+                        result = asyncio.run(coro)
+            result["disk"] = disk.figures()
             result["load"] = max(load, os.getloadavg()[0])
             result["siblings"] = asyncio.run(mean_siblings(urls, args.keys))
         report(f"fsync={fsync} N=3 R=2 W=2 concurrency={args.concurrency} client={args.client}", result)

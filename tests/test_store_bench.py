@@ -31,5 +31,8 @@ def test_store_bench_prints_figures_for_both_op_types_without_errors(client):
     # read-modify-write cycles: every write follows a read, so the two counts differ by at most one per worker
     assert set(counts) == {"read", "write"} and 0 <= int(counts["read"]) - int(counts["write"]) <= 6, out.stdout
     assert re.search(r"mean siblings per key after the run \d", out.stdout)
+    # the disk under the data dirs was sampled while the load ran (every 50 ms: ~40 in 2 s)
+    disk = re.search(r"disk under the data dirs .*n=(\d+)\): p50 [\d.]+ ms  p99 [\d.]+ ms  max [\d.]+ ms; \d+ took", out.stdout)
+    assert disk and int(disk.group(1)) >= 10, out.stdout
     # 2 s at 6 clients on 60 keys is no measurement of the target; the verdict line must still say so
     assert re.search(r"target \(>= 2,000 ops/s with p99.9 < 50 ms for reads and writes\): (met|not met) \(", out.stdout)
