@@ -30,7 +30,7 @@ _FALLBACK_TARGET_DEFAULTS: dict[str, Any] = {
     "vclock_max": 10, "sibling_warn": 25, "sibling_max": 100,
 }
 MODES = ("vclock", "dvv", "lww")
-FSYNC = ("always", "never")
+FSYNC = ("always", "one", "never")
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}

@@ -228,3 +228,47 @@ def test_storage_batch_keeps_each_jobs_outcome_order_and_durability(tmp_path):
         assert v.values(stored["k3"]) == ["three"] and v.values(stored["m699"]) == [699]
     asyncio.run(first())
     asyncio.run(second())
+
+
+@pytest.mark.parametrize("fsync, synced", [("always", [2, 2, 2]), ("one", [0, 2, 0]), ("never", [0, 0, 0])])
+def test_storage_fsyncs_a_commit_as_its_setting_and_jobs_ask(tmp_path, fsync, synced):
+    """"always" fsyncs every commit, "never" none, "one" only a commit holding a job that asked
+    for a durable write (Dynamo 6.1). Read from SQLite itself inside each job: the setting the
+    commit ran under (PRAGMA synchronous: 2 = FULL, 0 = OFF)."""
+    import asyncio
+
+    from targets.dynamo import versioning
+    from targets.dynamo.storage import Storage
+
+    v = versioning.for_mode("dvv")
+
+    def put_and_look(key):
+        def job(txn):
+            txn.put(key, v.write(v.empty(), None, key, "n1", 1.0))
+            return txn._db.execute("PRAGMA synchronous").fetchone()[0]
+        return job
+
+    async def go():
+        s = Storage(str(tmp_path), v, lambda key: 0, fsync)
+        s.start(asyncio.get_running_loop())
+        try:
+            seen = [await s.run(put_and_look("a")), await s.run(put_and_look("b"), durable=True),
+                    await s.run(put_and_look("c"))]
+            return seen, s.synced_commits, s.commits
+        finally:
+            s.stop()
+    seen, synced_commits, commits = asyncio.run(go())
+    assert seen == synced
+    assert (synced_commits, commits) == (sum(1 for x in synced if x), 3)
+    assert dict(Storage(str(tmp_path), v, lambda key: 0, fsync).scan_all()).keys() == {"a", "b", "c"}
+
+
+def test_the_durable_write_goes_to_the_first_other_replica_or_whoever_stands_in_for_it():
+    from targets.dynamo.coordinator import durable_replica, stands_for
+    me, n2, n3 = Replica("n1"), Replica("n2"), Replica("n3")
+    chosen = durable_replica(me, [n2, n3])
+    assert chosen == n2 and stands_for(n2, chosen) and not stands_for(n3, chosen)
+    assert stands_for(Replica("n4", "n2"), chosen) and not stands_for(Replica("n5", "n3"), chosen)
+    fallback = durable_replica(me, [Replica("n4", "n2"), n3])          # the first other is itself a stand-in
+    assert stands_for(Replica("n5", "n2"), fallback) and not stands_for(n3, fallback)
+    assert durable_replica(me, []) == me                              # N=1: the coordinator's own write

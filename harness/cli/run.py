@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 from harness.errors import UserError
-from harness.spec import load_spec, parse_value
+from harness.spec import FSYNC, load_spec, parse_value
 
 #: flag dest -> dotted spec name
 FLAG_FIELDS = {
@@ -105,7 +105,7 @@ def register(sub: Any) -> None:
                              ("pr", int, "primary replicas a read needs"), ("pw", int, "primary replicas a write needs")):
         g.add_argument(f"--{flag}", type=kind, metavar=flag.upper(), help=text)
     g.add_argument("--mode", choices=("vclock", "dvv", "lww"), help="versioning")
-    g.add_argument("--fsync", choices=("always", "never"), help="durability")
+    g.add_argument("--fsync", choices=FSYNC, help="durability: fsync every commit, only one replica's per write (Dynamo 6.1), or none")
     g = p.add_argument_group("workload")
     g.add_argument("--workload", choices=("cart", "register", "session"), help="what clients do (default cart)")
     g.add_argument("--keys", type=int, metavar="K", help="carts / registers / keys per session (default 10)")

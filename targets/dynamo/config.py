@@ -17,7 +17,7 @@ from typing import Any
 from harness.errors import UserError
 
 MODES = ("vclock", "dvv", "lww")
-FSYNC = ("always", "never")
+FSYNC = ("always", "one", "never")
 EVENT_LOOPS = ("auto", "asyncio", "uvloop")
 
 
@@ -42,7 +42,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pr", int, 0, "primary replicas a read must hear from (strict quorum)"),
     Setting("pw", int, 0, "primary replicas a write must be stored on (strict quorum)"),
     Setting("mode", str, "vclock", "versioning: vclock | dvv | lww"),
-    Setting("fsync", str, "always", "always: commit+fsync before ack; never: unsafe, no fsync"),
+    Setting("fsync", str, "always", "always: every commit fsyncs before its ack; one: only the durable write "
+            "the coordinator gives one replica per write fsyncs (Dynamo section 6.1); never: no fsync"),
     Setting("partitions", int, 64, "Q equal-size ring partitions"),
     Setting("request_timeout", float, 1.0, "coordinator timeout per request, seconds"),
     Setting("gossip_interval", float, 1.0, "seconds between gossip rounds"),

@@ -8,7 +8,10 @@ locally first (the coordinator must be a replica: if it is not, the request is
 forwarded to the first replica), then sent to the other replicas; it is
 acknowledged once ``w`` replicas (coordinator included) durably stored it and
 ``pw`` of those are primaries. A replica that fails mid-request is replaced by
-the next healthy fallback. A read waits for ``r`` replies (``pr`` primaries),
+the next healthy fallback. With ``fsync="one"`` the coordinator asks one replica
+per write, the first other than itself (or whoever stands in for it), for the
+*durable write* (Dynamo, section 6.1): only that replica fsyncs, and the ack does
+not wait for it unless ``w`` does. A read waits for ``r`` replies (``pr`` primaries),
 merges them, answers, then keeps listening until the timeout and pushes the
 merged object to every replica whose copy was stale (read repair).
 
@@ -88,6 +91,17 @@ def plan_replicas(walk: Sequence[str], n: int, healthy: Callable[[str], bool]) -
             # no healthy stand-in left: try the primary anyway (it may be back before gossip knows)
             plan.append(Replica(primary) if stand_in is None else Replica(stand_in, primary))
     return plan
+
+
+def durable_replica(me: Replica, others: Sequence[Replica]) -> Replica:
+    """The replica asked for a write's durable write under ``fsync="one"``: the first other
+    one, so the coordinator's own commit (awaited before the fan-out) never waits on a disk."""
+    return others[0] if others else me
+
+
+def stands_for(replica: Replica, chosen: Replica) -> bool:
+    """Whether ``replica`` is ``chosen`` or a fallback that replaced it mid-request."""
+    return replica.node == chosen.node or replica.hint_for == (chosen.hint_for or chosen.node)
 
 
 def next_fallback(walk: Sequence[str], n: int, used: Iterable[str], failed: Replica,
@@ -269,17 +283,21 @@ class Coordinator:
             me = Replica(self.node.name, primary)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        new_obj = await self._write_local(key, value, context, me)
+        others = [r for r in plan if r.node != self.node.name]
+        durable = durable_replica(me, others) if self.cfg.fsync == "one" else None
+        new_obj = await self._write_local(key, value, context, me, durable=me == durable)
         tally = Tally(need=w, need_primary=pw)
         tally.success(me)
-        others = [r for r in plan if r.node != self.node.name]
         payload = {"key": key, "state": self.v.encode(new_obj)[0]}
         done = Done()
         if tally.met:
             done.set()
 
         def send(replica: Replica, timeout: float) -> asyncio.Future:
-            return self._remote(replica, "/internal/put", dict(payload, hint_for=replica.hint_for), timeout)
+            body = dict(payload, hint_for=replica.hint_for)
+            if durable is not None and stands_for(replica, durable):
+                body["durable"] = True
+            return self._remote(replica, "/internal/put", body, timeout)
 
         FanOut(self, walk, plan, send, tally, done, deadline).start(others)   # runs on past the reply
         await done.wait()
@@ -289,7 +307,8 @@ class Coordinator:
         self.stats["writes_ok"] += 1
         return {"context": self.v.context(new_obj)}
 
-    async def _write_local(self, key: str, value: Any, context: str | None, me: Replica) -> Any:
+    async def _write_local(self, key: str, value: Any, context: str | None, me: Replica,
+                           durable: bool = False) -> Any:
         v, cfg, name = self.v, self.cfg, self.node.name
 
         def job(txn: Any) -> Any:
@@ -304,7 +323,7 @@ class Coordinator:
             if me.hint_for is not None:
                 txn.add_hint(me.hint_for, key)
             return new
-        return await self.node.storage.run(job)
+        return await self.node.storage.run(job, durable)
 
     async def _forward(self, target: str, key: str, value: Any, context: str | None, w: int, pw: int,
                        timeout: float) -> dict[str, Any]:

@@ -90,7 +90,10 @@ def start_put(state: NodeState, body: dict) -> asyncio.Future:
     hint_for = body.get("hint_for")
     if hint_for is not None and hint_for not in state.cfg.peers:
         raise ValueError(f"unknown hint target {hint_for!r}")
-    return state.storage.merge_in(key, obj, hint_for)
+    durable = body.get("durable", False)
+    if not isinstance(durable, bool):
+        raise TypeError("durable must be a boolean")
+    return state.storage.merge_in(key, obj, hint_for, durable)
 
 
 async def internal_put(state: NodeState, body: dict) -> Any:
@@ -118,7 +121,7 @@ async def internal_get(state: NodeState, body: dict) -> Any:
 async def internal_handoff(state: NodeState, body: dict) -> Any:
     v = state.versioning
     objects = {k: v.from_text(text) for k, text in body["objects"].items()}
-    await state.storage.merge_many(objects)
+    await state.storage.merge_many(objects, durable=True)   # the sender deletes its hints next
     state.stats["hints_received"] += len(objects)
     return {"ok": True, "count": len(objects)}
 

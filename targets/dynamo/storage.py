@@ -6,9 +6,14 @@ runs queued jobs in *group commits*: it drains whatever is queued (up to
 ``BATCH``), runs the jobs in one transaction (their row upserts written as one
 statement, see :meth:`Storage._run_batch`) and commits once. With
 ``fsync="always"`` (``synchronous=FULL``) the commit fsyncs the WAL before any
-job of the batch is acknowledged, so an acked write survives ``kill -9``; many
-concurrent writes share one fsync. ``fsync="never"`` (``synchronous=OFF``) is
-the unsafe setting, kept so users can study what it loses.
+job of the batch is acknowledged; many concurrent writes share one fsync.
+``fsync="one"`` is Dynamo's own trade (SOSP 2007, section 6.1): a commit fsyncs
+only when one of its jobs asked for a *durable write* (the coordinator picks one
+replica per write for it), the others are written to the OS without an fsync.
+``fsync="never"`` (``synchronous=OFF``) never fsyncs, kept so users can study
+what it loses. In every setting a commit is written to the OS before its jobs
+are acknowledged, so an acked write survives ``kill -9`` of the node; the fsync
+is what makes it survive a crash of the machine.
 
 Reads are served from an in-memory cache of the committed objects, kept on the
 event loop thread: it is filled at start-up by the same scan that rebuilds the
@@ -151,7 +156,9 @@ class Storage:
         self._queued_rows: list[Any] = []
         self._in_txn = False
         self.commits = 0
+        self.synced_commits = 0            # commits made with an fsync
         self.jobs_run = 0
+        self._synced: bool | None = None   # worker thread: the connection's synchronous setting
         db = self._connect()   # create the schema now so a bad data dir fails at start
         db.close()
 
@@ -159,6 +166,7 @@ class Storage:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=" + ("FULL" if self.fsync == "always" else "OFF"))
+        self._synced = self.fsync == "always"
         db.executescript(_SCHEMA)
         return db
 
@@ -212,6 +220,10 @@ class Storage:
         (the usual failure: a bad context or too many siblings). One that wrote something once
         the batch's transaction was open rolls the whole batch back, which then runs again
         with a savepoint per job."""
+        synced = self.fsync == "always" or (self.fsync == "one" and any(durable for _, _, durable in batch))
+        if synced != self._synced:         # "one": only batches holding a durable write fsync
+            db.execute("PRAGMA synchronous=" + ("FULL" if synced else "OFF"))
+            self._synced = synced
         ran = self._run_jobs(db, batch, savepoints=False)
         if ran is None:
             ran = self._run_jobs(db, batch, savepoints=True)
@@ -232,6 +244,7 @@ class Storage:
             self._queued_rows.clear()
             self._in_txn = False
         self.commits += 1
+        self.synced_commits += synced
         self.jobs_run += len(batch)
         assert self._loop is not None
         self._loop.call_soon_threadsafe(self._deliver, changes, outcomes)
@@ -259,7 +272,7 @@ class Storage:
         changes: list[Change] = []
         if savepoints:
             self._open(db)
-        for fn, fut in batch:
+        for fn, fut, _ in batch:
             txn = Txn(self, db)
             mark = len(self._queued_rows)
             if savepoints:
@@ -308,11 +321,14 @@ class Storage:
                 fut.set_exception(value)
 
     # -- jobs ------------------------------------------------------------------------------
-    def run(self, fn: Callable[[Txn], Any]) -> asyncio.Future[Any]:
-        """Run ``fn(txn)`` in the worker thread inside a transaction; resolves after the commit."""
+    def run(self, fn: Callable[[Txn], Any], durable: bool = False) -> asyncio.Future[Any]:
+        """Run ``fn(txn)`` in the worker thread inside a transaction; resolves after the commit.
+
+        ``durable``: with ``fsync="one"``, the commit is fsynced before the future resolves
+        (with "always" every commit is, with "never" none is)."""
         assert self._loop is not None, "Storage.start() first"
         fut = self._loop.create_future()
-        self._jobs.put((fn, fut))
+        self._jobs.put((fn, fut, durable))
         return fut
 
     def _remember_row(self, key: str, obj: Any) -> None:
@@ -354,8 +370,9 @@ class Storage:
             return found
         return await self.run(job)
 
-    def merge_in(self, key: str, obj: Any, hint_for: str | None = None) -> asyncio.Future[Any]:
-        """Merge ``obj`` into the stored object (durably); queue a hint for ``hint_for`` if given.
+    def merge_in(self, key: str, obj: Any, hint_for: str | None = None,
+                 durable: bool = False) -> asyncio.Future[Any]:
+        """Merge ``obj`` into the stored object; queue a hint for ``hint_for`` if given.
 
         A future (not a coroutine), so a replica can answer from a callback without a task."""
         def job(txn: Txn) -> Any:
@@ -363,15 +380,15 @@ class Storage:
             if hint_for is not None:
                 txn.add_hint(hint_for, key)
             return new
-        return self.run(job)
+        return self.run(job, durable)
 
-    async def merge_many(self, objects: dict[str, Any]) -> None:
+    async def merge_many(self, objects: dict[str, Any], durable: bool = False) -> None:
         """Merge several objects in one job (handoff and anti-entropy batches)."""
         def job(txn: Txn) -> None:
             for key, obj in objects.items():
                 txn.merge(key, obj)
         if objects:
-            await self.run(job)
+            await self.run(job, durable)
 
     # -- scans (worker thread, read-only) -----------------------------------------------------
     def scan_all(self) -> Iterable[tuple[str, Any]]:
