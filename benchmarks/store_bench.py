@@ -1,6 +1,6 @@
 """Reference store throughput and latency: the figures recorded in benchmarks/RESULTS.md ("## Store").
 
-Run: ``python benchmarks/store_bench.py [--seconds 10] [--concurrency 32] [--fsync always,never]``.
+Run: ``python benchmarks/store_bench.py [--seconds 10] [--concurrency 32] [--fsync always,one,never]``.
 For each fsync setting it starts a local 3-node cluster (N=3, R=2, W=2, vclock),
 preloads the keys, then runs ``--concurrency`` workers for ``--seconds``, spread
 over the three nodes as coordinators, each looping over read-modify-write cycles
@@ -254,7 +254,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--keys", type=int, default=1000)
-    p.add_argument("--fsync", default="always,never")
+    p.add_argument("--fsync", default="always,one,never")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--client", choices=("wrk", "python"), default="wrk" if shutil.which("wrk") else "python",
                    help="load generator: wrk (apt install wrk; default when found) or DynamoClient in this process")

@@ -130,8 +130,8 @@ def test_quorum_failure_is_503_with_counts_and_client_mapping(tmp_path):
         run(go())
 
 
-def synced_commits(c) -> dict[str, int]:
-    return {name: http("GET", node.url + "/admin/stats")[1]["storage"]["synced_commits"]
+def fsyncs(c) -> dict[str, int]:
+    return {name: http("GET", node.url + "/admin/stats")[1]["storage"]["fsyncs"]
             for name, node in c.nodes.items()}
 
 
@@ -140,9 +140,9 @@ def test_acked_write_survives_kill_9_of_every_replica(tmp_path, fsync):
     with local_cluster(3, tmp_path, fsync=fsync, ae_interval=60, request_timeout=5.0) as c:
         if fsync == "one":
             # Dynamo 6.1: a write's durable write goes to one replica, never the coordinator's own
-            before = synced_commits(c)
+            before = fsyncs(c)
             assert http("PUT", c.nodes["n1"].url + "/kv/one?w=3", json.dumps({"value": 1}).encode())[0] == 200
-            grown = {name: n - before[name] for name, n in synced_commits(c).items()}
+            grown = {name: n - before[name] for name, n in fsyncs(c).items()}
             assert grown["n1"] == 0 and sorted(grown.values()) == [0, 0, 1], grown
         async def write():
             clients = [DynamoClient(n.name, n.url, 5) for n in c.nodes.values()]

@@ -230,11 +230,10 @@ def test_storage_batch_keeps_each_jobs_outcome_order_and_durability(tmp_path):
     asyncio.run(second())
 
 
-@pytest.mark.parametrize("fsync, synced", [("always", [2, 2, 2]), ("one", [0, 2, 0]), ("never", [0, 0, 0])])
-def test_storage_fsyncs_a_commit_as_its_setting_and_jobs_ask(tmp_path, fsync, synced):
-    """"always" fsyncs every commit, "never" none, "one" only a commit holding a job that asked
-    for a durable write (Dynamo 6.1). Read from SQLite itself inside each job: the setting the
-    commit ran under (PRAGMA synchronous: 2 = FULL, 0 = OFF)."""
+@pytest.mark.parametrize("fsync, synchronous, fsyncs", [("always", 2, 3), ("one", 0, 1), ("never", 0, 0)])
+def test_storage_fsyncs_as_its_setting_and_jobs_ask(tmp_path, fsync, synchronous, fsyncs):
+    """"always" fsyncs every commit (SQLite synchronous=FULL, read from SQLite inside each job),
+    "never" none; "one" commits without (OFF) and fsyncs once for the job that asked."""
     import asyncio
 
     from targets.dynamo import versioning
@@ -254,13 +253,61 @@ def test_storage_fsyncs_a_commit_as_its_setting_and_jobs_ask(tmp_path, fsync, sy
         try:
             seen = [await s.run(put_and_look("a")), await s.run(put_and_look("b"), durable=True),
                     await s.run(put_and_look("c"))]
-            return seen, s.synced_commits, s.commits
+            return seen, s.fsyncs
         finally:
             s.stop()
-    seen, synced_commits, commits = asyncio.run(go())
-    assert seen == synced
-    assert (synced_commits, commits) == (sum(1 for x in synced if x), 3)
+    assert asyncio.run(go()) == ([synchronous] * 3, fsyncs)
     assert dict(Storage(str(tmp_path), v, lambda key: 0, fsync).scan_all()).keys() == {"a", "b", "c"}
+
+
+def test_fsync_one_acks_a_durable_write_after_the_wal_sync_and_never_blocks_the_others(tmp_path, monkeypatch):
+    """Dynamo 6.1: while the disk holds a durable write's fdatasync, later plain writes still
+    commit and are acked; the durable one is acked only once its WAL sync returned. A
+    checkpoint syncs the WAL, then (after copying) the database file."""
+    import asyncio
+    import os
+    import threading
+
+    from targets.dynamo import versioning, walsync
+    from targets.dynamo.storage import Storage
+
+    v = versioning.for_mode("dvv")
+    disk = threading.Event()
+    synced: list[str] = []
+
+    def slow_fdatasync(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        disk.wait(10)
+        synced.append(os.path.basename(path))
+    monkeypatch.setattr(walsync, "fdatasync", slow_fdatasync)
+
+    def put(key):
+        return lambda txn: txn.put(key, v.write(v.empty(), None, key, "n1", 1.0))
+
+    async def go():
+        s = Storage(str(tmp_path), v, lambda key: 0, "one")
+        s.start(asyncio.get_running_loop())
+        try:
+            await s.run(put("plain-1"))
+            durable = s.run(put("durable"), durable=True)
+            await asyncio.wait_for(s.run(put("plain-2")), 5)     # not held by the pending sync
+            await asyncio.sleep(0.2)
+            assert not durable.done() and synced == []
+            disk.set()
+            await asyncio.wait_for(durable, 5)
+            assert synced == ["store.sqlite3-wal"] and s.fsyncs == 1
+            monkeypatch.setattr(walsync, "CHECKPOINT_BYTES", 1)
+            await s.run(put("plain-3"))                        # the WAL is "full": checkpointed
+            for _ in range(100):                               # (by the writer, after the ack)
+                if len(synced) >= 3:
+                    break
+                await asyncio.sleep(0.05)
+            assert synced[:3] == ["store.sqlite3-wal", "store.sqlite3-wal", "store.sqlite3"]
+        finally:
+            s.stop()
+    asyncio.run(go())
+    stored = dict(Storage(str(tmp_path), v, lambda key: 0, "one").scan_all())
+    assert stored.keys() == {"plain-1", "durable", "plain-2", "plain-3"}
 
 
 def test_the_durable_write_goes_to_the_first_other_replica_or_whoever_stands_in_for_it():

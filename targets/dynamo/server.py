@@ -278,7 +278,7 @@ async def admin_stats(state: NodeState, request: Request) -> Response:
     cfg = state.cfg
     return reply(200, {"node": state.name, "counters": dict(state.stats),
                        "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
-                                   "synced_commits": state.storage.synced_commits,
+                                   "fsyncs": state.storage.fsyncs,
                                    "fsync": cfg.fsync, "path": state.storage.path},
                        "transport": {"sent": state.transport.sent, "failed": state.transport.failed,
                                      "connects": state.transport.connects,

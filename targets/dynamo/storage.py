@@ -7,9 +7,10 @@ runs queued jobs in *group commits*: it drains whatever is queued (up to
 statement, see :meth:`Storage._run_batch`) and commits once. With
 ``fsync="always"`` (``synchronous=FULL``) the commit fsyncs the WAL before any
 job of the batch is acknowledged; many concurrent writes share one fsync.
-``fsync="one"`` is Dynamo's own trade (SOSP 2007, section 6.1): a commit fsyncs
-only when one of its jobs asked for a *durable write* (the coordinator picks one
-replica per write for it), the others are written to the OS without an fsync.
+``fsync="one"`` is Dynamo's own trade (SOSP 2007, section 6.1): commits are
+written to the OS without an fsync, and only the jobs that asked for a *durable
+write* (the coordinator picks one replica per write for it) wait for one, made
+by :class:`~targets.dynamo.walsync.WalSyncer` off the writer's path.
 ``fsync="never"`` (``synchronous=OFF``) never fsyncs, kept so users can study
 what it loses. In every setting a commit is written to the OS before its jobs
 are acknowledged, so an acked write survives ``kill -9`` of the node; the fsync
@@ -38,6 +39,8 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
+
+from targets.dynamo.walsync import WalSyncer
 
 BATCH = 256
 #: Parameters per multi-row upsert: 300 rows of (key, part, text), under SQLite's historic
@@ -156,9 +159,9 @@ class Storage:
         self._queued_rows: list[Any] = []
         self._in_txn = False
         self.commits = 0
-        self.synced_commits = 0            # commits made with an fsync
         self.jobs_run = 0
-        self._synced: bool | None = None   # worker thread: the connection's synchronous setting
+        self._commit_fsyncs = 0            # "always": commits that wrote (each one fsynced)
+        self._syncer = WalSyncer(self.path, self._acknowledge_synced) if fsync == "one" else None
         db = self._connect()   # create the schema now so a bad data dir fails at start
         db.close()
 
@@ -166,7 +169,8 @@ class Storage:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=" + ("FULL" if self.fsync == "always" else "OFF"))
-        self._synced = self.fsync == "always"
+        if self._syncer is not None:
+            db.execute("PRAGMA wal_autocheckpoint=0")   # the writer checkpoints, safely (walsync)
         db.executescript(_SCHEMA)
         return db
 
@@ -174,6 +178,8 @@ class Storage:
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the worker thread; results are delivered on ``loop``."""
         self._loop = loop
+        if self._syncer is not None:
+            self._syncer.start()
         self._thread = threading.Thread(target=self._worker, name="storage-writer", daemon=True)
         self._thread.start()
 
@@ -203,6 +209,9 @@ class Storage:
                     break
                 batch.append(more)
             self._run_batch(db, batch)
+        if self._syncer is not None:
+            self._syncer.stop()                      # pending durable writes synced and acked
+            db.execute("PRAGMA synchronous=FULL")    # the closing checkpoint syncs too
         db.close()
 
     def _run_batch(self, db: sqlite3.Connection, batch: list) -> None:
@@ -220,21 +229,19 @@ class Storage:
         (the usual failure: a bad context or too many siblings). One that wrote something once
         the batch's transaction was open rolls the whole batch back, which then runs again
         with a savepoint per job."""
-        synced = self.fsync == "always" or (self.fsync == "one" and any(durable for _, _, durable in batch))
-        if synced != self._synced:         # "one": only batches holding a durable write fsync
-            db.execute("PRAGMA synchronous=" + ("FULL" if synced else "OFF"))
-            self._synced = synced
         ran = self._run_jobs(db, batch, savepoints=False)
         if ran is None:
             ran = self._run_jobs(db, batch, savepoints=True)
             assert ran is not None
         outcomes, changes = ran
+        wrote = self._in_txn or bool(self._queued_rows)
         try:
             if self._in_txn or len(self._queued_rows) > UPSERT_PARAMS:
                 self._open(db)
                 db.execute("COMMIT")
             else:
                 self._write_queued_rows(db)          # one statement: its own transaction
+            self._commit_fsyncs += wrote and self.fsync == "always"
         except sqlite3.Error as exc:
             db.execute("ROLLBACK") if db.in_transaction else None
             outcomes = [(fut, False, exc) for fut, _, _ in outcomes]
@@ -244,10 +251,30 @@ class Storage:
             self._queued_rows.clear()
             self._in_txn = False
         self.commits += 1
-        self.synced_commits += synced
         self.jobs_run += len(batch)
         assert self._loop is not None
+        synced: list = []
+        if self._syncer is not None and any(asked for _, _, asked in batch):
+            durable = {fut for _, fut, asked in batch if asked}
+            synced = [o for o in outcomes if o[1] and o[0] in durable]
+            outcomes = [o for o in outcomes if not (o[1] and o[0] in durable)]
         self._loop.call_soon_threadsafe(self._deliver, changes, outcomes)
+        if self._syncer is not None:
+            if synced:                               # acked after the changes reach the cache
+                self._syncer.submit(synced)
+            self._syncer.checkpoint(db)
+
+    def _acknowledge_synced(self, outcomes: list) -> None:
+        """Syncer thread: durable jobs whose commit the WAL sync covered (in commit order, so
+        after the commit's own delivery, which was queued on the loop first)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._deliver, [], outcomes)
+
+    @property
+    def fsyncs(self) -> int:
+        """fsyncs made before acknowledging jobs: each writing commit's under "always", the
+        syncer's (one per group of durable writes) under "one", none under "never"."""
+        return self._syncer.fsyncs if self._syncer is not None else self._commit_fsyncs
 
     def _open(self, db: sqlite3.Connection) -> None:
         """Worker thread: make sure the batch's transaction is open and the queued rows are in it."""
