@@ -6,7 +6,7 @@ replaced by the next healthy fallback, which stores the object with a hint
 naming that primary (sloppy quorum, hinted handoff). A write is applied
 locally first (the coordinator must be a replica: if it is not, the request is
 forwarded to the first replica), then sent to the other replicas; it is
-acknowledged once ``w`` replicas (coordinator included) durably stored it and
+acknowledged once ``w`` replicas (coordinator included) committed it and
 ``pw`` of those are primaries. A replica that fails mid-request is replaced by
 the next healthy fallback. With ``fsync="one"`` the coordinator asks one replica
 per write, the first other than itself (or whoever stands in for it), for the
