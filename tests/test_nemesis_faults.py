@@ -2,6 +2,7 @@
 nemesis's own probe), it is recorded as done with its probe, and it is healed."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -14,9 +15,11 @@ import pytest
 
 from harness.backends.base import ClusterConfig
 from harness.backends.local import LIBFAKETIME, LocalBackend, iptables_usable
+from harness.workers import converge
 from harness.spec import target_defaults
 from nemeses import firewall, registry
 from nemeses.base import NemesisContext, NemesisOp
+from targets.dynamo.client import DynamoClient
 from tests.conftest import require
 
 pytestmark = pytest.mark.cluster
@@ -43,7 +46,8 @@ def cluster(tmp_path_factory):
         nodes = backend.setup(ClusterConfig(nodes=NAMES, settings=target_defaults(), run_dir=run_dir))
         # as the runner does: wait until every node's gossip sees every peer up, or a write made
         # right after start-up may go to hinted fallbacks (which a partition then cuts off too)
-        assert wait_until(lambda: all(not peers_down(n) for n in nodes), timeout=20), "cluster never converged"
+        converged = asyncio.run(wait_converged(nodes))
+        assert converged["converged"], f"cluster never converged: {converged}"
         yield backend, {n.name: n for n in nodes}
     finally:
         backend.teardown()
@@ -96,10 +100,13 @@ def stored_on(node, key: str) -> bool:
     return get(f"{node.url}/admin/local/{key}")[0] == 200
 
 
-def peers_down(node) -> list[str]:
-    status, body = get(f"{node.url}/admin/members")
-    assert status == 200, body
-    return [m for m, v in body["members"].items() if not v["up"]]
+async def wait_converged(nodes) -> dict[str, Any]:
+    clients = {n.name: DynamoClient(n.name, n.url) for n in nodes}
+    try:
+        return await converge(clients, timeout=20)
+    finally:
+        for client in clients.values():
+            await client.close()
 
 
 def wait_until(cond, timeout: float = 5.0) -> bool:

@@ -168,9 +168,8 @@ class Storage:
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=" + ("FULL" if self.fsync == "always" else "OFF"))
-        if self._syncer is not None:
-            db.execute("PRAGMA wal_autocheckpoint=0")   # the writer checkpoints, safely (walsync)
+        # "one": no sync at commit, but checkpoints sync (see walsync); "never": no sync at all
+        db.execute("PRAGMA synchronous=" + {"always": "FULL", "one": "NORMAL"}.get(self.fsync, "OFF"))
         db.executescript(_SCHEMA)
         return db
 
@@ -211,7 +210,6 @@ class Storage:
             self._run_batch(db, batch)
         if self._syncer is not None:
             self._syncer.stop()                      # pending durable writes synced and acked
-            db.execute("PRAGMA synchronous=FULL")    # the closing checkpoint syncs too
         db.close()
 
     def _run_batch(self, db: sqlite3.Connection, batch: list) -> None:
@@ -254,15 +252,13 @@ class Storage:
         self.jobs_run += len(batch)
         assert self._loop is not None
         synced: list = []
-        if self._syncer is not None and any(asked for _, _, asked in batch):
+        if self._syncer is not None and any(asked for _, _, asked in batch):   # "one" only
             durable = {fut for _, fut, asked in batch if asked}
             synced = [o for o in outcomes if o[1] and o[0] in durable]
             outcomes = [o for o in outcomes if not (o[1] and o[0] in durable)]
         self._loop.call_soon_threadsafe(self._deliver, changes, outcomes)
-        if self._syncer is not None:
-            if synced:                               # acked after the changes reach the cache
-                self._syncer.submit(synced)
-            self._syncer.checkpoint(db)
+        if synced:                                   # acked after the changes reach the cache
+            self._syncer.submit(synced)
 
     def _acknowledge_synced(self, outcomes: list) -> None:
         """Syncer thread: durable jobs whose commit the WAL sync covered (in commit order, so

@@ -11,34 +11,28 @@ whose own thread runs ``fdatasync`` on the WAL file (one call covers every commi
 written so far) and only then acknowledges it. The writer meanwhile goes on
 committing: a slow disk delays the durable writes alone.
 
-Checkpoints must not undo that: SQLite's automatic checkpoint under
-``synchronous=OFF`` copies WAL frames into the database file without syncing it,
-then lets the next commit overwrite those frames, so a machine crash could lose a
-write already acknowledged as durable. The writer therefore checkpoints itself
-(:meth:`WalSyncer.checkpoint`): sync the WAL, copy, sync the database file, all
-before its next commit.
+Checkpoints must not undo that: a checkpoint copies WAL frames into the database
+file and lets later commits overwrite them, so unless it syncs the database file
+first a machine crash could lose a write already acknowledged as durable. SQLite's
+``synchronous=NORMAL`` is exactly that setting in WAL mode (no sync at commit; the
+WAL synced before each checkpoint and the database file after it), so the writer's
+connection runs it under ``fsync="one"`` and SQLite's own checkpoints stay safe.
 """
 from __future__ import annotations
 
-import logging
 import os
 import queue
-import sqlite3
 import threading
 from collections.abc import Callable
 from typing import Any
 
-#: The WAL is checkpointed once it passes this size (SQLite's own default: 1,000 pages).
-CHECKPOINT_BYTES = 4 * 1024 * 1024
 fdatasync = os.fdatasync     # module-level, so a test can watch the calls
-log = logging.getLogger("dynamo.storage")
 
 
 class WalSyncer:
     """One thread that makes committed durable jobs durable, then acknowledges them."""
 
     def __init__(self, db_path: str, acknowledge: Callable[[list], None]) -> None:
-        self.db_path = db_path
         self.wal_path = db_path + "-wal"
         self._acknowledge = acknowledge       # called (in this thread) with synced job outcomes
         self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -77,35 +71,16 @@ class WalSyncer:
                     batch.extend(more)
             if batch:
                 try:
-                    self._sync(self.wal_path)
+                    self._sync()
                     self.fsyncs += 1
                 except OSError as exc:               # not durable: the durable write fails
                     batch = [(fut, False, exc) for fut, _, _ in batch]
                 self._acknowledge(batch)
 
-    def checkpoint(self, db: Any, force: bool = False) -> bool:
-        """Writer thread, between commits: once the WAL is past ``CHECKPOINT_BYTES`` (or when
-        ``force``), sync it, copy it into the database file, sync that. True if it ran."""
-        try:
-            size = os.stat(self.wal_path).st_size
-        except FileNotFoundError:
-            return False
-        if size < CHECKPOINT_BYTES and not force:
-            return False
-        try:
-            self._sync(self.wal_path)
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-            self._sync(self.db_path)
-        except (OSError, sqlite3.Error) as exc:      # the WAL keeps growing; tried again next commit
-            log.warning("checkpoint of %s failed: %s", self.db_path, exc)
-            return False
-        return True
-
-    @staticmethod
-    def _sync(path: str) -> None:
-        """fdatasync ``path`` through a descriptor of its own (the sync covers the whole file,
+    def _sync(self) -> None:
+        """fdatasync the WAL through a descriptor of its own (the sync covers the whole file,
         whichever descriptor wrote it)."""
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(self.wal_path, os.O_RDONLY)
         try:
             fdatasync(fd)
         finally:
