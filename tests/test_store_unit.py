@@ -230,11 +230,11 @@ def test_storage_batch_keeps_each_jobs_outcome_order_and_durability(tmp_path):
     asyncio.run(second())
 
 
-@pytest.mark.parametrize("fsync, synchronous, fsyncs", [("always", 2, 3), ("one", 1, 1), ("never", 0, 0)])
+@pytest.mark.parametrize("fsync, synchronous, fsyncs", [("always", 2, 3), ("one", 0, 1), ("never", 0, 0)])
 def test_storage_fsyncs_as_its_setting_and_jobs_ask(tmp_path, fsync, synchronous, fsyncs):
     """"always" fsyncs every commit (SQLite synchronous=FULL, read from SQLite inside each job),
-    "never" none (OFF); "one" commits without (NORMAL: in WAL mode only checkpoints sync) and
-    fsyncs once for the job that asked."""
+    "never" none (OFF); "one" commits without (OFF: its syncer thread checkpoints) and fsyncs
+    once for the job that asked."""
     import asyncio
 
     from targets.dynamo import versioning
@@ -303,6 +303,76 @@ def test_fsync_one_acks_a_durable_write_after_the_wal_sync_and_never_blocks_the_
     asyncio.run(go())
     stored = dict(Storage(str(tmp_path), v, lambda key: 0, "one").scan_all())
     assert stored.keys() == {"plain-1", "durable", "plain-2", "plain-3"}
+
+
+def test_fsync_one_checkpoints_off_the_writer_and_keeps_the_wal_bounded(tmp_path, monkeypatch):
+    """Under "one" the writer never checkpoints (so never syncs): the syncer thread does, on
+    its own connection, and once the WAL is past WAL_MAX_FRAMES it makes the writer start
+    the WAL over, so continuous writes cannot grow it without bound."""
+    import asyncio
+    import os
+
+    from targets.dynamo import versioning, walsync
+    from targets.dynamo.storage import Storage
+
+    monkeypatch.setattr(walsync, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(walsync, "WAL_MAX_FRAMES", 64)
+    v = versioning.for_mode("dvv")
+    blob = "x" * 3000                                   # about a page per row
+
+    def put(key):
+        return lambda txn: txn.put(key, v.write(v.empty(), None, blob + key, "n1", 1.0))
+
+    async def go():
+        s = Storage(str(tmp_path), v, lambda key: 0, "one")
+        s.start(asyncio.get_running_loop())
+        try:
+            autocheckpoint = await s.run(lambda txn: txn._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+            loop = asyncio.get_running_loop()
+            end, i, inflight = loop.time() + 1.5, 0, set()
+            while loop.time() < end:                    # the writer never idle: 32 jobs queued
+                while len(inflight) < 32:
+                    inflight.add(s.run(put(f"k{i % 2000}")))
+                    i += 1
+                finished, inflight = await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
+                for fut in finished:
+                    fut.result()
+            await asyncio.gather(*inflight)
+            return autocheckpoint, i, s.checkpoints
+        finally:
+            s.stop()
+    autocheckpoint, written, checkpoints = asyncio.run(go())
+    wal = os.path.join(tmp_path, "store.sqlite3-wal")
+    frames = (os.path.getsize(wal) - 32) // (4096 + 24) if os.path.exists(wal) else 0
+    assert autocheckpoint == 0 and checkpoints >= 5
+    assert written > 2000 and frames < 1000, (written, frames)   # a page per row: 2,000+ unbounded
+    stored = dict(Storage(str(tmp_path), v, lambda key: 0, "one").scan_all())
+    assert len(stored) == 2000 and v.values(stored["k7"]) == [blob + "k7"]
+
+
+def test_the_syncer_blocks_the_writer_only_once_the_wal_is_past_its_bound():
+    """A PASSIVE checkpoint never waits for the writer but may never empty a busy WAL; past
+    WAL_MAX_FRAMES the next one is a RESTART (the next commit starts the WAL over)."""
+    from targets.dynamo import walsync
+
+    class Db:
+        def __init__(self, frames):
+            self.frames, self.seen = frames, []
+
+        def execute(self, sql):
+            self.seen.append(sql)
+            return self
+
+        def fetchone(self):
+            return 0, self.frames, self.frames
+    syncer = walsync.WalSyncer("/nonexistent/db", lambda outcomes: None, lambda: 0)
+    growing = Db(walsync.WAL_MAX_FRAMES + 10)
+    syncer._checkpoint(growing)
+    syncer._checkpoint(Db(3))
+    syncer._checkpoint(growing)
+    assert growing.seen == ["PRAGMA wal_checkpoint(PASSIVE)", "PRAGMA wal_checkpoint(PASSIVE)"]
+    syncer._checkpoint(growing)
+    assert growing.seen[-1] == "PRAGMA wal_checkpoint(RESTART)" and syncer.checkpoints == 4
 
 
 def test_the_durable_write_goes_to_the_first_other_replica_or_whoever_stands_in_for_it():

@@ -279,6 +279,7 @@ async def admin_stats(state: NodeState, request: Request) -> Response:
     return reply(200, {"node": state.name, "counters": dict(state.stats),
                        "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
                                    "fsyncs": state.storage.fsyncs,
+                                   "checkpoints": state.storage.checkpoints,
                                    "fsync": cfg.fsync, "path": state.storage.path},
                        "transport": {"sent": state.transport.sent, "failed": state.transport.failed,
                                      "connects": state.transport.connects,

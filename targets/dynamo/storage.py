@@ -161,15 +161,19 @@ class Storage:
         self.commits = 0
         self.jobs_run = 0
         self._commit_fsyncs = 0            # "always": commits that wrote (each one fsynced)
-        self._syncer = WalSyncer(self.path, self._acknowledge_synced) if fsync == "one" else None
+        self._syncer = (WalSyncer(self.path, self._acknowledge_synced, lambda: self.commits)
+                        if fsync == "one" else None)
         db = self._connect()   # create the schema now so a bad data dir fails at start
         db.close()
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA journal_mode=WAL")
-        # "one": no sync at commit, but checkpoints sync (see walsync); "never": no sync at all
-        db.execute("PRAGMA synchronous=" + {"always": "FULL", "one": "NORMAL"}.get(self.fsync, "OFF"))
+        # "one": no sync at commit, and the syncer thread checkpoints (see walsync); "never":
+        # no sync at all
+        db.execute("PRAGMA synchronous=" + ("FULL" if self.fsync == "always" else "OFF"))
+        if self.fsync == "one":
+            db.execute("PRAGMA wal_autocheckpoint=0")
         db.executescript(_SCHEMA)
         return db
 
@@ -210,6 +214,7 @@ class Storage:
             self._run_batch(db, batch)
         if self._syncer is not None:
             self._syncer.stop()                      # pending durable writes synced and acked
+            db.execute("PRAGMA synchronous=FULL")    # the closing checkpoint syncs what it copies
         db.close()
 
     def _run_batch(self, db: sqlite3.Connection, batch: list) -> None:
@@ -271,6 +276,11 @@ class Storage:
         """fsyncs made before acknowledging jobs: each writing commit's under "always", the
         syncer's (one per group of durable writes) under "one", none under "never"."""
         return self._syncer.fsyncs if self._syncer is not None else self._commit_fsyncs
+
+    @property
+    def checkpoints(self) -> int | None:
+        """Checkpoints the syncer thread ran under "one"; None: SQLite's own, in the writer."""
+        return self._syncer.checkpoints if self._syncer is not None else None
 
     def _open(self, db: sqlite3.Connection) -> None:
         """Worker thread: make sure the batch's transaction is open and the queued rows are in it."""
