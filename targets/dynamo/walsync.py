@@ -33,6 +33,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from targets.dynamo.workqueue import drain
+
 fdatasync = os.fdatasync     # module-level, so a test can watch the calls
 #: Seconds between checkpoints while commits keep coming (SQLite's own default, 1,000 pages,
 #: came to about one a second per node under the benchmark's load).
@@ -79,20 +81,10 @@ class WalSyncer:
         try:
             while not stopping:
                 try:
-                    first = self._pending.get(timeout=CHECKPOINT_EVERY)
+                    taken, stopping = drain(self._pending, self._pending.get(timeout=CHECKPOINT_EVERY))
                 except queue.Empty:
-                    first = []
-                batch = [] if first is None else list(first)
-                stopping = first is None
-                while True:                              # everything committed so far: one fdatasync
-                    try:
-                        more = self._pending.get_nowait()
-                    except queue.Empty:
-                        break
-                    if more is None:
-                        stopping = True
-                    else:
-                        batch.extend(more)
+                    taken = []
+                batch = [outcome for outcomes in taken for outcome in outcomes]   # one fdatasync for all
                 if batch:
                     try:
                         self._sync()
