@@ -25,9 +25,14 @@ key). Then for every item added to that key:
 * **never read**: an ``ok`` add whose key has no ``ok`` final read; the
   checker cannot say, so the verdict is ``unknown`` (unless another anomaly
   already makes it invalid).
+* **maybe lost**: lost by the rule above, but the final read is marked
+  ``partial``: the harness could not read every replica (r = N) and fell back
+  to the default R, so the item may sit on the replica it did not reach. The
+  checker cannot say: ``unknown``, never ``invalid``.
 
 Verdict: invalid if anything is lost, failed-but-present or unexpected;
-unknown if an acked add was never read or nothing was acknowledged; else valid.
+unknown if an acked add was never read or maybe lost, or nothing was
+acknowledged; else valid.
 
 It also reports, per element, the time to become *stable* the way Jepsen's
 ``set-full`` checker does, using every ``ok`` read of the key (see
@@ -222,6 +227,7 @@ class LostWritesChecker:
         failed_present: list[Anomaly] = []
         unexpected: list[Anomaly] = []
         never_read: list[Anomaly] = []
+        maybe_lost: list[Anomaly] = []
         unacked_present = removed = concurrent_final = 0
         unacked_present_ops: list[int] = []
         stab_counts = {"stable": 0, "lost": 0, "never-read": 0}
@@ -255,6 +261,13 @@ class LostWritesChecker:
                     removed += 1
                     continue
                 a = max((a for a in ok_adds if a.e < final.s), key=lambda a: a.s)
+                if final.flag("partial"):
+                    maybe_lost.append(Anomaly(
+                        "maybe-lost-write",
+                        f"acknowledged add of {x!r} to {k} (op {a.index}) is missing from the final read "
+                        f"(op {final.index}), which could not ask every replica: maybe lost, maybe only "
+                        f"on a replica it did not reach", (a.index, final.index), _key(k), int(a.end)))
+                    continue
                 k_lost += 1
                 lost.append(Anomaly(
                     "lost-write",
@@ -284,6 +297,8 @@ class LostWritesChecker:
                         unacked_present_ops.append(next(a.index for a in cands if not a.failed))
             per_key[_key(k)] = {"acked": k_acked, "lost": k_lost,
                                 "final_read": final.index if final is not None else None}
+            if final is not None and final.flag("partial"):
+                per_key[_key(k)]["final_read_partial"] = True
             self._stabilise(so, stab_counts, stable_lat, lost_lat)
 
         counts = {
@@ -294,13 +309,17 @@ class LostWritesChecker:
             "failed_present": len(failed_present),
             "unexpected": len(unexpected),
             "never_read": len(never_read),
+            "maybe_lost": len(maybe_lost),
             "removed": removed,
             "concurrent_with_final_read": concurrent_final,
         }
         if lost or failed_present or unexpected:
             verdict, reason = Verdict.INVALID, _reason(lost, failed_present, unexpected)
-        elif never_read:
-            verdict, reason = Verdict.UNKNOWN, f"{len(never_read)} acknowledged adds have no ok final read of their key"
+        elif never_read or maybe_lost:
+            verdict, reason = Verdict.UNKNOWN, "; ".join(filter(None, (
+                never_read and f"{len(never_read)} acknowledged adds have no ok final read of their key",
+                maybe_lost and f"{len(maybe_lost)} acknowledged adds are missing from final reads that could "
+                               f"not ask every replica")))
         elif acked == 0:
             verdict, reason = Verdict.UNKNOWN, "no acknowledged adds to check"
         else:
@@ -309,13 +328,13 @@ class LostWritesChecker:
             "final_read_rule": "last ok read marked final" if marked else "last ok read of each key (no op is marked final)",
             # every key when there are few; else the keys with losses or no final read
             "per_key": per_key if len(per_key) <= MAX_LISTED else
-            {k: v for k, v in per_key.items() if v["lost"] or v["final_read"] is None},
+            {k: v for k, v in per_key.items() if v["lost"] or v["final_read"] is None or v.get("final_read_partial")},
             "unacknowledged_present_ops": unacked_present_ops,
             "stabilisation": {"counts": stab_counts, "stable_latency_ms": summarize(stable_lat),
                               "lost_latency_ms": summarize(lost_lat)},
         }
         anomalies = tuple(lost[:MAX_LISTED] + failed_present[:MAX_LISTED] + unexpected[:MAX_LISTED]
-                          + never_read[:MAX_LISTED])
+                          + never_read[:MAX_LISTED] + maybe_lost[:MAX_LISTED])
         return Result(self.name, verdict, counts, anomalies, details, reason)
 
     @staticmethod

@@ -17,10 +17,12 @@ raised or its probe failed.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import threading
 import time
 import zlib
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from harness.generators import GenContext, OpRequest, TimeLimit, rate_limited, worker_rng
@@ -174,13 +176,17 @@ class ReadAllReplicas:
     After heal and settle, a final read that merges all N replicas sees every
     version that survived anywhere on the preference list; a read of R < N
     could miss one that anti-entropy would still deliver. If r = N cannot be
-    met (a replica still down) it falls back to the default R.
+    met (a replica still down) it falls back to the default R and says so
+    (``fell_back``): the final read is then journaled ``partial``, and the
+    lost-writes checker will not call an item it lacks lost for certain.
+    One instance per read attempt, so the flag is that read's own.
     """
 
     def __init__(self, client: "TargetClient", r: int) -> None:
         self._client = client
         self._r = r
         self.node = client.node
+        self.fell_back = False
 
     async def get(self, key: str, *, r: int | None = None, pr: int | None = None,
                   timeout: float | None = None) -> Any:
@@ -188,6 +194,7 @@ class ReadAllReplicas:
         try:
             return await self._client.get(key, r=self._r, pr=pr, timeout=timeout)
         except OpFailed:
+            self.fell_back = True
             return await self._client.get(key, r=r, pr=pr, timeout=timeout)
 
     def __getattr__(self, name: str) -> Any:
@@ -205,8 +212,6 @@ async def final_reads(journal: HistoryJournal, workload: Workload, clients: Mapp
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    if read_all:
-        clients = {n: ReadAllReplicas(c, read_all) for n, c in clients.items()}
     names = list(clients)
     health = await asyncio.gather(*(_healthy(clients[n], min(2.0, client_timeout)) for n in names))
     order = [n for n, ok in zip(names, health) if ok] + [n for n, ok in zip(names, health) if not ok]
@@ -229,7 +234,8 @@ async def final_reads(journal: HistoryJournal, workload: Workload, clients: Mapp
                 node = order[(start + attempt) % len(order)]
                 attempt += 1
                 req = OpRequest("read", key)
-                comp = await run_op(journal, _FinalRead(workload), clients[node], process, req, {},
+                client = ReadAllReplicas(clients[node], read_all) if read_all else clients[node]
+                comp = await run_op(journal, _FinalRead(workload), client, process, req, {},
                                     client_timeout, final=True)
                 if comp.type == INFO:
                     process += readers
@@ -252,8 +258,12 @@ class _FinalRead:
     workload: Workload
 
     async def execute(self, client: "TargetClient", req: OpRequest, session: dict[str, Any]) -> Completion:
+        """The workload's final read, marked ``partial`` when it could not ask every replica."""
         assert req.key is not None
-        return await self.workload.final_read(client, req.key)
+        comp = await self.workload.final_read(client, req.key)
+        if getattr(client, "fell_back", False):
+            comp = dataclasses.replace(comp, extra=MappingProxyType({**comp.extra, "partial": True}))
+        return comp
 
 
 async def _healthy(client: "TargetClient", timeout: float) -> bool:

@@ -86,6 +86,33 @@ def test_no_ok_final_read_is_never_read_and_unknown():
     assert r.verdict == Verdict.UNKNOWN and r.counts["never_read"] == 1
 
 
+def test_absent_from_a_partial_final_read_is_maybe_lost_and_unknown_not_invalid():
+    """A final read that fell back from r = N (journaled ``partial``) may have missed the one
+    replica holding an item: its absence proves nothing, so no lost write is claimed."""
+    b = HistoryBuilder()
+    b.op(1, "add", K, 1, 1, 2).op(2, "add", K, 2, 3, 4)
+    b.op(99, "read", K, None, 100, 101, result=[1], final=True, partial=True)
+    r = check(b)
+    assert r.verdict == Verdict.UNKNOWN and "could not ask every replica" in r.reason
+    assert r.counts["lost_writes"] == 0 and r.counts["maybe_lost"] == 1
+    assert [a.kind for a in r.anomalies] == ["maybe-lost-write"]
+    assert r.details["per_key"][K]["final_read_partial"] is True
+    b = HistoryBuilder()                                  # the same without the mark: lost
+    b.op(1, "add", K, 1, 1, 2).op(2, "add", K, 2, 3, 4)
+    final_read(b, [1])
+    assert check(b).verdict == Verdict.INVALID
+
+
+def test_a_partial_final_read_still_proves_what_it_shows():
+    """What a partial final read contains is there: a failed add present is still invalid."""
+    b = HistoryBuilder()
+    b.op(1, "add", K, 1, 1, 2).op(2, "add", K, 2, 3, 4, "fail").op(3, "add", K, 3, 5, 6)
+    b.op(99, "read", K, None, 100, 101, result=[1, 2], final=True, partial=True)
+    r = check(b)
+    assert r.verdict == Verdict.INVALID
+    assert r.counts["failed_present"] == 1 and r.counts["maybe_lost"] == 1 and r.counts["lost_writes"] == 0
+
+
 def test_last_ok_final_read_is_the_one_used():
     b = HistoryBuilder()
     b.op(1, "add", K, 1, 1, 2)

@@ -16,10 +16,15 @@ from targets.adapter import OpFailed, ReadResult
 class FakeNode:
     """A client whose answers change over time: down peers / pending hints drain after some polls."""
 
-    def __init__(self, node: str, down_polls: int = 0, pending_polls: int = 0, broken: bool = False) -> None:
+    def __init__(self, node: str, down_polls: int = 0, pending_polls: int = 0, broken: bool = False,
+                 all_replicas: bool = False) -> None:
         self.node = node
         self.down_polls, self.pending_polls, self.broken = down_polls, pending_polls, broken
+        self.all_replicas = all_replicas              # r = N succeeds (every replica answers)
         self.gets: list[int | None] = []
+
+    async def health(self) -> bool:
+        return True
 
     async def peers_down(self) -> list[str]:
         if self.broken:
@@ -36,7 +41,7 @@ class FakeNode:
     async def get(self, key: str, *, r: int | None = None, pr: int | None = None,
                   timeout: float | None = None) -> ReadResult:
         self.gets.append(r)
-        if r == 3:
+        if r == 3 and not self.all_replicas:
             raise OpFailed("read quorum not reached: needed 3, replied 2")
         return ReadResult((1,), "ctx", True)
 
@@ -70,3 +75,26 @@ def test_final_reads_ask_every_replica_then_fall_back_to_the_default_r() -> None
     assert rr.values == (1,)
     assert node.gets == [3, None]              # r = N first; the default R only after it failed
     assert client.node == "n1"
+
+
+def test_a_final_read_that_fell_back_from_r_n_is_journaled_partial(tmp_path) -> None:
+    """The lost-writes checker must know when a final read could not ask every replica (it
+    then says "maybe lost", not "lost"), so the journal marks such reads ``partial``."""
+    from harness.history import HistoryJournal, read_history
+    from harness.workers import final_reads
+    from harness.workloads import Completion
+
+    class ReadValues:
+        async def final_read(self, client, key):
+            rr = await client.get(key)
+            return Completion.ok(list(rr.values), len(rr.values))
+
+    path = tmp_path / "history.jsonl"
+    with HistoryJournal(path) as journal:
+        for key, node in (("k1", FakeNode("n1")), ("k2", FakeNode("n2", all_replicas=True))):
+            missing = asyncio.run(final_reads(journal, ReadValues(), {node.node: node}, [key], 100,
+                                              timeout=5, client_timeout=1, read_all=3))
+            assert missing == []
+    reads = {op.key: op for op in read_history(path) if op.type == "ok"}
+    assert reads["k1"].extra.get("partial") is True and reads["k1"].extra.get("final") is True
+    assert "partial" not in reads["k2"].extra and reads["k2"].value == [1]
