@@ -10,7 +10,7 @@ from harness.backends import remote
 from harness.backends.base import ClusterConfig
 from harness.backends.docker import DockerBackend
 from harness.backends.docker_cluster import cluster_containers, connect_engine, engine_available
-from harness.backends.image import ensure_image
+from harness.backends.image import ImageRecipe, ensure_image
 from harness.cli import main
 from tests.conftest import require
 
@@ -32,6 +32,28 @@ def test_image_build_twice_reports_every_step_cached(engine, capsys):
     tag = capsys.readouterr().out.strip().splitlines()[-1]
     build = ensure_image(engine)
     assert build.cached and build.tag == tag and [s.cached for s in build.steps] == [True, True, True]
+
+
+def test_image_build_from_a_base_image_gives_nodes_that_serve(engine, capsys, tmp_path):
+    """``--base-image``: FROM that image + apt instead of debootstrap. No registry here, so the
+    base is a local image (the debootstrap base); apt reaches the Debian mirror as debootstrap
+    does. The node image it makes must run a healthy node."""
+    base = ImageRecipe().base_tag()
+    ensure_image(engine)                                   # the debootstrap base exists
+    try:
+        assert main(["image", "build", "--base-image", base]) == 0
+        tag = capsys.readouterr().out.strip().splitlines()[-1]
+        assert tag == ImageRecipe(base_image=base).node_tag() != ImageRecipe().node_tag()
+        backend = DockerBackend({"base_image": base, "reuse": False})
+        nodes = backend.setup(ClusterConfig(nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=tmp_path))
+        try:
+            assert all(remote.healthy(n) for n in nodes)
+            c = cluster_containers(engine, backend._name)[0]
+            assert c.image.id == engine.images.get(tag).id
+        finally:
+            backend.teardown()
+    finally:
+        ensure_image(engine)                               # the default node image again, for the other tests
 
 
 def test_cluster_up_is_reused_by_runs_and_down_removes_it(engine, capsys, tmp_path):
