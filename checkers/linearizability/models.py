@@ -123,19 +123,12 @@ class CASRegisterModel(RegisterModel):
 
     def step(self, state: Any, input: tuple[str, Any], output: Any) -> tuple[bool, Any]:
         """Register steps, plus ``cas``: legal only when the state is ``old``."""
-        f = input[0]
-        if f == "read":
-            if output is UNKNOWN:
-                return True, state
-            return (output == state and type(output) is not tuple), state
-        if f == "write":
-            return True, input[1]
-        if f == "cas":
-            value = input[1]
-            if type(value) is not tuple or len(value) != 2:
-                return False, state
-            return state == value[0], value[1]
-        return False, state
+        if input[0] != "cas":
+            return RegisterModel.step(self, state, input, output)
+        value = input[1]
+        if type(value) is not tuple or len(value) != 2:
+            return False, state
+        return state == value[0], value[1]
 
 
 def _written(op: Operation) -> Any:
