@@ -237,6 +237,7 @@ class LostWritesChecker:
         for k, so in by_key.items():
             final = so.final
             final_set = read_set(final.read_value) if final is not None else frozenset()
+            partial = final is not None and bool(final.flag("partial"))    # fell back from r = N
             k_acked = k_lost = 0
             for x, adds in so.adds.items():
                 ok_adds = [a for a in adds if a.ok]
@@ -261,7 +262,7 @@ class LostWritesChecker:
                     removed += 1
                     continue
                 a = max((a for a in ok_adds if a.e < final.s), key=lambda a: a.s)
-                if final.flag("partial"):
+                if partial:
                     maybe_lost.append(Anomaly(
                         "maybe-lost-write",
                         f"acknowledged add of {x!r} to {k} (op {a.index}) is missing from the final read "
@@ -297,7 +298,7 @@ class LostWritesChecker:
                         unacked_present_ops.append(next(a.index for a in cands if not a.failed))
             per_key[_key(k)] = {"acked": k_acked, "lost": k_lost,
                                 "final_read": final.index if final is not None else None}
-            if final is not None and final.flag("partial"):
+            if partial:
                 per_key[_key(k)]["final_read_partial"] = True
             self._stabilise(so, stab_counts, stable_lat, lost_lat)
 

@@ -35,13 +35,12 @@ import collections
 import os
 import queue
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from targets.dynamo.txn import Change, Txn
 from targets.dynamo.walsync import WalSyncer
-from targets.dynamo.workqueue import drain
+from targets.dynamo.workqueue import QueueThread, drain
 
 BATCH = 256
 #: Parameters per multi-row upsert: 300 rows of (key, part, text), under SQLite's historic
@@ -66,8 +65,7 @@ class Storage:
         self.versioning = versioning
         self.partition_of = partition_of
         self.fsync = fsync
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._writer = QueueThread("storage-writer", self._worker)
         self._loop: asyncio.AbstractEventLoop | None = None
         self.on_change: Callable[[list[Change]], None] = lambda changes: None
         self._cache: collections.OrderedDict[str, Any] = collections.OrderedDict()
@@ -106,21 +104,17 @@ class Storage:
         self._loop = loop
         if self._syncer is not None:
             self._syncer.start()
-        self._thread = threading.Thread(target=self._worker, name="storage-writer", daemon=True)
-        self._thread.start()
+        self._writer.start()
 
     def stop(self) -> None:
         """Finish queued jobs and stop the worker (idempotent)."""
-        if self._thread is not None:
-            self._jobs.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._writer.stop()
 
-    def _worker(self) -> None:
+    def _worker(self, jobs: queue.SimpleQueue[Any]) -> None:
         db = self._connect()
         stopping = False
         while not stopping:
-            batch, stopping = drain(self._jobs, self._jobs.get(), BATCH)
+            batch, stopping = drain(jobs, jobs.get(), BATCH)
             if not batch:
                 break
             self._run_batch(db, batch)
@@ -273,7 +267,7 @@ class Storage:
         (with "always" every commit is, with "never" none is)."""
         assert self._loop is not None, "Storage.start() first"
         fut = self._loop.create_future()
-        self._jobs.put((fn, fut, durable))
+        self._writer.jobs.put((fn, fut, durable))
         return fut
 
     def _remember_row(self, key: str, obj: Any) -> None:

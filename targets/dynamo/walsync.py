@@ -28,12 +28,11 @@ from __future__ import annotations
 import os
 import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from targets.dynamo.workqueue import drain
+from targets.dynamo.workqueue import QueueThread, drain
 
 fdatasync = os.fdatasync     # module-level, so a test can watch the calls
 #: Seconds between checkpoints while commits keep coming (SQLite's own default, 1,000 pages,
@@ -52,28 +51,24 @@ class WalSyncer:
         self.wal_path = db_path + "-wal"
         self._acknowledge = acknowledge       # called (in this thread) with synced job outcomes
         self._commits = commits               # the writer's commit count: anything new to copy?
-        self._pending: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._thread = QueueThread("storage-syncer", self._run)
+        self._wal_fd: int | None = None          # opened at the first sync, closed when the thread ends
         self.fsyncs = 0
         self.checkpoints = 0
         self.wal_frames = 0                   # frames in the WAL at the last checkpoint
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="storage-syncer", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
         """Sync and acknowledge whatever is pending, then end the thread (idempotent)."""
-        if self._thread is not None:
-            self._pending.put(None)
-            self._thread.join(timeout=10)
-            self._thread = None
+        self._thread.stop()
 
     def submit(self, outcomes: list) -> None:
         """Writer thread, after a commit: acknowledge ``outcomes`` once the WAL is synced."""
-        self._pending.put(outcomes)
+        self._thread.jobs.put(outcomes)
 
-    def _run(self) -> None:
+    def _run(self, pending: queue.SimpleQueue[Any]) -> None:
         db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
         db.execute("PRAGMA synchronous=NORMAL")          # this connection's checkpoints sync
         checkpointed_at, last_checkpoint = self._commits(), time.monotonic()
@@ -81,7 +76,7 @@ class WalSyncer:
         try:
             while not stopping:
                 try:
-                    taken, stopping = drain(self._pending, self._pending.get(timeout=CHECKPOINT_EVERY))
+                    taken, stopping = drain(pending, pending.get(timeout=CHECKPOINT_EVERY))
                 except queue.Empty:
                     taken = []
                 batch = [outcome for outcomes in taken for outcome in outcomes]   # one fdatasync for all
@@ -98,6 +93,9 @@ class WalSyncer:
                     self._checkpoint(db)
         finally:
             db.close()
+            if self._wal_fd is not None:
+                os.close(self._wal_fd)
+                self._wal_fd = None
 
     def _checkpoint(self, db: sqlite3.Connection) -> None:
         """Copy the WAL into the database file (both synced by SQLite); block the writer only
@@ -111,10 +109,9 @@ class WalSyncer:
         self.wal_frames = max(frames, 0)
 
     def _sync(self) -> None:
-        """fdatasync the WAL through a descriptor of its own (the sync covers the whole file,
-        whichever descriptor wrote it)."""
-        fd = os.open(self.wal_path, os.O_RDONLY)
-        try:
-            fdatasync(fd)
-        finally:
-            os.close(fd)
+        """fdatasync the WAL through a descriptor of its own, kept open while the thread runs
+        (the sync covers the whole file, whichever descriptor wrote it; SQLite keeps the WAL
+        file while any connection, this thread's included, has the database open)."""
+        if self._wal_fd is None:
+            self._wal_fd = os.open(self.wal_path, os.O_RDONLY)
+        fdatasync(self._wal_fd)
