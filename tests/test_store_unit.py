@@ -375,6 +375,50 @@ def test_the_syncer_blocks_the_writer_only_once_the_wal_is_past_its_bound():
     assert growing.seen[-1] == "PRAGMA wal_checkpoint(RESTART)" and syncer.checkpoints == 4
 
 
+def test_fsync_one_preallocates_the_wal_and_keeps_the_frames_a_crash_left(tmp_path):
+    """Under "one" the WAL file is extended with synced zeros to the size the WAL reaches at
+    most (so the writer's appends never allocate blocks while the syncer syncs), and only
+    past its end: a WAL left by a crash, extended, still replays its commits (fails if the
+    zeros are written from the start of the file)."""
+    import asyncio
+    import os
+    import shutil
+
+    from targets.dynamo import versioning, walsync
+    from targets.dynamo.storage import Storage
+
+    v = versioning.for_mode("dvv")
+    want = walsync.WAL_HEADER + (walsync.WAL_MAX_FRAMES * 5 // 4) * (walsync.WAL_FRAME_HEADER + 4096)
+    crashed, fresh = tmp_path / "crashed", tmp_path / "fresh"
+
+    async def crash_image():
+        """A store's files copied while it runs: the commits are in the WAL only."""
+        s = Storage(str(tmp_path / "live"), v, lambda key: 0, "never")
+        s.start(asyncio.get_running_loop())
+        try:
+            for key in ("a", "b"):
+                await s.run(lambda txn, key=key: txn.put(key, v.write(v.empty(), None, key, "n1", 1.0)))
+            shutil.copytree(tmp_path / "live", crashed)
+        finally:
+            s.stop()
+    asyncio.run(crash_image())
+    left = os.path.getsize(crashed / "store.sqlite3-wal")
+    assert 0 < left < want
+    walsync.preallocate_wal(str(crashed / "store.sqlite3-wal"), 4096)
+    assert os.path.getsize(crashed / "store.sqlite3-wal") == want
+    stored = dict(Storage(str(crashed), v, lambda key: 0, "one").scan_all())
+    assert stored.keys() == {"a", "b"} and v.values(stored["b"]) == ["b"]
+
+    Storage(str(fresh), v, lambda key: 0, "one")
+    wal = fresh / "store.sqlite3-wal"
+    st = os.stat(wal)
+    assert st.st_size == want and st.st_blocks * 512 >= want         # written, not a sparse file
+    with open(wal, "rb") as f:
+        assert f.read(1 << 20).count(0) == 1 << 20
+    Storage(str(fresh), v, lambda key: 0, "always")
+    assert not wal.exists() or os.path.getsize(wal) < want            # the other settings do not
+
+
 def test_the_durable_write_goes_to_the_first_other_replica_or_whoever_stands_in_for_it():
     from targets.dynamo.coordinator import durable_replica, stands_for
     me, n2, n3 = Replica("n1"), Replica("n2"), Replica("n3")

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from targets.dynamo.txn import Change, Txn
-from targets.dynamo.walsync import WalSyncer
+from targets.dynamo.walsync import WalSyncer, preallocate_wal
 from targets.dynamo.workqueue import QueueThread, drain
 
 BATCH = 256
@@ -85,7 +85,10 @@ class Storage:
         self._syncer = (WalSyncer(self.path, self._acknowledge_synced, lambda: self.commits)
                         if fsync == "one" else None)
         db = self._connect()   # create the schema now so a bad data dir fails at start
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
         db.close()
+        if self._syncer is not None:       # "one": the writer appends while the syncer syncs
+            preallocate_wal(self.path + "-wal", page_size)
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
