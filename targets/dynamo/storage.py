@@ -86,6 +86,10 @@ class Storage:
                         if fsync == "one" else None)
         db = self._connect()   # create the schema now so a bad data dir fails at start
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        if fsync == "one":
+            # closing checkpoints a WAL that kill -9 left and deletes it: sync what it copies
+            # (as the writer does at its close), or a durable write's only synced copy is gone
+            db.execute("PRAGMA synchronous=FULL")
         db.close()
         if self._syncer is not None:       # "one": the writer appends while the syncer syncs
             preallocate_wal(self.path + "-wal", page_size)
