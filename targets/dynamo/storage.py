@@ -86,12 +86,13 @@ class Storage:
                         if fsync == "one" else None)
         db = self._connect()   # create the schema now so a bad data dir fails at start
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
-        if fsync == "one":
-            # closing checkpoints a WAL that kill -9 left and deletes it: sync what it copies
-            # (as the writer does at its close), or a durable write's only synced copy is gone
+        if self._syncer is not None:
+            # "one": closing checkpoints a WAL that kill -9 left and deletes it, so sync what it
+            # copies (as the writer does at its close), or a durable write's only synced copy
+            # is gone; then the writer will append while the syncer syncs: preallocate
             db.execute("PRAGMA synchronous=FULL")
         db.close()
-        if self._syncer is not None:       # "one": the writer appends while the syncer syncs
+        if self._syncer is not None:
             preallocate_wal(self.path + "-wal", page_size)
 
     def _connect(self) -> sqlite3.Connection:
