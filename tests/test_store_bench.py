@@ -36,3 +36,14 @@ def test_store_bench_prints_figures_for_both_op_types_without_errors(client):
     assert disk and int(disk.group(1)) >= 10, out.stdout
     # 2 s at 6 clients on 60 keys is no measurement of the target; the verdict line must still say so
     assert re.search(r"target \(>= 2,000 ops/s with p99.9 < 50 ms for reads and writes\): (met|not met) \(", out.stdout)
+
+
+@pytest.mark.parametrize("value", ["0", "16,x", ""])
+def test_store_bench_rejects_a_bad_concurrency_in_one_line(value):
+    """--concurrency takes positive integers, one or a comma-separated list; anything else is
+    a one-line usage error before any cluster starts."""
+    out = subprocess.run([sys.executable, str(BENCH), "--concurrency", value],
+                         check=False, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.splitlines()[-1] == (f"store_bench.py: error: --concurrency must be positive integers "
+                                           f"separated by commas, got {value!r}")

@@ -58,12 +58,13 @@ def preallocate_wal(wal_path: str, page_size: int) -> None:
     the syncer's ``fdatasync`` writes the same file back, for as long as the disk stalls
     (measured under the benchmark: commits at ``synchronous=OFF`` taking 20-40 ms and ending
     the moment the syncer's fdatasync returned; in a micro-benchmark, appends waited up to
-    86 ms and overwrites of written blocks never over 2.3 ms). SQLite starts the WAL over from its beginning after a checkpoint and keeps the
-    file's size (no ``journal_size_limit``), and a ``RESTART`` bounds it near
-    ``WAL_MAX_FRAMES``, so once the file is that large every append is an overwrite.
-    PostgreSQL zero-fills its WAL segments for the same reason (``wal_init_zero``). Zeros
-    are written rather than reserved with ``fallocate``, whose unwritten extents are
-    converted at writeback under the same lock.
+    86 ms and overwrites of written blocks never over 2.3 ms). SQLite starts the WAL over
+    from its beginning after a checkpoint and keeps the file's size (no
+    ``journal_size_limit``), and a ``RESTART`` bounds it near ``WAL_MAX_FRAMES``, so once
+    the file is that large every append is an overwrite. PostgreSQL zero-fills its WAL
+    segments for the same reason (``wal_init_zero``). Zeros are written rather than
+    reserved with ``fallocate``: its unwritten extents are converted at writeback, and in
+    the micro-benchmark appends into them waited as long (up to 86 ms).
 
     Called with no connection open (the store's start-up connection has just checkpointed
     and removed the WAL), and only bytes past the file's end are written: a WAL that is
