@@ -34,6 +34,7 @@ from harness.backends.image import ensure_image  # noqa: E402
 from harness.backends.ssh import SshBackend  # noqa: E402
 from nemeses.base import NemesisContext, NemesisOp  # noqa: E402
 from nemeses.registry import build_for  # noqa: E402
+from targets.dynamo.target import DynamoTarget
 
 HALVES = {"n1": ["n3", "n4", "n5"], "n2": ["n3", "n4", "n5"], "n3": ["n1", "n2"], "n4": ["n1", "n2"],
           "n5": ["n1", "n2"]}
@@ -86,7 +87,7 @@ def bench_cluster(client, tag: str, rounds: int) -> None:
         downs.append(timed(lambda: remove_clusters(client, name))[0])
         backend = DockerBackend({"image": tag, "reuse": False})
         with tempfile.TemporaryDirectory() as tmp:
-            cfg = ClusterConfig(nodes=tuple(nodes), settings={"n": 3, "r": 2, "w": 2}, run_dir=Path(tmp))
+            cfg = ClusterConfig(target=DynamoTarget(), nodes=tuple(nodes), settings={"n": 3, "r": 2, "w": 2}, run_dir=Path(tmp))
             setups.append(timed(lambda: backend.setup(cfg))[0])
             teardowns.append(timed(backend.teardown)[0])
     med = lambda xs: f"{statistics.median(xs):6.2f} s (min {min(xs):.2f}, max {max(xs):.2f})"  # noqa: E731
@@ -99,7 +100,7 @@ def bench_cluster(client, tag: str, rounds: int) -> None:
 
 
 def bench_faults(label: str, backend, run_dir: Path, rounds: int) -> None:
-    nodes = backend.setup(ClusterConfig(nodes=tuple(f"n{i}" for i in range(1, 6)), settings={"n": 3, "r": 2, "w": 2},
+    nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=tuple(f"n{i}" for i in range(1, 6)), settings={"n": 3, "r": 2, "w": 2},
                                         run_dir=run_dir))
     prim = {  # pairs run alternately, so every kill kills a running node and every start starts a dead one
         ("run `iptables -S` in a node", "write the clock file"): (
@@ -122,7 +123,7 @@ def bench_faults(label: str, backend, run_dir: Path, rounds: int) -> None:
         prows.append(("  same `iptables -S` through docker exec", f"{statistics.median(times) * 1000:7.0f} ms"))
     show(f"{label}: backend primitives, median of {rounds}", prows)
     nemesis = build_for(["partition", "clock", "crash", "pause"])
-    nemesis.setup(NemesisContext(backend, nodes, seed=1))
+    nemesis.setup(NemesisContext(backend, nodes, seed=1, target=DynamoTarget()))
     rows = []
     try:
         for name, start, stop in FAULTS:

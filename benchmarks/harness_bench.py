@@ -130,7 +130,7 @@ def main() -> None:
     backend = LocalBackend()
     settings = {**load_spec(None, {"target.fsync": args.fsync}).target}
     try:
-        nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings=settings, run_dir=tmp,
+        nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings=settings, run_dir=tmp,
                                             faketime=False))
 
         async def cluster_phases() -> None:

@@ -29,6 +29,7 @@ from harness.errors import CapabilityError  # noqa: E402
 from harness.spec import target_defaults  # noqa: E402
 from nemeses import registry  # noqa: E402
 from nemeses.base import NemesisContext, NemesisOp  # noqa: E402
+from targets.dynamo.target import DynamoTarget
 
 RIAK = {"n1": ["n3", "n4", "n5"], "n2": ["n3", "n4", "n5"], "n3": ["n1", "n2"], "n4": ["n1", "n2"], "n5": ["n1", "n2"]}
 
@@ -66,7 +67,7 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="nemesis-bench-"))
     names = tuple(f"n{i}" for i in range(1, args.nodes + 1))
     try:
-        nodes = backend.setup(ClusterConfig(nodes=names, settings=target_defaults(), run_dir=run_dir))
+        nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=names, settings=target_defaults(), run_dir=run_dir))
         print(f"{args.nodes} local nodes, capabilities: {', '.join(sorted(backend.capabilities))}; "
               f"{args.rounds} rounds; load average {os.getloadavg()[0]:.1f}")
         print(f"| fault | start: request -> probed effect (median, max) | stop/undo -> probed (median, max) | probes ok |")
@@ -74,7 +75,7 @@ def main() -> int:
         for label, faults, start, stop in CASES:
             nem = registry.build_for(faults)
             try:
-                nem.setup(NemesisContext(backend, nodes, 0))
+                nem.setup(NemesisContext(backend, nodes, 0, DynamoTarget()))
             except CapabilityError as e:
                 print(f"| {label} | not run here: {e} | | |")
                 continue

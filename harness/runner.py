@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from contextlib import contextmanager
 
+from harness import plugins
 from harness.backends import make_backend
 from harness.backends.base import Backend, ClusterConfig
 from harness.errors import UserError
@@ -137,12 +138,18 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
              target: Any = None) -> RunOutcome:
     """Run one test end to end and store it (see the module docstring).
 
-    ``backend``/``target`` replace the spec's backend and the reference
-    store's adapter (tests use an in-process fake). Bad input raises
+    ``backend``/``target`` replace the spec's backend and the target its ``[target] kind``
+    names (a store not registered as a plugin; tests use an in-process fake; build the spec
+    with ``load_spec(..., target=...)`` so its settings are that target's). Bad input raises
     UserError before anything starts; a run that fails later returns exit
     code 3 with ``error`` set; Ctrl-C/SIGTERM clean up and re-raise
     KeyboardInterrupt.
     """
+    if target is None:
+        target = plugins.target(spec.target_kind)
+    elif target.name != spec.target_kind:
+        raise UserError(f"the spec tests {spec.target_kind!r} but the run was given the {target.name!r} target "
+                        f"(build the spec with load_spec(..., target=...))")
     plan = plan_nemesis(spec)
     workload = build_workload(spec.workload, spec.concurrency, spec.node_names)
     backend = backend or make_backend(spec)
@@ -218,7 +225,7 @@ class _RunState:
         spec = self.spec
         self.set_up = True  # from here on, teardown is owed even if setup fails half-way
         nodes = self.backend.setup(ClusterConfig(
-            nodes=spec.node_names, settings=dict(spec.target), run_dir=self.run_dir, faketime=True,
+            target=target, nodes=spec.node_names, settings=spec.target_settings, run_dir=self.run_dir, faketime=True,
             extra={"leave_running": spec.leave_running}))
         if self.plan.nspec is not None:
             from nemeses import registry  # type: ignore[import-not-found]
@@ -229,13 +236,10 @@ class _RunState:
                 self.nemesis = registry.build_for(set(self.plan.nspec.faults) | registry.faults_of(self.plan.schedule))
             else:
                 self.nemesis = registry.build(self.plan.nspec)
-            self.nemesis.setup(NemesisContext(self.backend, nodes, spec.seed))
+            self.nemesis.setup(NemesisContext(self.backend, nodes, spec.seed, target))
         journal = self.journal = HistoryJournal(self.run_dir / HISTORY)  # time 0: cluster up, nemesis ready
         if self.nemesis is not None:
             self.worker = NemesisWorker(journal, self.nemesis, self.plan.schedule)
-        if target is None:
-            from targets.dynamo.target import DynamoTarget  # type: ignore[import-not-found]
-            target = DynamoTarget()
         worker = self.worker
         self.display = LiveDisplay(
             journal, duration=spec.duration, node_names=list(spec.node_names),
@@ -246,7 +250,8 @@ class _RunState:
 
     async def _drive(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
         spec = self.spec
-        clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout) for n in nodes}
+        clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout, settings=spec.target_settings)
+                   for n in nodes}
         try:
             assert self.display is not None
             self.display.set_phase("converge")
@@ -265,9 +270,15 @@ class _RunState:
             self.display.set_phase("final reads")
             self.missing_final = await final_reads(
                 journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
-                spec.final_read_timeout, spec.client_timeout, read_all=int(spec.target.get("n") or 0) or None)
+                spec.final_read_timeout, spec.client_timeout, read_all=self._read_all(target))
         finally:
             await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+    def _read_all(self, target: Any) -> int | None:
+        """Final reads ask every replica (r = N) of a target that can; None: its default read."""
+        if "replica-reads" not in target.capabilities:
+            return None
+        return int(self.spec.target_settings.get("n") or 0) or None
 
     def _stop_nemesis_and_heal(self) -> None:
         if self.worker is not None:

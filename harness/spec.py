@@ -1,7 +1,8 @@
 """Test specs: one TOML file (or flags) that says everything a run needs.
 
-A :class:`TestSpec` is frozen and fully resolved: target settings are merged
-over the target's defaults, the seed is fixed (chosen at random and recorded
+A :class:`TestSpec` is frozen and fully resolved: the ``[target]`` table names the store
+(``kind``, default ``dynamo``) and that target merges the rest over its own defaults and
+validates it (``Target.resolve_settings``: this module knows no store's settings), the seed is fixed (chosen at random and recorded
 when not given), and every field has been checked. Anything unknown or
 contradictory (``r > n``, ``n > nodes``, an unknown workload) is a
 :class:`~harness.errors.UserError` of one line *before* anything starts.
@@ -21,16 +22,12 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from harness import plugins
 from harness.errors import UserError
+from targets.adapter import Target, TargetError
 
-#: Used only until/unless ``targets.dynamo.target`` can be imported (it owns the real defaults).
-_FALLBACK_TARGET_DEFAULTS: dict[str, Any] = {
-    "n": 3, "r": 2, "w": 2, "pr": 0, "pw": 0, "mode": "vclock", "fsync": "always", "partitions": 64,
-    "request_timeout": 1.0, "gossip_interval": 1.0, "ae_interval": 5.0, "tombstone_grace": 60,
-    "vclock_max": 10, "sibling_warn": 25, "sibling_max": 100,
-}
-MODES = ("vclock", "dvv", "lww")
-FSYNC = ("always", "one", "never")
+#: The store a spec tests when its ``[target]`` table names none.
+DEFAULT_TARGET = "dynamo"
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}
@@ -56,13 +53,12 @@ def checker_options() -> tuple[str, ...]:
 RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved")
 
 
-def target_defaults() -> dict[str, Any]:
-    """The reference store's default settings (its own table when importable)."""
+def target_defaults(kind: str = DEFAULT_TARGET, nodes: int = 5) -> dict[str, Any]:
+    """A target's settings when a spec gives none, for a cluster of ``nodes`` (without ``kind``)."""
     try:
-        from targets.dynamo.target import DEFAULT_SETTINGS  # type: ignore[import-not-found]
-    except ImportError:
-        return dict(_FALLBACK_TARGET_DEFAULTS)
-    return dict(DEFAULT_SETTINGS)
+        return plugins.target(kind).resolve_settings({}, nodes)
+    except TargetError as e:
+        raise UserError(str(e)) from None
 
 
 def _freeze(m: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -119,6 +115,16 @@ class TestSpec:
     @property
     def node_names(self) -> tuple[str, ...]:
         return tuple(f"n{i}" for i in range(1, self.nodes + 1))
+
+    @property
+    def target_kind(self) -> str:
+        """The store under test (a ``dynharness.targets`` entry point)."""
+        return str(self.target.get("kind", DEFAULT_TARGET))
+
+    @property
+    def target_settings(self) -> dict[str, Any]:
+        """The settings the target's nodes run with (the ``[target]`` table without ``kind``)."""
+        return {k: _thaw(v) for k, v in self.target.items() if k != "kind"}
 
     @property
     def faults(self) -> tuple[str, ...]:
@@ -182,7 +188,8 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TestSpec:
+def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = None, *,
+              target: Target | None = None) -> TestSpec:
     """Read a spec file (or none: the demo) and apply dotted overrides (``{"target.n": 3}``).
 
     The file is TOML, or a stored run's ``spec.json`` (to re-run it exactly).
@@ -214,11 +221,14 @@ def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = Non
     for dotted, value in (overrides or {}).items():
         if value is not None:
             apply_override(data, dotted, value)
-    return build_spec(data, source=str(path) if path else None)
+    return build_spec(data, source=str(path) if path else None, target=target)
 
 
-def build_spec(data: Mapping[str, Any], source: str | None = None) -> TestSpec:
-    """Validate a nested dict (parsed TOML + overrides) into a TestSpec."""
+def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Target | None = None) -> TestSpec:
+    """Validate a nested dict (parsed TOML + overrides) into a TestSpec.
+
+    ``target``: a target object to resolve ``[target]`` with instead of looking its ``kind`` up
+    (the Python API's ``run_test(spec, target=...)`` for a store not registered as a plugin)."""
     where = f"{source}: " if source else ""
 
     def bad(msg: str) -> UserError:
@@ -254,7 +264,7 @@ def build_spec(data: Mapping[str, Any], source: str | None = None) -> TestSpec:
             raise bad(f"{k} must not be negative, got {getattr(s, k)}")
     if s.nodes > 200:
         raise bad(f"nodes must be at most 200, got {s.nodes}")
-    target = _resolve_target(dict(data.get("target", {})), s.nodes, bad)
+    target_table = _resolve_target(dict(data.get("target", {})), s.nodes, bad, target)
     workload = _resolve_workload(dict(data.get("workload", {})), bad)
     nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
     _check_nemesis(nemesis, bad)
@@ -270,45 +280,27 @@ def build_spec(data: Mapping[str, Any], source: str | None = None) -> TestSpec:
         if data.get(other) and s.backend != other:
             raise bad(f"[{other}] options given but backend is {s.backend!r}")
     return dataclasses.replace(
-        s, target=_freeze(target), workload=workload, nemesis=_freeze(nemesis), checkers=_freeze(checkers),
+        s, target=_freeze(target_table), workload=workload, nemesis=_freeze(nemesis), checkers=_freeze(checkers),
         docker=_freeze(dict(data.get("docker", {}))), ssh=_freeze(dict(data.get("ssh", {}))))
 
 
-def _resolve_target(given: dict[str, Any], nodes: int, bad: Any) -> dict[str, Any]:
-    defaults = target_defaults()
-    unknown = sorted(set(given) - set(defaults))
-    if unknown:
-        raise bad(f"unknown [target] setting {unknown[0]!r} (known: {', '.join(sorted(defaults))})")
-    t = {**defaults, **given}
-    for k, v in given.items():
-        d = defaults[k]
-        if isinstance(d, bool) or isinstance(v, bool):
-            if type(v) is not type(d):
-                raise bad(f"target.{k} must be {type(d).__name__}, got {v!r}")
-        elif isinstance(d, (int, float)) and not isinstance(v, (int, float)):
-            raise bad(f"target.{k} must be a number, got {v!r}")
-        elif isinstance(d, int) and isinstance(v, float) and not v.is_integer():
-            raise bad(f"target.{k} must be an integer, got {v!r}")
-        elif isinstance(d, str) and not isinstance(v, str):
-            raise bad(f"target.{k} must be a string, got {v!r}")
-        if isinstance(d, int) and not isinstance(d, bool) and isinstance(v, float):
-            t[k] = int(v)
-    n, r, w, pr, pw = (t.get(k, 0) for k in ("n", "r", "w", "pr", "pw"))
-    if n < 1:
-        raise bad(f"target.n must be at least 1, got {n}")
-    if n > nodes:
-        raise bad(f"target.n = {n} needs at least {n} nodes, but nodes = {nodes}")
-    for k, v in (("r", r), ("w", w)):
-        if not 1 <= v <= n:
-            raise bad(f"target.{k} = {v} must be between 1 and n = {n}")
-    for k, v, of in (("pr", pr, r), ("pw", pw, w)):
-        if not 0 <= v <= of:
-            raise bad(f"target.{k} = {v} must be between 0 and {k[1]} = {of}")
-    if t.get("mode") not in MODES:
-        raise bad(f"target.mode must be one of {', '.join(MODES)}, got {t.get('mode')!r}")
-    if t.get("fsync") not in FSYNC:
-        raise bad(f"target.fsync must be one of {', '.join(FSYNC)}, got {t.get('fsync')!r}")
-    return t
+def _resolve_target(given: dict[str, Any], nodes: int, bad: Any, target: Target | None) -> dict[str, Any]:
+    """``[target]``: ``kind`` picks the store; that target resolves and validates the rest."""
+    kind = given.pop("kind", None)
+    if kind is not None and not isinstance(kind, str):
+        raise bad(f"target.kind must be a string, got {kind!r}")
+    if target is None:
+        try:
+            target = plugins.target(kind or DEFAULT_TARGET)
+        except UserError as e:
+            raise bad(str(e)) from None
+    elif kind is not None and kind != target.name:
+        raise bad(f"target.kind = {kind!r}, but the run was given the {target.name!r} target")
+    try:
+        settings = target.resolve_settings(given, nodes)
+    except TargetError as e:
+        raise bad(str(e)) from None
+    return {"kind": target.name, **settings}
 
 
 def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:

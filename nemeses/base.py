@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence, runtime_checkable
 
 from harness.backends.base import Backend, Node
+from targets.adapter import Target
 
 
 @dataclass(frozen=True)
@@ -46,9 +47,14 @@ class Outcome:
 
 @dataclass(frozen=True)
 class NemesisContext:
+    """What a nemesis works with: where the nodes run (the backend's primitives), the nodes, the
+    seed, and the store under test (its admin and capabilities: a nemesis asks the target, never a
+    store's endpoints, whether a fault can be done and whether it took effect)."""
+
     backend: Backend
     nodes: Sequence[Node]
     seed: int
+    target: Target
 
 
 @runtime_checkable

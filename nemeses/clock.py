@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.errors import CapabilityError
 from nemeses import probes
-from nemeses.admin import AdminError
+from targets.adapter import AdminError
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
 
 MECHANISM = "libfaketime"
@@ -66,6 +66,9 @@ class ClockNemesis:
         if "faketime" not in ctx.backend.capabilities:
             raise CapabilityError(f"libfaketime is not installed (or the {ctx.backend.name} backend started the nodes "
                                   "without it): refusing the clock nemesis rather than pretending")
+        if "clock" not in ctx.target.capabilities:
+            raise CapabilityError(f"the {ctx.target.name} target cannot report its nodes' own clocks, so a skew could "
+                                  "not be verified: refusing the clock nemesis rather than pretending")
         missing = [n.name for n in ctx.nodes if not n.clock_file]
         if missing:
             raise CapabilityError(f"node(s) {', '.join(missing)} run without a libfaketime control file: "
@@ -77,7 +80,7 @@ class ClockNemesis:
         self._touched.clear()
         for name, node in self.nodes.items():
             try:
-                self.baseline[name], self.baseline_rtt[name] = probes.clock_offset(node, samples=5)
+                self.baseline[name], self.baseline_rtt[name] = probes.clock_offset(ctx.target.admin, node, samples=5)
             except AdminError:
                 self.baseline[name], self.baseline_rtt[name] = 0.0, 0.0
 
@@ -125,7 +128,7 @@ class ClockNemesis:
     def _sample(self, name: str, tries: int) -> tuple[float, float, float, float]:
         """(observed offset, rtt, lowest and highest offset the file held during the request)."""
         before = self._intended.get(name, (0.0, 0.0, 0))
-        observed, rtt = probes.clock_offset(self.nodes[name], samples=tries)
+        observed, rtt = probes.clock_offset(self.ctx.target.admin, self.nodes[name], samples=tries)
         after = self._intended.get(name, (0.0, 0.0, 0))
         held = (before[0], before[1], after[0], after[1])
         return observed - self.baseline.get(name, 0.0), rtt, min(held), max(held)

@@ -15,9 +15,10 @@ from typing import Callable, Sequence
 
 from harness.backends.base import Backend
 from harness.errors import CapabilityError
-from nemeses import admin, firewall, probes
+from nemeses import firewall, probes
 from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.clock import faketime_text
+from targets.adapter import AdminError, Target
 
 #: Parts heal in this order (names not listed go last).
 HEAL_ORDER = ("pause", "crash", "clock", "link", "partition")
@@ -80,7 +81,7 @@ class ComposedNemesis:
         done = {p.name: failed.get(p.name, "healed") for p in self.parts}
         if failed:
             return Outcome(done=done, probe=Probe(False, "; ".join(failed.values())), mechanism="heal")
-        probe = probes.verify_healed(self.ctx.backend, self.ctx.nodes) if self.ctx else Probe(True, "nothing set up")
+        probe = probes.verify_healed(self.ctx.backend, self.ctx.target, self.ctx.nodes) if self.ctx else Probe(True, "nothing set up")
         probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
         return Outcome(done=done, probe=probe, mechanism="heal")
 
@@ -103,7 +104,7 @@ class ComposedNemesis:
             raise HealError(list(failed.values()))
 
 
-def heal_cluster(backend: Backend, say: Callable[[str], None] = print) -> Probe:
+def heal_cluster(backend: Backend, target: Target, say: Callable[[str], None] = print) -> Probe:
     """Undo every fault on a cluster this process did not fault itself (``dynharness heal``).
 
     Without the nemesis's memory it undoes everything a nemesis can leave:
@@ -144,12 +145,12 @@ def heal_cluster(backend: Backend, say: Callable[[str], None] = print) -> Probe:
                     say(f"{node.name}: clock file reset to +0")
                 except Exception as e:  # noqa: BLE001
                     say(f"{node.name}: clock reset failed: {e}")
-    for node in nodes:
+    for node in nodes if "transport-faults" in target.capabilities else ():
         try:
-            before = admin.call(node, "GET", "/admin/faults")
-            admin.call(node, "DELETE", "/admin/faults")
-            had = {k: v for k, v in (before or {}).items() if v} if isinstance(before, dict) else {}
+            before = target.admin.faults(node)
+            target.admin.clear_faults(node)
+            had = {k: v for k, v in before.items() if v}
             say(f"{node.name}: in-process faults cleared" + (f" (had {had})" if had else " (none set)"))
-        except admin.AdminError as e:
+        except AdminError as e:
             say(f"{node.name}: clearing in-process faults failed: {e}")
-    return probes.verify_healed(backend, nodes)
+    return probes.verify_healed(backend, target, nodes)

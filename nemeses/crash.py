@@ -87,6 +87,9 @@ class CrashNemesis:
             raise CapabilityError(f"backend {ctx.backend.name} cannot signal its nodes: refusing the crash nemesis")
         if self.needs_wipe and "wipe" not in caps:
             raise CapabilityError(f"backend {ctx.backend.name} cannot wipe a node's data: refusing the wipe nemesis")
+        if self.needs_wipe and "wipe" not in ctx.target.capabilities:
+            raise CapabilityError(f"a wiped {ctx.target.name} node cannot rejoin its cluster by itself: "
+                                  "refusing the wipe nemesis")
         self.ctx = ctx
         self.nodes = {n.name: n for n in ctx.nodes}
 
@@ -116,7 +119,7 @@ class CrashNemesis:
         if wipe:
             backend.wipe(name)
         gone = not backend.is_running(name)
-        answers, why = probes.health(node, timeout=1.0)
+        answers, why = self.ctx.target.admin.health(node, timeout=1.0)
         out: dict[str, Any] = {"signal": "KILL", "process_gone": gone, "health": why}
         problems = []
         if not gone:
@@ -152,7 +155,7 @@ class CrashNemesis:
         was_running = backend.is_running(name)
         if not was_running:
             backend.start(name)
-        up, why, _ = probes.wait_health(node, True, time.monotonic() + self.start_timeout)
+        up, why, _ = probes.wait_health(self.ctx.target.admin, node, True, time.monotonic() + self.start_timeout)
         running = backend.is_running(name)
         out: dict[str, Any] = {"started": not was_running, "running": running, "health": why,
                                "took_s": round(time.monotonic() - t0, 4), "ok": up and running}

@@ -20,19 +20,21 @@ from typing import Mapping, Sequence
 
 from harness.backends.base import Backend, Node
 from harness.errors import CapabilityError
+from targets.adapter import Target
 
 TAG = "dynharness-nemesis"
 IPTABLES, IN_PROCESS = "iptables", "in-process transport"
 
 
-def drop_mechanism(backend: Backend, fault: str) -> str:
-    """How packets can be dropped here: iptables when the backend has it, else the node's in-process
-    transport faults; CapabilityError naming ``fault`` when neither exists."""
+def drop_mechanism(backend: Backend, target: Target, fault: str) -> str:
+    """How packets can be dropped here: iptables when the backend has it, else the target's
+    in-process transport faults; CapabilityError naming ``fault`` when neither exists."""
     if "iptables" in backend.capabilities:
         return IPTABLES
-    if "transport-faults" in backend.capabilities:
+    if "transport-faults" in target.capabilities:
         return IN_PROCESS
-    raise CapabilityError(f"backend {backend.name} has neither iptables nor in-process transport faults: "
+    raise CapabilityError(f"the {backend.name} backend has no iptables here (needs root and the iptables "
+                          f"package) and the {target.name} target has no in-process transport faults: "
                           f"refusing the {fault} nemesis")
 
 

@@ -33,7 +33,8 @@ from typing import Any, Mapping, Sequence
 
 from harness.errors import CapabilityError
 from nemeses import firewall, probes
-from nemeses.admin import AdminError, TransportFaultBook
+from nemeses.transport_faults import TransportFaultBook
+from targets.adapter import AdminError
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.firewall import IN_PROCESS, IPTABLES
 
@@ -70,14 +71,13 @@ class LinkNemesis:
 
     def setup(self, ctx: NemesisContext) -> None:
         """Loss: iptables when possible, else in-process; latency: in-process only. Refuse what cannot run."""
-        caps = ctx.backend.capabilities
         self.ctx = ctx
         self.nodes = {n.name: n for n in ctx.nodes}
-        self.transport.bind(ctx.nodes)
+        self.transport.bind(ctx.nodes, ctx.target.admin)
         if "loss" in self.kinds:
-            self.loss_mechanism = firewall.drop_mechanism(ctx.backend, "loss")
-        if "latency" in self.kinds and "transport-faults" not in caps:
-            raise CapabilityError(f"backend {ctx.backend.name} offers no in-process transport delay and this kernel "
+            self.loss_mechanism = firewall.drop_mechanism(ctx.backend, ctx.target, "loss")
+        if "latency" in self.kinds and "transport-faults" not in ctx.target.capabilities:
+            raise CapabilityError(f"the {ctx.target.name} target has no in-process transport delay and this kernel "
                                   "has no tc netem: refusing the latency nemesis")
 
     def invoke(self, op: NemesisOp) -> Outcome:
@@ -154,7 +154,7 @@ class LinkNemesis:
             if not sample:
                 return Probe(False, "no sampled receiver answers (down or paused): loss cannot be measured now")
             attempts = [pair for pair in sample for _ in range(LOSS_ATTEMPTS)]
-            raw = _parallel(lambda pr: probes.peer_probe(self.nodes[pr[1]], pr[0], timeout=2.0)[0], attempts)
+            raw = _parallel(lambda pr: self.ctx.target.admin.peer_probe(self.nodes[pr[1]], pr[0], timeout=2.0)[0], attempts)
             lost = sum(1 for r in raw if r == "rejected")
             how = "peer-request"
         n = len(raw)
@@ -174,7 +174,7 @@ class LinkNemesis:
 
     def _answering(self, sample: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The sampled links whose receiver answers health (not killed or paused by another fault)."""
-        up = {b for b in {b for _, b in sample} if probes.health(self.nodes[b], timeout=1.0)[0]}
+        up = {b for b in {b for _, b in sample} if self.ctx.target.admin.health(self.nodes[b], timeout=1.0)[0]}
         return [(a, b) for a, b in sample if b in up]
 
     # -- latency -----------------------------------------------------------------------------
@@ -186,7 +186,7 @@ class LinkNemesis:
                 continue  # partitioned now: nothing crosses it to time
             times: list[float] = []
             for _ in range(LATENCY_SAMPLES * 4):   # rejected requests (a lossy link) are not timed
-                res, took = probes.peer_probe(self.nodes[b], a, timeout=5.0)
+                res, took = self.ctx.target.admin.peer_probe(self.nodes[b], a, timeout=5.0)
                 if res == "admitted":
                     times.append(took * 1000)
                 elif res != "rejected":

@@ -4,14 +4,14 @@ Mechanism: with the backend's ``iptables`` capability, one DROP rule per
 (sender, receiver) pair of the grudge in the backend's chain
 (:mod:`nemeses.firewall`); only node-to-node traffic matches, so a client
 pinned to a minority node keeps talking to it. Without it, the node's
-in-process transport faults (``POST /admin/faults {"drop": [...]}``), which
+in-process transport faults (``NodeAdmin.set_faults({"drop": [...]})``), which
 cut the listed peers both ways inside the node. The outcome's ``mechanism``
 says which was used.
 
 Probe: every cut link really carries nothing and every kept link still
 carries traffic. For iptables that is a TCP connection from the sender's
 address (timeout = cut); for the in-process fallback it is a peer request
-the receiver must reject (:func:`nemeses.probes.peer_probe`).
+the receiver must reject (``NodeAdmin.peer_probe``).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ import time
 from typing import Any, Mapping
 
 from nemeses import firewall, probes, topology
-from nemeses.admin import AdminError, TransportFaultBook
+from nemeses.transport_faults import TransportFaultBook
+from targets.adapter import AdminError
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.firewall import IPTABLES
 
@@ -49,8 +50,8 @@ class PartitionNemesis:
         """Pick iptables when the backend can, else the in-process fallback; refuse when neither."""
         self.ctx = ctx
         self.nodes = {n.name: n for n in ctx.nodes}
-        self.transport.bind(ctx.nodes)
-        self.mechanism = firewall.drop_mechanism(ctx.backend, "partition")
+        self.transport.bind(ctx.nodes, ctx.target.admin)
+        self.mechanism = firewall.drop_mechanism(ctx.backend, ctx.target, "partition")
 
     def invoke(self, op: NemesisOp) -> Outcome:
         """Start or stop a partition, then probe every affected link."""
@@ -131,7 +132,7 @@ class PartitionNemesis:
             return {p: (probes.classify(r), r) for p, r in raw.items()}
         out = {}
         for p in pairs:
-            r = probes.peer_probe(self.nodes[p[1]], p[0], timeout=5.0)[0]
+            r = self.ctx.target.admin.peer_probe(self.nodes[p[1]], p[0], timeout=5.0)[0]
             # a receiver that is down or paused (another fault) cannot tell: skipped, not judged
             status = probes.CUT if r == "rejected" else probes.FLOWS if r == "admitted" else SILENT
             out[p] = (status, r)

@@ -57,7 +57,7 @@ class PauseNemesis:
         self._paused.add(name)
         self.ctx.backend.pause(name)
         running = self.ctx.backend.is_running(name)
-        answers, why = probes.health(self.nodes[name], timeout=self.health_timeout)
+        answers, why = self.ctx.target.admin.health(self.nodes[name], timeout=self.health_timeout)
         out: dict[str, Any] = {"signal": "STOP", "process_exists": running, "health": why,
                                "took_s": round(time.monotonic() - t0, 4), "ok": running and not answers}
         if not out["ok"]:
@@ -67,7 +67,7 @@ class PauseNemesis:
     def _resume(self, name: str) -> dict[str, Any]:
         t0 = time.monotonic()
         self.ctx.backend.resume(name)
-        up, why, _ = probes.wait_health(self.nodes[name], True, time.monotonic() + self.resume_timeout)
+        up, why, _ = probes.wait_health(self.ctx.target.admin, self.nodes[name], True, time.monotonic() + self.resume_timeout)
         out: dict[str, Any] = {"signal": "CONT", "health": why, "took_s": round(time.monotonic() - t0, 4), "ok": up}
         if up:
             self._paused.discard(name)

@@ -9,13 +9,15 @@ fault is about, from outside the harness's own bookkeeping:
   means packets flow. On the local backend the harness binds the socket to
   A's loopback address; elsewhere the same check runs *on* node A through
   ``backend.run`` (a small python3 script).
-* :func:`health`: ``GET /admin/health`` through the node's event loop (a
-  paused node completes TCP handshakes in the kernel but never answers).
-* :func:`clock_offset`: the node's ``/admin/clock`` minus the harness's
-  clock at the request's midpoint, best of a few samples (smallest RTT).
-* :func:`peer_probe`: a request the node treats as coming from a peer (the
-  ``X-Dynamo-From`` header of its transport), to see the node's in-process
-  transport faults (drop, loss, delay) act on it.
+* :func:`wait_health`: the target's ``NodeAdmin.health``, a real request through the node's
+  serving path (a paused node completes TCP handshakes in the kernel but never answers).
+* :func:`clock_offset`: the node's own clock (``NodeAdmin.clock``, targets with the ``clock``
+  capability) minus the harness's clock at the request's midpoint, best of a few samples.
+* ``NodeAdmin.peer_probe`` (targets with ``transport-faults``): a request the node treats as
+  coming from a peer, to see the node's in-process transport faults act on it.
+
+Every probe that talks to a node goes through the target's admin, so it means the same on
+any store.
 """
 from __future__ import annotations
 
@@ -27,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from harness.backends.base import Backend, Node
-from nemeses import admin, firewall
+from nemeses import firewall
 from nemeses.base import Probe
+from targets.adapter import AdminError, NodeAdmin, Target
 
 CUT, FLOWS = "cut", "flows"
 
@@ -123,47 +126,27 @@ def link_status(backend: Backend, nodes: Mapping[str, Node], pairs: Sequence[tup
     return dict(zip(pairs, connect_all(backend, nodes, pairs, timeout)))
 
 
-def health(node: Node, timeout: float = 1.0) -> tuple[bool, str]:
-    """(answered ok, why not): a real request through the node's event loop."""
-    try:
-        status, answer = admin.request(node, "GET", "/admin/health", timeout=timeout)
-    except socket.timeout:
-        return False, f"no answer within {timeout:g}s"
-    except ConnectionRefusedError:
-        return False, "connection refused"
-    except OSError as e:
-        return False, f"{type(e).__name__}: {e}"
-    except Exception as e:  # http.client.HTTPException and friends: a broken answer
-        return False, f"{type(e).__name__}: {e}"
-    if status == 200 and isinstance(answer, dict) and answer.get("ok"):
-        return True, "ok"
-    return False, f"HTTP {status}: {str(answer)[:100]}"
-
-
-def wait_health(node: Node, want: bool, deadline: float, timeout: float = 1.0) -> tuple[bool, str, float]:
+def wait_health(admin: NodeAdmin, node: Node, want: bool, deadline: float,
+                timeout: float = 1.0) -> tuple[bool, str, float]:
     """Poll health until it equals ``want`` or ``deadline`` (monotonic) passes: (reached, last detail, seconds)."""
     t0 = time.monotonic()
     while True:
-        ok, why = health(node, timeout=timeout)
+        ok, why = admin.health(node, timeout=timeout)
         if ok == want or time.monotonic() >= deadline:
             return ok == want, why, time.monotonic() - t0
         time.sleep(0.05)
 
 
-def clock_offset(node: Node, samples: int = 3, timeout: float = 2.0) -> tuple[float, float]:
+def clock_offset(admin: NodeAdmin, node: Node, samples: int = 3, timeout: float = 2.0) -> tuple[float, float]:
     """(node clock - harness clock, RTT) in seconds, from the sample with the smallest RTT.
 
-    Raises admin.AdminError when the node does not answer.
+    Raises AdminError when the node does not answer.
     """
     best: tuple[float, float] | None = None
     for _ in range(samples):
         t0 = time.time()
-        answer = admin.call(node, "GET", "/admin/clock", timeout=timeout)
+        node_time = admin.clock(node, timeout=timeout)
         t1 = time.time()
-        try:
-            node_time = float(answer["time"])
-        except (TypeError, KeyError, ValueError):
-            raise admin.AdminError(f"{node.name} /admin/clock answered {answer!r}") from None
         rtt = t1 - t0
         sample = (node_time - (t0 + t1) / 2, rtt)
         if best is None or rtt < best[1]:
@@ -172,29 +155,8 @@ def clock_offset(node: Node, samples: int = 3, timeout: float = 2.0) -> tuple[fl
     return best
 
 
-#: Header the node's transport reads to know which peer a request comes from.
-SENDER_HEADER = "X-Dynamo-From"
-#: A read-only node-to-node endpoint: the node's transport admits (or drops, or delays) the request
-#: before the handler reads a key nobody writes (targets/dynamo/server.py ``internal``).
-PEER_PING_PATH = "/internal/get"
-PEER_PING_BODY = {"key": "dynharness-nemesis-probe"}
-
-
-def peer_probe(node: Node, sender: str, timeout: float = 2.0) -> tuple[str, float]:
-    """Send ``node`` a peer request as if from ``sender``: ("admitted"|"rejected"|"timeout"|"error:..", seconds)."""
-    t0 = time.monotonic()
-    try:
-        status, _ = admin.request(node, "POST", PEER_PING_PATH, PEER_PING_BODY, timeout=timeout,
-                                  headers={SENDER_HEADER: sender})
-    except socket.timeout:
-        return "timeout", time.monotonic() - t0
-    except OSError as e:
-        return f"error:{e}", time.monotonic() - t0
-    took = time.monotonic() - t0
-    return ("admitted" if status < 300 else "rejected" if status == 503 else f"error:HTTP {status}"), took
-
-
-def verify_healed(backend: Backend, nodes: Sequence[Node], *, clock_tolerance: float = 0.25) -> Probe:
+def verify_healed(backend: Backend, target: Target, nodes: Sequence[Node], *,
+                  clock_tolerance: float = 0.25) -> Probe:
     """After a heal: every node runs and answers, no nemesis rule is left, no clock is skewed.
 
     Clock offsets are compared with the harness's clock (same host or
@@ -206,17 +168,17 @@ def verify_healed(backend: Backend, nodes: Sequence[Node], *, clock_tolerance: f
         if not backend.is_running(node.name):
             problems.append(f"{node.name} is not running")
             continue
-        ok, why = health(node, timeout=2.0)
+        ok, why = target.admin.health(node, timeout=2.0)
         if not ok:
             problems.append(f"{node.name} does not answer health: {why}")
             continue
-        if "faketime" in backend.capabilities and node.clock_file:
+        if "faketime" in backend.capabilities and "clock" in target.capabilities and node.clock_file:
             try:
-                off, rtt = clock_offset(node)
+                off, rtt = clock_offset(target.admin, node)
                 meas[f"{node.name}_clock_offset_ms"] = round(off * 1000, 1)
                 if abs(off) > clock_tolerance + rtt:
                     problems.append(f"{node.name} clock is off by {off * 1000:+.0f} ms")
-            except admin.AdminError as e:
+            except AdminError as e:
                 problems.append(str(e))
     if "iptables" in backend.capabilities and backend.firewall_chain:
         left = sorted({line for n in nodes for line in firewall.list_rules(backend, n.name) if firewall.TAG in line})
@@ -224,10 +186,10 @@ def verify_healed(backend: Backend, nodes: Sequence[Node], *, clock_tolerance: f
         if left:
             problems.append(f"{len(left)} nemesis rule(s) left in {backend.firewall_chain}")
     faults_left = {}
-    for node in nodes:
+    for node in nodes if "transport-faults" in target.capabilities else ():
         try:
-            got = admin.call(node, "GET", "/admin/faults", timeout=2.0)
-        except admin.AdminError:
+            got = target.admin.faults(node, timeout=2.0)
+        except AdminError:
             continue
         if isinstance(got, dict) and (got.get("drop") or got.get("loss") or got.get("delay_ms") or got.get("jitter_ms")):
             faults_left[node.name] = got

@@ -1,14 +1,14 @@
 """Build the nemesis a spec asks for: one :class:`~nemeses.compose.ComposedNemesis`.
 
 The partition and link nemeses share one
-:class:`~nemeses.admin.TransportFaultBook`, so their in-process transport
+:class:`~nemeses.transport_faults.TransportFaultBook`, so their in-process transport
 faults merge per node instead of overwriting each other.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
-from nemeses.admin import TransportFaultBook
+from nemeses.transport_faults import TransportFaultBook
 from nemeses.base import Nemesis
 from nemeses.clock import ClockNemesis
 from nemeses.compose import ComposedNemesis

@@ -1,8 +1,21 @@
-"""What a target (the store under test) provides to the harness.
+"""What a target (the store under test) provides to the harness: the one plug point for a store.
 
-The harness is target-agnostic: it starts nodes with ``node_command``, talks
-to them through a :class:`TargetClient`, and asks ``clock`` to verify clock
-skew. ``targets.dynamo`` is the reference implementation.
+A target owns everything about its store, so that the harness never names one:
+
+* its **settings**: :meth:`Target.resolve_settings` merges a spec's ``[target]`` table over the
+  store's defaults and refuses, in one line (:class:`TargetError`), a setting it does not know
+  or a value out of range;
+* how a node **starts** (:meth:`Target.node_command`) and how many ports it needs;
+* a **client** for the workloads (:class:`TargetClient`, async, one per node);
+* a **node admin** for nemeses and backends (:class:`NodeAdmin`, synchronous: health, and,
+  where the store has them, its clock and its in-process fault hooks);
+* its **capabilities** (:data:`CAPABILITIES`), so a nemesis can refuse what the store cannot
+  take instead of reporting a fault that never happened.
+
+Targets are found by name through the ``dynharness.targets`` entry-point group
+(``harness.plugins``); ``targets.dynamo`` and ``targets.etcd`` are registered the same way as a
+user's own. This module is ground: it imports nothing from the harness, so a target package
+that imports only this module ships into a node image alone.
 """
 from __future__ import annotations
 
@@ -19,6 +32,31 @@ class OpIndeterminate(Exception):
     or a write that missed its quorum after reaching some replicas (``info``)."""
 
 
+class TargetError(Exception):
+    """A setting the target does not know, a bad value, or a store this machine lacks: one line.
+
+    The harness shows it as ``dynharness: error: ...`` and exits 3, as any bad input."""
+
+    exit_code = 3
+
+
+class AdminError(Exception):
+    """An admin request that got no usable answer (refused, timed out, non-2xx): one line."""
+
+
+#: What a target may declare it can do beyond starting nodes and serving clients:
+#: ``clock``             NodeAdmin.clock reads the node's own wall clock (clock nemesis probe);
+#: ``transport-faults``  NodeAdmin.set_faults drops/delays peer messages inside the node
+#:                       (partition/loss/latency without root), probed with NodeAdmin.peer_probe;
+#: ``siblings``          reads may return several concurrent values (ReadResult.values);
+#: ``replica-reads``     the client's ``get(r=N)`` reads every replica (final reads use it);
+#: ``handoff-state``     TargetClient.pending_handoffs reports real work owed after faults;
+#: ``membership``        TargetClient.peers_down reports the node's failure detector;
+#: ``wipe``              a node restarted with an empty data dir rejoins by itself (Dynamo: hinted
+#:                       handoff and anti-entropy refill it; etcd: no, raft needs a member change).
+CAPABILITIES = ("clock", "transport-faults", "siblings", "replica-reads", "handoff-state", "membership", "wipe")
+
+
 @dataclass(frozen=True)
 class ReadResult:
     """All sibling values a read returned, plus the opaque causal context."""
@@ -31,6 +69,32 @@ class ReadResult:
 @dataclass(frozen=True)
 class WriteResult:
     context: str | None              # context of the version just written (chain writes with it)
+
+
+@dataclass(frozen=True)
+class Node:
+    """One node as the harness sees it.
+
+    ``host``/``port``: where clients and peers reach it (every node has its
+    own IP so iptables rules between nodes mean something: 127.0.0.1x on the
+    local backend, fixed container IPs on Docker, the host on SSH).
+    ``clock_file``: the libfaketime control file *on the node* (None when the
+    node runs without libfaketime).
+    """
+
+    name: str
+    host: str
+    port: int
+    data_dir: str
+    clock_file: str | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
 
 
 class TargetClient(Protocol):
@@ -46,9 +110,6 @@ class TargetClient(Protocol):
 
     async def delete(self, key: str, context: str | None = None, *, w: int | None = None,
                      pw: int | None = None, timeout: float | None = None) -> None: ...
-
-    async def clock(self) -> float:
-        """The node's current wall clock (seconds since the epoch, as the node sees it)."""
 
     async def health(self) -> bool: ...
 
@@ -67,12 +128,64 @@ class TargetClient(Protocol):
     async def close(self) -> None: ...
 
 
+class NodeAdmin(Protocol):
+    """Synchronous calls to one node outside the workload; nemeses and backends use them from
+    threads and exit paths, so every call has a hard timeout.
+
+    ``health`` is required. The rest exist only when the target declares the capability named
+    beside them; the harness never calls one it was not promised."""
+
+    def health(self, node: Node, timeout: float = 1.0) -> tuple[bool, str]:
+        """(answered ok, why not): a real request through the node's serving path."""
+
+    def clock(self, node: Node, timeout: float = 2.0) -> float:
+        """``clock``: the node's wall clock, seconds since the epoch; AdminError when unanswered."""
+
+    def faults(self, node: Node, timeout: float = 2.0) -> Mapping[str, Any]:
+        """``transport-faults``: the in-process fault set the node holds now."""
+
+    def set_faults(self, node: Node, faults: Mapping[str, Any], timeout: float = 2.0) -> None:
+        """``transport-faults``: replace the node's in-process fault set ({drop, loss, peers,
+        delay_ms, jitter_ms}); AdminError when refused."""
+
+    def clear_faults(self, node: Node, timeout: float = 2.0) -> None:
+        """``transport-faults``: remove every in-process fault on the node."""
+
+    def peer_probe(self, node: Node, sender: str, timeout: float = 2.0) -> tuple[str, float]:
+        """``transport-faults``: a request ``node`` treats as coming from peer ``sender``:
+        ("admitted" | "rejected" | "timeout" | "error:...", seconds)."""
+
+
 class Target(Protocol):
+    """One store under test. See the module docstring; ``docs/contracts.md`` section 1."""
+
     name: str
+    capabilities: frozenset[str]
+    admin: NodeAdmin
+    #: TCP ports each node listens on: the backend gives node_command ``port`` and keeps
+    #: ``port+1 .. port+ports_per_node-1`` free for it too (e.g. etcd's peer port).
+    ports_per_node: int
+    #: Python packages a node runs from (shipped into node images); () for a store installed
+    #: from the system's packages.
+    node_packages: tuple[str, ...]
+    #: Debian packages a node needs (installed into node images; checked before a local run).
+    system_packages: tuple[str, ...]
+
+    def resolve_settings(self, given: Mapping[str, Any], nodes: int) -> dict[str, Any]:
+        """Every setting the nodes run with: ``given`` over the defaults, validated for a cluster
+        of ``nodes`` nodes. TargetError (one line) for an unknown setting or a bad value."""
+
+    def summary(self, settings: Mapping[str, Any]) -> str:
+        """One line naming the settings that matter, for the CLI and reports (``N=3 R=2 W=2 ...``)."""
+
+    def check_installed(self) -> None:
+        """TargetError with a one-line hint when this machine cannot start a node locally."""
 
     def node_command(self, node: str, host: str, port: int, data_dir: str,
                      peers: Mapping[str, str], settings: Mapping[str, Any],
                      python: str = "python3") -> Sequence[str]:
-        """argv that starts one node in the foreground (the backend daemonizes/supervises it)."""
+        """argv that starts one node in the foreground (the backend daemonizes/supervises it).
+        ``peers`` maps every node name to its ``host:port``."""
 
-    def client(self, node: str, url: str, *, timeout: float) -> TargetClient: ...
+    def client(self, node: str, url: str, *, timeout: float, settings: Mapping[str, Any]) -> TargetClient:
+        """An async client whose requests ``node`` serves."""

@@ -11,6 +11,7 @@ from harness.backends.base import ClusterConfig
 from harness.backends.local import LocalBackend, iptables_usable
 from harness.spec import target_defaults
 from tests.conftest import require
+from targets.dynamo.target import DynamoTarget
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def _chains() -> str:
 def test_heal_teardown_stops_a_cluster_left_running(tmp_path: Path) -> None:
     require(os.geteuid() == 0 and iptables_usable(), "needs root and a working iptables")
     backend = LocalBackend()
-    backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings=target_defaults(), run_dir=tmp_path,
+    backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings=target_defaults(), run_dir=tmp_path,
                                 extra={"leave_running": True}))
     chain = backend.firewall_chain
     pids = [n["pid"] for n in json.loads((tmp_path / "cluster.json").read_text())["nodes"]]

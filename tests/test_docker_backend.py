@@ -18,6 +18,8 @@ from harness.backends.docker_cluster import (L_CLUSTER, LABEL, DockerShell, clus
                                              engine_available)
 from harness.errors import UserError
 from tests.conftest import require
+from targets.dynamo.target import DynamoTarget
+from targets.dynamo.admin import DynamoAdmin
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
@@ -39,7 +41,7 @@ def cluster(tmp_path_factory):
     require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
     backend = DockerBackend({"reuse": False})
     run_dir = tmp_path_factory.mktemp("docker-run")
-    nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2}, run_dir=run_dir))
+    nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2}, run_dir=run_dir))
     yield backend, {n.name: n for n in nodes}, run_dir
     backend.teardown()
 
@@ -47,7 +49,7 @@ def cluster(tmp_path_factory):
 def test_setup_gives_healthy_nodes_on_a_private_network(cluster):
     backend, nodes, run_dir = cluster
     assert [n.host.rsplit(".", 1)[1] for n in nodes.values()] == ["11", "12", "13"]     # fixed IPs
-    assert all(remote.healthy(n) for n in nodes.values())
+    assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
     client = connect_engine()
     containers = cluster_containers(client, backend._name)
     assert len(containers) == 3
@@ -83,7 +85,7 @@ def test_clock_file_skews_the_running_node(cluster):
     try:
         skew = remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()
         assert 3500 < skew < 3700
-        assert remote.healthy(n2)              # its timers keep running
+        assert DynamoAdmin().health(n2)[0]              # its timers keep running
     finally:
         backend.write_file("n2", n2.clock_file, b"+0\n")
     assert abs(remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()) < 60
@@ -94,9 +96,9 @@ def test_kill_then_start_keeps_the_data_and_the_container(cluster):
     before = backend.run("n3", ["ls", nodes["n3"].data_dir]).check().stdout
     backend.kill("n3")
     assert not backend.is_running("n3")
-    assert not remote.healthy(nodes["n3"])
+    assert not DynamoAdmin().health(nodes["n3"])[0]
     backend.start("n3")
-    assert backend.is_running("n3") and remote.healthy(nodes["n3"])
+    assert backend.is_running("n3") and DynamoAdmin().health(nodes["n3"])[0]
     assert backend.run("n3", ["ls", nodes["n3"].data_dir]).check().stdout == before
 
 
@@ -105,10 +107,10 @@ def test_pause_stops_answering_and_resume_brings_it_back(cluster):
     backend.pause("n2")
     try:
         assert backend.is_running("n2")                 # stopped, not gone
-        assert not remote.healthy(nodes["n2"], timeout=1.0)
+        assert not DynamoAdmin().health(nodes["n2"], timeout=1.0)[0]
     finally:
         backend.resume("n2")
-    assert remote.healthy(nodes["n2"], timeout=3.0)
+    assert DynamoAdmin().health(nodes["n2"], timeout=3.0)[0]
 
 
 def test_wipe_is_refused_while_running_and_empties_the_data_when_down(cluster):
@@ -121,7 +123,7 @@ def test_wipe_is_refused_while_running_and_empties_the_data_when_down(cluster):
     backend.wipe("n3")
     assert backend.run("n3", ["ls", "-A", n3.data_dir]).check().stdout == ""
     backend.start("n3")
-    assert remote.healthy(n3)
+    assert DynamoAdmin().health(n3)[0]
 
 
 def test_values_never_reach_a_shell(cluster):
@@ -152,9 +154,9 @@ def test_a_crashed_harness_can_reattach_from_cluster_json_and_heal(cluster):
     backend.kill("n3")
     other = attach(run_dir)                        # as `dynharness heal` does, in a fresh process
     assert type(other) is DockerBackend and [n.name for n in other.nodes()] == ["n1", "n2", "n3"]
-    probe = heal_cluster(other, say=lambda line: None)
+    probe = heal_cluster(other, other.target, say=lambda line: None)
     assert probe.ok, probe.detail
-    assert all(remote.healthy(n) for n in nodes.values())
+    assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
     assert backend.run("n1", ["iptables", "-S", backend.firewall_chain]).check().stdout.strip().splitlines() == \
         [f"-N {backend.firewall_chain}"]
     assert abs(remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()) < 60
@@ -172,7 +174,7 @@ def test_logs_are_fetched_and_unknown_nodes_are_user_errors(cluster, tmp_path):
 def test_teardown_leaves_nothing_behind(tmp_path):
     require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
     backend = DockerBackend({"reuse": False})
-    backend.setup(ClusterConfig(nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=tmp_path))
+    backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=tmp_path))
     name = backend._name
     backend.teardown()
     backend.teardown()                                  # idempotent
@@ -212,7 +214,7 @@ def test_a_node_that_cannot_start_fails_setup_with_its_log_and_leaves_nothing(tm
     require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
     backend = DockerBackend({"reuse": False, "health_timeout": 3})
     with pytest.raises(UserError, match="boom: this node cannot start"):
-        backend.setup(ClusterConfig(nodes=("n1",), settings={}, run_dir=tmp_path, extra={"target": _BrokenTarget()}))
+        backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1",), settings={}, run_dir=tmp_path, extra={"target": _BrokenTarget()}))
     client = connect_engine()
     try:
         assert cluster_containers(client, backend._name) == []

@@ -13,6 +13,8 @@ from harness.backends.docker_cluster import cluster_containers, connect_engine, 
 from harness.backends.image import ImageRecipe, ensure_image
 from harness.cli import main
 from tests.conftest import require
+from targets.dynamo.target import DynamoTarget
+from targets.dynamo.admin import DynamoAdmin
 
 pytestmark = [pytest.mark.docker]
 
@@ -45,9 +47,9 @@ def test_image_build_from_a_base_image_gives_nodes_that_serve(engine, capsys, tm
         tag = capsys.readouterr().out.strip().splitlines()[-1]
         assert tag == ImageRecipe(base_image=base).node_tag() != ImageRecipe().node_tag()
         backend = DockerBackend({"base_image": base, "reuse": False})
-        nodes = backend.setup(ClusterConfig(nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=tmp_path))
+        nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=tmp_path))
         try:
-            assert all(remote.healthy(n) for n in nodes)
+            assert all(DynamoAdmin().health(n)[0] for n in nodes)
             c = cluster_containers(engine, backend._name)[0]
             assert c.image.id == engine.images.get(tag).id
         finally:
@@ -66,13 +68,13 @@ def test_cluster_up_is_reused_by_runs_and_down_removes_it(engine, capsys, tmp_pa
         assert name in capsys.readouterr().out
         for run in range(2):                 # two runs in a row on the same containers
             backend = DockerBackend({"cluster": name})
-            nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2},
+            nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2},
                                                 run_dir=tmp_path / f"run{run}"))
-            assert backend._name == name and all(remote.healthy(n) for n in nodes)
+            assert backend._name == name and all(DynamoAdmin().health(n)[0] for n in nodes)
             backend.write_file("n1", nodes[0].clock_file, b"+600s\n")     # a fault left behind ...
             backend.teardown()
             assert {c.id for c in cluster_containers(engine, name)} == before
-            assert not remote.healthy(nodes[0])                           # nodes stopped
+            assert not DynamoAdmin().health(nodes[0])[0]                           # nodes stopped
         shell = DockerBackend.from_state({"cluster": name, "owned": False, "nodes": [], "run_dir": None})
         assert shell._name == name
         shell.teardown()

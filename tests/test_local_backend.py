@@ -15,6 +15,7 @@ from harness.backends.base import ClusterConfig
 from harness.backends.local import LIBFAKETIME, LocalBackend, iptables_usable
 from harness.spec import target_defaults
 from tests.conftest import require
+from targets.dynamo.target import DynamoTarget
 
 pytestmark = pytest.mark.cluster
 
@@ -45,7 +46,7 @@ def get(url: str) -> dict:
 def cluster(tmp_path: Path):
     b = LocalBackend()
     try:
-        nodes = b.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings=target_defaults(), run_dir=tmp_path))
+        nodes = b.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings=target_defaults(), run_dir=tmp_path))
         yield b, nodes, tmp_path
     finally:
         b.teardown()
@@ -101,7 +102,7 @@ def test_faketime_clock_file_moves_the_node_clock(cluster) -> None:
 
 def test_attach_controls_a_cluster_left_running(tmp_path: Path) -> None:
     b = LocalBackend()
-    b.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings=target_defaults(), run_dir=tmp_path,
+    b.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings=target_defaults(), run_dir=tmp_path,
                           extra={"leave_running": True}))
     chain = b.firewall_chain
     try:

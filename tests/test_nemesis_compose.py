@@ -11,6 +11,8 @@ from nemeses import registry
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.compose import HealError
 from nemeses.schedule import FAULTS
+from targets.dynamo.admin import DynamoAdmin
+from targets.dynamo.target import DynamoTarget
 
 NODES = [Node(f"n{i}", f"127.0.0.{10 + i}", 7000, f"/tmp/n{i}", None) for i in range(1, 4)]
 
@@ -56,7 +58,7 @@ def composed(*parts):
 def test_ops_route_by_f_and_unknown_ops_fail_their_probe() -> None:
     a, b = Recorder("partition", frozenset({"start-partition"})), Recorder("pause", frozenset({"pause", "explode"}))
     nem = composed(a, b)
-    nem.setup(NemesisContext(FakeBackend(frozenset()), NODES, 0))
+    nem.setup(NemesisContext(FakeBackend(frozenset()), NODES, 0, DynamoTarget()))
     assert nem.invoke(NemesisOp("start-partition", 1)).mechanism == "partition"
     assert nem.invoke(NemesisOp("pause", 2)).done == {"n1": 2}
     assert a.calls == ["setup", "start-partition"] and b.calls == ["setup", "pause"]
@@ -94,20 +96,41 @@ def test_two_parts_claiming_one_op_is_a_bug() -> None:
 def test_clock_refuses_without_libfaketime_and_says_why() -> None:
     nem = registry.build_for(["clock", "pause"])
     with pytest.raises(CapabilityError, match="libfaketime is not installed.*refusing the clock nemesis"):
-        nem.setup(NemesisContext(FakeBackend(frozenset({"signals"})), NODES, 0))
+        nem.setup(NemesisContext(FakeBackend(frozenset({"signals"})), NODES, 0, DynamoTarget()))
 
 
-@pytest.mark.parametrize("fault, caps, msg", [
-    ("partition", {"signals"}, "refusing the partition nemesis"),
-    ("loss", {"signals"}, "refusing the loss nemesis"),
-    ("latency", {"iptables"}, "no tc netem"),
-    ("pause", {"iptables"}, "cannot signal"),
-    ("crash", set(), "cannot signal"),
-    ("wipe", {"signals"}, "cannot wipe"),
+@dataclass
+class StoreWithout:
+    """A target that lacks some of the reference store's capabilities (as etcd lacks them)."""
+
+    missing: frozenset
+    name: str = "plain"
+    admin: object = field(default_factory=DynamoAdmin)
+
+    @property
+    def capabilities(self) -> frozenset:
+        return DynamoTarget.capabilities - self.missing
+
+
+@pytest.mark.parametrize("fault, caps, missing, msg", [
+    ("partition", {"signals"}, {"transport-faults"}, "no iptables.*plain target has no in-process transport faults"),
+    ("loss", {"signals"}, {"transport-faults"}, "refusing the loss nemesis"),
+    ("latency", {"iptables"}, {"transport-faults"}, "no tc netem"),
+    ("pause", {"iptables"}, set(), "cannot signal"),
+    ("crash", set(), set(), "cannot signal"),
+    ("wipe", {"signals"}, set(), "cannot wipe"),
+    ("wipe", {"signals", "wipe"}, {"wipe"}, "wiped plain node cannot rejoin"),
+    ("clock", {"signals", "faketime"}, {"clock"}, "cannot report its nodes' own clocks"),
 ])
-def test_faults_refuse_what_the_backend_cannot_do(fault: str, caps: set, msg: str) -> None:
+def test_faults_refuse_what_the_backend_or_the_target_cannot_do(fault: str, caps: set, missing: set, msg: str) -> None:
     with pytest.raises(CapabilityError, match=msg):
-        registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0))
+        registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0,
+                                                         StoreWithout(frozenset(missing))))
+
+
+@pytest.mark.parametrize("fault, caps", [("partition", {"signals"}), ("loss", {"signals"}), ("latency", set())])
+def test_without_iptables_the_targets_transport_faults_stand_in(fault: str, caps: set) -> None:
+    registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0, DynamoTarget()))
 
 
 def test_every_fault_builds_and_handles_its_ops() -> None:

@@ -13,6 +13,7 @@ from nemeses import registry
 from nemeses.base import NemesisContext, NemesisOp
 from tests.conftest import require
 from tests.test_ssh_backend import hosts  # noqa: F401 - fixture: sshd containers of the node image
+from targets.dynamo.target import DynamoTarget
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 ISOLATE_N3 = {"n1": ["n3"], "n2": ["n3"], "n3": ["n1", "n2"]}
@@ -35,7 +36,7 @@ def cluster(request, tmp_path_factory):
         h = request.getfixturevalue("hosts")
         backend = SshBackend({"hosts": h["ips"], "user": "dyn", "key": h["key"], "known_hosts": h["known_hosts"]})
     try:
-        nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2},
+        nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2},
                                             run_dir=tmp_path_factory.mktemp("docker-nemesis")))
         yield backend, {n.name: n for n in nodes}
     finally:
@@ -50,7 +51,7 @@ def reach(backend, src: str, dst) -> str:
 def test_every_fault_runs_inside_the_containers_and_heals(cluster) -> None:
     backend, nodes = cluster
     nem = registry.build_for(["partition", "clock", "crash", "pause", "loss", "latency"])
-    nem.setup(NemesisContext(backend, list(nodes.values()), 0))
+    nem.setup(NemesisContext(backend, list(nodes.values()), 0, DynamoTarget()))
     try:
         out = nem.invoke(NemesisOp("start-partition", {"topology": "isolate-one", "grudge": ISOLATE_N3}))
         assert out.probe.ok and out.mechanism == "iptables", out.probe.detail

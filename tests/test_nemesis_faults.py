@@ -21,6 +21,7 @@ from nemeses import firewall, registry
 from nemeses.base import NemesisContext, NemesisOp
 from targets.dynamo.client import DynamoClient
 from tests.conftest import require
+from targets.dynamo.target import DynamoTarget
 
 pytestmark = pytest.mark.cluster
 NAMES = ("n1", "n2", "n3", "n4", "n5")
@@ -43,7 +44,7 @@ def cluster(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("nemesis-cluster")
     backend = LocalBackend()
     try:
-        nodes = backend.setup(ClusterConfig(nodes=NAMES, settings=target_defaults(), run_dir=run_dir))
+        nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=NAMES, settings=target_defaults(), run_dir=run_dir))
         # as the runner does: wait until every node's gossip sees every peer up, or a write made
         # right after start-up may go to hinted fallbacks (which a partition then cuts off too)
         converged = asyncio.run(wait_converged(nodes))
@@ -64,7 +65,7 @@ def backend_for(cluster, mechanism: str):
 
 def nemesis_for(backend: Any, nodes: dict, *faults: str):
     nem = registry.build_for(faults)
-    nem.setup(NemesisContext(backend, list(nodes.values()), 1))
+    nem.setup(NemesisContext(backend, list(nodes.values()), 1, DynamoTarget()))
     return nem
 
 
@@ -124,7 +125,7 @@ def process_state(pid: int) -> str:
 
 def assert_clean(backend, nodes) -> None:
     nem = registry.build_for(())
-    nem.setup(NemesisContext(backend, list(nodes.values()), 1))
+    nem.setup(NemesisContext(backend, list(nodes.values()), 1, DynamoTarget()))
     out = nem.invoke(NemesisOp("heal"))
     assert out.probe.ok, out.probe.detail
 

@@ -20,6 +20,7 @@ from harness.spec import target_defaults
 from nemeses import firewall, registry
 from nemeses.base import NemesisContext, NemesisOp
 from tests.conftest import require
+from targets.dynamo.target import DynamoTarget
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,10 +68,10 @@ def test_heal_command_undoes_faults_left_on_a_running_cluster(tmp_path: Path) ->
     needs_root_and_faketime()
     backend = LocalBackend()
     try:
-        nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3", "n4", "n5"), settings=target_defaults(),
+        nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3", "n4", "n5"), settings=target_defaults(),
                                             run_dir=tmp_path, extra={"leave_running": True}))
         nem = registry.build_for(("partition", "pause", "clock", "crash", "latency"))
-        nem.setup(NemesisContext(backend, nodes, 0))
+        nem.setup(NemesisContext(backend, nodes, 0, DynamoTarget()))
         for op in (NemesisOp("start-partition", {"topology": "riak", "grudge": RIAK}),
                    NemesisOp("start-link", {"kind": "latency", "nodes": ["n5"], "delay_ms": 40, "jitter_ms": 0}),
                    NemesisOp("start-clock", {"mode": "bump", "nodes": ["n3"], "offset_ms": 45000}),

@@ -10,7 +10,9 @@ import pytest
 
 from harness.backends.base import Node
 from nemeses import firewall
-from nemeses.admin import AdminError, TransportFaultBook
+from nemeses.transport_faults import TransportFaultBook
+from targets.adapter import AdminError
+from targets.dynamo.admin import DynamoAdmin
 from nemeses.clock import faketime_text
 from nemeses.link import binomial_band, link_pairs
 
@@ -85,7 +87,7 @@ def fake_nodes():
 
 def test_fault_layers_merge_per_node_and_heal_separately(fake_nodes) -> None:
     book = TransportFaultBook()
-    book.bind(fake_nodes)
+    book.bind(fake_nodes, DynamoAdmin())
     book.set_layer("partition", {"n1": {"drop": ["n3"]}, "n3": {"drop": ["n1"]}})
     assert sorted((h, m, b) for h, m, b in Recorder.log) == [
         ("127.0.0.51", "POST", {"drop": ["n3"]}), ("127.0.0.53", "POST", {"drop": ["n1"]})]
@@ -106,7 +108,7 @@ def test_fault_layers_merge_per_node_and_heal_separately(fake_nodes) -> None:
 
 
 def test_a_node_that_refuses_is_reported_and_retried(fake_nodes) -> None:
-    book = TransportFaultBook(fake_nodes)
+    book = TransportFaultBook(fake_nodes, DynamoAdmin())
     with pytest.raises(AdminError, match="n2 POST /admin/faults: HTTP 500"):
         book.set_layer("latency", {"n2": {"delay_ms": 666, "peers": ["n1"]}})
     Recorder.log = []

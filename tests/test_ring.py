@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.errors import UserError
+from targets.adapter import TargetError as UserError
 from targets.dynamo.ring import Ring, RingError
 
 node_sets = st.integers(min_value=3, max_value=7).map(lambda s: [f"n{i}" for i in range(1, s + 1)])

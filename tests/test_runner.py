@@ -19,6 +19,7 @@ import pytest
 
 from harness.backends.base import ClusterConfig, Node
 from harness.history import read_history
+from targets.dynamo.target import DynamoTarget
 from harness.runner import run_test
 from harness.spec import load_spec
 from targets.adapter import OpFailed, OpIndeterminate, ReadResult, WriteResult
@@ -75,10 +76,18 @@ class FakeClient:
 
 @dataclass
 class FakeTarget:
+    """An in-process store with Dynamo's settings (the checkers read its N/R/W), not registered
+    as a plugin: the Python API's ``load_spec(..., target=...)`` + ``run_test(target=...)`` path."""
+
     store: FakeStore = field(default_factory=FakeStore)
     name: str = "fake"
+    capabilities: frozenset = frozenset({"siblings"})
+    ports_per_node: int = 1
 
-    def client(self, node: str, url: str, *, timeout: float) -> FakeClient:
+    def resolve_settings(self, given, nodes):
+        return DynamoTarget().resolve_settings(given, nodes)
+
+    def client(self, node: str, url: str, *, timeout: float, settings) -> FakeClient:
         return FakeClient(node, self.store)
 
 
@@ -114,7 +123,7 @@ def spec_for(tmp_path: Path, **over: Any):
     base = {"histories": str(tmp_path / "h"), "duration": 1.0, "rate": 400, "concurrency": 4, "recovery": 0,
             "nodes": 3, "nemesis.faults": [], "seed": 7, "final_read_timeout": 5}
     base.update(over)
-    return load_spec(None, base)
+    return load_spec(None, base, target=FakeTarget())
 
 
 @pytest.mark.parametrize("workload", ["cart", "register", "session"])

@@ -20,6 +20,8 @@ from harness.backends.ssh import SshBackend, connect
 from harness.errors import UserError
 from tests.conftest import require
 from tests.test_docker_backend import reach as _reach
+from targets.dynamo.target import DynamoTarget
+from targets.dynamo.admin import DynamoAdmin
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
@@ -51,7 +53,7 @@ def cluster(hosts):
     backend = SshBackend({"hosts": hosts["ips"], "user": "dyn", "key": hosts["key"],
                           "known_hosts": hosts["known_hosts"]})
     run_dir = hosts["tmp"] / "run"
-    nodes = backend.setup(ClusterConfig(nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2}, run_dir=run_dir))
+    nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2", "n3"), settings={"n": 3, "r": 2, "w": 2}, run_dir=run_dir))
     yield backend, {n.name: n for n in nodes}
     backend.teardown()
 
@@ -59,7 +61,7 @@ def cluster(hosts):
 def test_setup_as_a_sudo_user_gives_every_capability(cluster):
     backend, nodes = cluster
     assert backend.capabilities == {"signals", "iptables", "faketime", "wipe", "transport-faults"}
-    assert all(remote.healthy(n) for n in nodes.values())
+    assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
     # the node runs as the login user, faults run as root through sudo
     pid = backend._shells["n1"].exec(["cat", backend._layouts["n1"].pid_file]).check().stdout.strip()
     assert backend._shells["n1"].exec(["ps", "-o", "user=", "-p", pid]).check().stdout.strip() == "dyn"
@@ -88,15 +90,15 @@ def test_clock_kill_start_pause_over_ssh(cluster):
     finally:
         backend.write_file("n3", n3.clock_file, b"+0\n")
     backend.kill("n3")
-    assert not backend.is_running("n3") and not remote.healthy(n3)
+    assert not backend.is_running("n3") and not DynamoAdmin().health(n3)[0]
     backend.start("n3")
-    assert remote.healthy(n3)
+    assert DynamoAdmin().health(n3)[0]
     backend.pause("n3")
     try:
-        assert backend.is_running("n3") and not remote.healthy(n3, timeout=1.0)
+        assert backend.is_running("n3") and not DynamoAdmin().health(n3, timeout=1.0)[0]
     finally:
         backend.resume("n3")
-    assert remote.healthy(n3, timeout=3.0)
+    assert DynamoAdmin().health(n3, timeout=3.0)[0]
 
 
 def test_reattach_over_ssh_from_cluster_json_and_heal(cluster):
@@ -110,9 +112,9 @@ def test_reattach_over_ssh_from_cluster_json_and_heal(cluster):
     backend.kill("n3")
     other = attach(backend._run_dir)               # reconnects, verifying host keys again
     try:
-        probe = heal_cluster(other, say=lambda line: None)
+        probe = heal_cluster(other, other.target, say=lambda line: None)
         assert probe.ok, probe.detail
-        assert all(remote.healthy(n) for n in nodes.values())
+        assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
         assert backend.run("n1", ["iptables", "-S", backend.firewall_chain]).check().stdout.count("-A") == 0
     finally:
         for shell in other._shells.values():
@@ -142,7 +144,7 @@ def test_a_different_host_key_is_refused_even_with_trust_on_first_use(hosts):
 def test_teardown_stops_everything_and_removes_chain_and_files(hosts):
     backend = SshBackend({"hosts": hosts["ips"][:1], "user": "dyn", "key": hosts["key"],
                           "known_hosts": hosts["known_hosts"]})
-    backend.setup(ClusterConfig(nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=hosts["tmp"] / "run1"))
+    backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=hosts["tmp"] / "run1"))
     chain, root = backend.firewall_chain, backend._run_root["n1"]
     backend.teardown()
     backend.teardown()                              # idempotent
@@ -158,7 +160,7 @@ def test_teardown_stops_everything_and_removes_chain_and_files(hosts):
 
 def test_too_few_hosts_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="one host per node"):
-        SshBackend({"hosts": ["10.0.0.1"]}).setup(ClusterConfig(nodes=("n1", "n2"), settings={}, run_dir=tmp_path))
+        SshBackend({"hosts": ["10.0.0.1"]}).setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2"), settings={}, run_dir=tmp_path))
 
 
 @pytest.mark.parametrize("options, message", [

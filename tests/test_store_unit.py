@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness.errors import UserError
+from targets.adapter import TargetError as UserError
 from targets.dynamo import config
 from targets.dynamo.coordinator import (
     QuorumFailed,
@@ -67,7 +67,7 @@ def test_node_command_builds_flags_and_rejects_unknown_settings():
     assert argv[argv.index("--request-timeout") + 1] == "0.5" and argv[argv.index("--mode") + 1] == "dvv"
     cfg = config.load(argv[3:])          # what the node will parse is valid
     assert cfg.n == 2 and cfg.w == 1
-    with pytest.raises(ValueError, match="unknown dynamo setting"):
+    with pytest.raises(UserError, match="unknown dynamo setting"):
         DynamoTarget().node_command("n1", "h", 1, "/d", peers, {"quorum": 2})
     assert set(DEFAULT_SETTINGS) == {"n", "r", "w", "pr", "pw", "mode", "fsync", "partitions", "request_timeout",
                                      "gossip_interval", "ae_interval", "tombstone_grace", "vclock_max",

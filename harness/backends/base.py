@@ -13,31 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Protocol, Sequence, runtime_checkable
 
+from targets.adapter import Node, Target
 
-@dataclass(frozen=True)
-class Node:
-    """One node as the harness sees it.
-
-    ``host``/``port``: where clients and peers reach it (every node has its
-    own IP so iptables rules between nodes mean something: 127.0.0.1x on the
-    local backend, fixed container IPs on Docker, the host on SSH).
-    ``clock_file``: the libfaketime control file *on the node* (None when the
-    node runs without libfaketime).
-    """
-
-    name: str
-    host: str
-    port: int
-    data_dir: str
-    clock_file: str | None = None
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+__all__ = ["Backend", "CAPABILITIES", "ClusterConfig", "CommandResult", "Node"]  # Node: targets.adapter
 
 
 @dataclass(frozen=True)
@@ -56,17 +34,20 @@ class CommandResult:
 
 @dataclass(frozen=True)
 class ClusterConfig:
-    """What a backend needs to start a cluster: names, target settings, where to put things."""
+    """What a backend needs to start a cluster: the store, names, its settings, where to put things."""
 
+    target: Target                              # the store under test: how a node starts, its health check
     nodes: tuple[str, ...]                      # ("n1", "n2", ...)
-    settings: Mapping[str, object]              # target settings: n, r, w, mode, fsync, ... (targets.dynamo.config)
+    settings: Mapping[str, object]              # the target's resolved settings (Target.resolve_settings)
     run_dir: Path                               # node logs and local data dirs live under here
     faketime: bool = True                       # start nodes under libfaketime when available
     extra: Mapping[str, object] = field(default_factory=dict)
 
 
-#: Capability names a backend may offer; nemeses refuse (CapabilityError) what is missing.
-CAPABILITIES = ("signals", "iptables", "faketime", "wipe", "transport-faults")
+#: Capability names a backend may offer; nemeses refuse (CapabilityError) what is missing. What the
+#: store itself can take (in-process transport faults, a clock to probe) is the target's:
+#: ``targets.adapter.CAPABILITIES``.
+CAPABILITIES = ("signals", "iptables", "faketime", "wipe")
 
 
 @runtime_checkable
@@ -77,6 +58,8 @@ class Backend(Protocol):
     capabilities: frozenset[str]
     #: iptables chain this run owns on each node (local: one chain on the host shared by all nodes).
     firewall_chain: str
+    #: the store the nodes run (from setup's ClusterConfig, or the cluster state on re-attach)
+    target: Target
 
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Create and start every node; return once all answer health checks (UserError otherwise)."""

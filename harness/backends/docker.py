@@ -23,12 +23,14 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness import plugins
 from harness.backends import remote
 from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, Node
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
                                              connect_engine, create_cluster, remove_clusters)
 from harness.backends.image import APP_DIR, SITE_DIR, ImageRecipe, ensure_image
 from harness.errors import UserError
+from targets.adapter import Target
 LAYOUT = remote.NodeLayout(app_dir=APP_DIR, pythonpath=f"{SITE_DIR}:{APP_DIR}",
                            data_dir="/var/lib/dynharness/data", clock_file="/var/lib/dynharness/clock",
                            pid_file="/var/lib/dynharness/node.pid", log_file="/var/lib/dynharness/node.log")
@@ -52,6 +54,7 @@ class DockerBackend:
         self.keep, self.reuse = opts["keep"], opts["reuse"]   # keep: create a kept cluster (cluster up)
         self.port, self.timeout, self.health_timeout = opts["port"], opts["timeout"], opts["health_timeout"]
         self.capabilities = frozenset(CAPABILITIES)
+        self.target: Target | None = None
         self._client = None
         self._name: str | None = None
         self._owned = False            # remove the cluster at teardown
@@ -64,6 +67,8 @@ class DockerBackend:
     # -- life cycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Create (or reuse a kept) cluster, start every node, return once all are healthy."""
+        self.target = config.target
+        remote.check_target(self.name, self.target)
         self._client = client = connect_engine(self.timeout)
         if self.image:
             tag = self.image
@@ -94,7 +99,7 @@ class DockerBackend:
             for n in self._nodes:
                 self._reset(n)
                 remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime)
-            remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails)
+            remote.wait_healthy(self.target.admin, list(self._nodes.values()), self.health_timeout, self._log_tails)
             return list(self._nodes.values())
         except BaseException:
             self.teardown()
@@ -151,7 +156,8 @@ class DockerBackend:
         remote.save_cluster_state(self._run_dir, {
             "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped,
             "run_dir": str(self._run_dir), "docker_host": os.environ.get("DOCKER_HOST"),
-            "capabilities": sorted(self.capabilities), "argv": self._argv}, list(self._nodes.values()))
+            "capabilities": sorted(self.capabilities), "argv": self._argv,
+            "target": self.target.name if self.target else None}, list(self._nodes.values()))
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> "DockerBackend":
@@ -160,6 +166,7 @@ class DockerBackend:
         b._name, b._owned = state["cluster"], bool(state.get("owned", True))
         b._run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
         b._argv = {k: list(v) for k, v in (state.get("argv") or {}).items()}
+        b.target = plugins.target(str(state.get("target") or "dynamo"))  # files written before targets: dynamo
         b._client = client = connect_engine(b.timeout)
         by_node = {c.labels.get(L_NODE): c for c in cluster_containers(client, b._name)}
         for n in state["nodes"]:
@@ -186,7 +193,7 @@ class DockerBackend:
         shell = self._shell(node)
         if remote.daemon_pid(shell, LAYOUT) is None:
             remote.start_daemon(shell, LAYOUT, self._argv[node], faketime=self._nodes[node].clock_file is not None)
-        remote.wait_healthy([self._nodes[node]], self.health_timeout, self._log_tails)
+        remote.wait_healthy(self.target.admin, [self._nodes[node]], self.health_timeout, self._log_tails)
 
     def kill(self, node: str) -> None:
         """SIGKILL the server process (the container, its clock file and firewall rules stay)."""

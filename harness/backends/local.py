@@ -27,13 +27,14 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness import plugins
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
+from targets.adapter import Target, TargetError
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 STATE_FILE = "cluster.json"
@@ -46,13 +47,14 @@ def host_of(i: int) -> str:
     return f"127.0.0.{10 + i}"
 
 
-def pick_port(hosts: Sequence[str], attempts: int = 50) -> int:
-    """A TCP port free on every host (all nodes listen on the same port)."""
+def pick_port(hosts: Sequence[str], attempts: int = 50, span: int = 1) -> int:
+    """A TCP port free on every host (all nodes listen on the same port), with the ``span - 1``
+    ports after it free too (a target with ``ports_per_node`` > 1 uses them)."""
     for _ in range(attempts):
         with socket.socket() as s:
             s.bind((hosts[0], 0))
             port = s.getsockname()[1]
-        if all(_port_free(h, port) for h in hosts):
+        if port + span <= 65536 and all(_port_free(h, p) for h in hosts for p in range(port, port + span)):
             return port
     raise UserError(f"no TCP port free on all of {', '.join(hosts)} after {attempts} tries")
 
@@ -80,14 +82,6 @@ def iptables_usable() -> bool:
 
 def _set_pdeathsig() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _health(node: Node, timeout: float = 1.0) -> bool:
-    try:
-        with urllib.request.urlopen(f"{node.url}/admin/health", timeout=timeout) as r:
-            return r.status == 200
-    except (OSError, ValueError):
-        return False
 
 
 def _pid_alive(pid: int) -> bool:
@@ -119,8 +113,9 @@ class LocalBackend:
     def __init__(self, options: Mapping[str, Any] | None = None, *, python: str | None = None):
         self.options = dict(options or {})
         self.python = python or sys.executable
-        self.capabilities: frozenset[str] = frozenset({"signals", "wipe", "transport-faults"})
+        self.capabilities: frozenset[str] = frozenset({"signals", "wipe"})
         self.firewall_chain = ""
+        self.target: Target | None = None
         self._nodes: dict[str, Node] = {}
         self._pids: dict[str, int] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -134,16 +129,19 @@ class LocalBackend:
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Start every node and wait until each answers its health check (UserError otherwise)."""
         self._config = config
+        self.target = config.target
+        self.target.check_installed()
         self._run_dir = Path(config.run_dir).resolve()
         nodes_dir = self._run_dir / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         self._leave_running = bool(config.extra.get("leave_running", False))
-        self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME)
-        caps = {"signals", "wipe", "transport-faults"}
+        # libfaketime only under a target that can report its clock: a skew nobody can probe is not offered
+        self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME) and "clock" in self.target.capabilities
+        caps = {"signals", "wipe"}
         if self._faketime:
             caps.add("faketime")
         hosts = [host_of(i) for i in range(1, len(config.nodes) + 1)]
-        port = int(config.extra.get("port") or pick_port(hosts))
+        port = int(config.extra.get("port") or pick_port(hosts, span=self.target.ports_per_node))
         for name, host in zip(config.nodes, hosts):
             clock = str(nodes_dir / f"{name}.faketime") if self._faketime else None
             if clock:
@@ -259,13 +257,14 @@ class LocalBackend:
         return self._run_dir / "nodes" / f"{name}.log"
 
     def _command(self, name: str) -> list[str]:
-        from targets.dynamo.target import DynamoTarget
-
-        assert self._config is not None
+        assert self._config is not None and self.target is not None
         n = self._nodes[name]
         peers = {m.name: m.address for m in self._nodes.values()}
-        return list(DynamoTarget().node_command(name, n.host, n.port, n.data_dir, peers,
-                                                dict(self._config.settings), python=self.python))
+        try:
+            return list(self.target.node_command(name, n.host, n.port, n.data_dir, peers,
+                                                 dict(self._config.settings), python=self.python))
+        except TargetError as e:
+            raise UserError(str(e)) from None
 
     def _env(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -306,7 +305,7 @@ class LocalBackend:
                 if not self.is_running(name):
                     tail = self._log_tail(name)
                     raise UserError(f"node {name} exited during startup: {tail}")
-                if _health(self._nodes[name]):
+                if self.target.admin.health(self._nodes[name], timeout=1.0)[0]:
                     waiting.remove(name)
             if waiting and time.monotonic() > deadline:
                 raise UserError(f"nodes {', '.join(waiting)} not healthy within {timeout:g}s "
@@ -353,6 +352,7 @@ class LocalBackend:
         state = {
             "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
             "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
+            "target": self.target.name if self.target else None,
             "settings": dict(self._config.settings) if self._config else {},
             "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
                        "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
@@ -371,7 +371,8 @@ class LocalBackend:
         b._leave_running = True  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities
         names = tuple(n["name"] for n in state["nodes"])
-        b._config = ClusterConfig(nodes=names, settings=state.get("settings", {}), run_dir=b._run_dir)
+        b.target = plugins.target(str(state.get("target") or "dynamo"))  # files written before targets: dynamo
+        b._config = ClusterConfig(target=b.target, nodes=names, settings=state.get("settings", {}), run_dir=b._run_dir)
         for n in state["nodes"]:
             b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
             if n.get("pid") and _runs_node(int(n["pid"]), n["data_dir"]):

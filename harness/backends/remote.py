@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
+from targets.adapter import NodeAdmin, Target, TargetError
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 #: Files up to this size are written with one exec (atomic rename); larger ones by the transport.
@@ -85,16 +86,21 @@ def parse_options(section: str, given: Mapping[str, Any] | None,
     return out
 
 
+def check_target(backend: str, target: Target) -> None:
+    """Refuse, in one line, a target whose store is not in this backend's node image (system
+    packages such as etcd-server are installed on the local host only, so far)."""
+    if target.system_packages:
+        raise UserError(f"the {backend} backend cannot run the {target.name} target yet: its nodes have no "
+                        f"{', '.join(target.system_packages)} (use --backend local)")
+
+
 def node_argv(config: ClusterConfig, node: str, host: str, port: int, peers: Mapping[str, str],
               data_dir: str) -> list[str]:
-    """The target's argv for one node (``config.extra["target"]`` or the reference Dynamo)."""
-    target = config.extra.get("target")
-    if target is None:
-        from targets.dynamo.target import DynamoTarget
-        target = DynamoTarget()
+    """The target's argv for one node."""
     try:
-        return list(target.node_command(node, host, port, data_dir, peers, dict(config.settings), python="python3"))
-    except ValueError as e:
+        return list(config.target.node_command(node, host, port, data_dir, peers, dict(config.settings),
+                                               python="python3"))
+    except (TargetError, ValueError) as e:
         raise UserError(str(e)) from None
 
 
@@ -216,20 +222,14 @@ def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def healthy(node: Node, timeout: float = 1.0) -> bool:
-    """A real request through the node's event loop (a SYN-ACK alone proves nothing)."""
-    doc = http_json(f"{node.url}/admin/health", timeout)
-    return bool(doc and doc.get("ok"))
-
-
-def wait_healthy(nodes: Sequence[Node], timeout: float,
+def wait_healthy(admin: NodeAdmin, nodes: Sequence[Node], timeout: float,
                  logs: Callable[[], Mapping[str, str]] | None = None) -> None:
     """Wait until every node answers its health check; UserError naming the laggards otherwise
     (with the end of the first laggard's log, read by ``logs()`` when the time is up)."""
     deadline = time.monotonic() + timeout
     pending = list(nodes)
     while pending:
-        pending = [n for n in pending if not healthy(n)]
+        pending = [n for n in pending if not admin.health(n, timeout=1.0)[0]]
         if not pending:
             return
         if time.monotonic() > deadline:
@@ -239,5 +239,5 @@ def wait_healthy(nodes: Sequence[Node], timeout: float,
                 last = (logs().get(pending[0].name, "").strip().splitlines() or [""])[-1]
                 tail = (f"; {pending[0].name}'s log ends: {last[:200]}" if last
                         else f"; {pending[0].name}'s log is empty (still starting, or not reachable from here?)")
-            raise UserError(f"node(s) {names} did not answer /admin/health within {timeout:.0f}s{tail}")
+            raise UserError(f"node(s) {names} did not answer their health check within {timeout:.0f}s{tail}")
         time.sleep(0.1)

@@ -27,10 +27,12 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness import plugins
 from harness.backends import remote
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.backends.node_code import CACHE_DIR, build_bundle
 from harness.errors import UserError
+from targets.adapter import Target
 
 PROBE_SCRIPT = ('printf "arch=%s\\n" "$(uname -m)"; printf "home=%s\\n" "$HOME"; printf "uid=%s\\n" "$(id -u)"; '
                 'printf "python=%s\\n" "$(python3 -c \'import sys; print(\"%d.%d\" % sys.version_info[:2])\' 2>/dev/null)"; '
@@ -144,8 +146,9 @@ class SshBackend:
         self.known_hosts, self.trust_on_first_use = opts["known_hosts"], opts["trust_on_first_use"]
         self.node_port, self.connect_timeout = opts["node_port"], opts["connect_timeout"]
         self.health_timeout = opts["health_timeout"]
-        self.capabilities: frozenset[str] = frozenset({"signals", "wipe", "transport-faults"})
+        self.capabilities: frozenset[str] = frozenset({"signals", "wipe"})
         self.firewall_chain = ""
+        self.target: Target | None = None
         self._shells: dict[str, SshShell] = {}
         self._layouts: dict[str, remote.NodeLayout] = {}
         self._nodes: dict[str, Node] = {}
@@ -160,6 +163,8 @@ class SshBackend:
         if len(self.hosts) < len(config.nodes):
             raise UserError(f"the ssh backend needs one host per node: {len(config.nodes)} nodes, "
                             f"{len(self.hosts)} host(s) in [ssh] hosts")
+        self.target = config.target
+        remote.check_target(self.name, self.target)
         self._run_dir = Path(config.run_dir)
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         try:
@@ -171,7 +176,7 @@ class SshBackend:
                 facts[name] = self._probe(name, host)
             self._faketime = config.faketime and all(f.get("faketime") for f in facts.values())
             root_ok = all(f.get("uid") == "0" or f.get("sudo") for f in facts.values())
-            caps = {"signals", "wipe", "transport-faults"} | ({"faketime"} if self._faketime else set())
+            caps = {"signals", "wipe"} | ({"faketime"} if self._faketime else set())
             if root_ok and all(f.get("iptables") for f in facts.values()):
                 self.firewall_chain = f"DYNH-{secrets.token_hex(4)}"
                 caps.add("iptables")
@@ -195,7 +200,7 @@ class SshBackend:
                                                     self._layouts[name].data_dir)
                 remote.start_daemon(self._shells[name], self._layouts[name], self._argv[name], faketime=self._faketime)
             self._save_state()
-            remote.wait_healthy(list(self._nodes.values()), self.health_timeout, self._log_tails)
+            remote.wait_healthy(self.target.admin, list(self._nodes.values()), self.health_timeout, self._log_tails)
             return list(self._nodes.values())
         except BaseException:
             self.teardown()
@@ -260,7 +265,7 @@ class SshBackend:
             "options": {"hosts": self.hosts, "user": self.user, "port": self.port, "key": self.key,
                         "known_hosts": self.known_hosts, "node_port": self.node_port},
             "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-            "argv": self._argv, "run_root": self._run_root,
+            "argv": self._argv, "run_root": self._run_root, "target": self.target.name if self.target else None,
             "layouts": {n: vars(lay) for n, lay in self._layouts.items()}}, list(self._nodes.values()))
 
     @classmethod
@@ -272,6 +277,7 @@ class SshBackend:
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._faketime = "faketime" in b.capabilities
         b._argv, b._run_root = dict(state.get("argv", {})), dict(state.get("run_root", {}))
+        b.target = plugins.target(str(state.get("target") or "dynamo"))  # files written before targets: dynamo
         b._layouts = {n: remote.NodeLayout(**l) for n, l in state.get("layouts", {}).items()}
         for n, host in zip((n["name"] for n in state["nodes"]), b.hosts):
             b._shells[n] = connect(host, user=b.user, port=b.port, key=b.key, known_hosts=b.known_hosts,
@@ -298,7 +304,7 @@ class SshBackend:
         shell, layout = self._node(node)
         if remote.daemon_pid(shell, layout) is None:
             remote.start_daemon(shell, layout, self._argv[node], faketime=self._faketime)
-        remote.wait_healthy([self._nodes[node]], self.health_timeout, self._log_tails)
+        remote.wait_healthy(self.target.admin, [self._nodes[node]], self.health_timeout, self._log_tails)
 
     def kill(self, node: str) -> None:
         shell, layout = self._node(node)

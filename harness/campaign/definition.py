@@ -111,18 +111,20 @@ def _axis_overrides(axis: str, value: Any, presets: Mapping[str, Mapping[str, An
 
 
 def _implied_labels(overrides: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
-    """Labels plus nrw/mode taken from the cell's own settings when no axis named them (for tables)."""
+    """Labels plus nrw/mode taken from the cell's own settings when no axis named them (for tables),
+    for a target that has such settings."""
+    from harness.spec import DEFAULT_TARGET, target_defaults
+
     out = dict(labels)
-    try:
-        from harness.spec import target_defaults
-        dflt = target_defaults()
-    except ImportError:
-        dflt = {"n": 3, "r": 2, "w": 2, "mode": "vclock"}
+    kind = str(overrides.get("target.kind") or DEFAULT_TARGET)
+    dflt = target_defaults(kind)
     t = {k: overrides.get(f"target.{k}", dflt.get(k)) for k in ("n", "r", "w", "mode")}
-    if "nrw" not in out:
+    if "nrw" not in out and None not in (t["n"], t["r"], t["w"]):
         out["nrw"] = f"{t['n']}/{t['r']}/{t['w']}"
     if "mode" not in out and t["mode"] is not None:
         out["mode"] = str(t["mode"])
+    if kind != DEFAULT_TARGET:
+        out.setdefault("target", kind)
     return out
 
 

@@ -14,6 +14,7 @@ import sys
 from typing import Sequence
 
 from harness.errors import UserError
+from targets.adapter import TargetError
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("run", "check", "ls", "heal", "image", "cluster", "campaign", "report", "serve", "import_edn")
@@ -58,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     try:
         return int(args.func(args) or 0)
-    except UserError as e:
+    except (UserError, TargetError) as e:  # a target's own one-line errors reach the user the same way
         sys.stderr.write(f"dynharness: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:

@@ -42,7 +42,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
         print(f"cluster of {state.parent} was torn down: nothing to heal")
         return 0
     print(f"healing the {backend.name} cluster of {state.parent} ({len(backend.nodes())} nodes)")
-    probe = heal_cluster(backend)
+    probe = heal_cluster(backend, backend.target)
     print(("healed: " if probe.ok else "NOT healed: ") + probe.detail)
     if args.teardown:
         backend.teardown()

@@ -10,8 +10,9 @@ import argparse
 import sys
 from typing import Any
 
+from harness import plugins
 from harness.errors import UserError
-from harness.spec import FSYNC, load_spec, parse_value
+from harness.spec import load_spec, parse_value
 
 #: flag dest -> dotted spec name
 FLAG_FIELDS = {
@@ -21,7 +22,7 @@ FLAG_FIELDS = {
     "histories": "histories", "replay_schedule": "replay_schedule",
     "workload": "workload.name", "keys": "workload.keys", "key_dist": "workload.key_dist",
     "n": "target.n", "r": "target.r", "w": "target.w", "pr": "target.pr", "pw": "target.pw",
-    "mode": "target.mode", "fsync": "target.fsync",
+    "mode": "target.mode", "fsync": "target.fsync", "target": "target.kind",
     "nemesis_interval": "nemesis.interval", "partition": "nemesis.partition",
 }
 
@@ -64,10 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec, overrides_from_args(args))
     display = not args.no_display and sys.stderr.isatty()
+    target = plugins.target(spec.target_kind)
     print(f"dynharness: running {spec.name!r}: {spec.workload.name} on {spec.nodes} {spec.backend} nodes, "
-          f"N={spec.target['n']} R={spec.target['r']} W={spec.target['w']} mode={spec.target['mode']}, "
+          f"{target.summary(spec.target_settings)}, "
           f"faults={','.join(spec.faults) or 'none'}, {spec.duration:g}s, seed {spec.seed}", file=sys.stderr)
-    outcome = run_test(spec, display=display)
+    outcome = run_test(spec, display=display, target=target)
     if outcome.error:
         sys.stderr.write(f"dynharness: error: run failed: {outcome.error} (run folder {outcome.run_dir})\n")
         return outcome.exit_code
@@ -100,12 +102,14 @@ def register(sub: Any) -> None:
     g.add_argument("--leave-running", action="store_true", help="keep the cluster running after the run")
     g.add_argument("--histories", metavar="DIR", help="where runs are stored (default histories/)")
     g.add_argument("--no-display", action="store_true", help="plain progress lines instead of the live panel")
-    g = p.add_argument_group("target (the store's settings)")
+    g = p.add_argument_group("target (the store under test and its settings)")
+    g.add_argument("--target", metavar="KIND", help="the store under test: dynamo (default), etcd, or a "
+                                                     "target plugin's name; its settings: --set target.KEY=VALUE")
     for flag, kind, text in (("n", int, "replicas per key"), ("r", int, "read quorum"), ("w", int, "write quorum"),
                              ("pr", int, "primary replicas a read needs"), ("pw", int, "primary replicas a write needs")):
         g.add_argument(f"--{flag}", type=kind, metavar=flag.upper(), help=text)
-    g.add_argument("--mode", choices=("vclock", "dvv", "lww"), help="versioning")
-    g.add_argument("--fsync", choices=FSYNC, help="durability: fsync every commit, only one replica's per write (Dynamo 6.1), or none")
+    g.add_argument("--mode", metavar="MODE", help="dynamo versioning: vclock, dvv or lww")
+    g.add_argument("--fsync", metavar="WHEN", help="durability: fsync every commit, only one replica's per write (Dynamo 6.1), or none")
     g = p.add_argument_group("workload")
     g.add_argument("--workload", choices=("cart", "register", "session"), help="what clients do (default cart)")
     g.add_argument("--keys", type=int, metavar="K", help="carts / registers / keys per session (default 10)")

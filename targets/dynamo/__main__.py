@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from harness.errors import UserError
+from targets.adapter import TargetError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> int:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format=f"%(asctime)s {cfg.name} %(name)s %(levelname)s %(message)s")
         eventloop.run(server.serve(cfg), cfg.event_loop)
-    except UserError as exc:
+    except TargetError as exc:
         print(f"targets.dynamo: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

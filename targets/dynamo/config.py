@@ -2,7 +2,7 @@
 
 One frozen :class:`NodeConfig` is built from flags, a TOML file, or both
 (flags win), and validated once so that bad input ends as a one-line
-:class:`harness.errors.UserError` instead of a half-started node.
+:class:`targets.adapter.TargetError` instead of a half-started node.
 :data:`SETTINGS` is the single table of cluster settings shared by the CLI,
 the config file and ``targets.dynamo.target.DynamoTarget.node_command``.
 """
@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.errors import UserError
+from targets.adapter import TargetError
 
 MODES = ("vclock", "dvv", "lww")
 FSYNC = ("always", "one", "never")
@@ -32,7 +32,7 @@ class Setting:
 
     @property
     def flag(self) -> str:
-        return "--" + self.key.replace("_", "-")
+        return flag_name(self.key)
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -83,10 +83,10 @@ class NodeConfig:
 
 
 def parse_address(text: str, what: str) -> tuple[str, int]:
-    """``"127.0.0.11:7000"`` -> ``("127.0.0.11", 7000)``; UserError on anything else."""
+    """``"127.0.0.11:7000"`` -> ``("127.0.0.11", 7000)``; TargetError on anything else."""
     host, sep, port = str(text).strip().rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise UserError(f"{what}: expected HOST:PORT, got {text!r}")
+        raise TargetError(f"{what}: expected HOST:PORT, got {text!r}")
     return host, int(port)
 
 
@@ -99,23 +99,23 @@ def parse_peers(spec: Any) -> dict[str, tuple[str, int]]:
         for part in str(spec).split(","):
             name, sep, addr = part.strip().partition("=")
             if not sep or not name:
-                raise UserError(f"--peers: expected NAME=HOST:PORT[,...], got {part.strip()!r}")
+                raise TargetError(f"--peers: expected NAME=HOST:PORT[,...], got {part.strip()!r}")
             items.append((name.strip(), addr))
     peers: dict[str, tuple[str, int]] = {}
     for name, addr in items:
         if name in peers:
-            raise UserError(f"--peers: node {name!r} listed twice")
+            raise TargetError(f"--peers: node {name!r} listed twice")
         peers[name] = parse_address(addr, f"--peers {name}")
     if not peers:
-        raise UserError("--peers: no nodes given")
+        raise TargetError("--peers: no nodes given")
     return peers
 
 
 def coerce_setting(key: str, value: Any) -> Any:
-    """Convert one setting to its type (UserError on unknown key or bad value)."""
+    """Convert one setting to its type (TargetError on unknown key or bad value)."""
     setting = SETTINGS_BY_KEY.get(key)
     if setting is None:
-        raise UserError(f"unknown setting {key!r} (known: {', '.join(SETTINGS_BY_KEY)})")
+        raise TargetError(f"unknown setting {key!r} (known: {', '.join(SETTINGS_BY_KEY)})")
     try:
         if setting.kind is int and isinstance(value, float) and not value.is_integer():
             raise ValueError
@@ -123,41 +123,46 @@ def coerce_setting(key: str, value: Any) -> Any:
             raise ValueError
         return setting.kind(value)
     except (TypeError, ValueError):
-        raise UserError(f"setting {key}: expected {setting.kind.__name__}, got {value!r}") from None
+        raise TargetError(f"setting {key}: expected {setting.kind.__name__}, got {value!r}") from None
 
 
-def validate_settings(settings: Mapping[str, Any], members: int) -> None:
-    """Check the settings make sense together for a cluster of ``members`` nodes."""
+def flag_name(key: str) -> str:
+    """How the node's own command line names a setting (``--request-timeout``)."""
+    return "--" + key.replace("_", "-")
+
+
+def validate_settings(settings: Mapping[str, Any], members: int,
+                      name: Callable[[str], str] = flag_name) -> None:
+    """Check the settings make sense together for a cluster of ``members`` nodes; ``name`` says
+    how a message names a setting (flags for the node, ``target.x`` for a test spec)."""
     s = settings
-    if s["mode"] not in MODES:
-        raise UserError(f"--mode must be one of {', '.join(MODES)}, got {s['mode']!r}")
-    if s["fsync"] not in FSYNC:
-        raise UserError(f"--fsync must be one of {', '.join(FSYNC)}, got {s['fsync']!r}")
-    if s["event_loop"] not in EVENT_LOOPS:
-        raise UserError(f"--event-loop must be one of {', '.join(EVENT_LOOPS)}, got {s['event_loop']!r}")
+    for key, allowed in (("mode", MODES), ("fsync", FSYNC), ("event_loop", EVENT_LOOPS)):
+        if s[key] not in allowed:
+            raise TargetError(f"{name(key)} must be one of {', '.join(allowed)}, got {s[key]!r}")
     if not 1 <= s["n"] <= members:
-        raise UserError(f"--n must be between 1 and the number of nodes ({members}), got {s['n']}")
+        raise TargetError(f"{name('n')} must be between 1 and the number of nodes ({members}), got {s['n']}")
     for q in ("r", "w"):
         if not 1 <= s[q] <= s["n"]:
-            raise UserError(f"--{q} must be between 1 and n={s['n']}, got {s[q]}")
+            raise TargetError(f"{name(q)} must be between 1 and n={s['n']}, got {s[q]}")
     for q in ("pr", "pw"):
         if not 0 <= s[q] <= s["n"]:
-            raise UserError(f"--{q} must be between 0 and n={s['n']}, got {s[q]}")
+            raise TargetError(f"{name(q)} must be between 0 and n={s['n']}, got {s[q]}")
     if s["partitions"] < members:
-        raise UserError(f"--partitions must be at least the number of nodes ({members}), got {s['partitions']}")
+        raise TargetError(f"{name('partitions')} must be at least the number of nodes ({members}), "
+                          f"got {s['partitions']}")
     for key in ("request_timeout", "gossip_interval", "ae_interval"):
         if not s[key] > 0:
-            raise UserError(f"--{key.replace('_', '-')} must be > 0, got {s[key]}")
+            raise TargetError(f"{name(key)} must be > 0, got {s[key]}")
     if s["tombstone_grace"] < 0:
-        raise UserError(f"--tombstone-grace must be >= 0, got {s['tombstone_grace']}")
+        raise TargetError(f"{name('tombstone_grace')} must be >= 0, got {s['tombstone_grace']}")
     if s["vclock_max"] < 1:
-        raise UserError(f"--vclock-max must be >= 1, got {s['vclock_max']}")
+        raise TargetError(f"{name('vclock_max')} must be >= 1, got {s['vclock_max']}")
     if not 1 <= s["sibling_warn"] <= s["sibling_max"]:
-        raise UserError("--sibling-warn must be between 1 and --sibling-max")
+        raise TargetError(f"{name('sibling_warn')} must be between 1 and {name('sibling_max')}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The node's argparse parser (errors are turned into UserError by :func:`load`)."""
+    """The node's argparse parser (errors are turned into TargetError by :func:`load`)."""
     p = argparse.ArgumentParser(prog="python -m targets.dynamo",
                                 description="Start one reference Dynamo node.", exit_on_error=False)
     p.add_argument("--config", help="TOML file with the same keys as the flags (flags win)")
@@ -175,24 +180,24 @@ def build_parser() -> argparse.ArgumentParser:
 def load(argv: list[str]) -> NodeConfig:
     """Build a validated NodeConfig from argv (and the --config file it names)."""
     parser = build_parser()
-    parser.error = lambda message: (_ for _ in ()).throw(UserError(message))  # type: ignore[method-assign]
+    parser.error = lambda message: (_ for _ in ()).throw(TargetError(message))  # type: ignore[method-assign]
     try:
         args = parser.parse_args(argv)
     except argparse.ArgumentError as exc:
-        raise UserError(str(exc)) from None
+        raise TargetError(str(exc)) from None
     file_values: dict[str, Any] = {}
     if args.config:
         try:
             with open(args.config, "rb") as fh:
                 file_values = tomllib.load(fh)
         except OSError as exc:
-            raise UserError(f"--config {args.config}: {exc.strerror}") from None
+            raise TargetError(f"--config {args.config}: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
-            raise UserError(f"--config {args.config}: {exc}") from None
+            raise TargetError(f"--config {args.config}: {exc}") from None
     known = {"name", "listen", "data", "peers", *SETTINGS_BY_KEY}
     for key in file_values:
         if key not in known:
-            raise UserError(f"--config {args.config}: unknown key {key!r}")
+            raise TargetError(f"--config {args.config}: unknown key {key!r}")
 
     def pick(key: str) -> Any:
         value = getattr(args, key, None)
@@ -201,10 +206,10 @@ def load(argv: list[str]) -> NodeConfig:
     name, data, peers_spec = pick("name"), pick("data"), pick("peers")
     for key, value in (("--name", name), ("--data", data), ("--peers", peers_spec)):
         if value in (None, ""):
-            raise UserError(f"{key} is required")
+            raise TargetError(f"{key} is required")
     peers = parse_peers(peers_spec)
     if name not in peers:
-        raise UserError(f"--name {name!r} is not in --peers ({', '.join(peers)})")
+        raise TargetError(f"--name {name!r} is not in --peers ({', '.join(peers)})")
     listen = pick("listen")
     host, port = parse_address(listen, "--listen") if listen else peers[name]
     settings = dict(DEFAULTS)

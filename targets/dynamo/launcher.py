@@ -9,7 +9,7 @@ them on Ctrl-C.
 Python API (tests, benchmarks, and the harness's local backend):
 :func:`start_node_process` starts one node process, :func:`wait_healthy` waits
 for it, and :func:`local_cluster` is a context manager yielding a
-:class:`LocalCluster` (nodes are ``harness.backends.base.Node`` records) that can ``kill`` (SIGKILL), ``start`` again, and stop
+:class:`LocalCluster` (nodes are ``targets.adapter.Node`` records) that can ``kill`` (SIGKILL), ``start`` again, and stop
 everything on exit.
 """
 from __future__ import annotations
@@ -29,19 +29,17 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Node
-from harness.errors import UserError
+from targets.adapter import Node, TargetError
 from targets.dynamo.config import DEFAULTS, SETTINGS, coerce_setting, validate_settings
 from targets.dynamo.target import DynamoTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 def node_host(index: int) -> str:
     """Loopback address of the index-th node (1-based): 127.0.0.11, 127.0.0.12, ..."""
     if not 1 <= index <= 200:
-        raise UserError(f"node index {index} out of range 1..200")
+        raise TargetError(f"node index {index} out of range 1..200")
     return f"127.0.0.{10 + index}"
 
 
@@ -64,7 +62,7 @@ def start_node_process(argv: Sequence[str], log_path: str | os.PathLike, *,
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), full_env.get("PYTHONPATH")) if p)
     if clock_file is not None:
         if not os.path.exists(LIBFAKETIME):
-            raise UserError(f"libfaketime not found at {LIBFAKETIME} (apt-get install faketime)")
+            raise TargetError(f"libfaketime not found at {LIBFAKETIME} (apt-get install faketime)")
         if not os.path.exists(clock_file):
             Path(clock_file).write_text("+0\n")
         full_env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME_TIMESTAMP_FILE=str(clock_file), FAKETIME_NO_CACHE="1")
@@ -78,12 +76,12 @@ def start_node_process(argv: Sequence[str], log_path: str | os.PathLike, *,
 
 def wait_healthy(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None,
                  log_path: str | None = None) -> None:
-    """Poll ``url``/admin/health until it answers ok; UserError (with the log tail) otherwise."""
+    """Poll ``url``/admin/health until it answers ok; TargetError (with the log tail) otherwise."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     for _ in range(int(timeout / 0.05) + 1):
         if proc is not None and proc.poll() is not None:
-            raise UserError(f"node at {url} exited with {proc.returncode}: {_tail(log_path)}")
+            raise TargetError(f"node at {url} exited with {proc.returncode}: {_tail(log_path)}")
         try:
             with urllib.request.urlopen(url + "/admin/health", timeout=1.0) as resp:
                 if json.loads(resp.read()).get("ok") is True:
@@ -93,7 +91,7 @@ def wait_healthy(url: str, timeout: float = 20.0, proc: subprocess.Popen | None 
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    raise UserError(f"node at {url} not healthy after {timeout:.0f}s ({last}): {_tail(log_path)}")
+    raise TargetError(f"node at {url} not healthy after {timeout:.0f}s ({last}): {_tail(log_path)}")
 
 
 def _tail(log_path: str | None) -> str:
@@ -184,7 +182,7 @@ class LocalCluster:
         """Write a libfaketime offset (``-5m``, ``+30s``, ``+0``) into the node's clock file."""
         info = self.nodes[name]
         if info.clock_file is None:
-            raise UserError(f"{name} was not started under libfaketime")
+            raise TargetError(f"{name} was not started under libfaketime")
         Path(info.clock_file).write_text(offset + "\n")
 
 
@@ -192,7 +190,7 @@ def plan_nodes(n: int, directory: str | os.PathLike, *, port: int | None = None,
                faketime: bool = False) -> list[Node]:
     """Node records for n1..nN under ``directory`` (port None: a free port per node)."""
     if not 1 <= n <= 50:
-        raise UserError(f"--nodes must be between 1 and 50, got {n}")
+        raise TargetError(f"--nodes must be between 1 and 50, got {n}")
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
     nodes = []
@@ -247,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             except KeyboardInterrupt:
                 cluster.stop_all()
                 return 0
-    except UserError as exc:
+    except TargetError as exc:
         print(f"launcher: error: {exc}", file=sys.stderr)
         return exc.exit_code
 

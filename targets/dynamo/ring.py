@@ -20,13 +20,13 @@ import hashlib
 from functools import lru_cache
 from typing import Callable, Sequence
 
-from harness.errors import UserError
+from targets.adapter import TargetError
 
 RING_BITS = 128
 RING_SIZE = 1 << RING_BITS
 
 
-class RingError(UserError, ValueError):
+class RingError(TargetError, ValueError):
     """A ring that cannot be built: no nodes, duplicate names, too few partitions."""
 
 

@@ -366,8 +366,8 @@ async def serve(cfg: NodeConfig) -> None:
             reuse_address=True, backlog=1024)
     except OSError as exc:
         await state.stop()
-        from harness.errors import UserError
-        raise UserError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
+        from targets.adapter import TargetError
+        raise TargetError(f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, state.stopping.set)
     log.info("node %s serving on %s:%d (mode=%s n=%d r=%d w=%d fsync=%s loop=%s)", cfg.name, cfg.host, cfg.port,

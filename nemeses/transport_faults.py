@@ -1,55 +1,17 @@
-"""Talking to a node's admin API from a nemesis, and the in-process transport faults it holds.
+"""The in-process transport faults a node holds, shared by the partition and link nemeses.
 
-Nemeses are synchronous (the runner calls them from a worker thread and
-from exit paths), so this uses ``http.client`` with a hard timeout on every
-request rather than the async client.
-
-A node holds *one* set of in-process transport faults (``POST /admin/faults``
-replaces it). The partition and link nemeses both use it, so they share a
-:class:`TransportFaultBook` that merges their layers per node and posts the
-merged set; healing one layer never clears another's.
+A node of a target with the ``transport-faults`` capability holds *one* set of in-process
+faults (``NodeAdmin.set_faults`` replaces it). The partition and link nemeses both use it, so
+they share a :class:`TransportFaultBook` that merges their layers per node and sets the merged
+set; healing one layer never clears another's.
 """
 from __future__ import annotations
 
-import http.client
-import json
 import threading
 from typing import Any, Mapping, Sequence
 
 from harness.backends.base import Node
-
-
-class AdminError(Exception):
-    """An admin request that got no usable answer (refused, timed out, non-2xx)."""
-
-
-def request(node: Node, method: str, path: str, body: Any = None, *, timeout: float = 2.0,
-            headers: Mapping[str, str] | None = None) -> tuple[int, Any]:
-    """One HTTP request to ``node``; (status, decoded JSON or text). OSError/TimeoutError on transport failure."""
-    conn = http.client.HTTPConnection(node.host, node.port, timeout=timeout)
-    try:
-        data = None if body is None else json.dumps(body).encode()
-        hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
-        conn.request(method, path, body=data, headers=hdrs)
-        resp = conn.getresponse()
-        raw = resp.read()
-        try:
-            return resp.status, json.loads(raw) if raw else None
-        except ValueError:
-            return resp.status, raw.decode(errors="replace")
-    finally:
-        conn.close()
-
-
-def call(node: Node, method: str, path: str, body: Any = None, *, timeout: float = 2.0) -> Any:
-    """An admin request that must succeed: its JSON answer, or AdminError with a one-line reason."""
-    try:
-        status, answer = request(node, method, path, body, timeout=timeout)
-    except (OSError, http.client.HTTPException) as e:
-        raise AdminError(f"{node.name} {method} {path}: {type(e).__name__}: {e}") from None
-    if not 200 <= status < 300:
-        raise AdminError(f"{node.name} {method} {path}: HTTP {status}: {str(answer)[:200]}")
-    return answer
+from targets.adapter import AdminError, NodeAdmin
 
 
 #: Fields of a merged in-process fault set, and how layers combine.
@@ -66,18 +28,21 @@ class TransportFaultBook:
     node with different peers, both apply to the union: documented).
     """
 
-    def __init__(self, nodes: Sequence[Node] = ()):
+    def __init__(self, nodes: Sequence[Node] = (), admin: NodeAdmin | None = None):
         self.nodes = {n.name: n for n in nodes}
+        self.admin = admin
         self._layers: dict[str, dict[str, dict[str, Any]]] = {layer: {} for layer in LAYERS}
         self._posted: dict[str, dict[str, Any] | None] = {}
         #: (sender, receiver) links a partition currently cuts, by any mechanism: link probes skip them
         self.cut: set[tuple[str, str]] = set()
         self._lock = threading.RLock()
 
-    def bind(self, nodes: Sequence[Node]) -> None:
-        """Learn the cluster's nodes (each nemesis sharing this book calls it from setup)."""
+    def bind(self, nodes: Sequence[Node], admin: NodeAdmin) -> None:
+        """Learn the cluster's nodes and the target's admin (each nemesis sharing this book calls
+        it from setup)."""
         with self._lock:
             self.nodes = {n.name: n for n in nodes}
+            self.admin = admin
 
     def active(self, layer: str) -> bool:
         """Whether ``layer`` holds any fault."""
@@ -118,10 +83,11 @@ class TransportFaultBook:
             if self._posted.get(name, {}) == body:  # never posted = no faults; None = unknown
                 continue
             try:
+                assert self.admin is not None, "TransportFaultBook.bind was not called"
                 if body:
-                    call(node, "POST", "/admin/faults", body)
+                    self.admin.set_faults(node, body)
                 else:
-                    call(node, "DELETE", "/admin/faults")
+                    self.admin.clear_faults(node)
                 self._posted[name] = body
                 pushed[name] = body
             except AdminError as e:
@@ -132,13 +98,15 @@ class TransportFaultBook:
         return pushed
 
     def clear_all(self) -> list[str]:
-        """DELETE /admin/faults on every node (heal); the errors, never raised."""
+        """Clear the in-process faults of every node (heal); the errors, never raised."""
         with self._lock:
             self._layers = {layer: {} for layer in LAYERS}
             errors = []
+            if self.admin is None:
+                return errors
             for name, node in self.nodes.items():
                 try:
-                    call(node, "DELETE", "/admin/faults")
+                    self.admin.clear_faults(node)
                     self._posted[name] = {}
                 except AdminError as e:
                     errors.append(str(e))

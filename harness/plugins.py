@@ -1,0 +1,68 @@
+"""Plug points by name: targets, workloads, checkers, nemeses and linearizability models.
+
+Every plug point is an entry-point group (``dynharness.targets``, ``dynharness.workloads``,
+``dynharness.checkers``, ``dynharness.nemeses``, ``dynharness.models``). The built-ins are
+registered in this project's ``pyproject.toml`` exactly as a user's package registers its own:
+
+    [project.entry-points."dynharness.targets"]
+    mystore = "mystore.target:MyStoreTarget"
+
+and ``pip install`` of that package is all it takes: no edit to this project. What an entry
+point names is documented per group in ``docs/contracts.md``.
+
+When this project runs from a checkout that was never installed (no distribution metadata), the
+built-in table below stands in for its own entry points, so the built-ins resolve the same way.
+"""
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+from importlib import metadata
+from typing import Any, Mapping
+
+from harness.errors import UserError
+
+GROUPS = ("targets", "workloads", "checkers", "nemeses", "models")
+
+#: The project's own entry points (the same lines as pyproject.toml), used only when the
+#: ``dynharness`` distribution is not installed.
+BUILTIN: Mapping[str, Mapping[str, str]] = {
+    "targets": {"dynamo": "targets.dynamo.target:DynamoTarget", "etcd": "targets.etcd.target:EtcdTarget"},
+}
+
+
+@lru_cache(maxsize=None)
+def _entry_points(group: str) -> dict[str, str]:
+    """name -> "module:attr" for one plug point, built-ins first, installed packages after."""
+    found = {ep.name: ep.value for ep in metadata.entry_points(group=f"dynharness.{group}")}
+    try:
+        metadata.distribution("dynharness")
+    except metadata.PackageNotFoundError:
+        return {**BUILTIN.get(group, {}), **found}
+    return found
+
+
+def names(group: str) -> tuple[str, ...]:
+    """Every name registered for a plug point, sorted."""
+    return tuple(sorted(_entry_points(group)))
+
+
+def load(group: str, name: str, what: str | None = None) -> Any:
+    """The object an entry point names; UserError (one line) for an unknown or broken plugin."""
+    what = what or group.rstrip("s")
+    table = _entry_points(group)
+    if name not in table:
+        raise UserError(f"unknown {what} {name!r} (known: {', '.join(sorted(table)) or 'none'})")
+    module_name, _, attr = table[name].partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in filter(None, attr.split(".")):
+            obj = getattr(obj, part)
+    except Exception as e:  # noqa: BLE001  a broken plugin is the user's input: one line, not a traceback
+        raise UserError(f"{what} {name!r} ({table[name]}) cannot be loaded: {type(e).__name__}: {e}") from None
+    return obj
+
+
+def target(kind: str) -> Any:
+    """A target instance by name (the ``dynharness.targets`` group names a class or factory)."""
+    return load("targets", kind, "target")()
