@@ -29,10 +29,16 @@ IPTABLES, IN_PROCESS = "iptables", "in-process transport"
 def drop_mechanism(backend: Backend, target: Target, fault: str) -> str:
     """How packets can be dropped here: iptables when the backend has it, else the target's
     in-process transport faults; CapabilityError naming ``fault`` when neither exists."""
-    if "iptables" in backend.capabilities:
+    shared = "shared-host" in backend.capabilities and "peer-source-address" not in target.capabilities
+    if "iptables" in backend.capabilities and not shared:
         return IPTABLES
     if "transport-faults" in target.capabilities:
         return IN_PROCESS
+    if shared and "iptables" in backend.capabilities:
+        raise CapabilityError(f"{target.name}'s peer connections do not leave from each node's own address, so "
+                              f"iptables rules between nodes sharing this host cannot cut them, and {target.name} has "
+                              f"no in-process transport faults: refusing the {fault} nemesis (nodes with a network "
+                              f"of their own, --backend docker or ssh, can be partitioned)")
     raise CapabilityError(f"the {backend.name} backend has no iptables here (needs root and the iptables "
                           f"package) and the {target.name} target has no in-process transport faults: "
                           f"refusing the {fault} nemesis")

@@ -53,8 +53,13 @@ class AdminError(Exception):
 #: ``handoff-state``     TargetClient.pending_handoffs reports real work owed after faults;
 #: ``membership``        TargetClient.peers_down reports the node's failure detector;
 #: ``wipe``              a node restarted with an empty data dir rejoins by itself (Dynamo: hinted
-#:                       handoff and anti-entropy refill it; etcd: no, raft needs a member change).
-CAPABILITIES = ("clock", "transport-faults", "siblings", "replica-reads", "handoff-state", "membership", "wipe")
+#:                       handoff and anti-entropy refill it; etcd: no, raft needs a member change);
+#: ``peer-source-address`` the node's outgoing peer connections leave from its own host address, so
+#:                       iptables ``-s A -d B`` rules separate nodes that share one host (the local
+#:                       backend). etcd dials from the host's default 127.0.0.1: only nodes with
+#:                       their own network (Docker, SSH) can be partitioned with iptables.
+CAPABILITIES = ("clock", "transport-faults", "siblings", "replica-reads", "handoff-state", "membership", "wipe",
+                "peer-source-address")
 
 
 @dataclass(frozen=True)

@@ -121,6 +121,8 @@ class StoreWithout:
     ("wipe", {"signals"}, set(), "cannot wipe"),
     ("wipe", {"signals", "wipe"}, {"wipe"}, "wiped plain node cannot rejoin"),
     ("clock", {"signals", "faketime"}, {"clock"}, "cannot report its nodes' own clocks"),
+    ("partition", {"iptables", "shared-host"}, {"transport-faults", "peer-source-address"},
+     "do not leave from each node's own address"),
 ])
 def test_faults_refuse_what_the_backend_or_the_target_cannot_do(fault: str, caps: set, missing: set, msg: str) -> None:
     with pytest.raises(CapabilityError, match=msg):
@@ -128,7 +130,8 @@ def test_faults_refuse_what_the_backend_or_the_target_cannot_do(fault: str, caps
                                                          StoreWithout(frozenset(missing))))
 
 
-@pytest.mark.parametrize("fault, caps", [("partition", {"signals"}), ("loss", {"signals"}), ("latency", set())])
+@pytest.mark.parametrize("fault, caps", [("partition", {"signals"}), ("loss", {"signals"}), ("latency", set()),
+                                         ("partition", {"iptables", "shared-host"})])
 def test_without_iptables_the_targets_transport_faults_stand_in(fault: str, caps: set) -> None:
     registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0, DynamoTarget()))
 

@@ -47,7 +47,8 @@ class ClusterConfig:
 #: Capability names a backend may offer; nemeses refuse (CapabilityError) what is missing. What the
 #: store itself can take (in-process transport faults, a clock to probe) is the target's:
 #: ``targets.adapter.CAPABILITIES``.
-CAPABILITIES = ("signals", "iptables", "faketime", "wipe")
+#: ``shared-host``: every node shares one host's network (the local backend's loopback addresses).
+CAPABILITIES = ("signals", "iptables", "faketime", "wipe", "shared-host")
 
 
 @runtime_checkable

@@ -113,7 +113,7 @@ class LocalBackend:
     def __init__(self, options: Mapping[str, Any] | None = None, *, python: str | None = None):
         self.options = dict(options or {})
         self.python = python or sys.executable
-        self.capabilities: frozenset[str] = frozenset({"signals", "wipe"})
+        self.capabilities: frozenset[str] = frozenset({"signals", "wipe", "shared-host"})
         self.firewall_chain = ""
         self.target: Target | None = None
         self._nodes: dict[str, Node] = {}
@@ -137,7 +137,7 @@ class LocalBackend:
         self._leave_running = bool(config.extra.get("leave_running", False))
         # libfaketime only under a target that can report its clock: a skew nobody can probe is not offered
         self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME) and "clock" in self.target.capabilities
-        caps = {"signals", "wipe"}
+        caps = {"signals", "wipe", "shared-host"}
         if self._faketime:
             caps.add("faketime")
         hosts = [host_of(i) for i in range(1, len(config.nodes) + 1)]
