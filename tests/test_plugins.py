@@ -1,0 +1,73 @@
+"""Plug points open to other packages: an out-of-tree target installed with pip, run with no edit.
+
+``tests/data/plugin_pkg`` is a package as a user would write one (a key-value store with no
+replication, registered under the ``dynharness.targets`` entry-point group). The test installs it
+with pip into a folder of its own and runs ``dynharness`` with that folder on the path, exactly as
+after ``pip install`` of a user's package. One node is linearizable; three independent nodes are
+not (a read on one node misses a write acknowledged by another), and the checker must say so.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness import plugins
+from harness.errors import UserError
+
+PLUGIN = Path(__file__).parent / "data" / "plugin_pkg"
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory) -> Path:
+    site = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("build") / "plugin_pkg"   # setuptools builds in the source tree
+    shutil.copytree(PLUGIN, source)
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                           str(source)], capture_output=True, text=True, timeout=300, cwd=source)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert list(site.glob("tinykv-*.dist-info")), "pip installed no distribution metadata"
+    return site
+
+
+def dynharness(site: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-m", "harness", "run", "--no-display", "--histories", str(tmp / "h"),
+                           *args], capture_output=True, text=True, timeout=240, env=env, cwd=tmp)
+
+
+def verdict_of(tmp: Path, name: str) -> dict:
+    return json.loads(next((tmp / "h" / name).glob("*/results.json")).read_text())
+
+
+@pytest.mark.cluster
+def test_an_installed_target_plugin_runs_with_no_edit_to_the_project(installed: Path, tmp_path: Path) -> None:
+    common = ("--target", "tinykv", "--workload", "register", "--keys", "2", "--nemesis", "none",
+              "--duration", "4", "--rate", "100", "--recovery", "0", "--seed", "3")
+    one = dynharness(installed, tmp_path, *common, "--nodes", "1", "--name", "one")
+    assert one.returncode == 0, one.stderr[-1500:]
+    assert "tinykv (no replication)" in one.stderr
+    assert verdict_of(tmp_path, "one")["checkers"]["linearizable"]["verdict"] == "valid"
+    three = dynharness(installed, tmp_path, *common, "--nodes", "3", "--name", "three")
+    assert three.returncode == 1, three.stderr[-1500:]
+    assert verdict_of(tmp_path, "three")["checkers"]["linearizable"]["verdict"] == "invalid"
+
+
+@pytest.mark.cluster
+def test_a_plugin_targets_bad_setting_is_one_line(installed: Path, tmp_path: Path) -> None:
+    bad = dynharness(installed, tmp_path, "--target", "tinykv", "--set", "target.n=3")
+    assert bad.returncode == 3
+    assert bad.stderr.strip().splitlines() == ["dynharness: error: tinykv has no settings, got n"]
+
+
+def test_unknown_and_broken_plugins_are_one_line_errors(monkeypatch) -> None:
+    with pytest.raises(UserError, match=r"unknown target 'nosuch' \(known: .*dynamo.*etcd"):
+        plugins.target("nosuch")
+    monkeypatch.setitem(plugins._entry_points("targets"), "broken", "no_such_module:Target")
+    with pytest.raises(UserError, match="target 'broken' .* cannot be loaded: ModuleNotFoundError"):
+        plugins.target("broken")
