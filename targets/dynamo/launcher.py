@@ -34,6 +34,7 @@ from targets.dynamo.config import DEFAULTS, SETTINGS, coerce_setting, validate_s
 from targets.dynamo.target import DynamoTarget
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 
 
 def node_host(index: int) -> str:
