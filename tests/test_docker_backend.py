@@ -201,7 +201,7 @@ def test_bad_docker_options_are_one_line_user_errors(options, message):
         DockerBackend(options)
 
 
-class _BrokenTarget:
+class _BrokenTarget(DynamoTarget):
     """A target whose node prints one line and exits: setup must fail in one line and clean up."""
 
     name = "broken"
@@ -214,7 +214,7 @@ def test_a_node_that_cannot_start_fails_setup_with_its_log_and_leaves_nothing(tm
     require(engine_available(), "no Docker engine: install docker.io and start dockerd (.ci/docker-setup.sh)")
     backend = DockerBackend({"reuse": False, "health_timeout": 3})
     with pytest.raises(UserError, match="boom: this node cannot start"):
-        backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1",), settings={}, run_dir=tmp_path, extra={"target": _BrokenTarget()}))
+        backend.setup(ClusterConfig(target=_BrokenTarget(), nodes=("n1",), settings={}, run_dir=tmp_path))
     client = connect_engine()
     try:
         assert cluster_containers(client, backend._name) == []

@@ -71,3 +71,13 @@ def test_unknown_and_broken_plugins_are_one_line_errors(monkeypatch) -> None:
     monkeypatch.setitem(plugins._entry_points("targets"), "broken", "no_such_module:Target")
     with pytest.raises(UserError, match="target 'broken' .* cannot be loaded: ModuleNotFoundError"):
         plugins.target("broken")
+
+
+def test_remote_backends_refuse_a_target_their_node_image_lacks() -> None:
+    from harness.backends.remote import check_target
+    from targets.dynamo.target import DynamoTarget
+    from targets.etcd import EtcdTarget
+
+    check_target("docker", DynamoTarget())
+    with pytest.raises(UserError, match=r"docker backend cannot run the etcd target yet: its nodes have no etcd-server"):
+        check_target("docker", EtcdTarget())

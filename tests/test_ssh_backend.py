@@ -60,7 +60,7 @@ def cluster(hosts):
 
 def test_setup_as_a_sudo_user_gives_every_capability(cluster):
     backend, nodes = cluster
-    assert backend.capabilities == {"signals", "iptables", "faketime", "wipe", "transport-faults"}
+    assert backend.capabilities == {"signals", "iptables", "faketime", "wipe"}
     assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
     # the node runs as the login user, faults run as root through sudo
     pid = backend._shells["n1"].exec(["cat", backend._layouts["n1"].pid_file]).check().stdout.strip()
