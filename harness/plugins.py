@@ -22,7 +22,9 @@ from typing import Any, Mapping
 
 from harness.errors import UserError
 
-GROUPS = ("targets", "workloads", "checkers", "nemeses", "models")
+#: The store a spec tests when its ``[target]`` table names none (and of cluster state files
+#: written before targets were named).
+DEFAULT_TARGET = "dynamo"
 
 #: The project's own entry points (the same lines as pyproject.toml), used only when the
 #: ``dynharness`` distribution is not installed.
@@ -52,7 +54,9 @@ def load(group: str, name: str, what: str | None = None) -> Any:
     what = what or group.rstrip("s")
     table = _entry_points(group)
     if name not in table:
-        raise UserError(f"unknown {what} {name!r} (known: {', '.join(sorted(table)) or 'none'})")
+        stale = name in BUILTIN.get(group, {})  # built in, yet not registered: installed before it was added
+        raise UserError(f"unknown {what} {name!r} (known: {', '.join(sorted(table)) or 'none'})"
+                        + ("; this dynharness install predates it: run `pip install -e .` again" if stale else ""))
     module_name, _, attr = table[name].partition(":")
     try:
         obj: Any = importlib.import_module(module_name)

@@ -24,10 +24,9 @@ from typing import Any, Mapping
 
 from harness import plugins
 from harness.errors import UserError
+from harness.plugins import DEFAULT_TARGET
 from targets.adapter import Target, TargetError
 
-#: The store a spec tests when its ``[target]`` table names none.
-DEFAULT_TARGET = "dynamo"
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}

@@ -48,18 +48,14 @@ class AdminError(Exception):
 #: ``clock``             NodeAdmin.clock reads the node's own wall clock (clock nemesis probe);
 #: ``transport-faults``  NodeAdmin.set_faults drops/delays peer messages inside the node
 #:                       (partition/loss/latency without root), probed with NodeAdmin.peer_probe;
-#: ``siblings``          reads may return several concurrent values (ReadResult.values);
 #: ``replica-reads``     the client's ``get(r=N)`` reads every replica (final reads use it);
-#: ``handoff-state``     TargetClient.pending_handoffs reports real work owed after faults;
-#: ``membership``        TargetClient.peers_down reports the node's failure detector;
 #: ``wipe``              a node restarted with an empty data dir rejoins by itself (Dynamo: hinted
 #:                       handoff and anti-entropy refill it; etcd: no, raft needs a member change);
 #: ``peer-source-address`` the node's outgoing peer connections leave from its own host address, so
 #:                       iptables ``-s A -d B`` rules separate nodes that share one host (the local
 #:                       backend). etcd dials from the host's default 127.0.0.1: only nodes with
 #:                       their own network (Docker, SSH) can be partitioned with iptables.
-CAPABILITIES = ("clock", "transport-faults", "siblings", "replica-reads", "handoff-state", "membership", "wipe",
-                "peer-source-address")
+CAPABILITIES = ("clock", "transport-faults", "replica-reads", "wipe", "peer-source-address")
 
 
 @dataclass(frozen=True)

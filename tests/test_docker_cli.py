@@ -75,7 +75,7 @@ def test_cluster_up_is_reused_by_runs_and_down_removes_it(engine, capsys, tmp_pa
             backend.teardown()
             assert {c.id for c in cluster_containers(engine, name)} == before
             assert not DynamoAdmin().health(nodes[0])[0]                           # nodes stopped
-        shell = DockerBackend.from_state({"cluster": name, "owned": False, "nodes": [], "run_dir": None})
+        shell = DockerBackend.from_state({"cluster": name, "owned": False, "nodes": [], "run_dir": None}, DynamoTarget())
         assert shell._name == name
         shell.teardown()
         # ... was undone by the teardown of the run

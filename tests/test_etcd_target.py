@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,7 @@ from aiohttp import web
 
 from harness.backends.local import pick_port
 
-from targets.adapter import AdminError, OpFailed, OpIndeterminate, TargetError
+from targets.adapter import AdminError, Node, OpFailed, OpIndeterminate, TargetError
 from targets.etcd import EtcdTarget
 from targets.etcd.client import EtcdClient, decode_value, encode_value
 from targets.etcd.target import cluster_token
@@ -32,13 +31,6 @@ from tests.conftest import require
 
 TARGET = EtcdTarget()
 PEERS = {"n1": "127.0.0.21:4000", "n2": "127.0.0.22:4000", "n3": "127.0.0.23:4000"}
-
-
-@dataclass(frozen=True)
-class Ref:
-    name: str
-    host: str
-    port: int
 
 
 def run(coro):
@@ -125,7 +117,7 @@ def test_check_installed_and_client_settings(monkeypatch):
 
 
 def test_admin_refuses_what_etcd_lacks():
-    ref = Ref("n1", "127.0.0.21", 4000)
+    ref = Node("n1", "127.0.0.21", 4000, "")
     for call in (lambda: TARGET.admin.clock(ref), lambda: TARGET.admin.faults(ref),
                  lambda: TARGET.admin.set_faults(ref, {}), lambda: TARGET.admin.clear_faults(ref),
                  lambda: TARGET.admin.peer_probe(ref, "n2")):
@@ -255,7 +247,7 @@ def test_timeout_is_indeterminate_for_writes_only_and_dead_port_fails_everything
         await d.close()
         return int(dead.rsplit(":", 1)[1])
     port = run(scenario())
-    ok, why = TARGET.admin.health(Ref("n1", "127.0.0.1", port), timeout=1)
+    ok, why = TARGET.admin.health(Node("n1", "127.0.0.1", port, ""), timeout=1)
     assert not ok and why
 
 
@@ -270,7 +262,7 @@ class Cluster:
         self.tmp = tmp
         self.procs: dict[str, subprocess.Popen] = {}
         port = pick_port(list(self.HOSTS.values()), span=TARGET.ports_per_node)
-        self.refs = {n: Ref(n, h, port) for n, h in self.HOSTS.items()}
+        self.refs = {n: Node(n, h, port, str(tmp / n)) for n, h in self.HOSTS.items()}
 
     def url(self, node: str) -> str:
         return f"http://{self.refs[node].host}:{self.refs[node].port}"

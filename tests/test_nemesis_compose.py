@@ -7,7 +7,7 @@ import pytest
 
 from harness.backends.base import Node
 from harness.errors import CapabilityError
-from nemeses import registry
+from nemeses import firewall, registry
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.compose import HealError
 from nemeses.schedule import FAULTS
@@ -130,10 +130,19 @@ def test_faults_refuse_what_the_backend_or_the_target_cannot_do(fault: str, caps
                                                          StoreWithout(frozenset(missing))))
 
 
-@pytest.mark.parametrize("fault, caps", [("partition", {"signals"}), ("loss", {"signals"}), ("latency", set()),
-                                         ("partition", {"iptables", "shared-host"})])
-def test_without_iptables_the_targets_transport_faults_stand_in(fault: str, caps: set) -> None:
-    registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0, DynamoTarget()))
+@pytest.mark.parametrize("backend_caps, missing, mechanism", [
+    ({"iptables"}, set(), firewall.IPTABLES),                                        # own network per node
+    ({"iptables"}, {"peer-source-address"}, firewall.IPTABLES),                     # docker/ssh: any store
+    ({"iptables", "shared-host"}, set(), firewall.IPTABLES),                        # local, Dynamo binds its source
+    ({"iptables", "shared-host"}, {"peer-source-address"}, firewall.IN_PROCESS),    # local, a store that does not
+    ({"signals"}, set(), firewall.IN_PROCESS),                                      # no iptables (not root)
+])
+def test_drops_use_iptables_only_where_the_rules_can_cut_the_stores_traffic(backend_caps, missing, mechanism) -> None:
+    chosen = firewall.drop_mechanism(FakeBackend(frozenset(backend_caps)), StoreWithout(frozenset(missing)), "partition")
+    assert chosen == mechanism
+    nem = registry.build_for(["partition"])
+    nem.setup(NemesisContext(FakeBackend(frozenset(backend_caps)), NODES, 0, StoreWithout(frozenset(missing))))
+    assert nem.parts[0].mechanism == mechanism
 
 
 def test_every_fault_builds_and_handles_its_ops() -> None:

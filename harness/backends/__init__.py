@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
+from harness import plugins
 from harness.errors import UserError
 
 if TYPE_CHECKING:
@@ -65,4 +66,4 @@ def attach(cluster_state_path: str | Path) -> "Backend":
     from_state = getattr(cls, "from_state", None)
     if from_state is None:
         raise UserError(f"backend {state['backend']!r} cannot re-attach to a running cluster")
-    return from_state(state)
+    return from_state(state, plugins.target(str(state.get("target") or plugins.DEFAULT_TARGET)))

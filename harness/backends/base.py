@@ -40,7 +40,8 @@ class ClusterConfig:
     nodes: tuple[str, ...]                      # ("n1", "n2", ...)
     settings: Mapping[str, object]              # the target's resolved settings (Target.resolve_settings)
     run_dir: Path                               # node logs and local data dirs live under here
-    faketime: bool = True                       # start nodes under libfaketime when available
+    faketime: bool = True                       # start nodes under libfaketime when available (the runner:
+                                                # only for a target with the ``clock`` capability)
     extra: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness import plugins
 from harness.backends import remote
 from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, Node
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
@@ -160,13 +159,13 @@ class DockerBackend:
             "target": self.target.name if self.target else None}, list(self._nodes.values()))
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "DockerBackend":
+    def from_state(cls, state: Mapping[str, Any], target: Target) -> "DockerBackend":
         """Re-attach to a cluster from its ``cluster.json`` (``dynharness heal``, cleanup after a crash)."""
         b = cls({"reuse": False})
         b._name, b._owned = state["cluster"], bool(state.get("owned", True))
         b._run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
         b._argv = {k: list(v) for k, v in (state.get("argv") or {}).items()}
-        b.target = plugins.target(str(state.get("target") or "dynamo"))  # files written before targets: dynamo
+        b.target = target
         b._client = client = connect_engine(b.timeout)
         by_node = {c.labels.get(L_NODE): c for c in cluster_containers(client, b._name)}
         for n in state["nodes"]:

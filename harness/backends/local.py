@@ -31,10 +31,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness import plugins
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
-from targets.adapter import Target, TargetError
+from targets.adapter import Target
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 STATE_FILE = "cluster.json"
@@ -135,8 +134,7 @@ class LocalBackend:
         nodes_dir = self._run_dir / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         self._leave_running = bool(config.extra.get("leave_running", False))
-        # libfaketime only under a target that can report its clock: a skew nobody can probe is not offered
-        self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME) and "clock" in self.target.capabilities
+        self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME)
         caps = {"signals", "wipe", "shared-host"}
         if self._faketime:
             caps.add("faketime")
@@ -260,11 +258,8 @@ class LocalBackend:
         assert self._config is not None and self.target is not None
         n = self._nodes[name]
         peers = {m.name: m.address for m in self._nodes.values()}
-        try:
-            return list(self.target.node_command(name, n.host, n.port, n.data_dir, peers,
-                                                 dict(self._config.settings), python=self.python))
-        except TargetError as e:
-            raise UserError(str(e)) from None
+        return list(self.target.node_command(name, n.host, n.port, n.data_dir, peers,
+                                             dict(self._config.settings), python=self.python))
 
     def _env(self, name: str) -> dict[str, str]:
         env = dict(os.environ)
@@ -362,7 +357,7 @@ class LocalBackend:
         os.replace(tmp, self._run_dir / STATE_FILE)
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "LocalBackend":
+    def from_state(cls, state: Mapping[str, Any], target: Target) -> "LocalBackend":
         """A backend controlling a cluster described by a ``cluster.json`` (see :func:`attach`)."""
         b = cls()
         b._run_dir = Path(state["run_dir"])
@@ -371,7 +366,7 @@ class LocalBackend:
         b._leave_running = True  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities
         names = tuple(n["name"] for n in state["nodes"])
-        b.target = plugins.target(str(state.get("target") or "dynamo"))  # files written before targets: dynamo
+        b.target = target
         b._config = ClusterConfig(target=b.target, nodes=names, settings=state.get("settings", {}), run_dir=b._run_dir)
         for n in state["nodes"]:
             b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))

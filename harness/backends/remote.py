@@ -28,7 +28,7 @@ from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
-from targets.adapter import NodeAdmin, Target, TargetError
+from targets.adapter import NodeAdmin, Target
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 #: Files up to this size are written with one exec (atomic rename); larger ones by the transport.
@@ -96,12 +96,8 @@ def check_target(backend: str, target: Target) -> None:
 
 def node_argv(config: ClusterConfig, node: str, host: str, port: int, peers: Mapping[str, str],
               data_dir: str) -> list[str]:
-    """The target's argv for one node."""
-    try:
-        return list(config.target.node_command(node, host, port, data_dir, peers, dict(config.settings),
-                                               python="python3"))
-    except (TargetError, ValueError) as e:
-        raise UserError(str(e)) from None
+    """The target's argv for one node (a TargetError reaches the user as one line)."""
+    return list(config.target.node_command(node, host, port, data_dir, peers, dict(config.settings), python="python3"))
 
 
 def sh(script: str, *args: str) -> list[str]:

@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness import plugins
 from harness.backends import remote
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.backends.node_code import CACHE_DIR, build_bundle
@@ -269,7 +268,7 @@ class SshBackend:
             "layouts": {n: vars(lay) for n, lay in self._layouts.items()}}, list(self._nodes.values()))
 
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> "SshBackend":
+    def from_state(cls, state: Mapping[str, Any], target: Target) -> "SshBackend":
         """Re-attach to the hosts of a run from its ``cluster.json`` (host keys are verified again)."""
         b = cls(state["options"])
         b._run_dir = Path(state["run_dir"])
@@ -277,7 +276,7 @@ class SshBackend:
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._faketime = "faketime" in b.capabilities
         b._argv, b._run_root = dict(state.get("argv", {})), dict(state.get("run_root", {}))
-        b.target = plugins.target(str(state.get("target") or "dynamo"))  # files written before targets: dynamo
+        b.target = target
         b._layouts = {n: remote.NodeLayout(**l) for n, l in state.get("layouts", {}).items()}
         for n, host in zip((n["name"] for n in state["nodes"]), b.hosts):
             b._shells[n] = connect(host, user=b.user, port=b.port, key=b.key, known_hosts=b.known_hosts,

@@ -113,7 +113,8 @@ def _axis_overrides(axis: str, value: Any, presets: Mapping[str, Mapping[str, An
 def _implied_labels(overrides: Mapping[str, Any], labels: Mapping[str, Any]) -> dict[str, Any]:
     """Labels plus nrw/mode taken from the cell's own settings when no axis named them (for tables),
     for a target that has such settings."""
-    from harness.spec import DEFAULT_TARGET, target_defaults
+    from harness.plugins import DEFAULT_TARGET
+    from harness.spec import target_defaults
 
     out = dict(labels)
     kind = str(overrides.get("target.kind") or DEFAULT_TARGET)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from harness.campaign.definition import CampaignDef, Cell
-from harness.errors import UserError
+from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.expectations import Expectation, cell_metrics, evaluate, parse_expectations
 
 #: Cell states: pending -> running -> done | error | timeout | interrupted.
@@ -136,7 +136,7 @@ def _run_cell_child(job_json: str) -> int:
         outcome = run_test(load_spec(job["spec_path"], job["overrides"]), display=False)
         out = {"run_dir": str(outcome.run_dir), "verdict": getattr(outcome.verdict, "value", outcome.verdict),
                "exit_code": outcome.exit_code, "error": getattr(outcome, "error", None)}
-    except UserError as e:
+    except ONE_LINE_ERRORS as e:
         out = {"error": str(e), "exit_code": 3}
     except KeyboardInterrupt:
         out = {"error": "interrupted", "exit_code": 130}

@@ -13,8 +13,7 @@ import importlib
 import sys
 from typing import Sequence
 
-from harness.errors import UserError
-from targets.adapter import TargetError
+from harness.errors import ONE_LINE_ERRORS
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("run", "check", "ls", "heal", "image", "cluster", "campaign", "report", "serve", "import_edn")
@@ -59,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 3
     try:
         return int(args.func(args) or 0)
-    except (UserError, TargetError) as e:  # a target's own one-line errors reach the user the same way
+    except ONE_LINE_ERRORS as e:
         sys.stderr.write(f"dynharness: error: {e}\n")
         return e.exit_code
     except KeyboardInterrupt:

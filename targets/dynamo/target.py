@@ -24,11 +24,10 @@ class DynamoTarget:
     """The reference Dynamo store as a harness target."""
 
     name = "dynamo"
-    #: the node reports its own clock, holds in-process transport faults, keeps siblings, reads
-    #: every replica at r=N, hands off hints, gossips membership, a wiped node is refilled, and peer
-    #: connections are bound to the node's own address (docs/contracts.md section 1)
-    capabilities = frozenset({"clock", "transport-faults", "siblings", "replica-reads", "handoff-state",
-                              "membership", "wipe", "peer-source-address"})
+    #: the node reports its own clock, holds in-process transport faults, reads every replica at
+    #: r=N, a wiped node is refilled, and peer connections are bound to the node's own address
+    #: (docs/contracts.md section 1)
+    capabilities = frozenset({"clock", "transport-faults", "replica-reads", "wipe", "peer-source-address"})
     admin = DynamoAdmin()
     ports_per_node = 1                      # clients and peers share one port (server.ConnectionSniffer)
     node_packages = ("targets",)

@@ -43,10 +43,9 @@ class EtcdTarget:
     * no ``clock``: etcd serves no endpoint that reports its wall clock (and raft does not use
       wall time for correctness; leases aside, a clock nemesis has nothing to probe);
     * no ``transport-faults``: no in-process fault hooks; partitions need iptables (root);
-    * no ``siblings``: a key has one value at a revision, never concurrent versions;
     * no ``replica-reads``: a client reads through one member; ``r`` is meaningless under raft;
-    * no ``handoff-state`` / ``membership``: raft has no hinted handoff and no gossip failure
-      detector; a member's view of its peers is not something a read's correctness waits on;
+    * no ``peer-source-address``: etcd dials its peers from the host's default address, so on a
+      shared host (the local backend) iptables rules between members cannot cut them;
     * no ``wipe``: a member restarted with an empty data dir does not rejoin by itself (raft
       needs a member remove/add), so a wipe nemesis must not be offered.
     """
