@@ -50,6 +50,9 @@ def test_setup_gives_healthy_nodes_on_a_private_network(cluster):
     backend, nodes, run_dir = cluster
     assert [n.host.rsplit(".", 1)[1] for n in nodes.values()] == ["11", "12", "13"]     # fixed IPs
     assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
+    # each container is its own host: iptables can partition any store here, not only one that
+    # binds its peer connections (no "shared-host")
+    assert backend.capabilities == {"signals", "iptables", "faketime", "wipe"}
     client = connect_engine()
     containers = cluster_containers(client, backend._name)
     assert len(containers) == 3

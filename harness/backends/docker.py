@@ -52,7 +52,8 @@ class DockerBackend:
         self.cluster = opts["cluster"]                 # the kept cluster to reuse / create
         self.keep, self.reuse = opts["keep"], opts["reuse"]   # keep: create a kept cluster (cluster up)
         self.port, self.timeout, self.health_timeout = opts["port"], opts["timeout"], opts["health_timeout"]
-        self.capabilities = frozenset(CAPABILITIES)
+        # every container has its own network namespace and address: not a shared host
+        self.capabilities = frozenset(CAPABILITIES) - {"shared-host"}
         self.target: Target | None = None
         self._client = None
         self._name: str | None = None
@@ -67,12 +68,11 @@ class DockerBackend:
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Create (or reuse a kept) cluster, start every node, return once all are healthy."""
         self.target = config.target
-        remote.check_target(self.name, self.target)
         self._client = client = connect_engine(self.timeout)
         if self.image:
             tag = self.image
         else:
-            self.image_build = ensure_image(client, ImageRecipe(base_image=self.base_image))
+            self.image_build = ensure_image(client, ImageRecipe.for_target(self.target, self.base_image))
             tag = self.image_build.tag
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
         self._run_dir = Path(config.run_dir)

@@ -31,6 +31,7 @@ from typing import Callable
 from harness.backends.node_code import (CACHE_DIR, NODE_REQUIREMENTS, code_files, code_hash, digest, download_wheels,
                                         node_packages, unpack_wheels, wheel_dir)
 from harness.errors import UserError
+from targets.adapter import Target
 
 BASE_REPO = "dynharness/base"
 NODE_REPO = "dynharness/node"
@@ -111,6 +112,14 @@ class ImageRecipe:
 
     def node_tag(self) -> str:
         return f"{NODE_REPO}:{self.node_hash()[:16]}"
+
+    @staticmethod
+    def for_target(target: Target, base_image: str | None = None, mirror: str = "") -> "ImageRecipe":
+        """The image a target's nodes need: the default packages plus the Debian packages its store
+        is (``Target.system_packages``, e.g. etcd-server); the reference Dynamo needs none."""
+        return ImageRecipe(base_image=base_image, packages=tuple(dict.fromkeys([*DEFAULT_PACKAGES,
+                                                                                 *target.system_packages])),
+                           mirror=mirror)
 
 
 @dataclass(frozen=True)

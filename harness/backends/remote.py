@@ -87,11 +87,12 @@ def parse_options(section: str, given: Mapping[str, Any] | None,
 
 
 def check_target(backend: str, target: Target) -> None:
-    """Refuse, in one line, a target whose store is not in this backend's node image (system
-    packages such as etcd-server are installed on the local host only, so far)."""
+    """Refuse, in one line, a target whose store comes from Debian packages: the harness ships
+    Python code to a host, not system packages, and does not check the host has them (the Docker
+    backend builds them into its image)."""
     if target.system_packages:
-        raise UserError(f"the {backend} backend cannot run the {target.name} target yet: its nodes have no "
-                        f"{', '.join(target.system_packages)} (use --backend local)")
+        raise UserError(f"the {backend} backend cannot run the {target.name} target yet: it does not install "
+                        f"or check {', '.join(target.system_packages)} on the hosts (use --backend local or docker)")
 
 
 def node_argv(config: ClusterConfig, node: str, host: str, port: int, peers: Mapping[str, str],

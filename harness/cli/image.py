@@ -11,6 +11,7 @@ import argparse
 import time
 from typing import Any
 
+from harness import plugins
 from harness.backends.image import ImageRecipe, ensure_image
 
 
@@ -21,7 +22,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
     from harness.backends.docker_cluster import connect_engine
 
     console = Console(stderr=True)
-    recipe = ImageRecipe(base_image=args.base_image, mirror=args.mirror or "")
+    recipe = ImageRecipe.for_target(plugins.target(args.target), args.base_image, args.mirror or "")
     client = connect_engine(timeout=args.timeout)
     started = time.monotonic()
     try:
@@ -51,10 +52,13 @@ def register(sub: Any) -> None:
     isub = p.add_subparsers(dest="image_command", metavar="ACTION")
     b = isub.add_parser("build", help="build the node image (cached by a hash of its recipe and the node code)",
                         epilog="examples:\n  dynharness image build\n  dynharness image build --force\n"
+                               "  dynharness image build --target etcd   # with etcd-server\n"
                                "  dynharness image build --base-image debian:bookworm-slim   # where a registry is reachable",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--base-image", metavar="IMG", help="build FROM this image with apt instead of debootstrap")
     b.add_argument("--mirror", metavar="URL", help="Debian mirror for debootstrap (default: the one apt uses here)")
+    b.add_argument("--target", default=plugins.DEFAULT_TARGET, metavar="KIND",
+                   help="the store the image is for: its Debian packages are added (default dynamo; etcd)")
     b.add_argument("--force", action="store_true", help="rebuild every step, ignoring the cache")
     b.add_argument("--timeout", type=float, default=120.0, metavar="S", help="timeout of each Docker call (default 120)")
     b.set_defaults(func=cmd_image_build)
