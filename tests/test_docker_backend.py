@@ -223,3 +223,28 @@ def test_a_node_that_cannot_start_fails_setup_with_its_log_and_leaves_nothing(tm
         assert cluster_containers(client, backend._name) == []
     finally:
         client.close()
+
+
+def test_pruning_keeps_node_images_of_another_base() -> None:
+    """Building one target's image (etcd's packages) must not delete another's (the reference
+    store's), while older images of the same base go; unlabelled old images count as this base."""
+    from harness.backends.image import BASE_LABEL, prune_node_images
+
+    class Img:
+        def __init__(self, tag, base):
+            self.tags, self.labels = [tag], ({BASE_LABEL: base} if base else {})
+
+    class Images:
+        def __init__(self):
+            self.all = [Img("n:new", "A"), Img("n:old", "A"), Img("n:other", "B"), Img("n:ancient", None)]
+            self.removed = []
+
+        def list(self, name):
+            return self.all
+
+        def remove(self, tag, noprune=False):
+            self.removed.append(tag)
+
+    client = type("Client", (), {"images": Images()})()
+    assert prune_node_images(client, keep="n:new", base="A") == 2
+    assert client.images.removed == ["n:old", "n:ancient"]

@@ -36,6 +36,7 @@ from targets.adapter import Target
 BASE_REPO = "dynharness/base"
 NODE_REPO = "dynharness/node"
 LABEL = "dynharness"                       # every image/container/network the harness makes carries it
+BASE_LABEL = f"{LABEL}.base"               # a node image's base recipe hash (which packages it has)
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 DEFAULT_PACKAGES = ("python3", "iptables", "iproute2", "libfaketime", "procps", "openssh-server", "sudo")
 APP_DIR = "/opt/dynharness/app"
@@ -296,22 +297,25 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
             unpack_wheels(sorted(wheels_at.glob("*.whl")), Path(tmp) / "site")
             context = _tar_context({"Dockerfile": _dockerfile(base_tag).encode(), "entrypoint": ENTRYPOINT_SH.encode()},
                                    {"site": Path(tmp) / "site"}, code=True)
-        _stream_build(client, context, node_tag, {LABEL: "1", f"{LABEL}.recipe": recipe.node_hash()},
+        _stream_build(client, context, node_tag, {LABEL: "1", f"{LABEL}.recipe": recipe.node_hash(),
+                                                  BASE_LABEL: recipe.base_hash()},
                       pull=False, on_status=lambda s: say("node layer (code + deps)", s))
         client.images.get(node_tag).tag(NODE_REPO, "latest")
         return f"packages: {', '.join(node_packages())}"
 
     step("node layer (code + deps)", have_node, build_node)
     if not have_node:
-        prune_node_images(client, keep=node_tag)
+        prune_node_images(client, keep=node_tag, base=recipe.base_hash())
     return ImageBuild(node_tag, tuple(steps))
 
 
-def prune_node_images(client, keep: str) -> int:
-    """Remove node images of older recipes (each code change makes one); images in use stay."""
+def prune_node_images(client, keep: str, base: str) -> int:
+    """Remove node images of older recipes on the same base (each code change makes one); images
+    in use stay, and so do those of another base (another target's packages: building the etcd
+    image must not throw away the reference store's)."""
     removed = 0
     for img in client.images.list(name=NODE_REPO):
-        if keep in img.tags:
+        if keep in img.tags or img.labels.get(BASE_LABEL, base) != base:
             continue
         for tag in img.tags:
             try:
