@@ -37,7 +37,7 @@ from typing import Any
 
 import aiohttp
 
-from targets.adapter import OpFailed, OpIndeterminate, ReadResult, WriteResult
+from targets.adapter import OpFailed, OpIndeterminate, ReadResult, TargetError, WriteResult
 
 #: Values of the ``reads`` setting: a linearizable range goes through raft's ReadIndex (needs a
 #: quorum); a serializable one is answered from the member's local state (may be stale).
@@ -61,7 +61,7 @@ class EtcdClient:
 
     def __init__(self, node: str, url: str, *, timeout: float = 5.0, reads: str = "linearizable") -> None:
         if reads not in READ_MODES:
-            raise ValueError(f"reads must be one of {', '.join(READ_MODES)}, got {reads!r}")
+            raise TargetError(f"etcd setting reads: expected one of {', '.join(READ_MODES)}, got {reads!r}")
         self.node = node
         self.url = url.rstrip("/")
         self.timeout = timeout
