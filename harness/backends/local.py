@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,6 +38,7 @@ from targets.adapter import Target
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 STATE_FILE = "cluster.json"
+_STATE_LOCK = threading.Lock()
 START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
 
@@ -344,17 +346,21 @@ class LocalBackend:
     def _save_state(self, stopped: bool = False) -> None:
         if self._run_dir is None:
             return
-        state = {
-            "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
-            "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-            "target": self.target.name if self.target else None,
-            "settings": dict(self._config.settings) if self._config else {},
-            "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                       "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
-        }
-        tmp = self._run_dir / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
-        os.replace(tmp, self._run_dir / STATE_FILE)
+        # nodes start and stop from several threads at once (a heal restarts them in parallel): one
+        # writer at a time, each writing the state as it is then, or one thread's rename finds the
+        # other's temporary file already moved (and an older snapshot could land last)
+        with _STATE_LOCK:
+            state = {
+                "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
+                "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
+                "target": self.target.name if self.target else None,
+                "settings": dict(self._config.settings) if self._config else {},
+                "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
+                           "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
+            }
+            tmp = self._run_dir / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(state, indent=2))
+            os.replace(tmp, self._run_dir / STATE_FILE)
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], target: Target) -> "LocalBackend":

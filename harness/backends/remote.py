@@ -19,6 +19,7 @@ import json
 import os
 import shlex
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -200,14 +201,18 @@ def http_json(url: str, timeout: float = 1.0) -> dict | None:
         return None
 
 
+_STATE_LOCK = threading.Lock()
+
+
 def save_cluster_state(run_dir: Path, state: dict[str, Any], nodes: Sequence[Node]) -> None:
     """Write ``<run_dir>/cluster.json`` atomically: what :func:`harness.backends.attach` reads back."""
     run_dir.mkdir(parents=True, exist_ok=True)
     doc = {**state, "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
                                "clock_file": n.clock_file} for n in nodes]}
-    tmp = run_dir / "cluster.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, run_dir / "cluster.json")
+    with _STATE_LOCK:  # one writer at a time: node restarts run in parallel threads
+        tmp = run_dir / "cluster.json.tmp"
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, run_dir / "cluster.json")
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:
