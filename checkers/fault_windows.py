@@ -6,8 +6,10 @@ invoke of the op that starts a fault and closes at the completion of the op
 that stops it (the span in which the fault may have been active):
 
 * ``start-X`` is closed by ``stop-X`` (partition, clock, link, and imported
-  Jepsen ``start-fault``/``stop-fault``), ``kill`` by ``start``, ``pause``
-  by ``resume``; a stop closes the oldest open window of its kind;
+  Jepsen ``start-fault``/``stop-fault``); beyond that, each registered fault
+  kind's start op is closed by its stop op (``kill`` and ``wipe`` by
+  ``start``, ``pause`` by ``resume``: ``nemeses.fault_kind``); a stop closes
+  the oldest open window it can close;
 * ``heal`` closes every open window;
 * any other nemesis op (``wipe``, ...) is an instant window spanning its own
   invoke..completion;
@@ -21,12 +23,11 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Any
 
+from harness import plugins
+from harness.errors import UserError
 from harness.history import History
 from harness.ops import FAIL, NEMESIS, Op
 
-#: stop f -> the start f it closes (beyond the generic start-X / stop-X pairing).
-CLOSERS = {"start": "kill", "resume": "pause"}
-OPENERS = frozenset({"kill", "pause"})
 
 
 @dataclass(frozen=True)
@@ -49,15 +50,22 @@ class FaultWindow:
                 "close_index": self.close_index, "value": self.value, "failed": self.failed}
 
 
-def _opens(f: str) -> bool:
-    return f.startswith("start-") or f in OPENERS
+def registered_pairs() -> dict[str, set[str]]:
+    """stop f -> the start fs it closes, from every registered fault kind (``dynharness.nemeses``
+    entry points, read by their ``start`` / ``stop``; one that cannot be loaded adds nothing)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for name in plugins.names("nemeses"):
+        try:
+            kind = plugins.load("nemeses", name, "nemesis")
+        except UserError:
+            continue
+        out[kind.stop].add(kind.start)
+    return dict(out)
 
 
-def _closes(f: str) -> str | None:
-    """The opening f this f closes, if it is a stop."""
-    if f.startswith("stop-"):
-        return "start-" + f[len("stop-"):]
-    return CLOSERS.get(f)
+def _closes(f: str, pairs: dict[str, set[str]]) -> set[str]:
+    """The opening fs this f closes, if it is a stop."""
+    return pairs.get(f, set()) | ({"start-" + f[len("stop-"):]} if f.startswith("stop-") else set())
 
 
 def fault_windows(history: History) -> list[FaultWindow]:
@@ -66,6 +74,8 @@ def fault_windows(history: History) -> list[FaultWindow]:
     pairs = [(i, c) for i, c in history.pairs() if i.process == NEMESIS]
     open_: dict[str, deque[tuple[Op, Op | None]]] = defaultdict(deque)
     out: list[FaultWindow] = []
+    stops = registered_pairs()
+    openers = {start for starts in stops.values() for start in starts}
 
     def close(inv: Op, end: int, closer: Op | None) -> None:
         out.append(FaultWindow(inv.f, inv.time, end, inv.index, closer.index if closer else None, inv.value))
@@ -73,7 +83,7 @@ def fault_windows(history: History) -> list[FaultWindow]:
     for inv, comp in pairs:
         f = inv.f
         done = comp.time if comp is not None else end_of_history
-        if _opens(f):
+        if f.startswith("start-") or f in openers:
             if comp is not None and comp.type == FAIL:
                 out.append(FaultWindow(f, inv.time, done, inv.index, comp.index, inv.value, failed=True))
             else:
@@ -83,10 +93,12 @@ def fault_windows(history: History) -> list[FaultWindow]:
                 while open_[kind]:
                     o_inv, _ = open_[kind].popleft()
                     close(o_inv, done, comp or inv)
-        elif (opener := _closes(f)) is not None:
-            if open_[opener]:
-                o_inv, _ = open_[opener].popleft()
-                close(o_inv, done, comp or inv)
+        elif closable := [o for o in _closes(f, stops) if open_[o]]:
+            oldest = min(closable, key=lambda o: open_[o][0][0].index)
+            o_inv, _ = open_[oldest].popleft()
+            close(o_inv, done, comp or inv)
+        elif _closes(f, stops):
+            continue  # a stop with nothing open (its start failed or was never recorded)
         else:
             out.append(FaultWindow(f, inv.time, done, inv.index, comp.index if comp else None, inv.value,
                                    failed=comp is not None and comp.type == FAIL))

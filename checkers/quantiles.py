@@ -86,6 +86,12 @@ class OpPair(NamedTuple):
         return self.completion is not None and self.completion.type == OK
 
     @property
+    def served(self) -> bool:
+        """The store answered as it should: ok, or a ``fail`` it decided on purpose (a cas whose
+        compare failed carries ``compared: true``): what availability counts."""
+        return self.ok or (self.failed and bool(self.completion.get("compared")))  # type: ignore[union-attr]
+
+    @property
     def failed(self) -> bool:
         return self.completion is not None and self.completion.type == "fail"
 

@@ -32,6 +32,7 @@ class ResurrectionsChecker:
     """Counts acknowledged removes undone by the time of the final read (separately from lost writes)."""
 
     name = "resurrections"
+    options = ("resurrections_invalid",)  # the [checkers] spec options it reads
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:

@@ -198,6 +198,7 @@ class SessionChecker:
     """Read-your-writes, monotonic reads, monotonic writes and writes-follow-reads per session."""
 
     name = "session"
+    options = ("session_violations_invalid",)  # the [checkers] spec options it reads
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:

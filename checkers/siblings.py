@@ -91,6 +91,8 @@ class SiblingsChecker:
     """Sibling counts: distribution, per-key growth, Riak thresholds and the true-concurrency bound."""
 
     name = "siblings"
+    # the [checkers] spec options it reads
+    options = ("sibling_warn", "sibling_fail", "sibling_bucket_ms", "siblings_bound_invalid")
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:

@@ -93,6 +93,7 @@ class StalenessChecker:
     """k-staleness and t-visibility per run, with the PBS prediction for the run's N/R/W."""
 
     name = "staleness"
+    options = ("stale_reads_invalid",)  # the [checkers] spec options it reads
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:

@@ -30,6 +30,19 @@ DEFAULT_TARGET = "dynamo"
 #: ``dynharness`` distribution is not installed.
 BUILTIN: Mapping[str, Mapping[str, str]] = {
     "targets": {"dynamo": "targets.dynamo.target:DynamoTarget", "etcd": "targets.etcd.target:EtcdTarget"},
+    "workloads": {"cart": "harness.workloads.cart:KIND", "register": "harness.workloads.register:KIND",
+                  "session": "harness.workloads.session:KIND",
+                  "cas-register": "harness.workloads.cas_register:KIND"},
+    "checkers": {"lost-writes": "checkers.lost_writes:LostWritesChecker",
+                 "resurrections": "checkers.resurrections:ResurrectionsChecker",
+                 "siblings": "checkers.siblings:SiblingsChecker", "session": "checkers.session:SessionChecker",
+                 "staleness": "checkers.staleness:StalenessChecker", "perf": "checkers.perf:PerfChecker",
+                 "linearizable": "checkers.linearizability:LinearizabilityChecker"},
+    "nemeses": {"partition": "nemeses.builtin_kinds:PARTITION", "clock": "nemeses.builtin_kinds:CLOCK",
+                "crash": "nemeses.builtin_kinds:CRASH", "wipe": "nemeses.builtin_kinds:WIPE", "pause": "nemeses.builtin_kinds:PAUSE",
+                "loss": "nemeses.builtin_kinds:LOSS", "latency": "nemeses.builtin_kinds:LATENCY"},
+    "models": {"register": "checkers.linearizability.models:RegisterModel",
+               "cas-register": "checkers.linearizability.models:CASRegisterModel"},
 }
 
 
@@ -65,6 +78,11 @@ def load(group: str, name: str, what: str | None = None) -> Any:
     except Exception as e:  # noqa: BLE001  a broken plugin is the user's input: one line, not a traceback
         raise UserError(f"{what} {name!r} ({table[name]}) cannot be loaded: {type(e).__name__}: {e}") from None
     return obj
+
+
+def load_all(group: str) -> dict[str, Any]:
+    """name -> object for every entry point of a plug point (a broken one: UserError naming it)."""
+    return {name: load(group, name) for name in names(group)}
 
 
 def target(kind: str) -> Any:

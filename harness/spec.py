@@ -30,22 +30,19 @@ from targets.adapter import Target, TargetError
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}
-#: [checkers] options the checkers read (``checkers.registry.OPTIONS`` adds to this when it exists).
-CHECKER_OPTIONS = (
-    "time_limit", "resurrections_invalid", "sibling_warn", "sibling_fail", "sibling_bucket_ms",
-    "siblings_bound_invalid", "session_violations_invalid", "stale_reads_invalid", "min_availability",
-    "max_p999_latency_ms", "linearizable_time_limit", "linearizable_model", "linearizable_max_cache",
-    "linearizable_stop_on_invalid", "linearizable_counterexample_time",
-)
+#: [checkers] options every checker may read; each checker class adds its own (its ``options``).
+CHECKER_OPTIONS = ("time_limit",)
 
 
 def checker_options() -> tuple[str, ...]:
-    """Every known [checkers] option name (ours plus any the checkers registry declares)."""
-    try:
-        from checkers.registry import OPTIONS  # type: ignore[attr-defined]
-    except ImportError:
-        return CHECKER_OPTIONS
-    return tuple(dict.fromkeys([*CHECKER_OPTIONS, *OPTIONS]))
+    """Every known [checkers] option name: the common ones plus what each registered checker declares."""
+    out = dict.fromkeys(CHECKER_OPTIONS)
+    for name in plugins.names("checkers"):
+        try:
+            out.update(dict.fromkeys(getattr(plugins.load("checkers", name, "checker"), "options", ())))
+        except UserError:  # an unloadable checker declares nothing; running it says why (unknown)
+            continue
+    return tuple(out)
 
 
 #: Keys ``spec.json`` stores besides the spec itself (facts about the run, not inputs).
@@ -263,10 +260,11 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
             raise bad(f"{k} must not be negative, got {getattr(s, k)}")
     if s.nodes > 200:
         raise bad(f"nodes must be at most 200, got {s.nodes}")
-    target_table = _resolve_target(dict(data.get("target", {})), s.nodes, bad, target)
+    target, target_table = _resolve_target(dict(data.get("target", {})), s.nodes, bad, target)
     workload = _resolve_workload(dict(data.get("workload", {})), bad)
     nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
     _check_nemesis(nemesis, bad)
+    _check_target_can(target, workload.name, nemesis.get("faults", []), bad)
     checkers = dict(data.get("checkers", {}))
     known = checker_options()
     unknown = sorted(set(checkers) - set(known))
@@ -283,7 +281,8 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
         docker=_freeze(dict(data.get("docker", {}))), ssh=_freeze(dict(data.get("ssh", {}))))
 
 
-def _resolve_target(given: dict[str, Any], nodes: int, bad: Any, target: Target | None) -> dict[str, Any]:
+def _resolve_target(given: dict[str, Any], nodes: int, bad: Any,
+                    target: Target | None) -> tuple[Target, dict[str, Any]]:
     """``[target]``: ``kind`` picks the store; that target resolves and validates the rest."""
     kind = given.pop("kind", None)
     if kind is not None and not isinstance(kind, str):
@@ -299,11 +298,25 @@ def _resolve_target(given: dict[str, Any], nodes: int, bad: Any, target: Target 
         settings = target.resolve_settings(given, nodes)
     except TargetError as e:
         raise bad(str(e)) from None
-    return {"kind": target.name, **settings}
+    return target, {"kind": target.name, **settings}
+
+
+def _check_target_can(target: Target, workload: str, faults: Any, bad: Any) -> None:
+    """Refuse, before anything starts, a workload or fault the target lacks a capability for."""
+    from harness import workloads
+    from nemeses import fault_kind
+
+    missing = [c for c in workloads.kind(workload).needs if c not in target.capabilities]
+    if missing:
+        raise bad(f"the {workload} workload needs a target with {' and '.join(missing)}; "
+                  f"the {target.name} target has no {' and no '.join(missing)}")
+    refusals = fault_kind.target_refusals(list(faults), target)
+    if refusals:
+        raise bad(refusals[0])
 
 
 def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
-    from harness.workloads import WORKLOADS, default_mix
+    from harness import workloads
 
     unknown = sorted(set(given) - set(_WORKLOAD_TYPES))
     if unknown:
@@ -312,8 +325,10 @@ def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
         if k in given and not _type_ok(given[k], types):
             raise bad(f"workload.{k} must be {_type_name(types)}, got {given[k]!r}")
     w = WorkloadSpec(**{k: v for k, v in given.items() if k != "mix"})
-    if w.name not in WORKLOADS:
-        raise bad(f"unknown workload {w.name!r} (known: {', '.join(WORKLOADS)})")
+    try:
+        kind = workloads.kind(w.name)
+    except UserError as e:
+        raise bad(str(e)) from None
     if w.keys < 1:
         raise bad(f"workload.keys must be at least 1, got {w.keys}")
     if w.key_dist not in KEY_DISTS:
@@ -324,8 +339,8 @@ def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
         raise bad(f"workload.foreign_reads must be between 0 and 1, got {w.foreign_reads}")
     if w.blind and w.name != "cart":
         raise bad(f"workload.blind applies to the cart workload only, not {w.name!r}")
-    mix = {**default_mix(w.name), **dict(given.get("mix", {}))}
-    allowed = set(default_mix(w.name))
+    mix = {**kind.mix, **dict(given.get("mix", {}))}
+    allowed = set(kind.mix)
     for f, weight in mix.items():
         if f not in allowed:
             raise bad(f"workload.mix: {w.name} has no op {f!r} (known: {', '.join(sorted(allowed))})")

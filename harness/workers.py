@@ -29,6 +29,7 @@ from harness.generators import GenContext, OpRequest, TimeLimit, rate_limited, w
 from harness.history import HistoryJournal
 from harness.ops import FAIL, INFO, INVOKE, NEMESIS, OK
 from harness.workloads import Completion, Workload, error_text
+from nemeses import fault_kind
 
 if TYPE_CHECKING:
     from targets.adapter import TargetClient
@@ -379,16 +380,13 @@ def _jsonable(v: Any) -> Any:
 
 
 def _track(active: dict[str, Any], f: str, done: Any) -> None:
-    """Keep ``active`` as the set of faults in effect: ``start-x`` adds x, ``stop-x`` removes it."""
-    pairs = {"kill": "start", "wipe": "start", "pause": "resume"}
-    if f.startswith("start-"):
-        active[f[6:]] = done
-    elif f.startswith("stop-"):
-        active.pop(f[5:], None)
-    elif f in pairs:
-        active[f] = done
-    elif f == "heal":
+    """Keep ``active`` as the faults in effect, by window name: a kind's start adds it, its stop
+    (or ``heal``) removes it; ``start-X`` / ``stop-X`` of no registered kind pair by name."""
+    kinds = fault_kind.registered()
+    if f == "heal":
         active.clear()
+    elif f.startswith("start-") or any(k.start == f for k in kinds.values()):
+        active[fault_kind.window_name(f, kinds)] = done
     else:
-        for k in [k for k, v in pairs.items() if v == f]:
-            active.pop(k, None)
+        for start in {k.start for k in kinds.values() if k.stop == f} | ({"start-" + f[5:]} if f.startswith("stop-") else set()):
+            active.pop(fault_kind.window_name(start, kinds), None)

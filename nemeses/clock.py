@@ -46,6 +46,7 @@ class ClockNemesis:
     """Handles ``start-clock`` (``{"mode": bump|strobe|drift, "nodes", ...}``) and ``stop-clock``."""
 
     name = "clock"
+    heal_rank = 30  # heals before higher ranks (nemeses.compose)
     fs = frozenset({"start-clock", "stop-clock"})
 
     def __init__(self, tick: float = 0.05):

@@ -4,7 +4,8 @@ Jepsen's ``compose``: each op goes to the nemesis that handles its ``f``.
 The ``heal`` op (the last op of every schedule) and :meth:`heal` (called on
 every exit path) heal *all* parts, in an order that lets later heals reach
 the nodes: paused nodes are resumed first, killed nodes restarted next, then
-clocks, links and partitions. A part whose heal fails does not stop the
+clocks, links and partitions (each part's ``heal_rank``, lowest first; a part
+declaring none, e.g. a plugin's, heals last). A part whose heal fails does not stop the
 others; the failures are raised together at the end as :class:`HealError`.
 """
 from __future__ import annotations
@@ -20,8 +21,8 @@ from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.clock import faketime_text
 from targets.adapter import AdminError, Target
 
-#: Parts heal in this order (names not listed go last).
-HEAL_ORDER = ("pause", "crash", "clock", "link", "partition")
+#: Heal rank of a part that declares none: after every built-in part.
+LAST = 100
 
 
 class HealError(RuntimeError):
@@ -38,7 +39,7 @@ class ComposedNemesis:
     name = "composed"
 
     def __init__(self, parts: Sequence[Nemesis]):
-        self.parts = sorted(parts, key=lambda p: HEAL_ORDER.index(p.name) if p.name in HEAL_ORDER else len(HEAL_ORDER))
+        self.parts = sorted(parts, key=lambda p: getattr(p, "heal_rank", LAST))
         self.routes: dict[str, Nemesis] = {}
         for part in self.parts:
             for f in part.fs:
@@ -86,7 +87,7 @@ class ComposedNemesis:
         return Outcome(done=done, probe=probe, mechanism="heal")
 
     def _heal_all(self) -> dict[str, str]:
-        """Heal each part in HEAL_ORDER; {part name: what failed}."""
+        """Heal each part in heal-rank order; {part name: what failed}."""
         failed: dict[str, str] = {}
         with self._lock:
             for part in self.parts:

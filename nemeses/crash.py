@@ -71,6 +71,7 @@ class CrashNemesis:
     """Handles ``kill``, ``wipe`` and ``start`` (value ``{"nodes": [...]}``)."""
 
     name = "crash"
+    heal_rank = 20  # heals before higher ranks (nemeses.compose)
     fs = frozenset({"kill", "start", "wipe"})
 
     def __init__(self, wipe: bool = False, start_timeout: float = 30.0):

@@ -59,6 +59,7 @@ class LinkNemesis:
     """Handles ``start-link`` / ``stop-link`` for both kinds (loss, latency)."""
 
     name = "link"
+    heal_rank = 40  # heals before higher ranks (nemeses.compose)
     fs = frozenset({"start-link", "stop-link"})
 
     def __init__(self, transport: TransportFaultBook | None = None, kinds: Sequence[str] = ("loss", "latency")):

@@ -35,6 +35,7 @@ class PartitionNemesis:
     """Handles ``start-partition`` (value: ``{"topology", "grudge"}``) and ``stop-partition``."""
 
     name = "partition"
+    heal_rank = 50  # heals before higher ranks (nemeses.compose)
     fs = frozenset({"start-partition", "stop-partition"})
 
     def __init__(self, transport: TransportFaultBook | None = None, probe_timeout: float = 0.75):

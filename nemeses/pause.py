@@ -21,6 +21,7 @@ class PauseNemesis:
     """Handles ``pause`` and ``resume`` (value ``{"nodes": [...]}``)."""
 
     name = "pause"
+    heal_rank = 10  # heals before higher ranks (nemeses.compose)
     fs = frozenset({"pause", "resume"})
 
     def __init__(self, health_timeout: float = 1.0, resume_timeout: float = 10.0):

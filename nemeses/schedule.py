@@ -22,32 +22,18 @@ import json
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
-from nemeses import topology
+from nemeses import fault_kind, topology
 from nemeses.base import NemesisOp
 
-FAULTS = ("partition", "clock", "crash", "wipe", "pause", "loss", "latency")
 TARGETS = ("one", "minority", "majority", "all")
 CLOCK_MODES = ("bump", "strobe", "drift")
-PROCESS_FAULTS = ("crash", "wipe", "pause")
 SCHEDULE_VERSION = 1
 #: With overlap, stream k starts k * min(interval / streams, STAGGER) seconds after the first.
 STAGGER = 1.0
-
-#: start op f, stop op f for each fault kind.
-START_STOP = {
-    "partition": ("start-partition", "stop-partition"),
-    "clock": ("start-clock", "stop-clock"),
-    "crash": ("kill", "start"),
-    "wipe": ("wipe", "start"),
-    "pause": ("pause", "resume"),
-    "loss": ("start-link", "stop-link"),
-    "latency": ("start-link", "stop-link"),
-}
-
 
 @dataclass(frozen=True)
 class NemesisSpec:
@@ -67,6 +53,8 @@ class NemesisSpec:
     latency_jitter_ms: float = 20.0
     start_at: float | None = None            # first fault (default: interval)
     overlap: bool = False                    # one start/stop stream per fault kind
+    #: [nemesis.<kind>] settings of plugin fault kinds (FaultKind.options: name -> default), resolved
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def enabled(self) -> bool:
@@ -110,8 +98,10 @@ class NemesisSpec:
                     if s not in nested[k]:
                         raise UserError(f"nemesis.{k}: unknown setting {sub!r} (known: {', '.join(nested[k])})")
                     flat[nested[k][s]] = v
-            elif k in names:
+            elif k in names and k != "options":
                 flat[k] = value
+            elif isinstance(value, Mapping) and k in fault_kind.names():
+                flat.setdefault("options", {})[k] = value
             else:
                 raise UserError(f"nemesis: unknown setting {key!r} (known: {', '.join(sorted(names))})")
         return _validated(flat)
@@ -126,6 +116,7 @@ class NemesisSpec:
             "crash": {"restart_delay": self.restart_delay},
             "loss": {"probability": self.loss_probability},
             "latency": {"ms": self.latency_ms, "jitter_ms": self.latency_jitter_ms},
+            **{kind: dict(values) for kind, values in self.options.items()},
         }
 
 
@@ -145,13 +136,39 @@ def _names(name: str, v: Any) -> tuple[str, ...]:
     return tuple(v)
 
 
+def _kind_options(faults: Sequence[str], given: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The [nemesis.<kind>] settings of plugin kinds: each known key, of its default's type, else default."""
+    wanted = set(faults) | set(given)
+    kinds = {name: k for name, k in fault_kind.registered().items() if name in wanted and k.options}
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in given.items():
+        if name not in kinds:
+            raise UserError(f"nemesis.{name}: this fault kind has no settings")
+    for name, kind in kinds.items():
+        values = dict(kind.options)
+        for key, v in given.get(name, {}).items():
+            if key not in values:
+                raise UserError(f"nemesis.{name}: unknown setting {key!r} (known: {', '.join(values)})")
+            default = values[key]
+            if isinstance(default, (int, float)) and not isinstance(default, bool):
+                v = _number(f"{name}.{key}", v, -1e12, 1e12)
+                v = int(v) if isinstance(default, int) and v == int(v) else v
+            elif not isinstance(v, type(default)):
+                raise UserError(f"nemesis {name}.{key} must be {type(default).__name__}, got {v!r}")
+            values[key] = v
+        out[name] = values
+    return out
+
+
 def _validated(flat: Mapping[str, Any]) -> NemesisSpec:
     out: dict[str, Any] = {}
     faults = _names("faults", flat.get("faults", ()))
-    bad = [f for f in faults if f not in FAULTS]
+    known = fault_kind.names()
+    bad = [f for f in faults if f not in known]
     if bad:
-        raise UserError(f"nemesis: unknown fault(s) {', '.join(bad)} (known: {', '.join(FAULTS)})")
+        raise UserError(f"nemesis: unknown fault(s) {', '.join(bad)} (known: {', '.join(known)})")
     out["faults"] = tuple(dict.fromkeys(faults))
+    out["options"] = _kind_options(out["faults"], flat.get("options", {}))
     if "interval" in flat:
         out["interval"] = _number("interval", flat["interval"], 0.1, 86400)
     if "targets" in flat:
@@ -248,35 +265,6 @@ def resolve_targets(targets: str, nodes: Sequence[str], rng: random.Random) -> l
     return list(dict.fromkeys(named))
 
 
-def _start_op(fault: str, spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
-    """The (start, stop) op pair of one fault occurrence, with every random choice made."""
-    start_f, stop_f = START_STOP[fault]
-    if fault == "partition":
-        grudge = topology.compute(spec.partition, nodes, rng)
-        return (NemesisOp(start_f, {"topology": spec.partition, "grudge": topology.grudge_to_json(grudge)}),
-                NemesisOp(stop_f, None))
-    picked = resolve_targets(spec.targets, nodes, rng)
-    if fault == "clock":
-        mode = rng.choice(spec.clock_modes)
-        value: dict[str, Any] = {"mode": mode, "nodes": picked}
-        if mode == "bump":
-            value["offset_ms"] = rng.choice(spec.clock_offsets_ms)
-        elif mode == "strobe":
-            value["offset_ms"] = rng.choice(spec.clock_offsets_ms)
-            value["period"] = spec.clock_strobe_period
-        else:
-            value["rate"] = spec.clock_drift_rate * rng.choice((-1, 1))
-        return NemesisOp(start_f, value), NemesisOp(stop_f, {"nodes": picked})
-    if fault == "loss":
-        return (NemesisOp(start_f, {"kind": "loss", "nodes": picked, "probability": spec.loss_probability}),
-                NemesisOp(stop_f, {"kind": "loss"}))
-    if fault == "latency":
-        return (NemesisOp(start_f, {"kind": "latency", "nodes": picked, "delay_ms": spec.latency_ms,
-                                    "jitter_ms": spec.latency_jitter_ms}),
-                NemesisOp(stop_f, {"kind": "latency"}))
-    return NemesisOp(start_f, {"nodes": picked}), NemesisOp(stop_f, {"nodes": picked})
-
-
 def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: float) -> list[ScheduledAction]:
     """Every nemesis action of a run, in time order; the same for the same (spec, nodes, seed, duration).
 
@@ -286,23 +274,24 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
     if not spec.enabled:
         return []
     nodes = list(nodes)
+    kinds = {name: k for name, k in fault_kind.registered().items() if name in spec.faults}
     streams: list[tuple[str, ...]]
     if spec.overlap:
-        process = tuple(f for f in spec.faults if f in PROCESS_FAULTS)
-        streams = [(f,) for f in spec.faults if f not in PROCESS_FAULTS] + ([process] if process else [])
+        process = tuple(f for f in spec.faults if kinds[f].process)
+        streams = [(f,) for f in spec.faults if not kinds[f].process] + ([process] if process else [])
     else:
         streams = [spec.faults]
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
-    for s, kinds in enumerate(streams):
+    for s, stream in enumerate(streams):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
         t = spec.first_at + s * min(spec.interval / len(streams), STAGGER)
         seq = 0
         while True:
-            fault = rng.choice(kinds)
-            hold = spec.restart_delay if fault in ("crash", "wipe") else spec.interval
+            fault = rng.choice(stream)
+            hold = spec.restart_delay if kinds[fault].restarts else spec.interval
             if t + hold >= duration:
                 break
-            start, stop = _start_op(fault, spec, nodes, rng)
+            start, stop = kinds[fault].draw(spec, nodes, rng)
             timed.append((t, s, seq, start))
             timed.append((t + hold, s, seq + 1, stop))
             seq += 2

@@ -55,7 +55,10 @@ class AdminError(Exception):
 #:                       iptables ``-s A -d B`` rules separate nodes that share one host (the local
 #:                       backend). etcd dials from the host's default 127.0.0.1: only nodes with
 #:                       their own network (Docker, SSH) can be partitioned with iptables.
-CAPABILITIES = ("clock", "transport-faults", "replica-reads", "wipe", "peer-source-address")
+#: ``cas``               the client has ``cas(key, expected, new) -> bool``: compare-and-set, True when
+#:                       it wrote, False when the compare failed (etcd: a transaction). The
+#:                       cas-register workload needs it.
+CAPABILITIES = ("clock", "transport-faults", "replica-reads", "wipe", "peer-source-address", "cas")
 
 
 @dataclass(frozen=True)

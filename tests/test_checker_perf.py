@@ -24,13 +24,44 @@ def test_fault_windows_pairing():
     b.nemesis("stop-partition", 20, 21).nemesis("start", 30, 31, value=["n1"])
     b.nemesis("start-clock", 40, 41, outcome="fail")              # refused: no window
     b.nemesis("pause", 50, 51).nemesis("start-link", 52, 53).nemesis("heal", 60, 61)
-    b.nemesis("wipe", 70, 71).nemesis("start-partition", 80, 81)  # never stopped
+    b.nemesis("wipe", 70, 71).nemesis("start-partition", 80, 81)  # never stopped, never restarted
     b.op(1, "read", "k", None, 90, 91, result=None)
     ws = fault_windows(b.build())
     got = [(w.kind, w.start // 1_000_000, w.end // 1_000_000, w.failed) for w in ws]
     assert got == [("start-partition", 10, 21, False), ("kill", 12, 31, False), ("start-clock", 40, 41, True),
-                   ("pause", 50, 61, False), ("start-link", 52, 61, False), ("wipe", 70, 71, False),
+                   ("pause", 50, 61, False), ("start-link", 52, 61, False), ("wipe", 70, 91, False),
                    ("start-partition", 80, 91, False)]
+
+
+def test_a_wiped_node_is_down_until_it_is_started_and_a_plugin_kind_pairs_its_own_ops(monkeypatch):
+    from harness import plugins
+
+    b = HistoryBuilder()
+    b.nemesis("wipe", 10, 11, value=["n1"]).nemesis("start", 40, 43, value=["n1"])
+    b.nemesis("freeze", 50, 51).nemesis("thaw", 60, 61).nemesis("thaw", 70, 71)   # a stop with nothing open
+    got = [(w.kind, w.start // 1_000_000, w.end // 1_000_000) for w in fault_windows(b.build())]
+    assert got == [("wipe", 10, 43), ("freeze", 50, 51), ("thaw", 60, 61), ("thaw", 70, 71)]  # freeze: unknown
+
+    monkeypatch.setitem(plugins._entry_points("nemeses"), "freeze", "tests.test_checker_perf:FREEZE")
+    got = [(w.kind, w.start // 1_000_000, w.end // 1_000_000) for w in fault_windows(b.build())]
+    assert got == [("wipe", 10, 43), ("freeze", 50, 61)]
+
+
+class _Kind:
+    start, stop = "freeze", "thaw"
+
+
+FREEZE = _Kind()
+
+
+def test_a_cas_whose_compare_failed_is_served_other_fails_are_not():
+    b = HistoryBuilder()
+    b.op(1, "cas", "k", [1, 2], 0, 1, outcome="ok")
+    b.op(1, "cas", "k", [1, 3], 2, 3, outcome="fail", compared=True)   # the store answered: no
+    b.op(1, "cas", "k", [2, 4], 4, 5, outcome="fail")                  # the store did not answer
+    b.op(1, "read", "k", None, 6, 7, outcome="info")
+    counts = PerfChecker().check(b.build(), CheckContext()).counts
+    assert counts["availability"] == 0.5
 
 
 def history_with_a_partition():

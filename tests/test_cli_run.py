@@ -18,7 +18,7 @@ def cli(*args: str, timeout: float = 60, cwd: Path | None = None) -> subprocess.
 @pytest.mark.parametrize("args, needle", [
     (["run", "--r", "4"], "target.r = 4"),
     (["run", "--nodes", "2"], "nodes = 2"),
-    (["run", "--workload", "bank"], "invalid choice"),
+    (["run", "--workload", "bank"], "unknown workload 'bank' (known: cart, cas-register, register, session)"),
     (["run", "--set", "colour=blue"], "unknown spec field 'colour'"),
     (["run", "--set", "nonsense"], "--set expects"),
     (["run", "--nodes", "many"], "invalid int value"),

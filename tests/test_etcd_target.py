@@ -45,7 +45,7 @@ def test_defaults_summary_and_declarations():
     assert TARGET.summary(s) == "etcd reads=linearizable"
     assert TARGET.summary({"reads": "serializable", "election_ms": 2000}) == \
         "etcd reads=serializable heartbeat=100ms election=2000ms"
-    assert (TARGET.name, TARGET.capabilities, TARGET.ports_per_node) == ("etcd", frozenset(), 2)
+    assert (TARGET.name, TARGET.capabilities, TARGET.ports_per_node) == ("etcd", frozenset({"cas"}), 2)
     assert TARGET.system_packages == ("etcd-server",) and TARGET.node_packages == ()
 
 
@@ -391,24 +391,43 @@ def test_admin_health_follows_pause_and_kill(cluster):
 
 # --------------------------------------------------------------------------- end to end, as a user runs it
 
-@pytest.mark.cluster
-def test_dynharness_run_on_etcd_with_kills_and_pauses_is_valid_and_probed(tmp_path: Path) -> None:
-    """The harness drives a real etcd cluster through the target plug point: every kill and pause
-    is probed as taken effect, and linearizable reads keep the register histories linearizable."""
+def run_on_etcd(tmp_path: Path, *args: str) -> tuple[dict, list[dict]]:
+    """``dynharness run --target etcd ARGS`` that must pass: (results.json, the history's ops)."""
     require(shutil.which("etcd") is not None, "etcd is not installed (apt-get install etcd-server)")
     import json
     import sys
 
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--no-display", "--histories", str(tmp_path),
-                           "--name", "etcd", "--target", "etcd", "--workload", "register", "--keys", "3",
-                           "--nemesis", "crash,pause", "--nemesis-interval", "4", "--set", "nemesis.start_at=2",
-                           "--duration", "14", "--rate", "100", "--recovery", "2", "--seed", "5"],
+                           "--name", "etcd", "--target", "etcd", "--rate", "100", "--recovery", "2", *args],
                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = next((tmp_path / "etcd").glob("2*"))
-    results = json.loads((run_dir / "results.json").read_text())
-    assert results["checkers"]["linearizable"]["verdict"] == "valid"
     ops = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    return json.loads((run_dir / "results.json").read_text()), ops
+
+
+@pytest.mark.cluster
+def test_dynharness_run_on_etcd_with_kills_and_pauses_is_valid_and_probed(tmp_path: Path) -> None:
+    """The harness drives a real etcd cluster through the target plug point: every kill and pause
+    is probed as taken effect, and linearizable reads keep the register histories linearizable."""
+    results, ops = run_on_etcd(tmp_path, "--workload", "register", "--keys", "3", "--nemesis", "crash,pause",
+                               "--nemesis-interval", "4", "--set", "nemesis.start_at=2", "--duration", "14",
+                               "--seed", "5")
+    assert results["checkers"]["linearizable"]["verdict"] == "valid"
     done = [op for op in ops if op["process"] == "nemesis" and op["type"] == "info" and op["f"] in ("kill", "pause")]
     assert done, "no kill or pause ran"
     assert all((op.get("probe") or {}).get("ok") for op in done), done
+
+
+@pytest.mark.cluster
+def test_cas_register_on_etcd_transactions_is_linearizable_through_kills(tmp_path: Path) -> None:
+    """The cas-register workload drives etcd transactions: some cas succeed, some find another value
+    (definite fails the store answered), and the cas-register model accepts the history."""
+    results, ops = run_on_etcd(tmp_path, "--workload", "cas-register", "--keys", "2", "--nemesis", "crash",
+                               "--nemesis-interval", "3", "--set", "nemesis.start_at=2", "--duration", "9",
+                               "--seed", "7")
+    lin = results["checkers"]["linearizable"]
+    assert lin["verdict"] == "valid" and lin["details"]["model"] == "cas-register"
+    cas = [op for op in ops if op["f"] == "cas" and op["type"] != "invoke"]
+    assert any(op["type"] == "ok" for op in cas) and any(op.get("compared") for op in cas)
+    assert results["checkers"]["perf"]["counts"]["availability"] > 0.5  # a failed compare is served

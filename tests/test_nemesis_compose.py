@@ -7,10 +7,9 @@ import pytest
 
 from harness.backends.base import Node
 from harness.errors import CapabilityError
-from nemeses import firewall, registry
+from nemeses import fault_kind, firewall, registry
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
 from nemeses.compose import HealError
-from nemeses.schedule import FAULTS
 from targets.dynamo.admin import DynamoAdmin
 from targets.dynamo.target import DynamoTarget
 
@@ -34,6 +33,7 @@ class Recorder:
     fs: frozenset[str]
     calls: list[str] = field(default_factory=list)
     heal_fails: bool = False
+    heal_rank: int = 100
 
     def setup(self, ctx: NemesisContext) -> None:
         self.calls.append("setup")
@@ -68,9 +68,16 @@ def test_ops_route_by_f_and_unknown_ops_fail_their_probe() -> None:
     assert not out.probe.ok and "backend went away" in out.probe.detail
 
 
+def test_built_in_parts_heal_paused_first_then_crashed_then_clocks_links_partitions() -> None:
+    nem = registry.build_for(fault_kind.names())
+    assert [p.name for p in nem.parts] == ["pause", "crash", "clock", "link", "partition"]
+
+
 def test_heal_reaches_every_part_in_order_and_reports_every_failure() -> None:
-    parts = [Recorder("partition", frozenset({"a"}), heal_fails=True), Recorder("clock", frozenset({"b"})),
-             Recorder("crash", frozenset({"c"}), heal_fails=True), Recorder("pause", frozenset({"d"}))]
+    parts = [Recorder("partition", frozenset({"a"}), heal_fails=True, heal_rank=50),
+             Recorder("clock", frozenset({"b"}), heal_rank=30),
+             Recorder("crash", frozenset({"c"}), heal_fails=True, heal_rank=20),
+             Recorder("pause", frozenset({"d"}), heal_rank=10)]
     nem = composed(*parts)
     order: list[str] = []
     for p in parts:
@@ -146,5 +153,5 @@ def test_drops_use_iptables_only_where_the_rules_can_cut_the_stores_traffic(back
 
 
 def test_every_fault_builds_and_handles_its_ops() -> None:
-    for fault in FAULTS:
+    for fault in fault_kind.names():
         assert registry.build_for([fault]).fs > {"heal"}

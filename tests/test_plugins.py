@@ -1,7 +1,9 @@
 """Plug points open to other packages: an out-of-tree target installed with pip, run with no edit.
 
-``tests/data/plugin_pkg`` is a package as a user would write one (a key-value store with no
-replication, registered under the ``dynharness.targets`` entry-point group). The test installs it
+``tests/data/plugin_pkg`` is a package as a user would write one: a key-value store with no
+replication (``dynharness.targets``), a workload writing each key once (``dynharness.workloads``), a
+checker that wants every acknowledged write in the final reads (``dynharness.checkers``), a
+crash-restart fault (``dynharness.nemeses``) and a register model (``dynharness.models``). The test installs it
 with pip into a folder of its own and runs ``dynharness`` with that folder on the path, exactly as
 after ``pip install`` of a user's package. One node is linearizable; three independent nodes are
 not (a read on one node misses a write acknowledged by another), and the checker must say so.
@@ -59,6 +61,39 @@ def test_an_installed_target_plugin_runs_with_no_edit_to_the_project(installed: 
 
 
 @pytest.mark.cluster
+def test_an_installed_workload_checker_fault_and_model_run_with_no_edit(installed: Path, tmp_path: Path) -> None:
+    common = ("--target", "tinykv", "--nodes", "1", "--duration", "4", "--rate", "100", "--recovery", "0",
+              "--seed", "5")
+    calm = dynharness(installed, tmp_path, *common, "--workload", "durable", "--nemesis", "none", "--name", "calm")
+    assert calm.returncode == 0, calm.stderr[-1500:]
+    durable = verdict_of(tmp_path, "calm")["checkers"]["durable"]
+    assert durable["verdict"] == "valid" and durable["counts"]["acked_writes"] > 50
+
+    # tinykv keeps keys in memory: a crash-restart loses every write acknowledged before it
+    crash = dynharness(installed, tmp_path, *common, "--workload", "durable", "--nemesis", "restart",
+                       "--nemesis-interval", "1", "--set", "nemesis.restart.down_s=0.2", "--name", "crash")
+    assert crash.returncode == 1, crash.stderr[-1500:]
+    durable = verdict_of(tmp_path, "crash")["checkers"]["durable"]
+    assert durable["verdict"] == "invalid" and durable["counts"]["lost_writes"] > 10
+    run_dir = next((tmp_path / "h" / "crash").glob("*/"))
+    restarts = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()
+                if '"start-restart"' in line]
+    assert [r["type"] for r in restarts] == ["invoke", "info"] and restarts[0]["value"]["down_s"] == 0.2
+
+    model = dynharness(installed, tmp_path, *common, "--workload", "register", "--keys", "2", "--nemesis", "none",
+                       "--set", "checkers.linearizable_model='tinykv-register'", "--name", "model")
+    assert model.returncode == 0, model.stderr[-1500:]
+    lin = verdict_of(tmp_path, "model")["checkers"]["linearizable"]
+    assert lin["verdict"] == "valid" and lin["details"]["model"] == "tinykv-register"
+
+    bad = dynharness(installed, tmp_path, *common, "--workload", "durable", "--nemesis", "restart",
+                     "--set", "nemesis.restart.nope=1")
+    assert bad.returncode == 3
+    assert bad.stderr.strip().splitlines() == [
+        "dynharness: error: nemesis.restart: unknown setting 'nope' (known: down_s)"]
+
+
+@pytest.mark.cluster
 def test_a_plugin_targets_bad_setting_is_one_line(installed: Path, tmp_path: Path) -> None:
     bad = dynharness(installed, tmp_path, "--target", "tinykv", "--set", "target.n=3")
     assert bad.returncode == 3
@@ -71,6 +106,19 @@ def test_unknown_and_broken_plugins_are_one_line_errors(monkeypatch) -> None:
     monkeypatch.setitem(plugins._entry_points("targets"), "broken", "no_such_module:Target")
     with pytest.raises(UserError, match="target 'broken' .* cannot be loaded: ModuleNotFoundError"):
         plugins.target("broken")
+
+
+def test_the_built_in_plug_ins_are_registered_as_a_users_would_be() -> None:
+    """pyproject's entry points and the checkout fallback (plugins.BUILTIN) name the same objects."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]
+    declared = {group.removeprefix("dynharness."): dict(table)
+                for group, table in project["entry-points"].items() if group.startswith("dynharness.")}
+    assert declared == {group: dict(table) for group, table in plugins.BUILTIN.items()}
+    for group, table in declared.items():
+        for name in table:
+            assert plugins.load(group, name) is not None
 
 
 def test_remote_backends_refuse_a_target_their_node_image_lacks() -> None:

@@ -8,10 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.errors import UserError
-from nemeses import registry
+from nemeses import fault_kind, registry
 from nemeses.schedule import (
-    FAULTS,
-    START_STOP,
     NemesisSpec,
     build_schedule,
     dump_schedule,
@@ -19,6 +17,8 @@ from nemeses.schedule import (
 )
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
+KINDS = fault_kind.registered()
+FAULTS = ("partition", "clock", "crash", "wipe", "pause", "loss", "latency")  # the built-in kinds
 
 
 def test_empty_spec_means_no_nemesis() -> None:
@@ -75,8 +75,8 @@ def _check_alternation(actions, duration: float, spec: NemesisSpec) -> None:
     assert all(a.at <= b.at for a, b in zip(actions, actions[1:]))
     assert all(a.at < duration for a in actions)
     open_: dict[str, str] = {}   # stream key -> start f
-    starts = {v[0] for v in START_STOP.values()}
-    stops = {v[1] for v in START_STOP.values()}
+    starts = {k.start for k in KINDS.values()}
+    stops = {k.stop for k in KINDS.values()}
     for a in actions[:-1]:
         if a.op.f in ("start-link", "stop-link"):
             key = a.op.value["kind"]

@@ -45,6 +45,14 @@ def test_file_then_overrides(tmp_path: Path) -> None:
     ({"checkers.foo": 1}, "unknown [checkers] option"),
     ({"docker.image": "x"}, "[docker] options given but backend is 'local'"),
     ({"backend": "cloud"}, "unknown backend"),
+    ({"workload.name": "cas-register"}, "the cas-register workload needs a target with cas; the dynamo target has no cas"),
+    ({"target.kind": "etcd", "nemesis.faults": ["crash", "clock"]},
+     "the etcd target cannot report its nodes' own clocks, so a skew could not be verified: refusing the clock"),
+    ({"target.kind": "etcd", "nemesis.faults": ["wipe"]}, "the etcd target has no way for a node restarted with an "
+                                                         "empty disk to rejoin by itself: refusing the wipe nemesis"),
+    ({"target.kind": "etcd", "nemesis.faults": ["latency"]}, "refusing the latency nemesis"),
+    ({"nemesis.faults": ["partition"], "nemesis.clock": {"modes": ["bump"]}, "nemesis.restart": {"x": 1}},
+     "unknown setting 'restart'"),
 ])
 def test_bad_specs_are_one_line_user_errors(over: dict, needle: str) -> None:
     with pytest.raises(UserError) as e:

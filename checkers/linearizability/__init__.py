@@ -6,7 +6,7 @@ histories; ``check_operations`` checks one key's ops against any
 """
 from checkers.linearizability.checker import LinearizabilityChecker, check_operations, history_operations
 from checkers.linearizability.model import UNKNOWN, Model, Operation
-from checkers.linearizability.models import MODELS, CASRegisterModel, RegisterModel
+from checkers.linearizability.models import CASRegisterModel, RegisterModel
 
 __all__ = ["LinearizabilityChecker", "check_operations", "history_operations", "Model", "Operation",
-           "UNKNOWN", "MODELS", "RegisterModel", "CASRegisterModel"]
+           "UNKNOWN", "RegisterModel", "CASRegisterModel"]

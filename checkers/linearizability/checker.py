@@ -27,8 +27,9 @@ from typing import Any, Hashable, Mapping, Sequence
 from checkers.base import Anomaly, CheckContext, Result, Verdict
 from checkers.linearizability.counterexample import Counterexample, shrink
 from checkers.linearizability.model import UNKNOWN, Model, Operation
-from checkers.linearizability.models import MODELS, CASRegisterModel, RegisterModel
+from checkers.linearizability.models import CASRegisterModel, RegisterModel
 from checkers.linearizability.search import DEFAULT_MAX_CACHE, INVALID, VALID, SearchOutcome, search
+from harness import plugins
 from harness.errors import UserError
 from harness.history import History
 from harness.ops import FAIL, NEMESIS, OK
@@ -197,6 +198,8 @@ class LinearizabilityChecker:
     """
 
     name = "linearizable"
+    options = ("linearizable_time_limit", "linearizable_model", "linearizable_max_cache",
+               "linearizable_stop_on_invalid", "linearizable_counterexample_time")  # the [checkers] spec options it reads
 
     def __init__(self, model: Model | None = None):
         self.model = model
@@ -208,9 +211,9 @@ class LinearizabilityChecker:
         if name == "auto":
             has_cas = any(o.f == "cas" and o.process != NEMESIS for o in history.ops)
             return CASRegisterModel() if has_cas else RegisterModel()
-        if name not in MODELS:
-            raise UserError(f"linearizable_model must be auto or one of {sorted(MODELS)}, got {name!r}")
-        return MODELS[name]()
+        if not isinstance(name, str):
+            raise UserError(f"linearizable_model must be auto or a model name, got {name!r}")
+        return plugins.load("models", name, "linearizable_model")()  # dynharness.models entry points
 
     def check(self, history: History, ctx: CheckContext) -> Result:
         """Verdict over all keys: any invalid key -> invalid, else any unknown -> unknown."""

@@ -169,7 +169,3 @@ def _show(v: Any) -> str:
     if isinstance(v, tuple):
         return f"siblings {list(v)}"
     return repr(v)
-
-
-#: Models by the name used in the ``linearizable_model`` option.
-MODELS = {"register": RegisterModel, "cas-register": CASRegisterModel}

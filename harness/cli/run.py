@@ -111,12 +111,14 @@ def register(sub: Any) -> None:
     g.add_argument("--mode", metavar="MODE", help="dynamo versioning: vclock, dvv or lww")
     g.add_argument("--fsync", metavar="WHEN", help="durability: fsync every commit, only one replica's per write (Dynamo 6.1), or none")
     g = p.add_argument_group("workload")
-    g.add_argument("--workload", choices=("cart", "register", "session"), help="what clients do (default cart)")
+    g.add_argument("--workload", metavar="NAME", help="what clients do: cart (default), register, session, "
+                                                       "or a workload plugin's name")
     g.add_argument("--keys", type=int, metavar="K", help="carts / registers / keys per session (default 10)")
     g.add_argument("--key-dist", choices=("uniform", "zipf"), help="key distribution (default uniform)")
     g.add_argument("--blind", action="store_true", help="cart: add without reading first")
     g = p.add_argument_group("nemesis")
-    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency or none")
+    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency, "
+                                                          "a nemesis plugin's, or none")
     g.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default 10)")
     g.add_argument("--partition", metavar="TOPOLOGY", help="partition topology (default random-halves)")
     g.add_argument("--replay-schedule", metavar="RUN_DIR", help="replay the nemesis schedule a stored run ran")

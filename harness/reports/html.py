@@ -22,8 +22,6 @@ from harness.ops import NEMESIS, Op
 from harness.reports.render import render_page
 
 OUTCOMES = ("ok", "fail", "info", "open")
-#: Short names of fault windows by the nemesis f that opened them (others: "start-X" -> "X").
-WINDOW_KIND = {"kill": "crash", "pause": "pause", "wipe": "wipe"}
 MAX_ANOMALIES = 2000          # listed in the page (the count says how many there were)
 MAX_VALUE_CHARS = 48          # op values longer than this are cut in the timeline data (anomaly ops keep theirs)
 QUANTILES = (0.5, 0.95, 0.99, 0.999, 1.0)
@@ -60,14 +58,16 @@ def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
     marks that attempt instead of shading a window that never was.
     """
     from checkers.fault_windows import fault_windows as windows_of
+    from nemeses import fault_kind
 
+    kinds = fault_kind.registered()
     completion = {inv.index: comp for inv, comp in history.pairs() if inv.process == NEMESIS and comp is not None}
     out = []
     for w in windows_of(history):
         comp = completion.get(w.open_index)
         done = comp.value if comp is not None and comp.value is not None else w.value
         detail = (comp.error if comp is not None and w.failed and comp.error else None) or _short(done)
-        kind = WINDOW_KIND.get(w.kind, w.kind[len("start-"):] if w.kind.startswith("start-") else w.kind)
+        kind = fault_kind.window_name(w.kind, kinds)
         out.append({"kind": kind, "f": w.kind, "start": w.start / 1e6, "end": min(w.end / 1e6, end_ms) if w.end else end_ms,
                     "failed": w.failed, "detail": detail,
                     "mechanism": comp.get("mechanism") if comp is not None else None})

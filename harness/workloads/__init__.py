@@ -7,15 +7,16 @@ randomness from the worker's own stream), ``execute`` (one op against a
 and the keys the final reads cover. Op fields per workload are fixed by
 ``docs/contracts.md`` section 2.
 
-Registry: ``WORKLOADS`` names them; :func:`build` makes one.
+Workloads are the ``dynharness.workloads`` entry-point group (``harness.plugins``): each names a
+:class:`WorkloadKind`; :func:`build` makes the one a spec names.
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Awaitable, Mapping, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Mapping, Protocol, Sequence
 
+from harness import plugins
 from harness.generators import Generator, OpRequest
 from harness.ops import FAIL, INFO, OK
 
@@ -23,27 +24,43 @@ if TYPE_CHECKING:
     from harness.spec import WorkloadSpec
     from targets.adapter import TargetClient
 
-#: name -> (module, default op mix, checker names)
-WORKLOADS: Mapping[str, tuple[str, Mapping[str, float], tuple[str, ...]]] = MappingProxyType({
-    "cart": ("harness.workloads.cart", {"add": 6.0, "remove": 1.0, "read": 3.0},
-             ("lost-writes", "resurrections", "siblings", "perf")),
-    "register": ("harness.workloads.register", {"write": 1.0, "read": 1.0},
-                 ("linearizable", "staleness", "siblings", "perf")),
-    "session": ("harness.workloads.session", {"write": 1.0, "read": 2.0},
-                ("session", "staleness", "siblings", "perf")),
-})
-
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class WorkloadKind:
+    """One workload as the ``dynharness.workloads`` entry-point group registers it.
+
+    What the harness must know before building it (the spec's op mix is checked against ``mix``;
+    ``checkers`` judge its histories, ``docs/contracts.md`` section 3) and how to build it for a
+    spec, a client count and the node names.
+    """
+
+    name: str
+    build: "Callable[[WorkloadSpec, int, tuple[str, ...]], Workload]"
+    mix: Mapping[str, float]            # op f -> default weight; the ops the workload can issue
+    checkers: tuple[str, ...]
+    needs: tuple[str, ...] = ()         # target capabilities it needs (e.g. ``cas``): checked by the spec
+
+
+def kind(name: str) -> WorkloadKind:
+    """The registered workload called ``name`` (UserError naming the known ones otherwise)."""
+    return plugins.load("workloads", name, "workload")
+
+
+def names() -> tuple[str, ...]:
+    """Every registered workload name."""
+    return plugins.names("workloads")
 
 
 def default_mix(name: str) -> dict[str, float]:
     """The op weights a workload uses when the spec gives none."""
-    return dict(WORKLOADS[name][1]) if name in WORKLOADS else {}
+    return dict(kind(name).mix)
 
 
 def checker_names(name: str) -> tuple[str, ...]:
     """The checkers that judge a workload's histories (contracts section 3)."""
-    return WORKLOADS[name][2]
+    return tuple(kind(name).checkers)
 
 
 @dataclass(frozen=True)
@@ -89,9 +106,8 @@ class Workload(Protocol):
 
 
 def build(spec: "WorkloadSpec", concurrency: int, node_names: Sequence[str]) -> Workload:
-    """The workload named in the spec (modules imported lazily)."""
-    module = importlib.import_module(WORKLOADS[spec.name][0])
-    return module.build(spec, concurrency, tuple(node_names))
+    """The workload named in the spec (its module imported only now)."""
+    return kind(spec.name).build(spec, concurrency, tuple(node_names))
 
 
 def sorted_values(values: Sequence[Any]) -> list[Any]:

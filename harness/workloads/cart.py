@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from harness.generators import FnGen, GenContext, Generator, OpRequest, key_chooser, weighted
-from harness.workloads import Completion, attempt, checker_names
+from harness.workloads import Completion, WorkloadKind, attempt
 
 if TYPE_CHECKING:
     from harness.spec import WorkloadSpec
@@ -47,7 +47,7 @@ class CartWorkload:
 
     @property
     def checkers(self) -> tuple[str, ...]:
-        return checker_names("cart")
+        return KIND.checkers
 
     def final_keys(self) -> list[str]:
         return [cart_key(i) for i in range(self.spec.keys)]
@@ -111,3 +111,7 @@ class CartWorkload:
 def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -> CartWorkload:
     """The cart workload for this spec."""
     return CartWorkload(spec, concurrency)
+
+
+KIND = WorkloadKind("cart", build, {"add": 6.0, "remove": 1.0, "read": 3.0},
+                    ("lost-writes", "resurrections", "siblings", "perf"))

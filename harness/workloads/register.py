@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.generators import FnGen, GenContext, Generator, OpRequest, key_chooser, weighted
-from harness.workloads import Completion, attempt, checker_names, sorted_values
+from harness.workloads import Completion, WorkloadKind, attempt, sorted_values
 
 if TYPE_CHECKING:
     from harness.spec import WorkloadSpec
@@ -40,7 +40,7 @@ class RegisterWorkload:
 
     @property
     def checkers(self) -> tuple[str, ...]:
-        return checker_names("register")
+        return KIND.checkers
 
     def final_keys(self) -> list[str]:
         return [register_key(i) for i in range(self.spec.keys)]
@@ -77,3 +77,7 @@ class RegisterWorkload:
 def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -> RegisterWorkload:
     """The register workload for this spec."""
     return RegisterWorkload(spec, concurrency)
+
+
+KIND = WorkloadKind("register", build, {"write": 1.0, "read": 1.0},
+                    ("linearizable", "staleness", "siblings", "perf"))

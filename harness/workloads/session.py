@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from harness.generators import FnGen, GenContext, Generator, OpRequest, key_chooser, weighted
-from harness.workloads import Completion, attempt, checker_names, sorted_values
+from harness.workloads import Completion, WorkloadKind, attempt, sorted_values
 
 if TYPE_CHECKING:
     from harness.spec import WorkloadSpec
@@ -34,7 +34,7 @@ class SessionWorkload:
 
     @property
     def checkers(self) -> tuple[str, ...]:
-        return checker_names("session")
+        return KIND.checkers
 
     def final_keys(self) -> list[str]:
         return [session_key(s, i) for s in range(self.concurrency) for i in range(self.spec.keys)]
@@ -81,3 +81,7 @@ class SessionWorkload:
 def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -> SessionWorkload:
     """The session workload for this spec."""
     return SessionWorkload(spec, concurrency, node_names)
+
+
+KIND = WorkloadKind("session", build, {"write": 1.0, "read": 2.0},
+                    ("session", "staleness", "siblings", "perf"))

@@ -38,7 +38,8 @@ SNAPSHOT_COUNT = 10_000
 class EtcdTarget:
     """etcd 3.4 as a harness target.
 
-    ``capabilities`` is empty, and each absence is a fact about etcd, not a gap to fill:
+    ``capabilities`` is only ``cas`` (a transaction compares and sets), and each absence is a
+    fact about etcd, not a gap to fill:
 
     * no ``clock``: etcd serves no endpoint that reports its wall clock (and raft does not use
       wall time for correctness; leases aside, a clock nemesis has nothing to probe);
@@ -51,7 +52,7 @@ class EtcdTarget:
     """
 
     name = "etcd"
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"cas"})
     ports_per_node = 2
     node_packages: tuple[str, ...] = ()
     system_packages: tuple[str, ...] = ("etcd-server",)

@@ -1,0 +1,101 @@
+"""The built-in fault kinds, each one :class:`~nemeses.fault_kind.FaultKind` record.
+
+Registered in ``pyproject.toml`` under ``dynharness.nemeses`` like any plugin's. Each draw makes
+every random choice of one occurrence here, from the schedule's stream, and writes it into the op
+values, so a stored schedule replays without the seed.
+
+* ``partition``: a topology's grudge (who cannot reach whom), iptables or in-process transport.
+* ``clock``: bump, strobe or drift of the chosen nodes' clocks (libfaketime).
+* ``crash`` / ``wipe``: SIGKILL (and delete the data) of the chosen nodes; ``start`` brings them back.
+* ``pause``: SIGSTOP / SIGCONT.
+* ``loss`` / ``latency``: lossy or slow links from the chosen nodes (in-process transport).
+
+Partition and link parts share one :class:`~nemeses.transport_faults.TransportFaultBook` (the
+``shared`` dict of a run's build), so their in-process faults merge per node instead of
+overwriting each other.
+"""
+from __future__ import annotations
+
+import random
+from typing import Any, Sequence
+
+from nemeses import topology
+from nemeses.base import NemesisOp
+from nemeses.clock import ClockNemesis
+from nemeses.crash import CrashNemesis
+from nemeses.fault_kind import FaultKind
+from nemeses.link import LinkNemesis
+from nemeses.partition import PartitionNemesis
+from nemeses.pause import PauseNemesis
+from nemeses.schedule import NemesisSpec, resolve_targets
+from nemeses.transport_faults import TransportFaultBook
+
+
+def _book(shared: dict[str, Any]) -> TransportFaultBook:
+    return shared.setdefault("transport-fault-book", TransportFaultBook())
+
+
+def _on_nodes(start: str, stop: str):
+    """A draw for faults that act on the chosen nodes and are undone on the same nodes."""
+    def draw(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+        picked = resolve_targets(spec.targets, nodes, rng)
+        return NemesisOp(start, {"nodes": picked}), NemesisOp(stop, {"nodes": picked})
+    return draw
+
+
+def _draw_partition(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+    grudge = topology.compute(spec.partition, nodes, rng)
+    return (NemesisOp("start-partition", {"topology": spec.partition, "grudge": topology.grudge_to_json(grudge)}),
+            NemesisOp("stop-partition", None))
+
+
+def _draw_clock(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+    picked = resolve_targets(spec.targets, nodes, rng)
+    mode = rng.choice(spec.clock_modes)
+    value: dict[str, Any] = {"mode": mode, "nodes": picked}
+    if mode == "bump":
+        value["offset_ms"] = rng.choice(spec.clock_offsets_ms)
+    elif mode == "strobe":
+        value["offset_ms"] = rng.choice(spec.clock_offsets_ms)
+        value["period"] = spec.clock_strobe_period
+    else:
+        value["rate"] = spec.clock_drift_rate * rng.choice((-1, 1))
+    return NemesisOp("start-clock", value), NemesisOp("stop-clock", {"nodes": picked})
+
+
+def _draw_loss(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+    picked = resolve_targets(spec.targets, nodes, rng)
+    return (NemesisOp("start-link", {"kind": "loss", "nodes": picked, "probability": spec.loss_probability}),
+            NemesisOp("stop-link", {"kind": "loss"}))
+
+
+def _draw_latency(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+    picked = resolve_targets(spec.targets, nodes, rng)
+    return (NemesisOp("start-link", {"kind": "latency", "nodes": picked, "delay_ms": spec.latency_ms,
+                                     "jitter_ms": spec.latency_jitter_ms}),
+            NemesisOp("stop-link", {"kind": "latency"}))
+
+
+def _crash_part(kinds: frozenset[str], shared: dict[str, Any]) -> CrashNemesis:
+    return CrashNemesis(wipe="wipe" in kinds)
+
+
+def _link_part(kinds: frozenset[str], shared: dict[str, Any]) -> LinkNemesis:
+    return LinkNemesis(_book(shared), kinds=[k for k in ("loss", "latency") if k in kinds])
+
+
+PARTITION = FaultKind("partition", "start-partition", "stop-partition", "partition",
+                      lambda kinds, shared: PartitionNemesis(_book(shared)), _draw_partition)
+CLOCK = FaultKind("clock", "start-clock", "stop-clock", "clock", lambda kinds, shared: ClockNemesis(), _draw_clock,
+                  target_needs={"clock": "cannot report its nodes' own clocks, so a skew could not be verified"})
+CRASH = FaultKind("crash", "kill", "start", "crash", _crash_part, _on_nodes("kill", "start"),
+                  process=True, restarts=True)
+WIPE = FaultKind("wipe", "wipe", "start", "crash", _crash_part, _on_nodes("wipe", "start"),
+                 process=True, restarts=True,
+                 target_needs={"wipe": "has no way for a node restarted with an empty disk to rejoin by itself"})
+PAUSE = FaultKind("pause", "pause", "resume", "pause", lambda kinds, shared: PauseNemesis(),
+                  _on_nodes("pause", "resume"), process=True)
+LOSS = FaultKind("loss", "start-link", "stop-link", "link", _link_part, _draw_loss)
+LATENCY = FaultKind("latency", "start-link", "stop-link", "link", _link_part, _draw_latency,
+                    target_needs={"transport-faults": "has no in-process transport delay (and tc netem is not "
+                                                      "used between nodes)"})

@@ -1,0 +1,92 @@
+"""A fault kind as one record: Jepsen's nemesis package map, for the ``--nemesis`` names.
+
+Everything the harness needs to know about a fault kind lives in its :class:`FaultKind`: the op
+names that start and stop one occurrence (the schedule pairs them, fault windows and the live
+display read them), which nemesis *part* performs those ops and how to build it, how the schedule
+draws one occurrence from the seed (which nodes, which halves, which offset), whether it acts on a
+node's process, and the ``[nemesis.<name>]`` settings it accepts. Heal order is the part's
+(``heal_rank``, lowest first; see :mod:`nemeses.compose`).
+
+Kinds are the ``dynharness.nemeses`` entry-point group (``harness.plugins``): the built-ins
+(:mod:`nemeses.builtin_kinds`) are registered there exactly as a user's package registers its own,
+so a new fault is one module with one record, plus one line of registration.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from harness import plugins
+from harness.errors import UserError
+from nemeses.base import Nemesis, NemesisOp
+
+if TYPE_CHECKING:
+    from nemeses.schedule import NemesisSpec
+
+#: (spec, node names, the schedule's random stream) -> (start op, stop op), every choice made.
+Draw = Callable[["NemesisSpec", Sequence[str], random.Random], tuple[NemesisOp, NemesisOp]]
+#: (the requested kinds this part handles, state shared by the parts of one run) -> the part.
+BuildPart = Callable[[frozenset[str], dict[str, Any]], Nemesis]
+
+
+@dataclass(frozen=True)
+class FaultKind:
+    """One fault kind. Kinds that share op names (``loss`` and ``latency`` both use ``start-link``;
+    ``crash`` and ``wipe`` are both stopped by ``start``) name the same ``part`` and are built as
+    one nemesis, which receives the set of requested kinds."""
+
+    name: str                           # as in --nemesis and [nemesis] faults
+    start: str                          # op f that starts one occurrence
+    stop: str                           # op f that ends it
+    part: str                           # the nemesis part performing start/stop (its ``name``)
+    build: BuildPart
+    draw: Draw
+    process: bool = False               # acts on a node's process: with overlap, shares one stream
+                                        # with the other process faults so they never fight over it
+    restarts: bool = False              # held for crash.restart_delay rather than the interval
+    options: Mapping[str, Any] = field(default_factory=dict)  # [nemesis.<name>] settings -> default
+    #: target capability -> why the fault cannot be done without it (a spec naming this fault for a
+    #: target that lacks one is refused before any node starts; the part re-checks at setup)
+    target_needs: Mapping[str, str] = field(default_factory=dict)
+
+
+def registered() -> dict[str, FaultKind]:
+    """Every registered fault kind by name (built-ins and installed packages)."""
+    out = {}
+    for name, kind in plugins.load_all("nemeses").items():
+        if not isinstance(kind, FaultKind) or kind.name != name:
+            raise UserError(f"nemesis plugin {name!r} must name a nemeses.fault_kind.FaultKind called {name!r}, "
+                            f"got {kind!r}")
+        out[name] = kind
+    return out
+
+
+def names() -> tuple[str, ...]:
+    """Every registered fault kind name (without loading them)."""
+    return plugins.names("nemeses")
+
+
+def target_refusals(faults: Sequence[str], target: Any) -> list[str]:
+    """One line per requested fault the target cannot take (its ``target_needs`` it lacks)."""
+    kinds = registered()
+    return [f"the {target.name} target {why}: refusing the {name} nemesis rather than pretending"
+            for name in faults if name in kinds
+            for need, why in kinds[name].target_needs.items() if need not in target.capabilities]
+
+
+def kinds_of(op: NemesisOp, kinds: Mapping[str, FaultKind]) -> set[str]:
+    """The fault kinds whose start op this is (a value naming its ``kind`` picks among several)."""
+    found = {k.name for k in kinds.values() if k.start == op.f}
+    named = op.value.get("kind") if isinstance(op.value, Mapping) else None
+    return {named} if len(found) > 1 and named in found else found
+
+
+def window_name(start_f: str, kinds: Mapping[str, FaultKind]) -> str:
+    """How reports name a window opened by ``start_f``: its kind, or its part when kinds share it."""
+    found = {k.name: k.part for k in kinds.values() if k.start == start_f}
+    if len(found) == 1:
+        return next(iter(found))
+    if found:
+        return next(iter(found.values()))
+    return start_f[len("start-"):] if start_f.startswith("start-") else start_f
