@@ -1,9 +1,17 @@
 """Fault windows: when each fault was active, from the nemesis ops of a history.
 
 The perf checker splits availability and latency by window, and reports draw
-the windows as bands, so both read them from here. A window opens at the
-invoke of the op that starts a fault and closes at the completion of the op
-that stops it (the span in which the fault may have been active):
+the windows as bands, so both read them from here. A window opens when the
+op that starts a fault took effect and closes when the op that stops it took
+effect: the completion's ``effective`` field (the moment the iptables rules,
+transport-fault call, signal or clock-file write returned). Its probe
+confirms the fault later (a cut link or a paused node is proven by a timeout),
+and opening at the confirmation put client failures before the window that
+explains them. Without ``effective`` (older or imported Jepsen histories, a
+nemesis that raised) a window opens at the start op's invoke and closes at
+the stop op's completion, the widest span in which the fault may have been
+active. ``requested`` and ``confirmed`` keep the start op's invoke and
+completion times beside the window.
 
 * ``start-X`` is closed by ``stop-X`` (partition, clock, link, and imported
   Jepsen ``start-fault``/``stop-fault``); beyond that, each registered fault
@@ -11,8 +19,8 @@ that stops it (the span in which the fault may have been active):
   ``start``, ``pause`` by ``resume``: ``nemeses.fault_kind``); a stop closes
   the oldest open window it can close;
 * ``heal`` closes every open window;
-* any other nemesis op (``wipe``, ...) is an instant window spanning its own
-  invoke..completion;
+* any other nemesis op is an instant window spanning its own effect (else
+  invoke)..completion;
 * a window still open at the end of the history closes there;
 * a start whose completion is ``fail`` (refused, or its probe found it did not
   take effect) opens no window; it is listed with ``failed: true``.
@@ -41,13 +49,16 @@ class FaultWindow:
     close_index: int | None  # None: closed by the end of the history
     value: Any = None        # what the nemesis was asked to do (nodes, partition)
     failed: bool = False
+    requested: int | None = None   # the opening op's invoke
+    confirmed: int | None = None   # the opening op's completion (its probe's verdict); None: never completed
 
     def contains(self, t: int) -> bool:
         return self.start <= t <= self.end
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "start": self.start, "end": self.end, "open_index": self.open_index,
-                "close_index": self.close_index, "value": self.value, "failed": self.failed}
+                "close_index": self.close_index, "value": self.value, "failed": self.failed,
+                "requested": self.requested, "confirmed": self.confirmed}
 
 
 def registered_pairs() -> dict[str, set[str]]:
@@ -68,6 +79,15 @@ def _closes(f: str, pairs: dict[str, set[str]]) -> set[str]:
     return pairs.get(f, set()) | ({"start-" + f[len("stop-"):]} if f.startswith("stop-") else set())
 
 
+def effect_time(inv: Op, comp: Op | None, fallback: int) -> int:
+    """When an action took effect: its completion's ``effective`` (kept within invoke..completion),
+    else ``fallback``."""
+    eff = comp.get("effective") if comp is not None else None
+    if not isinstance(eff, int) or isinstance(eff, bool):
+        return fallback
+    return min(max(eff, inv.time), comp.time)
+
+
 def fault_windows(history: History) -> list[FaultWindow]:
     """Every fault window of a history, in order of opening."""
     end_of_history = history.ops[-1].time if len(history) else 0
@@ -77,33 +97,36 @@ def fault_windows(history: History) -> list[FaultWindow]:
     stops = registered_pairs()
     openers = {start for starts in stops.values() for start in starts}
 
-    def close(inv: Op, end: int, closer: Op | None) -> None:
-        out.append(FaultWindow(inv.f, inv.time, end, inv.index, closer.index if closer else None, inv.value))
+    def window(inv: Op, comp: Op | None, end: int, close_index: int | None, failed: bool = False) -> FaultWindow:
+        start = effect_time(inv, comp, inv.time)
+        return FaultWindow(inv.f, start, max(start, end), inv.index, close_index, inv.value, failed,
+                           requested=inv.time, confirmed=comp.time if comp is not None else None)
 
     for inv, comp in pairs:
         f = inv.f
         done = comp.time if comp is not None else end_of_history
+        undone = effect_time(inv, comp, done)      # when a stop / heal took effect
         if f.startswith("start-") or f in openers:
             if comp is not None and comp.type == FAIL:
-                out.append(FaultWindow(f, inv.time, done, inv.index, comp.index, inv.value, failed=True))
+                out.append(window(inv, comp, done, comp.index, failed=True))
             else:
                 open_[f].append((inv, comp))
         elif f == "heal":
             for kind in list(open_):
                 while open_[kind]:
-                    o_inv, _ = open_[kind].popleft()
-                    close(o_inv, done, comp or inv)
+                    o_inv, o_comp = open_[kind].popleft()
+                    out.append(window(o_inv, o_comp, undone, (comp or inv).index))
         elif closable := [o for o in _closes(f, stops) if open_[o]]:
             oldest = min(closable, key=lambda o: open_[o][0][0].index)
-            o_inv, _ = open_[oldest].popleft()
-            close(o_inv, done, comp or inv)
+            o_inv, o_comp = open_[oldest].popleft()
+            out.append(window(o_inv, o_comp, undone, (comp or inv).index))
         elif _closes(f, stops):
             continue  # a stop with nothing open (its start failed or was never recorded)
         else:
-            out.append(FaultWindow(f, inv.time, done, inv.index, comp.index if comp else None, inv.value,
-                                   failed=comp is not None and comp.type == FAIL))
+            out.append(window(inv, comp, done, comp.index if comp else None,
+                              failed=comp is not None and comp.type == FAIL))
     for q in open_.values():
-        for o_inv, _ in q:
-            out.append(FaultWindow(o_inv.f, o_inv.time, end_of_history, o_inv.index, None, o_inv.value))
+        for o_inv, o_comp in q:
+            out.append(window(o_inv, o_comp, end_of_history, None))
     out.sort(key=lambda w: w.open_index)
     return out

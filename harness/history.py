@@ -49,6 +49,10 @@ class HistoryJournal:
         """Nanoseconds since the journal started: the clock every op is stamped with."""
         return time.monotonic_ns() - self._t0
 
+    def at(self, monotonic_ns: int) -> int:
+        """A past ``time.monotonic_ns()`` reading on the history's clock (e.g. when a fault took effect)."""
+        return max(0, monotonic_ns - self._t0)
+
     def record(self, process: int | str, type: str, f: str, *, key: str | None = None,
                value: Any = None, node: str | None = None, error: str | None = None,
                siblings: int | None = None, **extra: Any) -> Op:

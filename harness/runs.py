@@ -155,7 +155,8 @@ def load_run(run_dir: str | Path) -> LoadedRun:
 
 
 def fault_rows(history: History) -> list[dict[str, Any]]:
-    """Each completed nemesis action as it ran: time (s), action, outcome, mechanism and probe.
+    """Each completed nemesis action as it ran: time (s, probe-confirmed), when it took effect (s),
+    action, outcome, mechanism and probe.
 
     Kept in results.json so the run and check commands print the faults without reading the
     history again, and so a fault whose probe failed is on record beside the verdict."""
@@ -163,7 +164,9 @@ def fault_rows(history: History) -> list[dict[str, Any]]:
     for o in history.nemesis_ops():
         if o.type == INVOKE:
             continue
+        eff = o.extra.get("effective")
         rows.append({"t": round(o.time / 1e9, 3), "f": o.f, "type": o.type,
+                     "effective": round(eff / 1e9, 3) if isinstance(eff, int) else None,
                      "mechanism": o.extra.get("mechanism"), "probe": o.extra.get("probe"), "error": o.error})
     return rows
 

@@ -331,14 +331,18 @@ def record_outcome(journal: HistoryJournal, f: str, out: Any) -> bool:
     """Journal a nemesis action's completion: ``info`` when its probe confirmed it, else ``fail``.
 
     The one place a fault becomes "done" in a history, so nothing is ever
-    recorded as done without the probe that says so. Returns the probe's verdict.
+    recorded as done without the probe that says so. The completion's time is
+    when the probe confirmed it; ``effective`` (same clock) when its mechanism
+    took effect, which fault windows start from. Returns the probe's verdict.
     """
     probe = out.probe.to_json()
+    when = getattr(out, "effective_ns", None)
+    extra = {"effective": journal.at(when)} if when is not None else {}
     if out.probe.ok:
-        journal.record(NEMESIS, INFO, f, value=_jsonable(out.done), probe=probe, mechanism=out.mechanism)
+        journal.record(NEMESIS, INFO, f, value=_jsonable(out.done), probe=probe, mechanism=out.mechanism, **extra)
     else:
         journal.record(NEMESIS, FAIL, f, value=_jsonable(out.done), error=f"probe failed: {out.probe.detail}",
-                       probe=probe, mechanism=out.mechanism)
+                       probe=probe, mechanism=out.mechanism, **extra)
     return bool(out.probe.ok)
 
 

@@ -17,7 +17,13 @@ Probe: each node's ``GET /admin/clock`` minus the harness's clock (at the
 request's midpoint, smallest-RTT sample, minus the node's baseline measured
 at setup) must equal the offset the file held during that request, within a
 tolerance that is recorded; an offset smaller than the probe can resolve is
-reported as unverified, not as done. No libfaketime -> CapabilityError.
+reported as unverified, not as done. Nodes are sampled side by side. No
+libfaketime -> CapabilityError.
+
+The outcome's ``effective_ns`` is when the offset was in every chosen node's
+file (libfaketime reads it on every clock call): for strobe and drift, when
+their first offset was written, which happens before the background thread
+takes over.
 """
 from __future__ import annotations
 
@@ -28,7 +34,8 @@ from typing import Any, Mapping, Sequence
 from harness.errors import CapabilityError
 from nemeses import probes
 from targets.adapter import AdminError
-from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe, confirmed
+from nemeses.fanout import in_parallel
 
 MECHANISM = "libfaketime"
 #: Probe tolerance beyond the request's RTT (seconds): the node reads its clock somewhere inside the RTT.
@@ -97,12 +104,16 @@ class ClockNemesis:
             self._intended[name] = (offset_s, offset_s, version)
 
     def _run_background(self, names: Sequence[str], offset_at: Any) -> None:
-        """Keep writing ``offset_at(elapsed)`` to the nodes' files until stopped."""
+        """Write ``offset_at(0)`` to the nodes' files now (errors raise), then keep writing
+        ``offset_at(elapsed)`` from a thread until stopped."""
         self._stop.clear()
         t0 = time.monotonic()
+        first = round(offset_at(0.0), 3)
+        for name in names:
+            self._write(name, first)
 
         def loop() -> None:
-            last: float | None = None
+            last: float | None = first
             while not self._stop.is_set():
                 off = round(offset_at(time.monotonic() - t0), 3)
                 if off != last:
@@ -139,7 +150,8 @@ class ClockNemesis:
         meas: dict[str, Any] = {}
         bad: list[str] = []
         unresolved: list[str] = []
-        for name in names:
+
+        def sampled(name: str) -> tuple[list[tuple[float, float, float, float]], str | None]:
             rows = []
             for i in range(rounds):
                 if i:
@@ -147,8 +159,12 @@ class ClockNemesis:
                 try:
                     rows.append(self._sample(name, tries))
                 except AdminError as e:
-                    bad.append(f"{name}: {e}")
-                    break
+                    return rows, f"{name}: {e}"
+            return rows, None
+
+        for name, (rows, error) in zip(names, in_parallel(sampled, list(names))):
+            if error:
+                bad.append(error)
             meas[name] = [{"observed_ms": round(o * 1000, 1), "expected_ms": [round(lo * 1000, 1), round(hi * 1000, 1)],
                            "rtt_ms": round(r * 1000, 2)} for o, r, lo, hi in rows]
             base_err = self.baseline_rtt.get(name, 0.0) / 2
@@ -184,22 +200,25 @@ class ClockNemesis:
                 return Outcome(done={}, probe=Probe(False, f"bad clock target nodes {names!r}"), mechanism=MECHANISM)
             self._halt_background()
             mode = value.get("mode", "bump")
-            t0 = time.monotonic()
+            t0 = time.monotonic_ns()
             try:
                 if mode == "bump":
                     off = float(value["offset_ms"]) / 1000
                     for n in names:
                         self._write(n, off)
+                    effective = time.monotonic_ns()
                     done = {n: {"offset_ms": off * 1000} for n in names}
                     probe = self._probe(names, rounds=1, spacing=0, tries=3)
                 elif mode == "strobe":
                     off, period = float(value["offset_ms"]) / 1000, float(value["period"])
                     self._run_background(names, lambda el: off if int(el / period) % 2 == 0 else 0.0)
+                    effective = time.monotonic_ns()
                     done = {n: {"strobe_ms": [off * 1000, 0.0], "period_s": period} for n in names}
                     probe = self._probe(names, rounds=4, spacing=min(period, 1.0) / 2)
                 elif mode == "drift":
                     rate = float(value["rate"])
                     self._run_background(names, lambda el: rate * el)
+                    effective = time.monotonic_ns()
                     done = {n: {"drift_rate": rate} for n in names}
                     # sample long enough for the drift to outgrow the probe's resolution (bounded: 5 s)
                     spacing = min(2.5, max(0.5, 0.05 / abs(rate))) if rate else 0.5
@@ -212,12 +231,11 @@ class ClockNemesis:
             except Exception as e:  # the backend could not write a file
                 return Outcome(done={}, probe=Probe(False, f"could not write a clock file: {type(e).__name__}: {e}"),
                                mechanism=MECHANISM)
-            probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
-            return Outcome(done=done, probe=probe, mechanism=MECHANISM)
+            return confirmed(done, probe, MECHANISM, t0, effective)
 
     def _reset(self, names: Sequence[str]) -> Outcome:
         self._halt_background()
-        t0 = time.monotonic()
+        t0 = time.monotonic_ns()
         errors = []
         for n in names:
             try:
@@ -227,11 +245,11 @@ class ClockNemesis:
         done = {n: {"offset_ms": 0.0} for n in names}
         if errors:
             return Outcome(done=done, probe=Probe(False, "could not reset: " + "; ".join(errors)), mechanism=MECHANISM)
+        effective = time.monotonic_ns()
         probe = self._probe(names, rounds=1, spacing=0, tries=3) if names else Probe(True, "no clock was skewed")
         if probe.ok:
             self._touched -= set(names)
-        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
-        return Outcome(done=done, probe=probe, mechanism=MECHANISM)
+        return confirmed(done, probe, MECHANISM, t0, effective)
 
     def heal(self) -> None:
         """Stop strobe/drift, write +0 into every node's clock file, and check the nodes report it."""

@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from harness.backends.base import Backend
 from harness.errors import CapabilityError
 from nemeses import firewall, probes
-from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe, confirmed
 from nemeses.clock import faketime_text
 from targets.adapter import AdminError, Target
 
@@ -77,14 +77,15 @@ class ComposedNemesis:
                            mechanism=part.name)
 
     def _heal_op(self) -> Outcome:
-        t0 = time.monotonic()
+        """Heal every part; in effect once every part's heal returned, then verified cluster-wide."""
+        t0 = time.monotonic_ns()
         failed = self._heal_all()
         done = {p.name: failed.get(p.name, "healed") for p in self.parts}
         if failed:
             return Outcome(done=done, probe=Probe(False, "; ".join(failed.values())), mechanism="heal")
+        effective = time.monotonic_ns()
         probe = probes.verify_healed(self.ctx.backend, self.ctx.target, self.ctx.nodes) if self.ctx else Probe(True, "nothing set up")
-        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
-        return Outcome(done=done, probe=probe, mechanism="heal")
+        return confirmed(done, probe, "heal", t0, effective)
 
     def _heal_all(self) -> dict[str, str]:
         """Heal each part in heal-rank order; {part name: what failed}."""

@@ -8,35 +8,28 @@
 * ``start {"nodes"}``: start the node with whatever data it has. Probe: the
   process runs and answers ``/admin/health``.
 * heal: start every node this nemesis took down.
+
+Every listed node at once. The outcome's ``effective_ns`` is when the last
+node's SIGKILL (and wipe) returned; for ``start``, when the last node was
+started, which the backends count from its first health answer (a restarted
+node is down until it serves).
 """
 from __future__ import annotations
 
 import shlex
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Mapping, Sequence
 
 from harness.errors import CapabilityError
 from nemeses import probes
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.fanout import each_node
 
 MECHANISM = "SIGKILL"
-
-
-def each_node(names: Sequence[str], fn: Callable[[str], Any]) -> dict[str, Any]:
-    """Run ``fn`` on every node in parallel (probes wait on timeouts): {node: result or the exception}."""
-    if not names:
-        return {}
-    out: dict[str, Any] = {}
-    with ThreadPoolExecutor(max_workers=len(names)) as pool:
-        futures = {n: pool.submit(fn, n) for n in names}
-        for n, fut in futures.items():
-            try:
-                out[n] = fut.result()
-            except Exception as e:  # reported per node, never raised past the nemesis
-                out[n] = e
-    return out
+#: Key of a per-node result holding ``time.monotonic_ns()`` when that node's mechanism returned
+#: (taken out of the recorded value by :func:`node_outcome`: it is not on the history's clock).
+EFFECTIVE = "effective_ns"
 
 
 def op_nodes(value: Any, known: Mapping[str, Any], default: Sequence[str] = ()) -> list[str] | None:
@@ -46,14 +39,20 @@ def op_nodes(value: Any, known: Mapping[str, Any], default: Sequence[str] = ()) 
 
 
 def node_outcome(results: Mapping[str, Any], t0: float, mechanism: str, what: str) -> Outcome:
-    """One Outcome from per-node results ({"ok", "probe", "took_s", ...} or an exception)."""
-    done = {n: (r if isinstance(r, dict) else {"ok": False, "probe": f"{type(r).__name__}: {r}"})
+    """One Outcome from per-node results ({"ok", "probe", "took_s", EFFECTIVE, ...} or an exception).
+
+    Its ``effective_ns`` is the latest node's (the fault is in place on every node from then),
+    None when some node's mechanism never returned.
+    """
+    marks = [r.get(EFFECTIVE) if isinstance(r, dict) else None for r in results.values()]
+    effective = max(marks) if marks and None not in marks else None
+    done = {n: ({k: v for k, v in r.items() if k != EFFECTIVE} if isinstance(r, dict)
+                else {"ok": False, "probe": f"{type(r).__name__}: {r}"})
             for n, r in results.items()}
     meas = {"effect_s": round(time.monotonic() - t0, 4), **{n: d.get("took_s") for n, d in done.items()}}
     bad = [f"{n}: {d['probe']}" for n, d in done.items() if not d.get("ok")]
-    if bad:
-        return Outcome(done=done, probe=Probe(False, "; ".join(bad), meas), mechanism=mechanism)
-    return Outcome(done=done, probe=Probe(True, f"{len(done)} node(s) {what}", meas), mechanism=mechanism)
+    probe = Probe(False, "; ".join(bad), meas) if bad else Probe(True, f"{len(done)} node(s) {what}", meas)
+    return Outcome(done=done, probe=probe, mechanism=mechanism, effective_ns=effective)
 
 
 def heal_nodes(label: str, names: Sequence[str], fn: Callable[[str], Any]) -> None:
@@ -119,9 +118,10 @@ class CrashNemesis:
         backend.kill(name)
         if wipe:
             backend.wipe(name)
+        out: dict[str, Any] = {EFFECTIVE: time.monotonic_ns(), "signal": "KILL"}
         gone = not backend.is_running(name)
         answers, why = self.ctx.target.admin.health(node, timeout=1.0)
-        out: dict[str, Any] = {"signal": "KILL", "process_gone": gone, "health": why}
+        out.update(process_gone=gone, health=why)
         problems = []
         if not gone:
             problems.append("process still running after SIGKILL")
@@ -155,10 +155,11 @@ class CrashNemesis:
         t0 = time.monotonic()
         was_running = backend.is_running(name)
         if not was_running:
-            backend.start(name)
+            backend.start(name)       # returns once the node answers (a restarted node is down until then)
+        effective = time.monotonic_ns()
         up, why, _ = probes.wait_health(self.ctx.target.admin, node, True, time.monotonic() + self.start_timeout)
         running = backend.is_running(name)
-        out: dict[str, Any] = {"started": not was_running, "running": running, "health": why,
+        out: dict[str, Any] = {EFFECTIVE: effective, "started": not was_running, "running": running, "health": why,
                                "took_s": round(time.monotonic() - t0, 4), "ok": up and running}
         if out["ok"]:
             self._down.discard(name)

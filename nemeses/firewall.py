@@ -10,6 +10,12 @@ talk from the host's other addresses) keep reaching every node.
 Each rule carries the comment ``dynharness-nemesis`` so a rule is ours
 beyond doubt, and is deleted by its exact spec when healed; the ``heal``
 command flushes the whole chain.
+
+Every node's rules go in at once (one shell per receiving node, side by
+side): the partition is in place when the slowest node's call returns, not
+after the sum of them. On a shared host (the local backend) every node's
+rules land in the one host chain, so the calls stay one after another there
+rather than contend for the host's ruleset.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from typing import Mapping, Sequence
 
 from harness.backends.base import Backend, Node
 from harness.errors import CapabilityError
+from nemeses.fanout import MAX_PARALLEL, in_parallel
 from targets.adapter import Target
 
 TAG = "dynharness-nemesis"
@@ -86,7 +93,7 @@ def add_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[DropR
     by_dst: dict[str, list[list[str]]] = defaultdict(list)
     for r in rules:
         by_dst[r.dst].append(["iptables", "-w", "5", "-A", backend.firewall_chain, *r.spec(nodes)])
-    return [e for dst, cmds in by_dst.items() if (e := _run_script(backend, dst, cmds, stop_on_error=True))]
+    return _on_each(backend, by_dst, stop_on_error=True)
 
 
 def delete_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[DropRule]) -> list[str]:
@@ -94,14 +101,28 @@ def delete_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[Dr
     by_dst: dict[str, list[list[str]]] = defaultdict(list)
     for r in rules:
         by_dst[r.dst].append(["iptables", "-w", "5", "-D", backend.firewall_chain, *r.spec(nodes)])
-    errors = [e for dst, cmds in by_dst.items() if (e := _run_script(backend, dst, cmds, stop_on_error=False))]
-    for dst in by_dst:  # verify: none of *our* rules is still listed (other nemeses' rules may be)
-        listed = list_rules(backend, dst)
+    errors = _on_each(backend, by_dst, stop_on_error=False)
+    dsts = list(by_dst)
+    # verify: none of *our* rules is still listed (other nemeses' rules may be)
+    for dst, listed in zip(dsts, in_parallel(lambda d: list_rules(backend, d), dsts, limit=_width(backend))):
         still = [r for r in rules if r.dst == dst
                  and any(_same_rule(line, " ".join(r.spec(nodes))) for line in listed)]
         if still:
             errors.append(f"{dst}: {len(still)} rule(s) still in {backend.firewall_chain} after delete")
     return errors
+
+
+def _on_each(backend: Backend, by_dst: Mapping[str, Sequence[list[str]]], *, stop_on_error: bool) -> list[str]:
+    """Each node's iptables commands, every node at once; the errors, in node order."""
+    dsts = list(by_dst)
+    done = in_parallel(lambda d: _run_script(backend, d, by_dst[d], stop_on_error=stop_on_error), dsts,
+                       limit=_width(backend))
+    return [e for e in done if e]
+
+
+def _width(backend: Backend) -> int:
+    """How many nodes' iptables calls at once: one on a shared host (one ruleset), else all."""
+    return 1 if "shared-host" in backend.capabilities else MAX_PARALLEL
 
 
 def _same_rule(listed: str, spec: str) -> bool:

@@ -21,6 +21,10 @@ Probes measure; nothing is reported without a measurement:
 * loss (in-process): many peer requests; the expected rejected share is P.
 * latency: peer requests across sampled links timed before and after; the
   added median must be within ``jitter + 30 ms`` of ``delay``.
+
+Sampled links are probed side by side (each link's own samples one after
+another, so they time one request at a time). The outcome's
+``effective_ns`` is when the rules or the in-process faults were in place.
 """
 from __future__ import annotations
 
@@ -28,14 +32,14 @@ import math
 import statistics
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 
 from harness.errors import CapabilityError
 from nemeses import firewall, probes
 from nemeses.transport_faults import TransportFaultBook
 from targets.adapter import AdminError
-from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe, confirmed
+from nemeses.fanout import in_parallel
 from nemeses.firewall import IN_PROCESS, IPTABLES
 
 #: How many links a probe samples, and attempts per link.
@@ -123,7 +127,7 @@ class LinkNemesis:
     # -- loss --------------------------------------------------------------------------------
     def _start_loss(self, chosen: list[str], pairs: list[tuple[str, str]], sample: list[tuple[str, str]],
                     p: float) -> Outcome:
-        t0 = time.monotonic()
+        t0 = time.monotonic_ns()
         done = {n: {"loss": p, "peers": sorted({b for a, b in pairs if a == n})} for n in chosen}
         if self.loss_mechanism == IPTABLES:
             rules = [firewall.DropRule(src=a, dst=b, probability=p) for a, b in pairs]
@@ -135,8 +139,8 @@ class LinkNemesis:
         if errors:
             return Outcome(done=done, probe=Probe(False, "could not install loss: " + "; ".join(errors)),
                            mechanism=self.loss_mechanism)
-        probe = self._probe_loss(sample, p)
-        return Outcome(done=done, probe=_timed(probe, t0), mechanism=self.loss_mechanism)
+        effective = time.monotonic_ns()
+        return confirmed(done, self._probe_loss(sample, p), self.loss_mechanism, t0, effective)
 
     def _probe_loss(self, sample: list[tuple[str, str]], p: float) -> Probe:
         """Measured failure share across the sampled links vs what P predicts."""
@@ -155,7 +159,8 @@ class LinkNemesis:
             if not sample:
                 return Probe(False, "no sampled receiver answers (down or paused): loss cannot be measured now")
             attempts = [pair for pair in sample for _ in range(LOSS_ATTEMPTS)]
-            raw = _parallel(lambda pr: self.ctx.target.admin.peer_probe(self.nodes[pr[1]], pr[0], timeout=2.0)[0], attempts)
+            raw = in_parallel(lambda pr: self.ctx.target.admin.peer_probe(self.nodes[pr[1]], pr[0], timeout=2.0)[0],
+                              attempts, limit=16)
             lost = sum(1 for r in raw if r == "rejected")
             how = "peer-request"
         n = len(raw)
@@ -175,32 +180,37 @@ class LinkNemesis:
 
     def _answering(self, sample: list[tuple[str, str]]) -> list[tuple[str, str]]:
         """The sampled links whose receiver answers health (not killed or paused by another fault)."""
-        up = {b for b in {b for _, b in sample} if self.ctx.target.admin.health(self.nodes[b], timeout=1.0)[0]}
+        receivers = sorted({b for _, b in sample})
+        answers = in_parallel(lambda b: self.ctx.target.admin.health(self.nodes[b], timeout=1.0)[0], receivers)
+        up = {b for b, ok in zip(receivers, answers) if ok}
         return [(a, b) for a, b in sample if b in up]
 
     # -- latency -----------------------------------------------------------------------------
     def _latency_ms(self, sample: list[tuple[str, str]]) -> dict[str, float]:
-        """Median time (ms) of peer requests across each sampled link (sender -> receiver)."""
-        out = {}
-        for a, b in self._answering(sample):
-            if (a, b) in self.transport.cut or (b, a) in self.transport.cut:
-                continue  # partitioned now: nothing crosses it to time
-            times: list[float] = []
-            for _ in range(LATENCY_SAMPLES * 4):   # rejected requests (a lossy link) are not timed
-                res, took = self.ctx.target.admin.peer_probe(self.nodes[b], a, timeout=5.0)
-                if res == "admitted":
-                    times.append(took * 1000)
-                elif res != "rejected":
-                    raise AdminError(f"peer request {a}->{b}: {res}")
-                if len(times) == LATENCY_SAMPLES:
-                    break
-            if not times:
-                raise AdminError(f"peer request {a}->{b}: every request was rejected")
-            out[f"{a}->{b}"] = statistics.median(times)
+        """Median time (ms) of peer requests across each sampled link (sender -> receiver), links at once."""
+        links = [(a, b) for a, b in self._answering(sample)
+                 if (a, b) not in self.transport.cut and (b, a) not in self.transport.cut]  # partitioned: nothing to time
+        out = dict(zip((f"{a}->{b}" for a, b in links), in_parallel(self._median_ms, links)))
         if not out:
             raise AdminError("every sampled delayed link is partitioned or leads to a silent node: "
                              "latency cannot be measured now")
         return out
+
+    def _median_ms(self, link: tuple[str, str]) -> float:
+        """Median of LATENCY_SAMPLES admitted peer requests a -> b, one at a time (AdminError when none)."""
+        a, b = link
+        times: list[float] = []
+        for _ in range(LATENCY_SAMPLES * 4):   # rejected requests (a lossy link) are not timed
+            res, took = self.ctx.target.admin.peer_probe(self.nodes[b], a, timeout=5.0)
+            if res == "admitted":
+                times.append(took * 1000)
+            elif res != "rejected":
+                raise AdminError(f"peer request {a}->{b}: {res}")
+            if len(times) == LATENCY_SAMPLES:
+                break
+        if not times:
+            raise AdminError(f"peer request {a}->{b}: every request was rejected")
+        return statistics.median(times)
 
     def _start_latency(self, chosen: list[str], pairs: list[tuple[str, str]], sample: list[tuple[str, str]],
                        delay: float, jitter: float) -> Outcome:
@@ -210,15 +220,16 @@ class LinkNemesis:
             before = self._latency_ms(sample)
         except AdminError as e:
             return Outcome(done={}, probe=Probe(False, f"cannot measure baseline latency: {e}"), mechanism=IN_PROCESS)
-        t0 = time.monotonic()
+        t0 = time.monotonic_ns()
         self._active["latency"] = {"pairs": pairs, "before": before, "sample": sample}
         errors = self._set_layer("latency", chosen, {"delay_ms": delay, "jitter_ms": jitter})
         if errors:
             return Outcome(done=done, probe=Probe(False, "could not install latency: " + "; ".join(errors)),
                            mechanism=IN_PROCESS)
+        effective = time.monotonic_ns()
         # the probe's request enters the delayed node's transport once: it gains delay +/- jitter
         probe = self._probe_latency(sample, before, {f"{a}->{b}": delay for a, b in sample}, jitter)
-        return Outcome(done=done, probe=_timed(probe, t0), mechanism=IN_PROCESS)
+        return confirmed(done, probe, IN_PROCESS, t0, effective)
 
     def _probe_latency(self, sample: list[tuple[str, str]], before: Mapping[str, float],
                        expect: Mapping[str, float], jitter: float) -> Probe:
@@ -269,18 +280,19 @@ class LinkNemesis:
         state = self._active.get(kind)
         if state is None:
             return Outcome(done={}, probe=Probe(True, f"no {kind} was active"), mechanism=mech)
-        t0 = time.monotonic()
+        t0 = time.monotonic_ns()
         errors = self._undo(kind)
         done = {n: {kind: "removed"} for n in sorted({a for a, _ in state["pairs"]})}
         if errors:
             return Outcome(done=done, probe=Probe(False, f"could not remove {kind}: " + "; ".join(errors)),
                            mechanism=mech)
+        effective = time.monotonic_ns()
         sample = state["sample"]
         if kind == "loss":
             probe = self._probe_loss(sample, 0.0)
         else:
             probe = self._probe_latency(sample, state["before"], {f"{a}->{b}": 0.0 for a, b in sample}, 0.0)
-        return Outcome(done=done, probe=_timed(probe, t0), mechanism=mech)
+        return confirmed(done, probe, mech, t0, effective)
 
     def heal(self) -> None:
         """Remove loss rules / in-process loss and delay this nemesis installed (idempotent)."""
@@ -298,12 +310,3 @@ def _spread(pairs: Sequence[tuple[str, str]], k: int) -> list[tuple[str, str]]:
         return list(pairs)
     step = len(pairs) / k
     return [pairs[int(i * step)] for i in range(k)]
-
-
-def _parallel(fn: Any, items: Sequence[Any]) -> list[Any]:
-    with ThreadPoolExecutor(max_workers=min(16, max(1, len(items)))) as pool:
-        return list(pool.map(fn, items))
-
-
-def _timed(probe: Probe, t0: float) -> Probe:
-    return Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})

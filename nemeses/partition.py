@@ -11,7 +11,10 @@ says which was used.
 Probe: every cut link really carries nothing and every kept link still
 carries traffic. For iptables that is a TCP connection from the sender's
 address (timeout = cut); for the in-process fallback it is a peer request
-the receiver must reject (``NodeAdmin.peer_probe``).
+the receiver must reject (``NodeAdmin.peer_probe``). Every link is probed at
+once, so a cut is confirmed about one connect timeout after the rules are in;
+the outcome's ``effective_ns`` is when the rules (or the in-process drops)
+were in place.
 """
 from __future__ import annotations
 
@@ -20,9 +23,10 @@ import time
 from typing import Any, Mapping
 
 from nemeses import firewall, probes, topology
+from nemeses.fanout import in_parallel
 from nemeses.transport_faults import TransportFaultBook
 from targets.adapter import AdminError
-from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe, confirmed
 from nemeses.firewall import IPTABLES
 
 #: Extra probes of a link that should carry traffic but dropped the first (it may also be lossy).
@@ -76,15 +80,14 @@ class PartitionNemesis:
         grudge = {n: grudge.get(n, frozenset()) for n in self.nodes}
         self._grudge = grudge
         self.transport.cut = {(b, a) for a, hated in grudge.items() for b in hated}
-        t0 = time.monotonic()
+        t0 = time.monotonic_ns()
         errors = self._apply(grudge)
         done = {n: {"cut_from": sorted(grudge[n]), "sees": sorted(topology.sees(grudge, n))} for n in sorted(grudge)}
         if errors:
             return Outcome(done=done, probe=Probe(False, "could not install the partition: " + "; ".join(errors)),
                            mechanism=self.mechanism)
-        probe = self._probe(grudge, expect_cut=True)
-        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
-        return Outcome(done=done, probe=probe, mechanism=self.mechanism)
+        effective = time.monotonic_ns()
+        return confirmed(done, self._probe(grudge, expect_cut=True), self.mechanism, t0, effective)
 
     def _apply(self, grudge: topology.Grudge) -> list[str]:
         if self.mechanism == IPTABLES:
@@ -114,30 +117,27 @@ class PartitionNemesis:
 
     def _stop(self) -> Outcome:
         grudge = self._grudge
-        t0 = time.monotonic()
+        t0 = time.monotonic_ns()
         errors = self._undo()
         done = {n: {"cut_from": []} for n in sorted(grudge)} if grudge else {}
         if errors:
             return Outcome(done=done, probe=Probe(False, "could not heal the partition: " + "; ".join(errors)),
                            mechanism=self.mechanism)
         if not grudge:
-            return Outcome(done={}, probe=Probe(True, "no partition was active"), mechanism=self.mechanism)
-        probe = self._probe(grudge, expect_cut=False)
-        probe = Probe(probe.ok, probe.detail, {**probe.measurements, "effect_s": round(time.monotonic() - t0, 4)})
-        return Outcome(done=done, probe=probe, mechanism=self.mechanism)
+            return Outcome(done={}, probe=Probe(True, "no partition was active"), mechanism=self.mechanism,
+                           effective_ns=time.monotonic_ns())
+        effective = time.monotonic_ns()
+        return confirmed(done, self._probe(grudge, expect_cut=False), self.mechanism, t0, effective)
 
     def _status(self, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, str]]:
         """(sender, receiver) -> (CUT | FLOWS | other, raw result) for each pair, measured now."""
         if self.mechanism == IPTABLES:
             raw = probes.link_status(self.ctx.backend, self.nodes, pairs, timeout=self.probe_timeout)
             return {p: (probes.classify(r), r) for p, r in raw.items()}
-        out = {}
-        for p in pairs:
-            r = self.ctx.target.admin.peer_probe(self.nodes[p[1]], p[0], timeout=5.0)[0]
-            # a receiver that is down or paused (another fault) cannot tell: skipped, not judged
-            status = probes.CUT if r == "rejected" else probes.FLOWS if r == "admitted" else SILENT
-            out[p] = (status, r)
-        return out
+        raw = in_parallel(lambda p: self.ctx.target.admin.peer_probe(self.nodes[p[1]], p[0], timeout=5.0)[0], pairs)
+        # a receiver that is down or paused (another fault) cannot tell: skipped, not judged
+        return {p: (probes.CUT if r == "rejected" else probes.FLOWS if r == "admitted" else SILENT, r)
+                for p, r in zip(pairs, raw)}
 
     def _probe(self, grudge: topology.Grudge, *, expect_cut: bool) -> Probe:
         """Cut links carry nothing (or, after a stop, carry traffic again); kept links carry traffic."""

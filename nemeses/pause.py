@@ -2,8 +2,11 @@
 
 Probe for ``pause``: the process still exists but ``/admin/health`` gets no
 answer within the timeout (the kernel still completes the TCP handshake of a
-stopped process, so only a real request tells). Probe for ``resume``: the
-node answers again. Heal resumes every node this nemesis stopped.
+stopped process, so only a real request tells). Only that silence confirms a
+pause, so the probe returns ``health_timeout`` (1 s) after the SIGSTOP at the
+earliest; the outcome's ``effective_ns`` is still when SIGSTOP returned, and
+the fault window opens there. Probe for ``resume``: the node answers again.
+Heal resumes every node this nemesis stopped.
 """
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ from typing import Any
 from harness.errors import CapabilityError
 from nemeses import probes
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
-from nemeses.crash import each_node, heal_nodes, node_outcome, op_nodes
+from nemeses.crash import EFFECTIVE, heal_nodes, node_outcome, op_nodes
+from nemeses.fanout import each_node
 
 
 class PauseNemesis:
@@ -48,7 +52,8 @@ class PauseNemesis:
             t0 = time.monotonic()
             if op.f == "pause":
                 return node_outcome(each_node(names, self._pause), t0, "SIGSTOP",
-                                    "paused: process exists, no answer")
+                                    f"paused: process exists, no answer to /admin/health for {self.health_timeout:g} s "
+                                    "(only that silence confirms a pause; in effect since SIGSTOP)")
             if op.f == "resume":
                 return node_outcome(each_node(names, self._resume), t0, "SIGCONT", "resumed: answering again")
             raise ValueError(f"pause nemesis cannot handle {op.f!r}")
@@ -57,9 +62,10 @@ class PauseNemesis:
         t0 = time.monotonic()
         self._paused.add(name)
         self.ctx.backend.pause(name)
+        effective = time.monotonic_ns()
         running = self.ctx.backend.is_running(name)
         answers, why = self.ctx.target.admin.health(self.nodes[name], timeout=self.health_timeout)
-        out: dict[str, Any] = {"signal": "STOP", "process_exists": running, "health": why,
+        out: dict[str, Any] = {EFFECTIVE: effective, "signal": "STOP", "process_exists": running, "health": why,
                                "took_s": round(time.monotonic() - t0, 4), "ok": running and not answers}
         if not out["ok"]:
             out["probe"] = "process is gone" if not running else "node still answers /admin/health"
@@ -68,8 +74,10 @@ class PauseNemesis:
     def _resume(self, name: str) -> dict[str, Any]:
         t0 = time.monotonic()
         self.ctx.backend.resume(name)
+        effective = time.monotonic_ns()
         up, why, _ = probes.wait_health(self.ctx.target.admin, self.nodes[name], True, time.monotonic() + self.resume_timeout)
-        out: dict[str, Any] = {"signal": "CONT", "health": why, "took_s": round(time.monotonic() - t0, 4), "ok": up}
+        out: dict[str, Any] = {EFFECTIVE: effective, "signal": "CONT", "health": why,
+                               "took_s": round(time.monotonic() - t0, 4), "ok": up}
         if up:
             self._paused.discard(name)
         else:

@@ -18,6 +18,9 @@ fault is about, from outside the harness's own bookkeeping:
 
 Every probe that talks to a node goes through the target's admin, so it means the same on
 any store.
+
+Checks run side by side (:func:`nemeses.fanout.in_parallel`, which says why), each with its
+own timeout.
 """
 from __future__ import annotations
 
@@ -25,12 +28,12 @@ import errno
 import json
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Sequence
 
 from harness.backends.base import Backend, Node
 from nemeses import firewall
 from nemeses.base import Probe
+from nemeses.fanout import in_parallel
 from targets.adapter import AdminError, NodeAdmin, Target
 
 CUT, FLOWS = "cut", "flows"
@@ -100,10 +103,10 @@ def connect_all(backend: Backend, nodes: Mapping[str, Node], pairs: Sequence[tup
     """
     if not pairs:
         return []
-    with ThreadPoolExecutor(max_workers=min(32, len(pairs))) as pool:
-        results = list(pool.map(lambda p: tcp_connect(nodes[p[0]].host, nodes[p[1]].host, nodes[p[1]].port, timeout),
-                                pairs))
-    for src in sorted({p[0] for p, r in zip(pairs, results) if r == "nobind"}):
+    results = in_parallel(lambda p: tcp_connect(nodes[p[0]].host, nodes[p[1]].host, nodes[p[1]].port, timeout), pairs)
+    remote = sorted({p[0] for p, r in zip(pairs, results) if r == "nobind"})
+
+    def on_node(src: str) -> tuple[list[int], list[str]]:
         idx = [i for i, p in enumerate(pairs) if p[0] == src]
         argv = ["python3", "-c", _REMOTE_SCRIPT, nodes[src].host, str(timeout),
                 *[f"{nodes[pairs[i][1]].host}:{nodes[pairs[i][1]].port}" for i in idx]]
@@ -114,6 +117,9 @@ def connect_all(backend: Backend, nodes: Mapping[str, Node], pairs: Sequence[tup
                 raise ValueError(f"{len(got)} results for {len(idx)} probes")
         except (RuntimeError, ValueError, IndexError, OSError) as e:
             got = [f"error:probe on {src} failed: {e}"] * len(idx)
+        return idx, got
+
+    for idx, got in in_parallel(on_node, remote):  # every source node at once: each waits its timeout
         for i, r in zip(idx, got):
             results[i] = r
     return results
@@ -162,37 +168,43 @@ def verify_healed(backend: Backend, target: Target, nodes: Sequence[Node], *,
     Clock offsets are compared with the harness's clock (same host or
     NTP-synced hosts); faketime files are also read back when the backend can.
     """
-    problems: list[str] = []
-    meas: dict[str, object] = {}
-    for node in nodes:
+    def node_state(node: Node) -> tuple[list[str], dict[str, object]]:
         if not backend.is_running(node.name):
-            problems.append(f"{node.name} is not running")
-            continue
+            return [f"{node.name} is not running"], {}
         ok, why = target.admin.health(node, timeout=2.0)
         if not ok:
-            problems.append(f"{node.name} does not answer health: {why}")
-            continue
+            return [f"{node.name} does not answer health: {why}"], {}
         if "faketime" in backend.capabilities and "clock" in target.capabilities and node.clock_file:
             try:
                 off, rtt = clock_offset(target.admin, node)
-                meas[f"{node.name}_clock_offset_ms"] = round(off * 1000, 1)
-                if abs(off) > clock_tolerance + rtt:
-                    problems.append(f"{node.name} clock is off by {off * 1000:+.0f} ms")
             except AdminError as e:
-                problems.append(str(e))
+                return [str(e)], {}
+            skewed = [f"{node.name} clock is off by {off * 1000:+.0f} ms"] if abs(off) > clock_tolerance + rtt else []
+            return skewed, {f"{node.name}_clock_offset_ms": round(off * 1000, 1)}
+        return [], {}
+
+    problems: list[str] = []
+    meas: dict[str, object] = {}
+    for found, measured in in_parallel(node_state, list(nodes)):
+        problems += found
+        meas.update(measured)
     if "iptables" in backend.capabilities and backend.firewall_chain:
-        left = sorted({line for n in nodes for line in firewall.list_rules(backend, n.name) if firewall.TAG in line})
+        listed = in_parallel(lambda n: firewall.list_rules(backend, n.name), list(nodes))
+        left = sorted({line for lines in listed for line in lines if firewall.TAG in line})
         meas["iptables_rules_left"] = len(left)
         if left:
             problems.append(f"{len(left)} nemesis rule(s) left in {backend.firewall_chain}")
-    faults_left = {}
-    for node in nodes if "transport-faults" in target.capabilities else ():
+
+    def faults_of(node: Node) -> object:
         try:
-            got = target.admin.faults(node, timeout=2.0)
+            return target.admin.faults(node, timeout=2.0)
         except AdminError:
-            continue
-        if isinstance(got, dict) and (got.get("drop") or got.get("loss") or got.get("delay_ms") or got.get("jitter_ms")):
-            faults_left[node.name] = got
+            return None
+
+    held = in_parallel(faults_of, list(nodes)) if "transport-faults" in target.capabilities else []
+    faults_left = {node.name: got for node, got in zip(nodes, held)
+                   if isinstance(got, dict) and (got.get("drop") or got.get("loss") or got.get("delay_ms")
+                                                 or got.get("jitter_ms"))}
     if faults_left:
         problems.append(f"in-process faults left on {', '.join(sorted(faults_left))}")
     if problems:

@@ -37,10 +37,13 @@ class HistoryBuilder:
             self._add(int(end_ms * MS), done)
         return self
 
-    def nemesis(self, f: str, start_ms: float, end_ms: float, outcome: str = "info", value: Any = None) -> "HistoryBuilder":
-        """A nemesis action (invoke + completion)."""
+    def nemesis(self, f: str, start_ms: float, end_ms: float, outcome: str = "info", value: Any = None,
+                effective_ms: float | None = None) -> "HistoryBuilder":
+        """A nemesis action (invoke + completion); ``effective_ms``: when it took effect (the
+        completion's ``effective``), absent by default as in imported histories."""
+        done = {"effective": int(effective_ms * MS)} if effective_ms is not None else {}
         self._add(int(start_ms * MS), dict(process="nemesis", type="invoke", f=f, value=value, extra={}))
-        self._add(int(end_ms * MS), dict(process="nemesis", type=outcome, f=f, value=value, extra={}))
+        self._add(int(end_ms * MS), dict(process="nemesis", type=outcome, f=f, value=value, extra=done))
         return self
 
     def _add(self, t: int, fields: dict[str, Any]) -> None:

@@ -62,13 +62,15 @@ def print_fault_table(results: Mapping[str, Any]) -> None:
     if not rows:
         return
     table = Table(title="faults as they ran")
-    for col in ("t (s)", "action", "outcome", "mechanism", "probe"):
+    for col in ("in effect (s)", "confirmed (s)", "action", "outcome", "mechanism", "probe"):
         table.add_column(col, overflow="fold")
     for row in rows:
         probe = row.get("probe") or {}
         outcome = {"info": "[green]done[/]", "fail": "[red]FAILED[/]"}.get(row["type"], row["type"])
         detail = probe.get("detail") or row.get("error") or ""
-        table.add_row(f"{row['t']:.1f}", row["f"], outcome, str(row.get("mechanism") or ""),
+        eff = row.get("effective")
+        table.add_row(f"{eff:.2f}" if isinstance(eff, (int, float)) else "", f"{row['t']:.2f}", row["f"], outcome,
+                      str(row.get("mechanism") or ""),
                       ("ok: " if probe.get("ok") else "not verified: " if probe else "") + str(detail)[:160])
     Console().print(table)
 
