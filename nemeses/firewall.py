@@ -1,11 +1,14 @@
 """iptables DROP rules between nodes, in the backend's own chain.
 
-Rules are always ``-A <chain> -s SRC -d DST [-m statistic ...] -j DROP`` and
-are added *on the receiving node* (``backend.run(dst, ...)``): on the local
-backend that is the host, where the chain is hooked from INPUT and every
-node has its own loopback address; on Docker/SSH it is the node's own
-network namespace. Only node-to-node traffic matches, so clients (which
-talk from the host's other addresses) keep reaching every node.
+Rules are always ``-A <chain> SENDER -d DST [-m statistic ...] -j DROP`` and
+are added *on the receiving node* (``backend.run(dst, ...)``). SENDER is
+``-s SRC`` (the sending node's address) on Docker/SSH, where it is the node's
+own network namespace; on the local backend it is the sending node's cgroup
+(``-m cgroup --path ...``, the chain hooked from OUTPUT: any store, this run's
+nodes only) or, on a host without cgroup2, its loopback address (the chain
+hooked from INPUT: only stores that dial from their own address). Only
+node-to-node traffic matches, so clients (the harness's own sockets) keep
+reaching every node.
 
 Each rule carries the comment ``dynharness-nemesis`` so a rule is ours
 beyond doubt, and is deleted by its exact spec when healed; the ``heal``
@@ -36,7 +39,8 @@ IPTABLES, IN_PROCESS = "iptables", "in-process transport"
 def drop_mechanism(backend: Backend, target: Target, fault: str) -> str:
     """How packets can be dropped here: iptables when the backend has it, else the target's
     in-process transport faults; CapabilityError naming ``fault`` when neither exists."""
-    shared = "shared-host" in backend.capabilities and "peer-source-address" not in target.capabilities
+    shared = ("shared-host" in backend.capabilities and "node-cgroups" not in backend.capabilities
+              and "peer-source-address" not in target.capabilities)
     if "iptables" in backend.capabilities and not shared:
         return IPTABLES
     if "transport-faults" in target.capabilities:
@@ -59,9 +63,11 @@ class DropRule:
     dst: str
     probability: float | None = None
 
-    def spec(self, nodes: Mapping[str, Node]) -> list[str]:
-        """The iptables match+target arguments of this rule."""
-        args = ["-s", nodes[self.src].host, "-d", nodes[self.dst].host]
+    def spec(self, backend: Backend, nodes: Mapping[str, Node]) -> list[str]:
+        """The iptables match+target arguments of this rule: what the sender sends (its address,
+        or on the local backend its processes' cgroup: ``backend.source_match``) to dst's address."""
+        source = getattr(backend, "source_match", None)
+        args = [*(source(self.src) if source else ["-s", nodes[self.src].host]), "-d", nodes[self.dst].host]
         if self.probability is not None:
             args += ["-m", "statistic", "--mode", "random", "--probability", f"{self.probability:.6f}"]
         return args + ["-m", "comment", "--comment", TAG, "-j", "DROP"]
@@ -92,7 +98,7 @@ def add_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[DropR
     """Append ``rules`` (each on its receiving node); the errors, one per node that failed."""
     by_dst: dict[str, list[list[str]]] = defaultdict(list)
     for r in rules:
-        by_dst[r.dst].append(["iptables", "-w", "5", "-A", backend.firewall_chain, *r.spec(nodes)])
+        by_dst[r.dst].append(["iptables", "-w", "5", "-A", backend.firewall_chain, *r.spec(backend, nodes)])
     return _on_each(backend, by_dst, stop_on_error=True)
 
 
@@ -100,13 +106,13 @@ def delete_rules(backend: Backend, nodes: Mapping[str, Node], rules: Sequence[Dr
     """Delete ``rules`` by exact spec (a rule already gone is fine); the errors."""
     by_dst: dict[str, list[list[str]]] = defaultdict(list)
     for r in rules:
-        by_dst[r.dst].append(["iptables", "-w", "5", "-D", backend.firewall_chain, *r.spec(nodes)])
+        by_dst[r.dst].append(["iptables", "-w", "5", "-D", backend.firewall_chain, *r.spec(backend, nodes)])
     errors = _on_each(backend, by_dst, stop_on_error=False)
     dsts = list(by_dst)
     # verify: none of *our* rules is still listed (other nemeses' rules may be)
     for dst, listed in zip(dsts, in_parallel(lambda d: list_rules(backend, d), dsts, limit=_width(backend))):
         still = [r for r in rules if r.dst == dst
-                 and any(_same_rule(line, " ".join(r.spec(nodes))) for line in listed)]
+                 and any(_same_rule(line, " ".join(r.spec(backend, nodes))) for line in listed)]
         if still:
             errors.append(f"{dst}: {len(still)} rule(s) still in {backend.firewall_chain} after delete")
     return errors
@@ -127,11 +133,11 @@ def _width(backend: Backend) -> int:
 
 def _same_rule(listed: str, spec: str) -> bool:
     """Whether an ``iptables -S`` line is the rule ``spec`` (iptables prints /32 and long floats)."""
-    norm = listed.replace("/32", "")
+    norm = listed.replace("/32", "") + " "
     parts = spec.split()
-    src, dst = parts[1], parts[3]
+    matches = [f"{flag} {value} " for flag, value in zip(parts, parts[1:]) if flag in ("-s", "-d", "--path")]
     prob = parts[parts.index("--probability") + 1][:6] if "--probability" in parts else None
-    return (f"-s {src} " in norm and f"-d {dst} " in norm and TAG in norm
+    return (all(m in norm for m in matches) and TAG in norm
             and ((prob is None and "statistic" not in norm) or (prob is not None and f"--probability {prob}" in norm)))
 
 

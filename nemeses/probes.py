@@ -98,12 +98,17 @@ def connect_all(backend: Backend, nodes: Mapping[str, Node], pairs: Sequence[tup
                 timeout: float = 1.0) -> list[str]:
     """Raw TCP-connect result for each (src, dst) pair, in order (repeats allowed), all in parallel.
 
-    From this host bound to src's address when it owns it (local backend);
-    otherwise one ``backend.run`` on each source node runs the same checks there.
+    From this host bound to src's address when it owns it (local backend without node cgroups);
+    otherwise one ``backend.run`` on each source node runs the same checks there (in its cgroup
+    on the local backend, so the node's rules apply to the probe).
     """
     if not pairs:
         return []
-    results = in_parallel(lambda p: tcp_connect(nodes[p[0]].host, nodes[p[1]].host, nodes[p[1]].port, timeout), pairs)
+    if "node-cgroups" in backend.capabilities:  # rules match the node's processes: probe from inside them
+        results = ["nobind"] * len(pairs)
+    else:
+        results = in_parallel(lambda p: tcp_connect(nodes[p[0]].host, nodes[p[1]].host, nodes[p[1]].port, timeout),
+                              pairs)
     remote = sorted({p[0] for p, r in zip(pairs, results) if r == "nobind"})
 
     def on_node(src: str) -> tuple[list[int], list[str]]:

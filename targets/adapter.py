@@ -53,8 +53,8 @@ class AdminError(Exception):
 #:                       handoff and anti-entropy refill it; etcd: no, raft needs a member change);
 #: ``peer-source-address`` the node's outgoing peer connections leave from its own host address, so
 #:                       iptables ``-s A -d B`` rules separate nodes that share one host (the local
-#:                       backend). etcd dials from the host's default 127.0.0.1: only nodes with
-#:                       their own network (Docker, SSH) can be partitioned with iptables.
+#:                       backend, where it cannot put each node in a cgroup of its own). etcd dials
+#:                       from the host's default 127.0.0.1.
 #: ``cas``               the client has ``cas(key, expected, new) -> bool``: compare-and-set, True when
 #:                       it wrote, False when the compare failed (etcd: a transaction). The
 #:                       cas-register workload needs it.

@@ -21,7 +21,7 @@ NODES = {f"n{i}": Node(f"n{i}", f"127.0.0.{10 + i}", 7000, "/d") for i in range(
 
 def test_drop_rule_specs_match_what_iptables_lists() -> None:
     rule = firewall.DropRule("n1", "n2")
-    spec = rule.spec(NODES)
+    spec = rule.spec(object(), NODES)   # a backend without source_match: the sender's address
     assert spec == ["-s", "127.0.0.11", "-d", "127.0.0.12", "-m", "comment", "--comment", firewall.TAG, "-j", "DROP"]
     listed = f"-A DH-1 -s 127.0.0.11/32 -d 127.0.0.12/32 -m comment --comment {firewall.TAG} -j DROP"
     assert firewall._same_rule(listed, " ".join(spec))
@@ -29,9 +29,22 @@ def test_drop_rule_specs_match_what_iptables_lists() -> None:
     lossy = firewall.DropRule("n1", "n2", probability=0.2)
     listed_lossy = ("-A DH-1 -s 127.0.0.11/32 -d 127.0.0.12/32 -m statistic --mode random --probability "
                     f"0.20000000019 -m comment --comment {firewall.TAG} -j DROP")
-    assert firewall._same_rule(listed_lossy, " ".join(lossy.spec(NODES)))
+    assert firewall._same_rule(listed_lossy, " ".join(lossy.spec(object(), NODES)))
     assert not firewall._same_rule(listed_lossy, " ".join(spec)), "a loss rule is not the partition rule"
     assert lossy.to_json() == {"from": "n1", "to": "n2", "probability": 0.2}
+
+
+def test_drop_rules_match_the_senders_cgroup_where_the_backend_gives_one() -> None:
+    class CgroupBackend:
+        def source_match(self, node: str) -> list[str]:
+            return ["-m", "cgroup", "--path", f"dynharness/DH-1/{node}"]
+
+    spec = firewall.DropRule("n1", "n2").spec(CgroupBackend(), NODES)
+    assert spec[:6] == ["-m", "cgroup", "--path", "dynharness/DH-1/n1", "-d", "127.0.0.12"]
+    listed = (f"-A DH-1 -d 127.0.0.12/32 -m cgroup --path dynharness/DH-1/n1 -m comment --comment {firewall.TAG} "
+              "-j DROP")
+    assert firewall._same_rule(listed, " ".join(spec))
+    assert not firewall._same_rule(listed.replace("DH-1/n1", "DH-1/n3"), " ".join(spec))
 
 
 @pytest.mark.parametrize("offset, text", [(30, b"+30.000s\n"), (-0.25, b"-0.250s\n"), (0.0004, b"+0\n"),

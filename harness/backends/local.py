@@ -1,13 +1,16 @@
 """The local backend: real node processes on this host's loopback.
 
 Node ``i`` (1-based) listens on ``127.0.0.(10+i)`` at one port shared by all
-nodes (picked free per run), so iptables rules ``-s A -d B`` separate nodes
-even though they share the host. Each node is its own process group, with
-its data dir and log under ``<run_dir>/nodes/``, started under libfaketime
-when the library exists (clock file ``nodes/<name>.faketime``, initially
-``+0``). As root with a working ``iptables``, setup creates a chain
-``DH-<run id>`` jumped from INPUT for the partition nemesis; teardown
-flushes, unhooks and deletes it.
+nodes (picked free per run). Each node is its own process group, with its
+data dir and log under ``<run_dir>/nodes/``, started under libfaketime when
+the library exists (clock file ``nodes/<name>.faketime``, initially ``+0``).
+As root with a working ``iptables``, setup creates a chain ``DH-<run id>``
+jumped from INPUT for the partition nemesis; teardown flushes, unhooks and
+deletes it. Where the host has a writable cgroup2 hierarchy, each node runs
+in a cgroup of its own and the chain is jumped from OUTPUT too: rules then
+match the sending node's processes (``node_cgroups`` says why: any store, and
+never another run's nodes); elsewhere rules ``-s A -d B`` match addresses,
+which separates nodes only of a store that dials from its own address.
 
 Unless the cluster is to be left running, nodes are spawned with
 ``PR_SET_PDEATHSIG = SIGKILL`` from one long-lived spawner thread, so a
@@ -32,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness.backends import node_cgroups
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
 from targets.adapter import Target
@@ -120,6 +124,7 @@ class LocalBackend:
         self._nodes: dict[str, Node] = {}
         self._pids: dict[str, int] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._cgroups: dict[str, str] = {}   # node -> its cgroup (node_cgroups), when this host has them
         self._config: ClusterConfig | None = None
         self._run_dir: Path | None = None
         self._faketime = False
@@ -156,6 +161,13 @@ class LocalBackend:
                     raise UserError(f"iptables {' '.join(argv)} failed: {r.stderr.strip()}")
             self.firewall_chain = chain
             caps.add("iptables")
+            self._cgroups = node_cgroups.create(chain, list(self._nodes), chain) or {}
+            if self._cgroups:  # rules match the sending node's processes, seen on the way out
+                r = subprocess.run(["iptables", "-w", "5", "-I", "OUTPUT", "-j", chain], capture_output=True,
+                                   text=True, timeout=15)
+                if r.returncode != 0:
+                    raise UserError(f"iptables -I OUTPUT -j {chain} failed: {r.stderr.strip()}")
+                caps.add("node-cgroups")
         self.capabilities = frozenset(caps)
         self._save_state()
         for name in self._nodes:
@@ -171,9 +183,11 @@ class LocalBackend:
         left = [n for n, pid in self._pids.items() if _pid_alive(pid)]
         if self.firewall_chain:
             chain = self.firewall_chain
-            for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-X", chain]):
+            for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
                 subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
             self.firewall_chain = ""
+        if not left:
+            node_cgroups.remove(self._cgroups)
         if self._spawner is not None:
             self._spawner.shutdown(wait=False)
             self._spawner = None
@@ -219,15 +233,24 @@ class LocalBackend:
         return pid is not None and _pid_alive(pid)
 
     def run(self, node: str, argv: Sequence[str], timeout: float = 10.0) -> CommandResult:
-        """Run argv on this host (every node shares the host's network and root)."""
+        """Run argv on this host (every node shares the host's network and root), inside the
+        node's cgroup when nodes have one, so a probe's packets are the node's to iptables."""
         self._node(node)
+        procs = node_cgroups.procs_file(self._cgroups[node]) if node in self._cgroups else None
         try:
-            p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+            p = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
+                               preexec_fn=(lambda: node_cgroups.join(procs)) if procs else None)
         except subprocess.TimeoutExpired as e:
             return CommandResult(tuple(argv), 124, "", f"timed out after {timeout}s: {e}")
         except OSError as e:
             return CommandResult(tuple(argv), 127, "", str(e))
         return CommandResult(tuple(argv), p.returncode, p.stdout, p.stderr)
+
+    def source_match(self, node: str) -> list[str]:
+        """iptables arguments matching what ``node`` sends: its cgroup when nodes have one (any
+        store, this run only), else its loopback address (stores that dial from it)."""
+        rel = self._cgroups.get(node)
+        return node_cgroups.match(rel) if rel else ["-s", self._node(node).host]
 
     def write_file(self, node: str, path: str, data: bytes) -> None:
         self._node(node)
@@ -276,11 +299,17 @@ class LocalBackend:
     def _spawn(self, name: str) -> None:
         argv, env = self._command(name), self._env(name)
         log = open(self._log_path(name), "ab")
+        procs = node_cgroups.procs_file(self._cgroups[name]) if name in self._cgroups else None
+
+        def in_child() -> None:
+            if procs:
+                node_cgroups.join(procs)
+            if not self._leave_running:
+                _set_pdeathsig()
 
         def popen() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True,
-                                    preexec_fn=None if self._leave_running else _set_pdeathsig)
+                                    start_new_session=True, preexec_fn=in_child)
 
         try:
             if self._leave_running:
@@ -353,6 +382,7 @@ class LocalBackend:
             state = {
                 "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
                 "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
+                "cgroups": self._cgroups,
                 "target": self.target.name if self.target else None,
                 "settings": dict(self._config.settings) if self._config else {},
                 "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
@@ -368,6 +398,7 @@ class LocalBackend:
         b = cls()
         b._run_dir = Path(state["run_dir"])
         b.firewall_chain = state.get("firewall_chain") or ""
+        b._cgroups = dict(state.get("cgroups") or {})
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._leave_running = True  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities

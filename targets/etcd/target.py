@@ -46,7 +46,7 @@ class EtcdTarget:
     * no ``transport-faults``: no in-process fault hooks; partitions need iptables (root);
     * no ``replica-reads``: a client reads through one member; ``r`` is meaningless under raft;
     * no ``peer-source-address``: etcd dials its peers from the host's default address, so on a
-      shared host (the local backend) iptables rules between members cannot cut them;
+      shared host (the local backend) only rules on the members' cgroups can cut them;
     * no ``wipe``: a member restarted with an empty data dir does not rejoin by itself (raft
       needs a member remove/add), so a wipe nemesis must not be offered.
     """
