@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
+from harness.limits import json_loads, number
 from nemeses import topology
 from nemeses.base import NemesisOp
 
@@ -130,11 +131,7 @@ class NemesisSpec:
 
 
 def _number(name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise UserError(f"nemesis {name} must be a number, got {v!r}")
-    if v < lo or v > hi or (lo_open and v == lo):
-        raise UserError(f"nemesis {name} must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {v!r}")
-    return float(v)
+    return number(f"nemesis.{name}", v, lo, hi, lo_open=lo_open)
 
 
 def _names(name: str, v: Any) -> tuple[str, ...]:
@@ -331,7 +328,7 @@ def load_schedule(path: str | os.PathLike[str]) -> list[ScheduledAction]:
         p = os.path.join(p, "nemesis-schedule.json")
     try:
         with open(p, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            doc = json_loads(fh.read())
     except OSError as e:
         raise UserError(f"{p}: cannot read nemesis schedule: {e.strerror or e}") from None
     except json.JSONDecodeError as e:

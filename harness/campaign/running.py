@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 from harness.campaign.definition import CampaignDef, Cell
 from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.expectations import Expectation, cell_metrics, evaluate, parse_expectations
+from harness.limits import json_loads
 
 #: Cell states: pending -> running -> done | error | timeout | interrupted.
 FINISHED = ("done", "error", "timeout")
@@ -149,7 +150,7 @@ def finish_cell(cell: Cell, res: CellResult) -> CellResult:
     results = None
     if res.run_dir and (Path(res.run_dir) / "results.json").is_file():
         try:
-            results = json.loads((Path(res.run_dir) / "results.json").read_text())
+            results = json_loads((Path(res.run_dir) / "results.json").read_text())
         except (OSError, ValueError):
             results = None
     res.metrics = cell_metrics(results)
@@ -222,7 +223,7 @@ class CampaignRun:
         """Read a campaign folder's campaign.json (what ``--resume`` and ``report`` start from)."""
         d = Path(directory)
         try:
-            obj = json.loads((d / "campaign.json").read_text())
+            obj = json_loads((d / "campaign.json").read_text())
             dd = obj["definition"]
             defn = CampaignDef(dd["name"], dd.get("description", ""), tuple(Cell.from_json(c) for c in dd["cells"]),
                                dd.get("spec_path"), dd.get("source"))
