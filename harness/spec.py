@@ -271,7 +271,7 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     target_table = _resolve_target(dict(data.get("target", {})), s.nodes, bad, target)
     workload = _resolve_workload(dict(data.get("workload", {})), s.concurrency, bad)
     nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
-    _check_nemesis(nemesis, bad)
+    _check_nemesis(nemesis, bad, None if s.replay_schedule else s)
     checkers = dict(data.get("checkers", {}))
     known = checker_options()
     unknown = sorted(set(checkers) - set(known))
@@ -360,20 +360,35 @@ def _resolve_workload(given: dict[str, Any], concurrency: int, bad: Any) -> Work
     return dataclasses.replace(w, mix=MappingProxyType(mix))
 
 
-def _check_nemesis(nemesis: dict[str, Any], bad: Any) -> None:
+def _check_nemesis(nemesis: dict[str, Any], bad: Any, run: TestSpec | None) -> None:
+    """The nemesis table parses, and (``run``: not a replay) its schedule has room for every fault."""
     faults = nemesis.get("faults", [])
     if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
         raise bad(f"nemesis.faults must be a list of fault names, got {faults!r}")
     if not faults:
         return
     try:
+        from nemeses.room import check_room  # type: ignore[import-not-found]
         from nemeses.schedule import NemesisSpec  # type: ignore[import-not-found]
     except ImportError:
         return  # checked again when the run builds the schedule
     try:
-        NemesisSpec.from_mapping(nemesis)
+        nspec = NemesisSpec.from_mapping(nemesis)
+        if run is not None:
+            check_room(nspec, run.node_names, run.seed, run.duration)
     except UserError as e:
         raise bad(str(e)) from None
+
+
+def unscheduled_faults(spec: TestSpec) -> tuple[str, ...]:
+    """The requested faults the run's schedule never starts (only with ``nemesis.allow_unscheduled``;
+    otherwise such a spec does not build). Empty for a replay: its schedule is the stored one."""
+    if not spec.faults or spec.replay_schedule:
+        return ()
+    from nemeses.room import unscheduled  # type: ignore[import-not-found]
+    from nemeses.schedule import NemesisSpec  # type: ignore[import-not-found]
+
+    return unscheduled(NemesisSpec.from_mapping(_thaw(spec.nemesis)), spec.node_names, spec.seed, spec.duration)
 
 
 def spec_json(spec: TestSpec, **extra: Any) -> str:

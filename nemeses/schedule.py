@@ -68,6 +68,7 @@ class NemesisSpec:
     latency_jitter_ms: float = 20.0
     start_at: float | None = None            # first fault (default: interval)
     overlap: bool = False                    # one start/stop stream per fault kind
+    allow_unscheduled: bool = False          # run even if some fault kind has no room (nemeses.room)
 
     @property
     def enabled(self) -> bool:
@@ -127,7 +128,25 @@ class NemesisSpec:
             "crash": {"restart_delay": self.restart_delay},
             "loss": {"probability": self.loss_probability},
             "latency": {"ms": self.latency_ms, "jitter_ms": self.latency_jitter_ms},
+            "allow_unscheduled": self.allow_unscheduled,
         }
+
+    def hold(self, fault: str) -> float:
+        """Seconds one fault of this kind stays on: a killed or wiped node ``restart_delay``, others ``interval``."""
+        return self.restart_delay if fault in ("crash", "wipe") else self.interval
+
+    def streams(self) -> list[tuple[float, tuple[str, ...]]]:
+        """Each start/stop stream: when its first fault starts, and the fault kinds it draws from.
+
+        One stream for every kind, or with ``overlap`` one per kind (crash, wipe and pause
+        sharing one, so they never fight over a process), staggered so they do not all
+        change at the same instant."""
+        kinds: list[tuple[str, ...]] = [self.faults]
+        if self.overlap:
+            process = tuple(f for f in self.faults if f in PROCESS_FAULTS)
+            kinds = [(f,) for f in self.faults if f not in PROCESS_FAULTS] + ([process] if process else [])
+        step = min(self.interval / len(kinds), STAGGER)
+        return [(self.first_at + s * step, k) for s, k in enumerate(kinds)]
 
 
 def _number(name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
@@ -192,10 +211,11 @@ def _validated(flat: Mapping[str, Any]) -> NemesisSpec:
         out["latency_jitter_ms"] = _number("latency.jitter_ms", flat["latency_jitter_ms"], 0.0, 60000)
     if flat.get("start_at") is not None:
         out["start_at"] = _number("start_at", flat["start_at"], 0.0, 86400 * 30)
-    if "overlap" in flat:
-        if not isinstance(flat["overlap"], bool):
-            raise UserError(f"nemesis overlap must be true or false, got {flat['overlap']!r}")
-        out["overlap"] = flat["overlap"]
+    for flag in ("overlap", "allow_unscheduled"):
+        if flag in flat:
+            if not isinstance(flat[flag], bool):
+                raise UserError(f"nemesis {flag} must be true or false, got {flat[flag]!r}")
+            out[flag] = flat[flag]
     return NemesisSpec(**out)
 
 
@@ -278,27 +298,26 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
     """Every nemesis action of a run, in time order; the same for the same (spec, nodes, seed, duration).
 
     A fault is only started if its stop falls before ``duration``; the last
-    action is ``heal`` (after the last stop). No faults -> no actions.
+    action is ``heal`` (after the last stop). No faults -> no actions. A stream
+    draws each of its kinds once (in a seeded order) before any kind repeats, so
+    whether every requested kind happens depends on the timing alone
+    (``nemeses.room``), not on the seed.
     """
     if not spec.enabled:
         return []
     nodes = list(nodes)
-    streams: list[tuple[str, ...]]
-    if spec.overlap:
-        process = tuple(f for f in spec.faults if f in PROCESS_FAULTS)
-        streams = [(f,) for f in spec.faults if f not in PROCESS_FAULTS] + ([process] if process else [])
-    else:
-        streams = [spec.faults]
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
-    for s, kinds in enumerate(streams):
+    for s, (t, kinds) in enumerate(spec.streams()):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
-        t = spec.first_at + s * min(spec.interval / len(streams), STAGGER)
+        pending = list(kinds)   # kinds not drawn yet
         seq = 0
         while True:
-            fault = rng.choice(kinds)
-            hold = spec.restart_delay if fault in ("crash", "wipe") else spec.interval
+            fault = rng.choice(pending or kinds)
+            hold = spec.hold(fault)
             if t + hold >= duration:
                 break
+            if fault in pending:
+                pending.remove(fault)
             start, stop = _start_op(fault, spec, nodes, rng)
             timed.append((t, s, seq, start))
             timed.append((t + hold, s, seq + 1, stop))

@@ -402,7 +402,7 @@ def test_dynharness_run_on_etcd_with_kills_and_pauses_is_valid_and_probed(tmp_pa
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--no-display", "--histories", str(tmp_path),
                            "--name", "etcd", "--target", "etcd", "--workload", "register", "--keys", "3",
                            "--nemesis", "crash,pause", "--nemesis-interval", "4", "--set", "nemesis.start_at=2",
-                           "--duration", "14", "--rate", "100", "--recovery", "2", "--seed", "5"],
+                           "--duration", "16", "--rate", "100", "--recovery", "2", "--seed", "5"],
                           capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = next((tmp_path / "etcd").glob("2*"))
