@@ -11,13 +11,16 @@ import itertools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import tomllib
 
 from harness.errors import UserError
 from harness.expectations import parse_expectations
 from harness.limits import MAX_CELLS, MAX_REPEATS, number, seconds, toml_loads
+
+if TYPE_CHECKING:
+    from harness.spec import TestSpec
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "campaigns"
 SPEC_TABLES = ("target", "workload", "nemesis", "checkers", "docker", "ssh")
@@ -269,12 +272,32 @@ def load_campaign(path: str | Path | None = None, *, builtin: str | None = None)
     return parse_campaign(data, source=f"builtin:{builtin}" if builtin else str(p), base_dir=p.parent)
 
 
-def validate_cells(defn: CampaignDef) -> None:
-    """Resolve every cell's spec now, so a bad field fails before the first cluster starts."""
+def cell_spec(spec_path: str | None, overrides: Mapping[str, Any]) -> "TestSpec":
+    """The spec a cell runs: the campaign's spec file (if any) with the cell's overrides.
+
+    The one way a cell becomes a spec: the cell's child process, the check of every cell
+    before the first starts, and ``--dry-run`` all call it, so a dry run refuses exactly
+    what a run would."""
     from harness.spec import load_spec
 
+    return load_spec(spec_path, dict(overrides))
+
+
+def cell_specs(defn: CampaignDef, only: Sequence[str] | None = None) -> dict[str, "TestSpec | UserError"]:
+    """Cell id -> its spec, or the UserError saying why it does not build (every, or every ``only``, cell)."""
+    out: dict[str, TestSpec | UserError] = {}
     for c in defn.cells:
+        if only and c.id not in only:
+            continue
         try:
-            load_spec(defn.spec_path, dict(c.overrides))
+            out[c.id] = cell_spec(defn.spec_path, c.overrides)
         except UserError as e:
-            raise UserError(f"campaign {defn.name}, cell {c.id}: {e}") from None
+            out[c.id] = e
+    return out
+
+
+def validate_cells(defn: CampaignDef, only: Sequence[str] | None = None) -> None:
+    """Resolve every cell's spec now, so a bad field fails before the first cluster starts."""
+    for cid, spec in cell_specs(defn, only).items():
+        if isinstance(spec, UserError):
+            raise UserError(f"campaign {defn.name}, cell {cid}: {spec}")

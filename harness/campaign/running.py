@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from harness.campaign.definition import CampaignDef, Cell
+from harness.campaign.definition import CampaignDef, Cell, cell_spec
 from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.expectations import Expectation, cell_metrics, evaluate, parse_expectations
 from harness.limits import json_loads
@@ -132,9 +132,8 @@ def _run_cell_child(job_json: str) -> int:
     out: dict[str, Any] = {}
     try:
         from harness.runner import run_test
-        from harness.spec import load_spec
 
-        outcome = run_test(load_spec(job["spec_path"], job["overrides"]), display=False)
+        outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False)
         out = {"run_dir": str(outcome.run_dir), "verdict": getattr(outcome.verdict, "value", outcome.verdict),
                "exit_code": outcome.exit_code, "error": getattr(outcome, "error", None)}
     except ONE_LINE_ERRORS as e:
