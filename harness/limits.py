@@ -47,6 +47,11 @@ MAX_WEIGHT = 1e6
 MAX_ZIPF_S = 100.0
 #: Seeds are 64-bit: what a TOML integer holds, so a spec.json always reloads.
 SEED_RANGE = (-(2**63), 2**63 - 1)
+#: A nemesis schedule is built (and stored) whole before the run: 100,000 fault changes take
+#: about a second to plan. A partition op also records its grudge, one entry per pair of
+#: nodes, so partitions are bounded by changes x nodes^2 too (200 nodes: 625 changes).
+MAX_FAULT_CHANGES = 100_000
+MAX_PARTITION_PAIRS = 25_000_000
 #: Campaigns: each cell is a whole run; 1000 repeats or 10,000 cells is days of machine time.
 MAX_REPEATS = 1000
 MAX_CELLS = 10_000

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
-from harness.limits import json_loads, number
+from harness.limits import MAX_FAULT_CHANGES, MAX_PARTITION_PAIRS, json_loads, number
 from nemeses import topology
 from nemeses.base import NemesisOp
 
@@ -294,6 +294,19 @@ def _start_op(fault: str, spec: NemesisSpec, nodes: Sequence[str], rng: random.R
     return NemesisOp(start_f, {"nodes": picked}), NemesisOp(stop_f, {"nodes": picked})
 
 
+def _check_size(spec: NemesisSpec, nodes: int, duration: float) -> None:
+    """Refuse, before building it, a schedule too big to plan (``harness.limits`` says why):
+    a week at the shortest interval would be millions of ops."""
+    changes = sum(2 * (max(0, math.floor((duration - start) / (min(map(spec.hold, kinds)) + spec.interval))) + 1)
+                  for start, kinds in spec.streams())
+    too_many = changes > MAX_FAULT_CHANGES
+    if too_many or ("partition" in spec.faults and changes * nodes**2 > MAX_PARTITION_PAIRS):
+        limit = (f"at most {MAX_FAULT_CHANGES}" if too_many
+                 else f"at most {MAX_PARTITION_PAIRS // nodes**2} with partitions on {nodes} nodes")
+        raise UserError(f"nemesis: a {duration:g} s run at a {spec.interval:g} s interval plans about {changes} "
+                        f"fault changes ({limit}): use a longer nemesis.interval or a shorter duration")
+
+
 def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: float) -> list[ScheduledAction]:
     """Every nemesis action of a run, in time order; the same for the same (spec, nodes, seed, duration).
 
@@ -306,6 +319,7 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
     if not spec.enabled:
         return []
     nodes = list(nodes)
+    _check_size(spec, len(nodes), duration)
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
     for s, (t, kinds) in enumerate(spec.streams()):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")

@@ -70,6 +70,9 @@ def test_number_refuses_non_finite_and_out_of_range(v, lo, hi, kw, needle) -> No
     ({"target.request_timeout": float("inf")}, "target.request_timeout must be a finite number"),
     ({"nemesis.interval": float("nan")}, "nemesis.interval must be a finite number"),
     ({"nemesis.start_at": float("inf")}, "nemesis.start_at must be a finite number"),
+    ({"duration": 604800, "nemesis.interval": 0.1}, "plans about 6048000 fault changes (at most 100000)"),
+    ({"duration": 6000, "nemesis.interval": 1, "nodes": 200, "target.partitions": 256},
+     "(at most 625 with partitions on 200 nodes)"),
 ])
 def test_every_spec_number_is_finite_and_bounded(over: dict, needle: str) -> None:
     with pytest.raises(UserError) as e:
