@@ -173,6 +173,8 @@ def read_edn_history(path: str | Path, *, independent: bool = False) -> History:
             ops.append(_to_op(form, len(ops), open_nemesis, independent))
         except Unmappable as e:
             raise UserError(f"{loc}: cannot map to a dynharness op: {e}") from None
+        except RecursionError:  # a value nested deeper than the stack (the EDN parser itself is not recursive)
+            raise UserError(f"{loc}: cannot map to a dynharness op: nested too deeply to read") from None
         locations.append(loc)
     if not ops:
         raise UserError(f"{p}: no ops in the file")

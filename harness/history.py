@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any, Iterator, Mapping, Sequence
 
 from harness.errors import UserError
+from harness.limits import json_loads
 from harness.ops import INVOKE, NEMESIS, Op
 
 
@@ -182,7 +183,7 @@ def read_history(path: str | os.PathLike[str]) -> History:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json_loads(line)
             op = Op.from_json(obj)
         except (ValueError, UnicodeDecodeError) as e:
             if last and not ends_clean:

@@ -33,6 +33,7 @@ from harness import plugins
 from harness.backends import make_backend
 from harness.backends.base import Backend, ClusterConfig
 from harness.errors import ONE_LINE_ERRORS, UserError
+from harness.limits import json_loads
 from harness.history import HistoryJournal
 from harness.live import LiveDisplay
 from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_loaded, histories_root, load_run,
@@ -79,7 +80,7 @@ def plan_nemesis(spec: TestSpec) -> NemesisPlan:
         if not spec.faults:  # replay with the nemesis configuration of the run it came from
             stored = src / SPEC if src.is_dir() else src.parent / SPEC
             try:
-                nemesis_map = json.loads(stored.read_text()).get("nemesis") or {}
+                nemesis_map = json_loads(stored.read_text()).get("nemesis") or {}
             except (OSError, json.JSONDecodeError) as e:
                 raise UserError(f"{stored}: cannot read the replayed run's spec: {e}") from None
         return NemesisPlan(sched.NemesisSpec.from_mapping(nemesis_map), tuple(actions))

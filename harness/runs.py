@@ -18,6 +18,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
 from harness.history import History, read_history
+from harness.limits import json_loads
 from harness.ops import INVOKE
 
 RESULTS = "results.json"
@@ -82,7 +83,7 @@ def resolve_run_dir(path: str | Path) -> Path:
 def read_spec_json(run_dir: Path) -> dict[str, Any]:
     """The stored spec (``{}`` when the file is missing, e.g. an imported history)."""
     try:
-        obj = json.loads((run_dir / SPEC).read_text())
+        obj = json_loads((run_dir / SPEC).read_text())
     except FileNotFoundError:
         return {}
     except (OSError, json.JSONDecodeError) as e:
@@ -246,14 +247,14 @@ def list_runs(root: Path) -> list[RunSummary]:
 def _summary(test: str, run: Path) -> RunSummary:
     verdict, summary = "incomplete", {}
     try:
-        res = json.loads((run / RESULTS).read_text())
+        res = json_loads((run / RESULTS).read_text())
         verdict, summary = res.get("verdict", "unknown"), res.get("summary", {})
         if res.get("run_error"):
             verdict = "failed"
     except (OSError, json.JSONDecodeError, AttributeError):
         pass
     try:
-        spec = json.loads((run / SPEC).read_text())
+        spec = json_loads((run / SPEC).read_text())
         workload = (spec.get("workload") or {}).get("name", "?")
     except (OSError, json.JSONDecodeError, AttributeError):
         workload = "?"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
-from harness import plugins
+from harness import limits, plugins
 from harness.errors import UserError
+from harness.limits import MAX_SECONDS, number
 from harness.plugins import DEFAULT_TARGET
 from targets.adapter import Target, TargetError
 
@@ -144,6 +146,13 @@ _TOP_TYPES: dict[str, tuple[type, ...]] = {
     "rate": (int, float), "concurrency": (int,), "recovery": (int, float), "final_read_timeout": (int, float),
     "client_timeout": (int, float), "leave_running": (bool,), "histories": (str,), "replay_schedule": (str, type(None)),
 }
+#: Bounds of the top-level numbers, (low, high, low excluded); ``harness.limits`` says why each.
+_TOP_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "nodes": (1, limits.MAX_NODES, False), "concurrency": (1, limits.MAX_CONCURRENCY, False),
+    "seed": (*limits.SEED_RANGE, False), "duration": (0, MAX_SECONDS, True), "rate": (0, limits.MAX_RATE, True),
+    "client_timeout": (0, MAX_SECONDS, True), "recovery": (0, MAX_SECONDS, False),
+    "final_read_timeout": (0, MAX_SECONDS, False),
+}
 _TABLES = ("target", "workload", "nemesis", "checkers", "docker", "ssh")
 _WORKLOAD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "keys": (int,), "blind": (bool,), "key_dist": (str,), "zipf_s": (int, float),
@@ -179,7 +188,7 @@ def apply_override(data: dict[str, Any], dotted: str, value: Any) -> None:
 def parse_value(text: str) -> Any:
     """A ``--set`` value: TOML syntax when it parses (``3``, ``true``, ``["a"]``), else the bare string."""
     try:
-        return tomllib.loads(f"v = {text}")["v"]
+        return limits.toml_loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
 
@@ -199,13 +208,13 @@ def load_spec(path: str | Path | None, overrides: Mapping[str, Any] | None = Non
         try:
             text = p.read_text(encoding="utf-8")
             if p.suffix == ".json":  # a stored run's spec.json: re-run it (same seed, same settings)
-                data = json.loads(text)
+                data = limits.json_loads(text)
                 if not isinstance(data, dict):
                     raise UserError(f"{p}: a spec must be a JSON object")
                 for k in RUN_FACTS:
                     data.pop(k, None)
             else:
-                data = tomllib.loads(text)
+                data = limits.toml_loads(text)
         except OSError as e:
             raise UserError(f"cannot read spec {p}: {e.strerror or e}") from None
         except tomllib.TOMLDecodeError as e:
@@ -240,6 +249,11 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     for t in _TABLES:
         if t in data and not isinstance(data[t], Mapping):
             raise bad(f"[{t}] must be a table, got {data[t]!r}")
+    for k, (lo, hi, lo_open) in _TOP_BOUNDS.items():
+        if k in data:
+            _num(bad, k, data[k], lo, hi, lo_open=lo_open, integer=_TOP_TYPES[k] == (int,))
+    for t in ("target", "checkers", "docker", "ssh"):  # free-form tables: their owners bound them,
+        _finite(t, data.get(t, {}), bad)              # but NaN and inf mean nothing anywhere
     top = {k: data[k] for k in _TOP_TYPES if k in data}
     if "seed" not in top:
         top["seed"] = secrets.randbelow(2**31)
@@ -247,38 +261,49 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     s = spec_fields
     if s.backend not in BACKENDS:
         raise bad(f"unknown backend {s.backend!r} (known: {', '.join(BACKENDS)})")
-    if not s.name or "/" in s.name or s.name.startswith("."):
-        raise bad(f"name must be a non-empty file name without '/', got {s.name!r}")
-    for k in ("nodes", "concurrency"):
-        if getattr(s, k) < 1:
-            raise bad(f"{k} must be at least 1, got {getattr(s, k)}")
-    for k in ("duration", "rate", "client_timeout"):
-        if getattr(s, k) <= 0:
-            raise bad(f"{k} must be positive, got {getattr(s, k)}")
-    for k in ("recovery", "final_read_timeout"):
-        if getattr(s, k) < 0:
-            raise bad(f"{k} must not be negative, got {getattr(s, k)}")
-    if s.nodes > 200:
-        raise bad(f"nodes must be at most 200, got {s.nodes}")
+    if not s.name or "/" in s.name or s.name.startswith(".") or not s.name.isprintable() \
+            or len(s.name.encode()) > limits.MAX_NAME:
+        raise bad(f"name must be a non-empty file name without '/' (at most {limits.MAX_NAME} bytes), "
+                  f"got {s.name[:60]!r}{'...' if len(s.name) > 60 else ''}")
     target, target_table = _resolve_target(dict(data.get("target", {})), s.nodes, bad, target)
-    workload = _resolve_workload(dict(data.get("workload", {})), bad)
+    workload = _resolve_workload(dict(data.get("workload", {})), s.concurrency, bad)
     nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
-    _check_nemesis(nemesis, bad)
-    _check_target_can(target, workload.name, nemesis.get("faults", []), bad)
+    faults = nemesis.get("faults", [])
+    _check_target_can(target, workload.name, faults if isinstance(faults, list) else [], bad)
+    _check_nemesis(nemesis, bad, None if s.replay_schedule else s)
     checkers = dict(data.get("checkers", {}))
     known = checker_options()
     unknown = sorted(set(checkers) - set(known))
     if unknown:
         raise bad(f"unknown [checkers] option {unknown[0]!r} (known: {', '.join(known)})")
-    limit = checkers.get("time_limit")
-    if limit is not None and (not _type_ok(limit, (int, float)) or limit <= 0):
-        raise bad(f"checkers.time_limit must be a positive number of seconds, got {limit!r}")
+    if checkers.get("time_limit") is not None:
+        _num(bad, "checkers.time_limit", checkers["time_limit"], 0, MAX_SECONDS, lo_open=True)
     for other in ("docker", "ssh"):
         if data.get(other) and s.backend != other:
             raise bad(f"[{other}] options given but backend is {s.backend!r}")
     return dataclasses.replace(
         s, target=_freeze(target_table), workload=workload, nemesis=_freeze(nemesis), checkers=_freeze(checkers),
         docker=_freeze(dict(data.get("docker", {}))), ssh=_freeze(dict(data.get("ssh", {}))))
+
+
+def _num(bad: Any, name: str, v: Any, lo: float, hi: float, **kw: Any) -> Any:
+    """:func:`harness.limits.number` with the spec's source in the message."""
+    try:
+        return number(name, v, lo, hi, **kw)
+    except UserError as e:
+        raise bad(str(e)) from None
+
+
+def _finite(name: str, v: Any, bad: Any) -> None:
+    """Refuse NaN and inf anywhere in a table whose fields this module does not know."""
+    if isinstance(v, float) and not math.isfinite(v):
+        raise bad(f"{name} must be a finite number, got {v!r}")
+    if isinstance(v, Mapping):
+        for k, x in v.items():
+            _finite(f"{name}.{k}", x, bad)
+    elif isinstance(v, (list, tuple)):
+        for x in v:
+            _finite(name, x, bad)
 
 
 def _resolve_target(given: dict[str, Any], nodes: int, bad: Any,
@@ -315,7 +340,7 @@ def _check_target_can(target: Target, workload: str, faults: Any, bad: Any) -> N
         raise bad(refusals[0])
 
 
-def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
+def _resolve_workload(given: dict[str, Any], concurrency: int, bad: Any) -> WorkloadSpec:
     from harness import workloads
 
     unknown = sorted(set(given) - set(_WORKLOAD_TYPES))
@@ -329,14 +354,15 @@ def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
         kind = workloads.kind(w.name)
     except UserError as e:
         raise bad(str(e)) from None
-    if w.keys < 1:
-        raise bad(f"workload.keys must be at least 1, got {w.keys}")
+    _num(bad, "workload.keys", w.keys, 1, limits.MAX_KEYS, integer=True)
+    if w.name == "session" and w.keys * concurrency > limits.MAX_FINAL_READS:  # keys per worker
+        raise bad(f"workload.keys x concurrency must be at most {limits.MAX_FINAL_READS} for the session "
+                  f"workload (each worker has its own keys, and the final reads read them all), "
+                  f"got {w.keys} x {concurrency}")
     if w.key_dist not in KEY_DISTS:
         raise bad(f"workload.key_dist must be one of {', '.join(KEY_DISTS)}, got {w.key_dist!r}")
-    if w.zipf_s <= 0:
-        raise bad(f"workload.zipf_s must be positive, got {w.zipf_s}")
-    if not 0 <= w.foreign_reads <= 1:
-        raise bad(f"workload.foreign_reads must be between 0 and 1, got {w.foreign_reads}")
+    _num(bad, "workload.zipf_s", w.zipf_s, 0, limits.MAX_ZIPF_S, lo_open=True)
+    _num(bad, "workload.foreign_reads", w.foreign_reads, 0, 1)
     if w.blind and w.name != "cart":
         raise bad(f"workload.blind applies to the cart workload only, not {w.name!r}")
     mix = {**kind.mix, **dict(given.get("mix", {}))}
@@ -344,27 +370,41 @@ def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
     for f, weight in mix.items():
         if f not in allowed:
             raise bad(f"workload.mix: {w.name} has no op {f!r} (known: {', '.join(sorted(allowed))})")
-        if not _type_ok(weight, (int, float)) or weight < 0:
-            raise bad(f"workload.mix.{f} must be a non-negative number, got {weight!r}")
+        _num(bad, f"workload.mix.{f}", weight, 0, limits.MAX_WEIGHT)
     if not any(mix.values()):
         raise bad("workload.mix: at least one weight must be positive")
     return dataclasses.replace(w, mix=MappingProxyType(mix))
 
 
-def _check_nemesis(nemesis: dict[str, Any], bad: Any) -> None:
+def _check_nemesis(nemesis: dict[str, Any], bad: Any, run: TestSpec | None) -> None:
+    """The nemesis table parses, and (``run``: not a replay) its schedule has room for every fault."""
     faults = nemesis.get("faults", [])
     if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
         raise bad(f"nemesis.faults must be a list of fault names, got {faults!r}")
     if not faults:
         return
     try:
+        from nemeses.room import check_room  # type: ignore[import-not-found]
         from nemeses.schedule import NemesisSpec  # type: ignore[import-not-found]
     except ImportError:
         return  # checked again when the run builds the schedule
     try:
-        NemesisSpec.from_mapping(nemesis)
+        nspec = NemesisSpec.from_mapping(nemesis)
+        if run is not None:
+            check_room(nspec, run.node_names, run.seed, run.duration)
     except UserError as e:
         raise bad(str(e)) from None
+
+
+def unscheduled_faults(spec: TestSpec) -> tuple[str, ...]:
+    """The requested faults the run's schedule never starts (only with ``nemesis.allow_unscheduled``;
+    otherwise such a spec does not build). Empty for a replay: its schedule is the stored one."""
+    if not spec.faults or spec.replay_schedule:
+        return ()
+    from nemeses.room import unscheduled  # type: ignore[import-not-found]
+    from nemeses.schedule import NemesisSpec  # type: ignore[import-not-found]
+
+    return unscheduled(NemesisSpec.from_mapping(_thaw(spec.nemesis)), spec.node_names, spec.seed, spec.duration)
 
 
 def spec_json(spec: TestSpec, **extra: Any) -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from harness.errors import UserError
+from harness.limits import MAX_FAULT_CHANGES, MAX_PARTITION_PAIRS, json_loads, number
 from nemeses import fault_kind, topology
 from nemeses.base import NemesisOp
 
@@ -53,6 +54,7 @@ class NemesisSpec:
     latency_jitter_ms: float = 20.0
     start_at: float | None = None            # first fault (default: interval)
     overlap: bool = False                    # one start/stop stream per fault kind
+    allow_unscheduled: bool = False          # run even if some fault kind has no room (nemeses.room)
     #: [nemesis.<kind>] settings of plugin fault kinds (FaultKind.options: name -> default), resolved
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
@@ -116,16 +118,32 @@ class NemesisSpec:
             "crash": {"restart_delay": self.restart_delay},
             "loss": {"probability": self.loss_probability},
             "latency": {"ms": self.latency_ms, "jitter_ms": self.latency_jitter_ms},
+            "allow_unscheduled": self.allow_unscheduled,
             **{kind: dict(values) for kind, values in self.options.items()},
         }
 
+    def hold(self, fault: str) -> float:
+        """Seconds one fault of this kind stays on: ``restart_delay`` for a kind that restarts its
+        nodes (a killed or wiped node), ``interval`` for the others."""
+        return self.restart_delay if fault_kind.registered()[fault].restarts else self.interval
+
+    def streams(self) -> list[tuple[float, tuple[str, ...]]]:
+        """Each start/stop stream: when its first fault starts, and the fault kinds it draws from.
+
+        One stream for every kind, or with ``overlap`` one per kind (crash, wipe and pause
+        sharing one, so they never fight over a process), staggered so they do not all
+        change at the same instant."""
+        kinds: list[tuple[str, ...]] = [self.faults]
+        if self.overlap:
+            registered = fault_kind.registered()
+            process = tuple(f for f in self.faults if registered[f].process)
+            kinds = [(f,) for f in self.faults if not registered[f].process] + ([process] if process else [])
+        step = min(self.interval / len(kinds), STAGGER)
+        return [(self.first_at + s * step, k) for s, k in enumerate(kinds)]
+
 
 def _number(name: str, v: Any, lo: float, hi: float, *, lo_open: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise UserError(f"nemesis {name} must be a number, got {v!r}")
-    if v < lo or v > hi or (lo_open and v == lo):
-        raise UserError(f"nemesis {name} must be {'>' if lo_open else '>='} {lo:g} and <= {hi:g}, got {v!r}")
-    return float(v)
+    return number(f"nemesis.{name}", v, lo, hi, lo_open=lo_open)
 
 
 def _names(name: str, v: Any) -> tuple[str, ...]:
@@ -212,10 +230,11 @@ def _validated(flat: Mapping[str, Any]) -> NemesisSpec:
         out["latency_jitter_ms"] = _number("latency.jitter_ms", flat["latency_jitter_ms"], 0.0, 60000)
     if flat.get("start_at") is not None:
         out["start_at"] = _number("start_at", flat["start_at"], 0.0, 86400 * 30)
-    if "overlap" in flat:
-        if not isinstance(flat["overlap"], bool):
-            raise UserError(f"nemesis overlap must be true or false, got {flat['overlap']!r}")
-        out["overlap"] = flat["overlap"]
+    for flag in ("overlap", "allow_unscheduled"):
+        if flag in flat:
+            if not isinstance(flat[flag], bool):
+                raise UserError(f"nemesis {flag} must be true or false, got {flat[flag]!r}")
+            out[flag] = flat[flag]
     return NemesisSpec(**out)
 
 
@@ -265,32 +284,45 @@ def resolve_targets(targets: str, nodes: Sequence[str], rng: random.Random) -> l
     return list(dict.fromkeys(named))
 
 
+def _check_size(spec: NemesisSpec, nodes: int, duration: float) -> None:
+    """Refuse, before building it, a schedule too big to plan (``harness.limits`` says why):
+    a week at the shortest interval would be millions of ops."""
+    changes = sum(2 * (max(0, math.floor((duration - start) / (min(map(spec.hold, kinds)) + spec.interval))) + 1)
+                  for start, kinds in spec.streams())
+    too_many = changes > MAX_FAULT_CHANGES
+    if too_many or ("partition" in spec.faults and changes * nodes**2 > MAX_PARTITION_PAIRS):
+        limit = (f"at most {MAX_FAULT_CHANGES}" if too_many
+                 else f"at most {MAX_PARTITION_PAIRS // nodes**2} with partitions on {nodes} nodes")
+        raise UserError(f"nemesis: a {duration:g} s run at a {spec.interval:g} s interval plans about {changes} "
+                        f"fault changes ({limit}): use a longer nemesis.interval or a shorter duration")
+
+
 def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: float) -> list[ScheduledAction]:
     """Every nemesis action of a run, in time order; the same for the same (spec, nodes, seed, duration).
 
     A fault is only started if its stop falls before ``duration``; the last
-    action is ``heal`` (after the last stop). No faults -> no actions.
+    action is ``heal`` (after the last stop). No faults -> no actions. A stream
+    draws each of its kinds once (in a seeded order) before any kind repeats, so
+    whether every requested kind happens depends on the timing alone
+    (``nemeses.room``), not on the seed.
     """
     if not spec.enabled:
         return []
     nodes = list(nodes)
+    _check_size(spec, len(nodes), duration)
     kinds = {name: k for name, k in fault_kind.registered().items() if name in spec.faults}
-    streams: list[tuple[str, ...]]
-    if spec.overlap:
-        process = tuple(f for f in spec.faults if kinds[f].process)
-        streams = [(f,) for f in spec.faults if not kinds[f].process] + ([process] if process else [])
-    else:
-        streams = [spec.faults]
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
-    for s, stream in enumerate(streams):
+    for s, (t, stream) in enumerate(spec.streams()):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
-        t = spec.first_at + s * min(spec.interval / len(streams), STAGGER)
+        pending = list(stream)   # kinds not drawn yet
         seq = 0
         while True:
-            fault = rng.choice(stream)
-            hold = spec.restart_delay if kinds[fault].restarts else spec.interval
+            fault = rng.choice(pending or stream)
+            hold = spec.hold(fault)
             if t + hold >= duration:
                 break
+            if fault in pending:
+                pending.remove(fault)
             start, stop = kinds[fault].draw(spec, nodes, rng)
             timed.append((t, s, seq, start))
             timed.append((t + hold, s, seq + 1, stop))
@@ -320,7 +352,7 @@ def load_schedule(path: str | os.PathLike[str]) -> list[ScheduledAction]:
         p = os.path.join(p, "nemesis-schedule.json")
     try:
         with open(p, encoding="utf-8") as fh:
-            doc = json.load(fh)
+            doc = json_loads(fh.read())
     except OSError as e:
         raise UserError(f"{p}: cannot read nemesis schedule: {e.strerror or e}") from None
     except json.JSONDecodeError as e:

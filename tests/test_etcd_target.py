@@ -411,7 +411,7 @@ def test_dynharness_run_on_etcd_with_kills_and_pauses_is_valid_and_probed(tmp_pa
     """The harness drives a real etcd cluster through the target plug point: every kill and pause
     is probed as taken effect, and linearizable reads keep the register histories linearizable."""
     results, ops = run_on_etcd(tmp_path, "--workload", "register", "--keys", "3", "--nemesis", "crash,pause",
-                               "--nemesis-interval", "4", "--set", "nemesis.start_at=2", "--duration", "14",
+                               "--nemesis-interval", "4", "--set", "nemesis.start_at=2", "--duration", "16",
                                "--seed", "5")
     assert results["checkers"]["linearizable"]["verdict"] == "valid"
     done = [op for op in ops if op["process"] == "nemesis" and op["type"] == "info" and op["f"] in ("kill", "pause")]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 from harness import plugins
 from harness.errors import UserError
+from harness.limits import json_loads
 
 if TYPE_CHECKING:
     from harness.backends.base import Backend
@@ -55,7 +56,7 @@ def attach(cluster_state_path: str | Path) -> "Backend":
     if p.is_dir():
         p = p / "cluster.json"
     try:
-        state = json.loads(p.read_text())
+        state = json_loads(p.read_text())
     except OSError as e:
         raise UserError(f"{p}: cannot read cluster state: {e.strerror or e}") from None
     except json.JSONDecodeError as e:

@@ -13,11 +13,12 @@ keeps its finished cells and ``--resume`` continues it), ``summary.md``,
 ``junit.xml`` and ``index.html``.
 """
 
-from harness.campaign.definition import (AXES, BUILTIN_DIR, CampaignDef, Cell, load_campaign, parse_campaign,
-                                         validate_cells)
+from harness.campaign.definition import (AXES, BUILTIN_DIR, CampaignDef, Cell, cell_specs, cell_spec, load_campaign,
+                                         parse_campaign, validate_cells)
 from harness.campaign.running import (FINISHED, CampaignRun, CellResult, CellRunner, SubprocessCellRunner,
                                       finish_cell, new_campaign_dir, run_campaign, stop_on_sigterm)
 
-__all__ = ["AXES", "BUILTIN_DIR", "CampaignDef", "Cell", "load_campaign", "parse_campaign", "validate_cells",
+__all__ = ["AXES", "BUILTIN_DIR", "CampaignDef", "Cell", "cell_specs", "cell_spec", "load_campaign", "parse_campaign",
+           "validate_cells",
            "FINISHED", "CampaignRun", "CellResult", "CellRunner", "SubprocessCellRunner", "finish_cell",
            "new_campaign_dir", "run_campaign", "stop_on_sigterm"]

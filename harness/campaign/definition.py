@@ -8,14 +8,19 @@ cluster comes up.
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import tomllib
 
 from harness.errors import UserError
 from harness.expectations import parse_expectations
+from harness.limits import MAX_CELLS, MAX_REPEATS, number, seconds, toml_loads
+
+if TYPE_CHECKING:
+    from harness.spec import TestSpec
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "campaigns"
 SPEC_TABLES = ("target", "workload", "nemesis", "checkers", "docker", "ssh")
@@ -43,7 +48,7 @@ class Cell:
     def from_json(obj: Mapping[str, Any]) -> "Cell":
         """A cell back from campaign.json."""
         return Cell(obj["id"], dict(obj.get("labels", {})), dict(obj.get("overrides", {})),
-                    tuple(obj.get("expect", ())), obj.get("time_limit"))
+                    tuple(obj.get("expect", ())), _time_limit("time_limit", obj.get("time_limit")))
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,30 @@ def _implied_labels(overrides: Mapping[str, Any], labels: Mapping[str, Any]) -> 
     return out
 
 
+def _time_limit(name: str, v: Any) -> float | None:
+    """A cell's time limit in seconds (None: no limit), bounded like every duration."""
+    return None if v is None else seconds(name, v)
+
+
+def _count_cells(cells: int, repeats: int) -> None:
+    """Refuse a campaign of more than MAX_CELLS runs before expanding it (a matrix multiplies)."""
+    if cells * repeats > MAX_CELLS:
+        raise UserError(f"the campaign has {cells} cells x {repeats} repeats; at most {MAX_CELLS} runs "
+                        f"(each cell is a whole run)")
+
+
+def _check_shapes(data: Mapping[str, Any], where: str) -> None:
+    """The tables are tables and the arrays of tables arrays of tables (else a one-line error, not
+    an AttributeError deep in the expansion)."""
+    for key in ("base", "matrix", "workloads", "nemeses"):
+        if key in data and not isinstance(data[key], Mapping):
+            raise UserError(f"{where}{key} must be a table")
+    for key in ("cell", "expectations"):
+        v = data.get(key, [])
+        if not isinstance(v, list) or not all(isinstance(x, Mapping) for x in v):
+            raise UserError(f"{where}{key} must be [[{key}]] tables")
+
+
 def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text).strip("-").replace("--", "-")
 
@@ -142,14 +171,13 @@ def parse_campaign(data: Mapping[str, Any], *, source: str | None = None, base_d
     name = data.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise UserError(f"{where}campaign needs a name (a string without '/')")
+    _check_shapes(data, where)
     try:
         base = _flatten(data.get("base", {}), "base")
         if "backend" in data:
             base["backend"] = data["backend"]
-        repeats = int(data.get("repeats", 1))
-        if repeats < 1:
-            raise UserError("repeats must be at least 1")
-        limit = data.get("time_limit")
+        repeats = number("repeats", data.get("repeats", 1), 1, MAX_REPEATS, integer=True)
+        limit = _time_limit("time_limit", data.get("time_limit"))
         presets = {"workload": data.get("workloads", {}), "nemesis": data.get("nemeses", {})}
         global_expect = parse_expectations(data.get("expect"), "expect")
         rules = []
@@ -165,6 +193,7 @@ def parse_campaign(data: Mapping[str, Any], *, source: str | None = None, base_d
             for ax in axes:
                 if not isinstance(matrix[ax], list) or not matrix[ax]:
                     raise UserError(f"matrix.{ax} must be a non-empty list")
+            _count_cells(math.prod(len(matrix[a]) for a in axes) + len(data.get("cell", [])), repeats)
             for combo in itertools.product(*(matrix[a] for a in axes)):
                 ov: dict[str, Any] = {}
                 labels: dict[str, Any] = {}
@@ -189,11 +218,16 @@ def parse_campaign(data: Mapping[str, Any], *, source: str | None = None, base_d
             if "description" in c:
                 labels["description"] = c["description"]
             parse_expectations(c.get("expect"), f"cell {c['id']}.expect")
-            raw_cells.append((_slug(c["id"]), labels, ov, list(c.get("expect", [])), c.get("time_limit", limit)))
+            raw_cells.append((_slug(c["id"]), labels, ov, list(c.get("expect", [])),
+                              _time_limit(f"cell {c['id']!r}: time_limit", c.get("time_limit", limit))))
     except UserError as e:
         raise UserError(f"{where}{e}") from None
     if not raw_cells:
         raise UserError(f"{where}campaign {name!r} has no cells (give a [matrix] or [[cell]] tables)")
+    try:
+        _count_cells(len(raw_cells), repeats)
+    except UserError as e:
+        raise UserError(f"{where}{e}") from None
     cells: list[Cell] = []
     seen: set[str] = set()
     for cid, labels, ov, own, lim in raw_cells:
@@ -209,7 +243,7 @@ def parse_campaign(data: Mapping[str, Any], *, source: str | None = None, base_d
             seen.add(full)
             cov = {**base, **ov, "name": f"{name}.{full}"}
             lab = {**_implied_labels(cov, labels), **({"repeat": rep} if repeats > 1 else {})}
-            cells.append(Cell(full, lab, cov, tuple(expect), float(lim) if lim else None))
+            cells.append(Cell(full, lab, cov, tuple(expect), lim))
     spec_path = data.get("spec")
     if spec_path and base_dir is not None:
         spec_path = str((base_dir / spec_path).resolve())
@@ -228,20 +262,42 @@ def load_campaign(path: str | Path | None = None, *, builtin: str | None = None)
     else:
         raise UserError("give a campaign file or --builtin NAME")
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = toml_loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise UserError(f"cannot read campaign {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a UTF-8 text file") from None
     except tomllib.TOMLDecodeError as e:
         raise UserError(f"{p}: not valid TOML: {e}") from None
     return parse_campaign(data, source=f"builtin:{builtin}" if builtin else str(p), base_dir=p.parent)
 
 
-def validate_cells(defn: CampaignDef) -> None:
-    """Resolve every cell's spec now, so a bad field fails before the first cluster starts."""
+def cell_spec(spec_path: str | None, overrides: Mapping[str, Any]) -> "TestSpec":
+    """The spec a cell runs: the campaign's spec file (if any) with the cell's overrides.
+
+    The one way a cell becomes a spec: the cell's child process, the check of every cell
+    before the first starts, and ``--dry-run`` all call it, so a dry run refuses exactly
+    what a run would."""
     from harness.spec import load_spec
 
+    return load_spec(spec_path, dict(overrides))
+
+
+def cell_specs(defn: CampaignDef, only: Sequence[str] | None = None) -> dict[str, "TestSpec | UserError"]:
+    """Cell id -> its spec, or the UserError saying why it does not build (every, or every ``only``, cell)."""
+    out: dict[str, TestSpec | UserError] = {}
     for c in defn.cells:
+        if only and c.id not in only:
+            continue
         try:
-            load_spec(defn.spec_path, dict(c.overrides))
+            out[c.id] = cell_spec(defn.spec_path, c.overrides)
         except UserError as e:
-            raise UserError(f"campaign {defn.name}, cell {c.id}: {e}") from None
+            out[c.id] = e
+    return out
+
+
+def validate_cells(defn: CampaignDef, only: Sequence[str] | None = None) -> None:
+    """Resolve every cell's spec now, so a bad field fails before the first cluster starts."""
+    for cid, spec in cell_specs(defn, only).items():
+        if isinstance(spec, UserError):
+            raise UserError(f"campaign {defn.name}, cell {cid}: {spec}")

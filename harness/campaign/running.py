@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
-from harness.campaign.definition import CampaignDef, Cell
+from harness.campaign.definition import CampaignDef, Cell, cell_spec
 from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.expectations import Expectation, cell_metrics, evaluate, parse_expectations
+from harness.limits import json_loads
 
 #: Cell states: pending -> running -> done | error | timeout | interrupted.
 FINISHED = ("done", "error", "timeout")
@@ -131,9 +132,8 @@ def _run_cell_child(job_json: str) -> int:
     out: dict[str, Any] = {}
     try:
         from harness.runner import run_test
-        from harness.spec import load_spec
 
-        outcome = run_test(load_spec(job["spec_path"], job["overrides"]), display=False)
+        outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False)
         out = {"run_dir": str(outcome.run_dir), "verdict": getattr(outcome.verdict, "value", outcome.verdict),
                "exit_code": outcome.exit_code, "error": getattr(outcome, "error", None)}
     except ONE_LINE_ERRORS as e:
@@ -149,7 +149,7 @@ def finish_cell(cell: Cell, res: CellResult) -> CellResult:
     results = None
     if res.run_dir and (Path(res.run_dir) / "results.json").is_file():
         try:
-            results = json.loads((Path(res.run_dir) / "results.json").read_text())
+            results = json_loads((Path(res.run_dir) / "results.json").read_text())
         except (OSError, ValueError):
             results = None
     res.metrics = cell_metrics(results)
@@ -222,7 +222,7 @@ class CampaignRun:
         """Read a campaign folder's campaign.json (what ``--resume`` and ``report`` start from)."""
         d = Path(directory)
         try:
-            obj = json.loads((d / "campaign.json").read_text())
+            obj = json_loads((d / "campaign.json").read_text())
             dd = obj["definition"]
             defn = CampaignDef(dd["name"], dd.get("description", ""), tuple(Cell.from_json(c) for c in dd["cells"]),
                                dd.get("spec_path"), dd.get("source"))

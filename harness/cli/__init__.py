@@ -27,11 +27,17 @@ examples:
 """
 
 
+def one_line(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``): an error quoting what the user typed
+    (a flag value, a path) stays on one line whatever they typed."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse that reports bad flags in one line with exit code 3 (not argparse's 2 = unknown)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see --help)\n")
+        sys.stderr.write(f"{self.prog}: error: {one_line(message)} (see --help)\n")
         raise SystemExit(3)
 
 
@@ -59,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ONE_LINE_ERRORS as e:
-        sys.stderr.write(f"dynharness: error: {e}\n")
+        sys.stderr.write(f"dynharness: error: {one_line(str(e))}\n")
         return e.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("dynharness: interrupted\n")

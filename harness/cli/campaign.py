@@ -73,14 +73,8 @@ def cmd_campaign(args: argparse.Namespace) -> int:
             raise UserError(f"no cell {unknown[0]!r} in campaign {defn.name} (cells: {', '.join(c.id for c in defn.cells)})")
     console = Console()
     if args.dry_run:
-        for c in defn.cells:
-            if only and c.id not in only:
-                continue
-            ov = " ".join(f"{k}={v}" for k, v in c.overrides.items())
-            console.print(f"[bold]{c.id}[/]  {ov}" + (f"\n    expect: {'; '.join(c.expect)}" if c.expect else ""))
-        console.print(f"{len(defn.cells)} cells")
-        return 0
-    validate_cells(defn)
+        return dry_run(defn, only, console)
+    validate_cells(defn, only)
     stop_on_sigterm()
     state: dict[str, Any] = {"running": None, "since": time.monotonic(), "camp": None}
 
@@ -109,6 +103,34 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         camp = run_campaign(defn, histories=histories, resume=resume, on_update=on_update, only=only)
         console.print(live_table(camp, None, time.monotonic()))
     return report_outcome(camp, args, console)
+
+
+def dry_run(defn: Any, only: list[str] | None, console: Any) -> int:
+    """List the cells with their overrides, each checked exactly as its run would check it:
+    an invalid cell is shown with its one-line error (exit 3), an allowed fault without room
+    with the faults that will not happen."""
+    from rich.markup import escape
+
+    from harness.campaign import cell_specs
+    from harness.spec import unscheduled_faults
+
+    specs = cell_specs(defn, only)
+    for c in defn.cells:
+        if c.id not in specs:
+            continue
+        ov = " ".join(f"{k}={v}" for k, v in c.overrides.items())
+        lines = [f"[bold]{c.id}[/]  {escape(ov)}"] + ([f"    expect: {escape('; '.join(c.expect))}"] if c.expect else [])
+        spec = specs[c.id]
+        missing = () if isinstance(spec, UserError) else unscheduled_faults(spec)
+        if isinstance(spec, UserError):
+            lines.append(f"    [bold red]invalid:[/] {escape(str(spec))}")
+        elif missing:
+            lines.append(f"    [yellow]will not happen (no room, allowed):[/] {', '.join(missing)}")
+        for line in lines:
+            console.print(line, soft_wrap=True)   # an error stays one line, whatever the width
+    invalid = sum(isinstance(s, UserError) for s in specs.values())
+    console.print(f"{len(specs)} cells" + (f", [bold red]{invalid} invalid[/]" if invalid else ""))
+    return 3 if invalid else 0
 
 
 def report_outcome(camp: Any, args: argparse.Namespace, console: Any) -> int:

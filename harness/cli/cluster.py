@@ -13,11 +13,12 @@ import time
 from typing import Any
 
 from harness.errors import UserError
+from harness.limits import seconds
 
 
 def _client(args: argparse.Namespace):
     from harness.backends.docker_cluster import connect_engine
-    return connect_engine(timeout=args.timeout)
+    return connect_engine(timeout=seconds("--timeout", args.timeout))
 
 
 def cmd_up(args: argparse.Namespace) -> int:

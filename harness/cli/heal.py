@@ -14,11 +14,11 @@ Docker): the way to end a cluster kept with ``--leave-running``.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.limits import json_loads
 from harness.runs import histories_root
 
 
@@ -34,7 +34,7 @@ def cmd_heal(args: argparse.Namespace) -> int:
     if not state.exists():
         raise UserError(f"{state}: no cluster state here (is this a run folder of a cluster that was set up?)")
     try:
-        stopped = bool(json.loads(state.read_text()).get("stopped"))
+        stopped = bool(json_loads(state.read_text()).get("stopped"))
     except (OSError, ValueError, AttributeError):
         stopped = False  # attach() reports an unreadable file in one line
     backend = attach(state)

@@ -13,6 +13,7 @@ from typing import Any
 
 from harness import plugins
 from harness.backends.image import ImageRecipe, ensure_image
+from harness.limits import seconds
 
 
 def cmd_image_build(args: argparse.Namespace) -> int:
@@ -23,7 +24,7 @@ def cmd_image_build(args: argparse.Namespace) -> int:
 
     console = Console(stderr=True)
     recipe = ImageRecipe.for_target(plugins.target(args.target), args.base_image, args.mirror or "")
-    client = connect_engine(timeout=args.timeout)
+    client = connect_engine(timeout=seconds("--timeout", args.timeout))
     started = time.monotonic()
     try:
         with console.status("connecting", spinner="dots") as status:

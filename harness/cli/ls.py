@@ -5,6 +5,7 @@ import argparse
 from typing import Any
 
 from harness.cli.check import format_count
+from harness.limits import MAX_LISTED, number
 from harness.runs import histories_root, list_runs
 
 
@@ -12,9 +13,11 @@ def cmd_ls(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    if args.last is not None:
+        number("--last", args.last, 1, MAX_LISTED, integer=True)
     root = histories_root(args.histories)
     runs = [r for r in list_runs(root) if not args.test or r.test == args.test]
-    if args.last:
+    if args.last is not None:
         runs = runs[-args.last:]
     if not runs:
         print(f"no stored runs under {root}")

@@ -12,7 +12,7 @@ from typing import Any
 
 from harness import plugins
 from harness.errors import UserError
-from harness.spec import load_spec, parse_value
+from harness.spec import load_spec, parse_value, unscheduled_faults
 
 #: flag dest -> dotted spec name
 FLAG_FIELDS = {
@@ -48,6 +48,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         out["workload.blind"] = True
     if args.leave_running:
         out["leave_running"] = True
+    if args.allow_unscheduled:
+        out["nemesis.allow_unscheduled"] = True
     if args.nemesis is not None:
         names = [f.strip() for f in args.nemesis.split(",") if f.strip()]
         out["nemesis.faults"] = [] if names in ([], ["none"]) else names
@@ -69,6 +71,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"dynharness: running {spec.name!r}: {spec.workload.name} on {spec.nodes} {spec.backend} nodes, "
           f"{target.summary(spec.target_settings)}, "
           f"faults={','.join(spec.faults) or 'none'}, {spec.duration:g}s, seed {spec.seed}", file=sys.stderr)
+    missing = unscheduled_faults(spec)
+    if missing:
+        print(f"dynharness: warning: no room in the schedule for {', '.join(missing)}: "
+              f"{'it' if len(missing) == 1 else 'they'} will not happen in this run (nemesis.allow_unscheduled)",
+              file=sys.stderr)
     outcome = run_test(spec, display=display, target=target)
     if outcome.error:
         sys.stderr.write(f"dynharness: error: run failed: {outcome.error} (run folder {outcome.run_dir})\n")
@@ -121,6 +128,9 @@ def register(sub: Any) -> None:
                                                           "a nemesis plugin's, or none")
     g.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default 10)")
     g.add_argument("--partition", metavar="TOPOLOGY", help="partition topology (default random-halves)")
+    g.add_argument("--allow-unscheduled", action="store_true",
+                   help="run even if the duration has no room for some requested fault (it is named, "
+                        "and will not happen); without it such a run is refused")
     g.add_argument("--replay-schedule", metavar="RUN_DIR", help="replay the nemesis schedule a stored run ran")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="any spec field by dotted name, TOML value (repeatable), e.g. target.sibling_max=200")

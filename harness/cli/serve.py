@@ -3,12 +3,21 @@
 Bound to the loopback address only: stored histories can hold whatever the
 workload wrote, so they are never offered to the network. A run without a
 ``report.html`` gets one built on first request.
+
+Loopback alone is not enough, so three more rules. Nothing outside the served folder is
+served, read or written: every path is resolved (symlinks too: ``http.server`` follows a
+link planted in ``histories/`` to ``/etc/passwd``) and refused (403) if it lands outside,
+while ``histories/latest`` and other links inside stay fine. The Host header must name a
+loopback address, ``localhost`` or the bound address (else 400): a web page whose DNS name
+is re-bound to 127.0.0.1 could otherwise read the histories through the visitor's
+browser. Logs and histories are ``text/plain`` (with ``nosniff``), shown in the browser
+instead of downloaded, and never run as HTML whatever a node wrote into them.
 """
 from __future__ import annotations
 
 import argparse
 import html
-import json
+import ipaddress
 import os
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -17,13 +26,44 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from harness.errors import UserError
+from harness.limits import MAX_PORT, json_loads, number
 
 HOST = "127.0.0.1"
+#: Files shown as text in the browser (unknown to mimetypes, so they would be downloads).
+TEXT_SUFFIXES = (".log", ".jsonl", ".edn", ".txt")
+
+
+def inside(root: Path, path: Path) -> bool:
+    """Whether ``path``, with every symlink resolved (also of a file not there yet), is under ``root``."""
+    return path.resolve().is_relative_to(root.resolve())
+
+
+def loopback_host(host: str | None, bound: str) -> bool:
+    """Whether a Host header names this server as only a local client can: a loopback
+    address, ``localhost`` or the bound address (any port)."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    if name.startswith("["):          # [::1]:8400
+        name, _, rest = name[1:].partition("]")
+        if rest and not (rest.startswith(":") and rest[1:].isdigit()):
+            return False
+    elif name.count(":") == 1:        # 127.0.0.1:8400, localhost:8400
+        name, _, port = name.partition(":")
+        if not port.isdigit():
+            return False
+    name = name.rstrip(".")
+    if name in ("localhost", bound):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _verdict_of(run: Path) -> str:
     try:
-        return str(json.loads((run / "results.json").read_text()).get("verdict", "unknown"))
+        return str(json_loads((run / "results.json").read_text()).get("verdict", "unknown"))
     except (OSError, ValueError, AttributeError):
         return "incomplete"
 
@@ -33,9 +73,10 @@ def index_page(root: Path, limit: int = 500) -> str:
     from harness.reports.render import render_page
 
     campaigns = []
-    for f in sorted((root / "campaigns").glob("*/*/campaign.json"), key=lambda p: p.parent.name, reverse=True)[:limit]:
+    found = (f for f in (root / "campaigns").glob("*/*/campaign.json") if inside(root, f))
+    for f in sorted(found, key=lambda p: p.parent.name, reverse=True)[:limit]:
         try:
-            obj = json.loads(f.read_text())
+            obj = json_loads(f.read_text())
             cells = obj.get("cells", {})
             broken = sum(1 for c in cells.values() for e in c.get("expectations", []) if not e.get("ok"))
             done = sum(1 for c in cells.values() if c.get("state") == "done")
@@ -46,7 +87,7 @@ def index_page(root: Path, limit: int = 500) -> str:
     runs = []
     for test_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "campaigns") if root.is_dir() else []:
         for run in test_dir.iterdir():
-            if run.is_dir() and (run / "history.jsonl").is_file():
+            if run.is_dir() and inside(root, run) and (run / "history.jsonl").is_file():
                 runs.append({"href": os.path.relpath(run / "report.html", root), "test": test_dir.name, "ts": run.name,
                              "verdict": _verdict_of(run)})
     runs.sort(key=lambda r: r["ts"], reverse=True)
@@ -61,6 +102,8 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         """The listing at /, a run report built on first request, else the static file."""
+        if not self._allowed():
+            return None
         path = unquote(urlsplit(self.path).path)
         if path in ("/", "/index.html"):
             return self._send_html(index_page(self.root))
@@ -78,6 +121,34 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
                     return self._send_html(f"<p>cannot build this report: {html.escape(str(e))}</p>", 500)
         return super().do_GET()
 
+    def do_HEAD(self) -> None:  # noqa: N802 (http.server's naming)
+        """Headers of a static file, under the same rules as GET."""
+        if self._allowed():
+            super().do_HEAD()
+
+    def _allowed(self) -> bool:
+        """Host names this server, and the path stays inside the root; else answer 400 / 403."""
+        if not loopback_host(self.headers.get("Host"), self.server.server_address[0]):
+            self.send_error(400, "Host must be a loopback address or localhost")
+            return False
+        path = Path(self.translate_path(self.path))
+        candidates = [path] + ([path / "index.html", path / "index.htm"] if path.is_dir() else [])
+        if not all(inside(self.root, c) for c in candidates):
+            self.send_error(403, "outside the served folder")
+            return False
+        return True
+
+    def guess_type(self, path: Any) -> str:
+        """Logs and histories as text shown in the browser, not a download."""
+        if str(path).endswith(TEXT_SUFFIXES):
+            return "text/plain; charset=utf-8"
+        return super().guess_type(path)
+
+    def end_headers(self) -> None:
+        """Every answer says: do not guess a type (a log holding HTML stays text)."""
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
     def _send_html(self, text: str, code: int = 200) -> None:
         body = text.encode("utf-8")
         self.send_response(code)
@@ -94,6 +165,7 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
 
 def make_server(root: Path, port: int) -> ThreadingHTTPServer:
     """A server for ``root`` on 127.0.0.1:port (port 0 picks a free one)."""
+    port = number("--port", port, 0, MAX_PORT, integer=True)
     root = root.resolve()
     handler = type("Handler", (HistoriesHandler,), {"root": root})
     try:

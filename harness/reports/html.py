@@ -18,6 +18,7 @@ from typing import Any, Mapping
 
 from harness.errors import UserError
 from harness.history import History, read_history
+from harness.limits import json_loads
 from harness.ops import NEMESIS, Op
 from harness.reports.render import render_page
 
@@ -29,7 +30,7 @@ QUANTILES = (0.5, 0.95, 0.99, 0.999, 1.0)
 
 def _read_json(path: Path, default: Any) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json_loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
     except (OSError, ValueError) as e:
