@@ -38,7 +38,7 @@ from harness.history import HistoryJournal
 from harness.live import LiveDisplay
 from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_loaded, histories_root, load_run,
                           new_run_dir, point_latest, write_report, write_results)
-from harness.signals import raise_pending, shielded, signal_name, stop_on_signals
+from harness.signals import raise_pending, run_async, shielded, signal_name, stop_on_signals
 from harness.spec import TestSpec, spec_json
 from harness.workers import ClientPhase, NemesisWorker, converge, final_reads, heal_all, run_clients, settle
 from harness.workloads import build as build_workload
@@ -241,7 +241,7 @@ class _RunState:
             is_running=self.backend.is_running, active_faults=lambda: dict(worker.active) if worker else {},
             rich_panel=display, title=f"dynharness {spec.name} ({spec.workload.name}, seed {spec.seed})")
         self.display.start()
-        asyncio.run(self._drive(target, nodes, journal))
+        run_async(self._drive(target, nodes, journal))   # a stop signal cancels it, then raises
 
     async def _drive(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
         spec = self.spec

@@ -21,6 +21,13 @@ where stopping is safe. Should the first raise be swallowed (a library
 catching BaseException), a signal more than ``REARM`` seconds later raises
 again.
 
+Inside an event loop, raising at an arbitrary point is not safe: the
+exception can surface in a callback or a half-stepped task, the loop stops
+before the cancelled tasks unwind, and clients are left unclosed. So, as
+``asyncio.Runner`` does for Ctrl-C, :func:`run_async` makes the first signal
+cancel the main task instead; every coroutine unwinds through its own
+``finally``, and Interrupted is raised once the loop is done.
+
 Signal dispositions belong to the process, hence the module-level state; only
 the main thread can hold them (elsewhere both context managers do nothing).
 Every interrupt exits 130 (``INTERRUPTED_EXIT``), the signal is named on stderr
@@ -28,13 +35,16 @@ and in ``results.json``.
 """
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sys
 import threading
 import time
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any, Callable, Coroutine, Iterator, TypeVar
+
+T = TypeVar("T")
 
 #: The signals that stop a run or a campaign.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -72,6 +82,8 @@ class _State:
         self.shield_depth = 0
         self.raised_at: float | None = None
         self.pending: int | None = None     # a signal kept by shielded code, for raise_pending
+        self.stop_loop: Callable[[], None] | None = None   # run_async's: cancel its main task
+        self.loop_stopped_by: int | None = None
 
 
 _state = _State()
@@ -87,6 +99,10 @@ def _handler(signum: int, frame: Any) -> None:
         return
     if stopping and time.monotonic() - _state.raised_at < REARM:  # type: ignore[operator]
         return
+    if _state.stop_loop is not None and not stopping:
+        _state.raised_at, _state.loop_stopped_by = time.monotonic(), signum
+        _state.stop_loop()
+        return
     _raise(signum)
 
 
@@ -100,6 +116,34 @@ def raise_pending() -> None:
     if _state.pending is not None:
         signum, _state.pending = _state.pending, None
         _raise(signum)
+
+
+def run_async(main: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(main)``, except that inside :func:`stop_on_signals` a stop signal cancels
+    ``main`` and, once the loop has unwound, raises :class:`Interrupted` (see the module docstring)."""
+    if not _state.active or threading.current_thread() is not threading.main_thread():
+        return asyncio.run(main)
+    with asyncio.Runner() as runner:   # ours is the SIGINT handler, so the Runner does not install its own
+        loop = runner.get_loop()
+        task = loop.create_task(main)
+
+        def stop() -> None:
+            task.cancel()
+            loop.call_soon_threadsafe(lambda: None)   # wake a select() waiting on a long timeout
+
+        _state.stop_loop, _state.loop_stopped_by = stop, None
+        try:
+            result = loop.run_until_complete(task)
+        except asyncio.CancelledError:
+            if _state.loop_stopped_by is None:
+                raise
+            result = None   # type: ignore[assignment]
+        finally:
+            _state.stop_loop = None
+    if _state.loop_stopped_by is not None:   # also when the cancellation was swallowed and main finished
+        signum, _state.loop_stopped_by = _state.loop_stopped_by, None
+        raise Interrupted(signum)
+    return result
 
 
 def _leave_hung_up_terminal() -> None:
