@@ -32,6 +32,7 @@ class ResurrectionsChecker:
     """Counts acknowledged removes undone by the time of the final read (separately from lost writes)."""
 
     name = "resurrections"
+    needs_final_reads = True   # as lost-writes: a run without final reads is not judged from ordinary reads
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:

@@ -8,6 +8,7 @@ The first two pin the handlers' rules in-process.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -105,6 +106,10 @@ def test_signal_stops_a_run_with_sigint_ignored(tmp_path: Path, sig: int) -> Non
     assert history.nemesis_ops()[-1].f == "heal" and history.nemesis_ops()[-1].type == "info"
     end = json.loads((run_dir / "results.json").read_text())["run_end"]
     assert end["state"] == "interrupted" and end["signal"] == name and not end["final_reads_done"]
+    checked = subprocess.run([sys.executable, "-m", "harness", "check", str(run_dir)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "COLUMNS": "250"})
+    assert checked.returncode == 2, checked.stdout + checked.stderr           # unknown, not valid nor lost writes
+    assert f"no final reads: run interrupted by {name}" in checked.stdout
 
 
 def cell_result(tmp_path: Path, grace: float):
