@@ -4,7 +4,9 @@
 create the run folder, set the cluster up, wait until every node sees every
 peer up (``converge``, bounded), run the clients and the nemesis
 for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, wait
-until no node reports pending handoffs (``settle``, bounded), read
+until no node reports pending handoffs (``settle``, bounded), take every
+replica's own copy of every key until they agree (``replicas.json``, bounded,
+when the target can and a checker needs it), read
 every key (``final: true``) through healthy nodes until
 ``final_read_timeout``, tear the cluster down (unless ``leave_running``),
 check, and store ``results.json``. The history is journaled as it goes.
@@ -29,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 from contextlib import contextmanager
 
-from harness import plugins
+from harness import plugins, replica_snapshot
 from harness.backends import make_backend
 from harness.backends.base import Backend, ClusterConfig
 from harness.errors import ONE_LINE_ERRORS, UserError
@@ -158,7 +160,8 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     point_latest(root, run_dir)
     facts = {"run_dir": str(run_dir), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "versions": versions(), "backend_capabilities": None,
-             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None}
+             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None,
+             "target_capabilities": sorted(target.capabilities)}
     (run_dir / SPEC).write_text(spec_json(spec, **facts))
     (run_dir / HISTORY).touch()  # a run that fails in setup still leaves a (empty) readable history
     state = _RunState(spec, plan, workload, backend, run_dir)
@@ -192,6 +195,8 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     results["final_reads_missing"] = state.missing_final
     results["settle"] = state.settle
     results["converge"] = state.converge
+    if state.replicas_waited is not None:
+        results["replica_snapshot_s"] = state.replicas_waited
     results["nemesis_errors"] = state.nemesis_errors
     if cleanup_errors:
         results["cleanup_errors"] = cleanup_errors
@@ -219,6 +224,7 @@ class _RunState:
         self.missing_final: list[str] = []
         self.settle: dict[str, Any] | None = None
         self.converge: dict[str, Any] | None = None
+        self.replicas_waited: float | None = None
         self.nemesis_errors: list[str] = []
 
     def execute(self, display: bool, target: Any) -> None:
@@ -269,12 +275,30 @@ class _RunState:
             await asyncio.sleep(spec.recovery)
             self.display.set_phase("settle")
             self.settle = await settle(clients, spec.final_read_timeout)
+            await self._replica_snapshot(target, nodes, journal)
             self.display.set_phase("final reads")
             self.missing_final = await final_reads(
                 journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
                 spec.final_read_timeout, spec.client_timeout, read_all=self._read_all(target))
         finally:
             await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+    async def _replica_snapshot(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
+        """Before the final reads repair anything: every replica's own copy of the final keys, polled
+        until they agree or ``final_read_timeout`` passes (``harness.replica_snapshot``)."""
+        if not replica_snapshot.wanted(self.workload.checkers):
+            return
+        if replica_snapshot.CAPABILITY not in target.capabilities:
+            replica_snapshot.write(self.run_dir, replica_snapshot.not_taken(
+                f"the {target.name} target cannot show one replica's copy ({replica_snapshot.CAPABILITY})"))
+            return
+        assert self.display is not None
+        self.display.set_phase("replica snapshot")
+        snap = await replica_snapshot.take_snapshot(target.admin, nodes, self.workload.final_keys(),
+                                                    self.spec.final_read_timeout, journal.now,
+                                                    request_timeout=self.spec.client_timeout)
+        replica_snapshot.write(self.run_dir, snap)
+        self.replicas_waited = snap["waited_s"]
 
     def _read_all(self, target: Any) -> int | None:
         """Final reads ask every replica (r = N) of a target that can; None: its default read."""

@@ -46,7 +46,7 @@ def checker_options() -> tuple[str, ...]:
 
 
 #: Keys ``spec.json`` stores besides the spec itself (facts about the run, not inputs).
-RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved")
+RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved", "target_capabilities")
 
 
 def target_defaults(kind: str = DEFAULT_TARGET, nodes: int = 5) -> dict[str, Any]:

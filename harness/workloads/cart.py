@@ -114,4 +114,4 @@ def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -
 
 
 KIND = WorkloadKind("cart", build, {"add": 6.0, "remove": 1.0, "read": 3.0},
-                    ("lost-writes", "resurrections", "siblings", "perf"))
+                    ("lost-writes", "resurrections", "siblings", "perf", "convergence"))

@@ -84,4 +84,4 @@ def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -
 
 
 KIND = WorkloadKind("session", build, {"write": 1.0, "read": 2.0},
-                    ("session", "staleness", "siblings", "perf"))
+                    ("session", "staleness", "siblings", "perf", "convergence"))
