@@ -51,6 +51,7 @@ HEADLINE = (
     "stale_read_share",    # share of reads that missed an acknowledged write (PBS)
     "linearizable",        # "valid" / "invalid" / "unknown" (string)
     "availability",        # share of client ops that completed ok
+    "availability_outside_faults",  # perf: the same share among ops clear of every fault window and its grace
     "p999_latency_ms",     # 99.9th percentile latency of ok ops
     "divergent_keys",      # convergence: keys whose replicas hold different versions after settle
     "under_replicated_keys",  # convergence: keys a replica of their preference list lacks after settle

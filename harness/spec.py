@@ -25,26 +25,12 @@ from typing import Any, Mapping
 from harness import plugins
 from harness.errors import UserError
 from harness.plugins import DEFAULT_TARGET
+from harness.spec_checkers import checker_table_error
 from targets.adapter import Target, TargetError
 
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}
-#: [checkers] options every checker may read; each checker class adds its own (its ``options``).
-CHECKER_OPTIONS = ("time_limit",)
-
-
-def checker_options() -> tuple[str, ...]:
-    """Every known [checkers] option name: the common ones plus what each registered checker declares."""
-    out = dict.fromkeys(CHECKER_OPTIONS)
-    for name in plugins.names("checkers"):
-        try:
-            out.update(dict.fromkeys(getattr(plugins.load("checkers", name, "checker"), "options", ())))
-        except UserError:  # an unloadable checker declares nothing; running it says why (unknown)
-            continue
-    return tuple(out)
-
-
 #: Keys ``spec.json`` stores besides the spec itself (facts about the run, not inputs).
 RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved", "target_capabilities")
 
@@ -266,13 +252,8 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     _check_nemesis(nemesis, bad)
     _check_target_can(target, workload.name, nemesis.get("faults", []), bad)
     checkers = dict(data.get("checkers", {}))
-    known = checker_options()
-    unknown = sorted(set(checkers) - set(known))
-    if unknown:
-        raise bad(f"unknown [checkers] option {unknown[0]!r} (known: {', '.join(known)})")
-    limit = checkers.get("time_limit")
-    if limit is not None and (not _type_ok(limit, (int, float)) or limit <= 0):
-        raise bad(f"checkers.time_limit must be a positive number of seconds, got {limit!r}")
+    if (refused := checker_table_error(checkers)) is not None:
+        raise bad(refused)
     for other in ("docker", "ssh"):
         if data.get(other) and s.backend != other:
             raise bad(f"[{other}] options given but backend is {s.backend!r}")
