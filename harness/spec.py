@@ -66,6 +66,8 @@ class WorkloadSpec:
     zipf_s: float = 1.0                 # zipf exponent
     mix: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # f -> weight; {} = workload default
     foreign_reads: float = 0.2          # session: share of reads of other sessions' keys
+    read_after_write: bool = True       # session: each write is followed by a read of its key...
+    think_time: float = 0.0             # session: ...this many seconds after the write completed
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ _TOP_TYPES: dict[str, tuple[type, ...]] = {
 _TABLES = ("target", "workload", "nemesis", "checkers", "docker", "ssh")
 _WORKLOAD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "keys": (int,), "blind": (bool,), "key_dist": (str,), "zipf_s": (int, float),
-    "mix": (dict,), "foreign_reads": (int, float),
+    "mix": (dict,), "foreign_reads": (int, float), "read_after_write": (bool,), "think_time": (int, float),
 }
 
 
@@ -318,8 +320,11 @@ def _resolve_workload(given: dict[str, Any], bad: Any) -> WorkloadSpec:
         raise bad(f"workload.zipf_s must be positive, got {w.zipf_s}")
     if not 0 <= w.foreign_reads <= 1:
         raise bad(f"workload.foreign_reads must be between 0 and 1, got {w.foreign_reads}")
-    if w.blind and w.name != "cart":
-        raise bad(f"workload.blind applies to the cart workload only, not {w.name!r}")
+    if w.think_time < 0:
+        raise bad(f"workload.think_time must not be negative, got {w.think_time}")
+    for name, only in (("blind", "cart"), ("read_after_write", "session"), ("think_time", "session")):
+        if getattr(w, name) != getattr(WorkloadSpec, name) and w.name != only:
+            raise bad(f"workload.{name} applies to the {only} workload only, not {w.name!r}")
     mix = {**kind.mix, **dict(given.get("mix", {}))}
     allowed = set(kind.mix)
     for f, weight in mix.items():
