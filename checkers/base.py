@@ -43,6 +43,7 @@ HEADLINE = (
     "lost_writes",         # acknowledged adds missing from the final read
     "lost_share",          # lost_writes / acked_writes
     "resurrections",       # acknowledged removes whose item is back in the final read
+    "resurrected_deletes",  # items of a real delete back in the final read with nothing to write them back
     "max_siblings",        # largest sibling count any read saw
     "rw_violations",       # read-your-writes
     "mr_violations",       # monotonic reads

@@ -144,7 +144,7 @@ class Mix:
             x -= w
             if x < 0:
                 return g.next(ctx)
-        return self.choices[-1][1].next(ctx)
+        return [g for w, g in self.choices if w > 0][-1].next(ctx)  # float rounding: the last one picked
 
 
 @dataclass(frozen=True)

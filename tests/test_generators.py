@@ -121,3 +121,15 @@ def test_think_time_and_read_after_write_belong_to_the_session_workload() -> Non
         load_spec(None, {"workload.name": "session", "workload.think_time": -1})
     spec = load_spec(None, {"workload.name": "register"})
     assert load_spec(None, spec.to_json()).workload.think_time == 0.0       # a stored spec.json re-runs
+
+
+def test_cart_deletes_cycle_through_bins_of_their_own_worker() -> None:
+    spec = load_spec(None, {"seed": 3, "workload.mix": {"delete": 1.0, "add": 0.0, "remove": 0.0, "read": 0.0}})
+    wl = build(spec.workload, spec.concurrency, spec.node_names)
+    ops = take(wl.generator(), GenContext(2, worker_rng(3, 2)), 12)
+    assert [(o.f, o.key) for o in ops[:6]] == [("add", "cart-w2-0")] * 3 + [("delete", "cart-w2-0"),
+                                                                            ("read", "cart-w2-0"), ("add", "cart-w2-1")]
+    assert len({o.value for o in ops if o.f == "add"}) == sum(o.f == "add" for o in ops)   # unique items
+    assert wl.final_keys() == [f"cart-{i}" for i in range(10)] + ["cart-w2-0", "cart-w2-1", "cart-w2-2"]
+    plain = build(load_spec(None, {"seed": 3}).workload, 10, spec.node_names)
+    assert not any(o.f == "delete" for o in take(plain.generator(), GenContext(0, worker_rng(3, 0)), 500))
