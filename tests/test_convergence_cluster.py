@@ -16,6 +16,7 @@ import pytest
 
 from checkers.convergence import examine
 from harness.runner import run_test
+from harness.runs import check_run
 from harness.spec import load_spec
 from targets.dynamo.admin import DynamoAdmin
 from targets.dynamo.launcher import local_cluster
@@ -75,6 +76,8 @@ def test_a_wiped_replica_without_anti_entropy_is_under_replicated(tmp_path: Path
     stored = next(tmp_path.glob("wipe-no-ae/*/replicas.json"))
     snapshot = json.loads(stored.read_text())
     assert snapshot["taken"] is True and snapshot["agreed_after_s"] is None and snapshot["rounds"] > 1
+    again = check_run(stored.parent, write=False)["checkers"]["convergence"]     # `dynharness check`
+    assert again["verdict"] == "invalid" and again["counts"] == conv["counts"]
 
 
 def test_a_wiped_replica_refilled_by_anti_entropy_converges(tmp_path: Path) -> None:
