@@ -4,7 +4,9 @@
 create the run folder, set the cluster up, wait until every node sees every
 peer up (``converge``, bounded), run the clients and the nemesis
 for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, wait
-until no node reports pending handoffs (``settle``, bounded), read
+until no node reports pending handoffs (``settle``, bounded), take every
+replica's own copy of every key until they agree (``replicas.json``, bounded,
+when the target can and a checker needs it), read
 every key (``final: true``) through healthy nodes until
 ``final_read_timeout``, tear the cluster down (unless ``leave_running``),
 check, and store ``results.json``. The history is journaled as it goes.
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness import plugins
+from harness import plugins, replica_snapshot
 from harness.backends import make_backend
 from harness.backends.base import Backend, ClusterConfig
 from harness.errors import ONE_LINE_ERRORS, UserError
@@ -129,7 +131,8 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     point_latest(root, run_dir)
     facts = {"run_dir": str(run_dir), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "versions": versions(), "backend_capabilities": None,
-             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None}
+             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None,
+             "target_capabilities": sorted(target.capabilities)}
     (run_dir / SPEC).write_text(spec_json(spec, **facts))
     (run_dir / HISTORY).touch()  # a run that fails in setup still leaves a (empty) readable history
     state = _RunState(spec, plan, workload, backend, run_dir)
@@ -170,6 +173,7 @@ def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], di
         return RunOutcome(run_dir, "failed", RUN_FAILED, results, error)
     recorded = {"run_end": end, "final_reads_missing": state.missing_final, "settle": state.settle,
                 "converge": state.converge, "nemesis_errors": state.nemesis_errors,
+                **({"replica_snapshot_s": state.replicas_waited} if state.replicas_waited is not None else {}),
                 **({"cleanup_errors": cleanup_errors} if cleanup_errors else {})}
     try:
         raise_pending()   # a signal during the teardown of a finished run: stop before checking
@@ -205,6 +209,7 @@ class _RunState:
         self.missing_final: list[str] = []
         self.settle: dict[str, Any] | None = None
         self.converge: dict[str, Any] | None = None
+        self.replicas_waited: float | None = None
         self.nemesis_errors: list[str] = []
         self.final_reads_done = False
 
@@ -263,6 +268,7 @@ class _RunState:
             await asyncio.sleep(spec.recovery)
             self.display.set_phase("settle")
             self.settle = await settle(clients, spec.final_read_timeout)
+            await self._replica_snapshot(target, nodes, journal)
             self.display.set_phase("final reads")
             self.missing_final = await final_reads(
                 journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
@@ -270,6 +276,23 @@ class _RunState:
             self.final_reads_done = True
         finally:
             await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+    async def _replica_snapshot(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
+        """Before the final reads repair anything: every replica's own copy of the final keys, polled
+        until they agree or ``final_read_timeout`` passes (``harness.replica_snapshot``)."""
+        if not replica_snapshot.wanted(self.workload.checkers):
+            return
+        if replica_snapshot.CAPABILITY not in target.capabilities:
+            replica_snapshot.write(self.run_dir, replica_snapshot.not_taken(
+                f"the {target.name} target cannot show one replica's copy ({replica_snapshot.CAPABILITY})"))
+            return
+        assert self.display is not None
+        self.display.set_phase("replica snapshot")
+        snap = await replica_snapshot.take_snapshot(target.admin, nodes, self.workload.final_keys(),
+                                                    self.spec.final_read_timeout, journal.now,
+                                                    request_timeout=self.spec.client_timeout)
+        replica_snapshot.write(self.run_dir, snap)
+        self.replicas_waited = snap["waited_s"]
 
     def _read_all(self, target: Any) -> int | None:
         """Final reads ask every replica (r = N) of a target that can; None: its default read."""

@@ -2,7 +2,8 @@
 
 A run lives in ``<histories>/<test-name>/<YYYYmmddTHHMMSS>/`` (contracts
 section 4): ``spec.json``, ``history.jsonl``, ``results.json``,
-``nemesis-schedule.json``, ``nodes/<name>.log``. ``<histories>/latest`` is a
+``nemesis-schedule.json``, ``nodes/<name>.log``, ``replicas.json`` (the replica snapshot, when
+the target can take one). ``<histories>/latest`` is a
 relative symlink to the newest. :func:`check_run` (re)runs the workload's
 checkers on a stored history, the same code the runner uses at the end of a
 run, so ``dynharness check`` and a live run always agree.
@@ -117,13 +118,36 @@ def build_checkers(names: Sequence[str]) -> tuple[list[Any], dict[str, Any]]:
     return built, missing
 
 
+def applicable(names: Sequence[str], spec: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The checkers a stored run can use, and why each other one is skipped: a checker whose
+    ``needs`` (target capabilities) the run's target lacks has nothing to judge, and running it
+    would only turn the verdict unknown (etcd has no per-replica snapshot for ``convergence``)."""
+    from checkers import registry
+
+    caps = spec.get("target_capabilities")
+    kind = (spec.get("target") or {}).get("kind") or "this"
+    use: list[str] = []
+    skipped: dict[str, str] = {}
+    for n in names:
+        missing = [c for c in registry.needs(n) if caps is None or c not in caps]
+        if not missing:
+            use.append(n)
+        elif caps is None:
+            skipped[n] = f"needs the target capability {missing[0]}, and this run recorded none (an older or imported history)"
+        else:
+            skipped[n] = f"needs the target capability {missing[0]}, which the {kind} target does not have"
+    return use, skipped
+
+
 def check_history(history: History, workload: str, settings: Mapping[str, Any],
                   options: Mapping[str, Any], names: Sequence[str] | None = None,
-                  no_final_reads: str | None = None) -> dict[str, Any]:
+                  no_final_reads: str | None = None,
+                  replicas: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the workload's checkers on a history; returns the ``results.json`` object.
 
     ``no_final_reads``: why a history that should end in final reads has none (see
-    :func:`cut_short`); the checkers that need them answer unknown with it, unrun."""
+    :func:`cut_short`); the checkers that need them answer unknown with it, unrun.
+    ``replicas``: the run's replica snapshot (``replicas.json``) for the checkers that judge it."""
     from checkers.base import CheckContext, Result, Verdict, compose, merge_results
     from harness.workloads import checker_names
 
@@ -136,7 +160,7 @@ def check_history(history: History, workload: str, settings: Mapping[str, Any],
         built = [c for c in built if not getattr(c, "needs_final_reads", False)]
     limit = options.get("time_limit")
     ctx = CheckContext(settings=dict(settings), options=dict(options),
-                       time_limit=float(limit) if isinstance(limit, (int, float)) else None)
+                       time_limit=float(limit) if isinstance(limit, (int, float)) else None, replicas=replicas)
     results.update(compose(*built).check_all(history, ctx))
     ordered = {n: results[n] for n in names if n in results}
     ordered.update({n: r for n, r in results.items() if n not in ordered})
@@ -165,6 +189,7 @@ class LoadedRun:
     spec: Mapping[str, Any]
     history: History
     recorded: Mapping[str, Any] = field(default_factory=dict)
+    replicas: Mapping[str, Any] | None = None   # replicas.json (harness.replica_snapshot), if stored
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -172,13 +197,15 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     p = Path(run_dir)
     if p.is_file() and p.suffix == ".jsonl" and p.name != HISTORY:
         return LoadedRun(None, {}, read_history(p))
+    from harness import replica_snapshot
+
     d = resolve_run_dir(run_dir)
     try:
         stored = json.loads((d / RESULTS).read_text())
     except (OSError, ValueError):   # none yet (a run being checked at its end, or killed), or damaged
         stored = {}
     recorded = {k: stored[k] for k in RUN_RECORDED if isinstance(stored, dict) and k in stored}
-    return LoadedRun(d, read_spec_json(d), read_history(d / HISTORY), recorded)
+    return LoadedRun(d, read_spec_json(d), read_history(d / HISTORY), recorded, replica_snapshot.read(d))
 
 
 def cut_short(run: LoadedRun) -> tuple[str | None, bool]:
@@ -231,12 +258,21 @@ def check_loaded(run: LoadedRun, names: Sequence[str] | None = None) -> dict[str
     """Check a loaded run with the checkers its workload names (or ``names``): the results.
 
     A bare history is checked with the workload guessed from its ops and default settings; a
-    run cut short (:func:`cut_short`) is never valid, and what the run recorded is kept."""
+    run cut short (:func:`cut_short`) is never valid, and what the run recorded is kept. Of the
+    workload's checkers, those the run's target cannot serve are skipped, each with the reason in
+    ``skipped_checkers`` (:func:`applicable`); checkers named explicitly always run."""
+    from harness.workloads import checker_names
+
     spec = run.spec
     workload = (spec.get("workload") or {}).get("name") or infer_workload(run.history)
+    skipped: dict[str, str] = {}
+    if names is None:
+        names, skipped = applicable(checker_names(workload), spec)
     why, no_finals = cut_short(run)
     results = check_history(run.history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names,
-                            no_final_reads=why if no_finals else None)
+                            no_final_reads=why if no_finals else None, replicas=run.replicas)
+    if skipped:
+        results["skipped_checkers"] = skipped
     results["faults"] = fault_rows(run.history)
     if why:
         results["cut_short"] = why

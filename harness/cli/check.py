@@ -38,6 +38,8 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
         shown = {k: x for k, x in all_counts.items() if k in HEADLINE} or dict(list(all_counts.items())[:4])
         counts = ", ".join(f"{k}={_fmt(x)}" for k, x in shown.items())
         table.add_row(name, f"[{colour.get(v, 'white')}]{v}[/]", counts[:200], (r.get("reason") or "")[:300])
+    for name, why in (results.get("skipped_checkers") or {}).items():  # harness.runs.applicable
+        table.add_row(name, "[dim]not run[/]", "", str(why)[:300])
     console = Console()
     console.print(table)
     v = results.get("verdict", "unknown")
