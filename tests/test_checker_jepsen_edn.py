@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from checkers.base import CheckContext, Verdict
 from checkers.fault_windows import fault_windows
 from checkers.jepsen_edn import import_edn, read_edn_history
 from checkers.lost_writes import LostWritesChecker
+from harness import plugins
 from harness.cli import main
 from harness.errors import UserError
 from harness.history import read_history
@@ -111,3 +113,92 @@ def test_cli_import_writes_a_history_our_reader_accepts(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err
     assert main(["import-edn", str(DATA / "jepsen-bad-orphan.edn"), str(tmp_path / "x")]) == 3
 
+
+
+KV_EDN = ('{:process 0, :type :invoke, :f :append, :key "0", :value "x 0 0 y"}\n'
+          '{:process 1, :type :invoke, :f :get, :key "0", :value nil}\n'
+          '{:process 0, :type :ok, :f :append, :key "0", :value "x 0 0 y"}\n'
+          '{:process 1, :type :ok, :f :get, :key "0", :value "VALUE"}\n'
+          '{:process 2, :type :invoke, :f :put, :key "1", :value "a"}\n'
+          '{:process 2, :type :fail, :f :put, :key "1", :value "a"}\n')
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dynharness: error: ") and "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("seen, code", [("x 0 0 y", 0), ("", 0), ("y", 1)])
+def test_check_takes_a_kv_edn_directly(tmp_path, capsys, monkeypatch, seen, code):
+    p = tmp_path / "kv.edn"
+    p.write_text(KV_EDN.replace("VALUE", seen))
+    assert main(["check", str(p)]) == code
+    out = capsys.readouterr().out
+    assert "linearizable" in out and "siblings" not in out and "perf" not in out and "ordered by their position" in out
+    table = plugins._entry_points("models")
+    monkeypatch.setitem(table, "kv", plugins.BUILTIN["models"]["kv"])   # an install older than kv
+    assert main(["check", str(p), "--model", "kv"]) == code
+    assert main(["check", str(p), "--model", "kv", "--set", "model.initial=y"]) == (0 if seen == "y" else 1)
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_imported_register_history_gets_linearizable_and_staleness_only(tmp_path, capsys):
+    out = tmp_path / "imported"
+    assert main(["import-edn", str(DATA / "jepsen-register.edn"), str(out)]) == 0
+    meta = json.loads((out / "import.json").read_text())
+    assert meta["times"] == "edn :time" and meta["format"] == "jepsen-edn"
+    capsys.readouterr()
+    code = main(["check", str(out)])
+    results = json.loads((out / "results.json").read_text())
+    assert sorted(results["checkers"]) == ["linearizable", "staleness"] and code == 0
+    assert main(["check", str(out), "--checkers", "perf"]) in (0, 2)
+    assert list(json.loads((out / "results.json").read_text())["checkers"]) == ["perf"]
+
+
+def test_a_user_model_from_the_cli(tmp_path, capsys, monkeypatch):
+    (tmp_path / "usermodel.py").write_text(
+        "class Reg:\n"
+        "    name, fs, pure_fs = 'reg', frozenset({'read', 'write'}), frozenset({'read'})\n"
+        "    def __init__(self, initial=None): self.initial = initial\n"
+        "    def init(self): return self.initial\n"
+        "    def step(self, s, i, o): return (True, i[1]) if i[0] == 'write' else (o == s, s)\n"
+        "    def describe_op(self, i, o): return i[0]\n"
+        "    def describe_state(self, s): return str(s)\n"
+        "class Boom(Reg):\n"
+        "    def step(self, s, i, o): raise ValueError('no')\n")
+    monkeypatch.chdir(tmp_path)
+    p = tmp_path / "knossos.edn"
+    p.write_text("[{:process 0, :type :invoke, :f :read, :value nil}\n {:process 0, :type :ok, :f :read, :value 0}]\n")
+    try:
+        assert main(["check", str(p), "--model", "usermodel:Reg"]) == 1
+        assert main(["check", str(p), "--model", "usermodel:Reg", "--set", "model.initial=0"]) == 0
+        assert main(["check", str(p), "--model", "cas-register", "--set", "model.initial=0"]) == 0
+        capsys.readouterr()
+        assert main(["check", str(p), "--model", "usermodel:Boom"]) == 3
+        assert "model 'reg' raised ValueError: no at usermodel.py:9" in one_line_error(capsys)
+    finally:
+        sys.modules.pop("usermodel", None)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "nosuch"], "unknown linearizable_model 'nosuch'"),
+    (["--model", "nosuch_pkg.mod:Cls"], "cannot be loaded: ModuleNotFoundError"),
+    (["--set", "target.n=3"], "--set expects model.initial=VALUE or checkers.OPTION=VALUE"),
+    (["--model", "register", "--set", "model.initial=1"], None),
+])
+def test_check_mistakes_are_one_line_exit_3(tmp_path, capsys, args, message):
+    p = tmp_path / "h.edn"
+    p.write_text(KV_EDN.replace("VALUE", ""))
+    code = main(["check", str(p), *args])
+    if message is None:
+        assert code == 2   # the register model knows no get/put/append: nothing checked
+        return
+    assert code == 3 and message in one_line_error(capsys)
+
+
+def test_bad_edn_is_one_line_exit_3(tmp_path, capsys):
+    p = tmp_path / "bad.edn"
+    p.write_text('{:type :invoke, :f :read, :process 0}\n{:type :ok, :f :read, :value "x}\n')
+    assert main(["check", str(p)]) == 3
+    assert one_line_error(capsys).endswith("bad.edn:2: not valid EDN: a string is not closed")
