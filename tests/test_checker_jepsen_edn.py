@@ -202,3 +202,20 @@ def test_bad_edn_is_one_line_exit_3(tmp_path, capsys):
     p.write_text('{:type :invoke, :f :read, :process 0}\n{:type :ok, :f :read, :value "x}\n')
     assert main(["check", str(p)]) == 3
     assert one_line_error(capsys).endswith("bad.edn:2: not valid EDN: a string is not closed")
+
+
+def test_the_report_draws_the_counterexample_of_an_invalid_import(tmp_path, capsys):
+    edn = tmp_path / "stale.edn"
+    edn.write_text('{:process 0, :type :invoke, :f :write, :value 1}\n{:process 0, :type :ok, :f :write, :value 1}\n'
+                   '{:process 1, :type :invoke, :f :write, :value 2}\n{:process 1, :type :ok, :f :write, :value 2}\n'
+                   '{:process 2, :type :invoke, :f :read, :value nil}\n{:process 2, :type :ok, :f :read, :value 1}\n')
+    out = tmp_path / "imported"
+    assert main(["import-edn", str(edn), str(out)]) == 0
+    assert main(["check", str(out)]) == 1
+    page = (out / "report.html").read_text()
+    assert 'id="counterexample"' in page and "read -&gt; 1 [4..5]</b> cannot follow" in page
+    assert "After 2 op(s) linearized" in page and "the state is <code>2</code>" in page
+    views = __import__("harness.reports.linear_view", fromlist=["linear_views"]).linear_views(
+        json.loads((out / "results.json").read_text()))
+    assert [(r["role"], r["order"], r["proof"]) for r in views[0]["rows"]] == [
+        ("prefix", 1, True), ("prefix", 2, True), ("blocked", None, True)]
