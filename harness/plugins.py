@@ -47,7 +47,8 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
                 "crash": "nemeses.builtin_kinds:CRASH", "wipe": "nemeses.builtin_kinds:WIPE", "pause": "nemeses.builtin_kinds:PAUSE",
                 "loss": "nemeses.builtin_kinds:LOSS", "latency": "nemeses.builtin_kinds:LATENCY"},
     "models": {"register": "checkers.linearizability.models:RegisterModel",
-               "cas-register": "checkers.linearizability.models:CASRegisterModel"},
+               "cas-register": "checkers.linearizability.models:CASRegisterModel",
+               "kv": "checkers.linearizability.kv:KVModel"},
 }
 
 

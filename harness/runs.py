@@ -287,12 +287,19 @@ def check_run(run_dir: str | Path, names: Sequence[str] | None = None, write: bo
     ``write`` is false or it is a bare ``*.jsonl`` history (e.g. ``histories/examples/``)."""
     run = load_run(run_dir)
     results = check_loaded(run, names)
-    if write and run.dir is not None:
-        write_results(run.dir, results)
-        error = write_report(run.dir, run.history)
-        if error:
-            results["report_error"] = error
+    if write:
+        store_checked(run, results)
     return results
+
+
+def store_checked(run: LoadedRun, results: dict[str, Any]) -> None:
+    """Write a checked run's results.json and report (nothing for a bare history: no folder)."""
+    if run.dir is None:
+        return
+    write_results(run.dir, results)
+    error = write_report(run.dir, run.history)
+    if error:
+        results["report_error"] = error
 
 
 def write_results(run_dir: Path, results: Mapping[str, Any]) -> None:
