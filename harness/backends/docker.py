@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import remote
+from harness.backends import cluster_state, remote
 from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, Node
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
                                              connect_engine, create_cluster, remove_clusters)
@@ -63,11 +63,13 @@ class DockerBackend:
         self._shells: dict[str, DockerShell] = {}
         self._run_dir: Path | None = None
         self.image_build = None
+        self._owner: dict[str, Any] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Create (or reuse a kept) cluster, start every node, return once all are healthy."""
         self.target = config.target
+        self._owner = cluster_state.current_owner("leave_running" if config.extra.get("leave_running") else None)
         self._client = client = connect_engine(self.timeout)
         if self.image:
             tag = self.image
@@ -153,7 +155,7 @@ class DockerBackend:
         if self._run_dir is None:
             return
         remote.save_cluster_state(self._run_dir, {
-            "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped,
+            "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped, "owner": self._owner,
             "run_dir": str(self._run_dir), "docker_host": os.environ.get("DOCKER_HOST"),
             "capabilities": sorted(self.capabilities), "argv": self._argv,
             "target": self.target.name if self.target else None}, list(self._nodes.values()))
@@ -163,6 +165,7 @@ class DockerBackend:
         """Re-attach to a cluster from its ``cluster.json`` (``dynharness heal``, cleanup after a crash)."""
         b = cls({"reuse": False})
         b._name, b._owned = state["cluster"], bool(state.get("owned", True))
+        b._owner = state.get("owner")
         b._run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
         b._argv = {k: list(v) for k, v in (state.get("argv") or {}).items()}
         b.target = target

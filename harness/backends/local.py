@@ -15,13 +15,14 @@ which separates nodes only of a store that dials from its own address.
 Unless the cluster is to be left running, nodes are spawned with
 ``PR_SET_PDEATHSIG = SIGKILL`` from one long-lived spawner thread, so a
 harness killed with ``kill -9`` takes its nodes with it. The cluster state is
-kept in ``<run_dir>/cluster.json`` so :func:`attach` (``dynharness heal``,
-cleanup of a crashed run) can find and stop everything later.
+kept in ``<run_dir>/cluster.json`` (with its owner: ``cluster_state``) so :func:`attach`
+(``dynharness heal``, ``dynharness cleanup`` of a crashed run) can find and stop everything
+later; the chain is also indexed host-wide (``cluster_state.register_chain``), so a chain is
+attributed to its owner even when its run folder is gone.
 """
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import secrets
 import shutil
@@ -29,20 +30,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import node_cgroups
+from harness.backends import cluster_state, node_cgroups
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
 from targets.adapter import Target
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-STATE_FILE = "cluster.json"
-_STATE_LOCK = threading.Lock()
+STATE_FILE = cluster_state.STATE_FILE
 START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
 
@@ -83,6 +82,12 @@ def iptables_usable() -> bool:
                               timeout=10).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def remove_chain(chain: str) -> None:
+    """Flush, unhook (from INPUT and OUTPUT) and delete a run's chain; quiet when parts are gone."""
+    for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
+        subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
 
 
 def _set_pdeathsig() -> None:
@@ -130,6 +135,7 @@ class LocalBackend:
         self._faketime = False
         self._leave_running = False
         self._spawner: ThreadPoolExecutor | None = None
+        self._owner: dict[str, Any] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -141,6 +147,7 @@ class LocalBackend:
         nodes_dir = self._run_dir / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         self._leave_running = bool(config.extra.get("leave_running", False))
+        self._owner = cluster_state.current_owner("leave_running" if self._leave_running else None)
         self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME)
         caps = {"signals", "wipe", "shared-host"}
         if self._faketime:
@@ -161,7 +168,9 @@ class LocalBackend:
                     raise UserError(f"iptables {' '.join(argv)} failed: {r.stderr.strip()}")
             self.firewall_chain = chain
             caps.add("iptables")
+            self._register_chain()
             self._cgroups = node_cgroups.create(chain, list(self._nodes), chain) or {}
+            self._register_chain()
             if self._cgroups:  # rules match the sending node's processes, seen on the way out
                 r = subprocess.run(["iptables", "-w", "5", "-I", "OUTPUT", "-j", chain], capture_output=True,
                                    text=True, timeout=15)
@@ -180,11 +189,12 @@ class LocalBackend:
         """Kill every node (SIGCONT, then SIGKILL of its group), remove the iptables chain; idempotent."""
         for name in list(self._pids):
             self._kill_group(name)
+        node_cgroups.kill(self._cgroups)     # whatever else runs in the nodes' cgroups (a stale pid file)
         left = [n for n, pid in self._pids.items() if _pid_alive(pid)]
         if self.firewall_chain:
-            chain = self.firewall_chain
-            for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
-                subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
+            remove_chain(self.firewall_chain)
+            if not left:
+                cluster_state.unregister_chain(self.firewall_chain)
             self.firewall_chain = ""
         if not left:
             node_cgroups.remove(self._cgroups)
@@ -375,22 +385,22 @@ class LocalBackend:
     def _save_state(self, stopped: bool = False) -> None:
         if self._run_dir is None:
             return
-        # nodes start and stop from several threads at once (a heal restarts them in parallel): one
-        # writer at a time, each writing the state as it is then, or one thread's rename finds the
-        # other's temporary file already moved (and an older snapshot could land last)
-        with _STATE_LOCK:
-            state = {
-                "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
-                "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-                "cgroups": self._cgroups,
-                "target": self.target.name if self.target else None,
-                "settings": dict(self._config.settings) if self._config else {},
-                "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                           "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
-            }
-            tmp = self._run_dir / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(state, indent=2))
-            os.replace(tmp, self._run_dir / STATE_FILE)
+        # nodes start and stop from several threads at once (a heal restarts them in parallel):
+        # cluster_state.save writes one snapshot at a time, each the state as it is then
+        cluster_state.save(self._run_dir, {
+            "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped, "owner": self._owner,
+            "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
+            "cgroups": self._cgroups,
+            "target": self.target.name if self.target else None,
+            "settings": dict(self._config.settings) if self._config else {},
+            "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
+                       "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
+        })
+
+    def _register_chain(self) -> None:
+        assert self._run_dir is not None
+        cluster_state.register_chain(self.firewall_chain, {
+            "state": str(self._run_dir / STATE_FILE), "owner": self._owner, "cgroups": self._cgroups})
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], target: Target) -> "LocalBackend":
@@ -399,6 +409,7 @@ class LocalBackend:
         b._run_dir = Path(state["run_dir"])
         b.firewall_chain = state.get("firewall_chain") or ""
         b._cgroups = dict(state.get("cgroups") or {})
+        b._owner = state.get("owner")
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._leave_running = True  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities

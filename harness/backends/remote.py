@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import shlex
 import socket
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from harness.backends import cluster_state
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
 from targets.adapter import NodeAdmin, Target
@@ -201,18 +200,11 @@ def http_json(url: str, timeout: float = 1.0) -> dict | None:
         return None
 
 
-_STATE_LOCK = threading.Lock()
-
-
 def save_cluster_state(run_dir: Path, state: dict[str, Any], nodes: Sequence[Node]) -> None:
-    """Write ``<run_dir>/cluster.json`` atomically: what :func:`harness.backends.attach` reads back."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    doc = {**state, "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                               "clock_file": n.clock_file} for n in nodes]}
-    with _STATE_LOCK:  # one writer at a time: node restarts run in parallel threads
-        tmp = run_dir / "cluster.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, run_dir / "cluster.json")
+    """Write ``<run_dir>/cluster.json`` (0600, atomically): what :func:`harness.backends.attach` reads back."""
+    cluster_state.save(run_dir, {**state, "nodes": [{"name": n.name, "host": n.host, "port": n.port,
+                                                     "data_dir": n.data_dir, "clock_file": n.clock_file}
+                                                    for n in nodes]})
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import remote
+from harness.backends import cluster_state, remote
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.backends.node_code import CACHE_DIR, build_bundle
 from harness.errors import UserError
@@ -155,6 +155,7 @@ class SshBackend:
         self._run_root: dict[str, str] = {}
         self._run_dir: Path | None = None
         self._faketime = False
+        self._owner: dict[str, Any] | None = None
 
     # -- life cycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -164,6 +165,7 @@ class SshBackend:
                             f"{len(self.hosts)} host(s) in [ssh] hosts")
         self.target = config.target
         remote.check_target(self.name, self.target)
+        self._owner = cluster_state.current_owner("leave_running" if config.extra.get("leave_running") else None)
         self._run_dir = Path(config.run_dir)
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         try:
@@ -191,6 +193,7 @@ class SshBackend:
                                          f"{root}/clock" if self._faketime else None)
                 self._shells[name].exec(remote.sh('mkdir -p "$1" && echo +0 > "$2"', f"{root}/data",
                                                   f"{root}/clock")).check()
+                self._save_state()          # from here on a killed harness leaves files attach() can find
                 if self.firewall_chain:
                     remote.ensure_chain(self._shells[name], self.firewall_chain)
             peers = {n: node.address for n, node in self._nodes.items()}
@@ -260,7 +263,7 @@ class SshBackend:
         if self._run_dir is None:
             return
         remote.save_cluster_state(self._run_dir, {
-            "backend": "ssh", "stopped": stopped, "run_dir": str(self._run_dir),
+            "backend": "ssh", "stopped": stopped, "run_dir": str(self._run_dir), "owner": self._owner,
             "options": {"hosts": self.hosts, "user": self.user, "port": self.port, "key": self.key,
                         "known_hosts": self.known_hosts, "node_port": self.node_port},
             "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
@@ -272,6 +275,7 @@ class SshBackend:
         """Re-attach to the hosts of a run from its ``cluster.json`` (host keys are verified again)."""
         b = cls(state["options"])
         b._run_dir = Path(state["run_dir"])
+        b._owner = state.get("owner")
         b.firewall_chain = state.get("firewall_chain") or ""
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._faketime = "faketime" in b.capabilities
