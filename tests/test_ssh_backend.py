@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import remote
 from harness.backends.base import ClusterConfig
 from harness.backends.docker_cluster import connect_engine, engine_available, remove_clusters, sshd_hosts
 from harness.backends.image import ensure_image
@@ -86,7 +85,7 @@ def test_clock_kill_start_pause_over_ssh(cluster):
     n3 = nodes["n3"]
     backend.write_file("n3", n3.clock_file, b"-7200s\n")
     try:
-        assert -7300 < remote.http_json(f"{n3.url}/admin/clock")["time"] - time.time() < -7100
+        assert -7300 < backend.target.admin.clock(n3) - time.time() < -7100
     finally:
         backend.write_file("n3", n3.clock_file, b"+0\n")
     backend.kill("n3")

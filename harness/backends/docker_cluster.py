@@ -112,11 +112,11 @@ class DockerShell:
         return CommandResult(tuple(argv), code, (out or b"").decode(errors="replace"),
                              (err or b"").decode(errors="replace") + ("timed out\n" if code == 137 else ""))
 
-    def put_file(self, path: str, data: bytes) -> None:
+    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             info = tarfile.TarInfo(os.path.basename(path))
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
         if not self.container.put_archive(os.path.dirname(path) or "/", buf.getvalue()):
             raise RuntimeError(f"could not write {path} in {self.container.name}")

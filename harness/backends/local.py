@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 from harness.backends import cluster_state, node_cgroups
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
-from targets.adapter import Target
+from targets.adapter import NODE_SECRET_ENV, Target
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 STATE_FILE = cluster_state.STATE_FILE
@@ -136,6 +136,7 @@ class LocalBackend:
         self._leave_running = False
         self._spawner: ThreadPoolExecutor | None = None
         self._owner: dict[str, Any] | None = None
+        self._secret: str | None = None      # the cluster's node secret (targets.adapter.NODE_SECRET_ENV)
 
     # -- lifecycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -148,6 +149,7 @@ class LocalBackend:
         nodes_dir.mkdir(parents=True, exist_ok=True)
         self._leave_running = bool(config.extra.get("leave_running", False))
         self._owner = cluster_state.current_owner("leave_running" if self._leave_running else None)
+        self._secret = secrets.token_urlsafe(32)
         self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME)
         caps = {"signals", "wipe", "shared-host"}
         if self._faketime:
@@ -158,7 +160,7 @@ class LocalBackend:
             clock = str(nodes_dir / f"{name}.faketime") if self._faketime else None
             if clock:
                 Path(clock).write_text("+0\n")
-            self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock)
+            self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock, self._secret)
             Path(self._nodes[name].data_dir).mkdir(parents=True, exist_ok=True)
         if iptables_usable():
             chain = f"DH-{secrets.token_hex(4)}"
@@ -301,6 +303,8 @@ class LocalBackend:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["PYTHONUNBUFFERED"] = "1"
+        if self._secret:
+            env[NODE_SECRET_ENV] = self._secret
         clock = self._nodes[name].clock_file
         if clock:
             env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME_TIMESTAMP_FILE=clock, FAKETIME_NO_CACHE="1")
@@ -390,7 +394,7 @@ class LocalBackend:
         cluster_state.save(self._run_dir, {
             "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped, "owner": self._owner,
             "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-            "cgroups": self._cgroups,
+            "cgroups": self._cgroups, "secret": self._secret,
             "target": self.target.name if self.target else None,
             "settings": dict(self._config.settings) if self._config else {},
             "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
@@ -410,6 +414,7 @@ class LocalBackend:
         b.firewall_chain = state.get("firewall_chain") or ""
         b._cgroups = dict(state.get("cgroups") or {})
         b._owner = state.get("owner")
+        b._secret = state.get("secret")
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._leave_running = True  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities
@@ -417,7 +422,8 @@ class LocalBackend:
         b.target = target
         b._config = ClusterConfig(target=b.target, nodes=names, settings=state.get("settings", {}), run_dir=b._run_dir)
         for n in state["nodes"]:
-            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
+            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"),
+                                       b._secret)
             if n.get("pid") and _runs_node(int(n["pid"]), n["data_dir"]):
                 b._pids[n["name"]] = int(n["pid"])
         return b

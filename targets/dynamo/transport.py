@@ -6,7 +6,8 @@ on two cores. Peers now talk a small framed protocol on the node's own port:
 
 * A connection opens with :data:`MAGIC` (a NUL byte first: no HTTP request starts so,
   which is how the node's listener tells peer connections from client HTTP ones),
-  then a hello frame ``{"from": name}``.
+  then a hello frame ``{"from": name, "secret": the cluster's secret}``; the serving side
+  closes a connection whose hello lacks the secret, or comes late (``peer_api``).
 * Every frame is a 4-byte big-endian length and compact JSON. Requests are
   ``[id, path, payload]``, replies ``[id, status, body]``; many requests are in
   flight at once on one connection (replies carry the id, in any order), and the
@@ -73,8 +74,12 @@ def json_bytes(value: Any) -> bytes:
 
 
 def json_value(data: bytes) -> Any:
-    """Decode what :func:`json_bytes` wrote (ValueError when it is not JSON)."""
-    return json.loads(data.decode("utf-8", "surrogatepass"))
+    """Decode what :func:`json_bytes` wrote (ValueError when it is not JSON, or nested past
+    the recursion limit: a frame must never raise anything else into the protocol)."""
+    try:
+        return json.loads(data.decode("utf-8", "surrogatepass"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class PeerUnreachable(Exception):
@@ -164,8 +169,9 @@ def encode_frame(message: Any) -> bytes:
 class FrameReader:
     """Splits a byte stream into decoded frames (ValueError on an oversized or malformed one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame        # smaller before a peer has authenticated
 
     def feed(self, data: bytes) -> list[Any]:
         """Add received bytes; every frame now complete, decoded, in order."""
@@ -175,8 +181,8 @@ class FrameReader:
         pos, size = 0, len(buf)
         while size - pos >= 4:
             (length,) = _LENGTH.unpack_from(buf, pos)
-            if length > MAX_FRAME:
-                raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+            if length > self.max_frame:
+                raise ValueError(f"frame of {length} bytes exceeds {self.max_frame}")
             end = pos + 4 + length
             if end > size:
                 break
@@ -232,7 +238,8 @@ class _PeerLink(asyncio.Protocol):
         self.open = True
         self.writer = FrameWriter(self.transport)
         small_reads(transport)
-        transport.write(MAGIC + encode_frame({"from": self.owner.name}))
+        hello = {"from": self.owner.name, **({"secret": self.owner.secret} if self.owner.secret else {})}
+        transport.write(MAGIC + encode_frame(hello))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -298,8 +305,9 @@ class _PeerLink(asyncio.Protocol):
 class Transport:
     """Calls other nodes' peer endpoints (``/internal/...`` paths) over framed TCP links."""
 
-    def __init__(self, name: str, host: str, peers: Mapping[str, tuple[str, int]]) -> None:
+    def __init__(self, name: str, host: str, peers: Mapping[str, tuple[str, int]], secret: str | None = None) -> None:
         self.name = name
+        self.secret = secret              # sent in the hello of every link this node opens
         self.host = host
         self.peers = dict(peers)
         self.faults = Faults()
