@@ -165,3 +165,31 @@ def test_kill_9_on_docker_is_reported_and_cleaned_up(tmp_path: Path) -> None:
         from harness.backends.docker_cluster import remove_clusters
         remove_clusters(client, name)
         client.close()
+
+
+def test_chains_no_record_names_are_listed_only_when_asked_and_live_ones_never(tmp_path: Path) -> None:
+    require(os.geteuid() == 0 and iptables_usable(), "needs root and a working iptables")
+    from harness.backends import local_chain, orphans
+
+    stray, live = local_chain.create(), local_chain.create()      # this test's own chains only
+    cs.register_chain(live, {"state": str(tmp_path / "gone" / "cluster.json"), "owner": cs.current_owner(),
+                             "cgroups": {}})
+    try:
+        assert stray not in {o.chain for o in orphans.find(tmp_path)}                  # not attributed
+        found = {o.chain: o for o in orphans.find(tmp_path, unattributed=True)}
+        assert stray in found and not found[stray].attributed and "no record" in found[stray].why
+        assert live not in found                                                       # a live owner's
+        orphans.remove(found[stray])
+        assert f"-N {stray}" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+        # the same chain indexed with a dead owner is attributed, and cleaned without --all-orphans
+        cs.register_chain(live, {"state": str(tmp_path / "gone" / "cluster.json"),
+                                 "owner": {**cs.current_owner(), "start": -1}, "cgroups": {}})
+        dead = [o for o in orphans.find(tmp_path) if o.chain == live]
+        assert dead and dead[0].attributed and "is gone" in dead[0].why
+        orphans.remove(dead[0])
+        assert live not in cs.registered_chains()
+        assert f"-N {live}" not in subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
+    finally:
+        for chain in (stray, live):
+            local_chain.remove(chain)
+            cs.unregister_chain(chain)

@@ -35,7 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import cluster_state, node_cgroups
+from harness.backends import cluster_state, local_chain, node_cgroups
+from harness.backends.local_chain import iptables_usable  # noqa: F401 - also this module's API
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
 from targets.adapter import NODE_SECRET_ENV, Target
@@ -73,38 +74,13 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def iptables_usable() -> bool:
-    """Root, an ``iptables`` binary, and a filter table it can list."""
-    if os.geteuid() != 0 or not shutil.which("iptables"):
-        return False
-    try:
-        return subprocess.run(["iptables", "-w", "5", "-L", "INPUT", "-n"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def remove_chain(chain: str) -> None:
-    """Flush, unhook (from INPUT and OUTPUT) and delete a run's chain; quiet when parts are gone."""
-    for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
-        subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
-
-
 def _set_pdeathsig() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+    """The process exists and is not a zombie."""
+    return cluster_state.start_time(pid) is not None
 
 
 def _runs_node(pid: int, data_dir: str) -> bool:
@@ -163,22 +139,14 @@ class LocalBackend:
             self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock, self._secret)
             Path(self._nodes[name].data_dir).mkdir(parents=True, exist_ok=True)
         if iptables_usable():
-            chain = f"DH-{secrets.token_hex(4)}"
-            for argv in (["-N", chain], ["-I", "INPUT", "-j", chain]):
-                r = subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, text=True, timeout=15)
-                if r.returncode != 0:
-                    raise UserError(f"iptables {' '.join(argv)} failed: {r.stderr.strip()}")
-            self.firewall_chain = chain
+            chain = self.firewall_chain = local_chain.create()
             caps.add("iptables")
-            self._register_chain()
+            self._register_chain()            # attributable from here on, even if the rest fails
             self._cgroups = node_cgroups.create(chain, list(self._nodes), chain) or {}
-            self._register_chain()
             if self._cgroups:  # rules match the sending node's processes, seen on the way out
-                r = subprocess.run(["iptables", "-w", "5", "-I", "OUTPUT", "-j", chain], capture_output=True,
-                                   text=True, timeout=15)
-                if r.returncode != 0:
-                    raise UserError(f"iptables -I OUTPUT -j {chain} failed: {r.stderr.strip()}")
+                local_chain.hook_output(chain)
                 caps.add("node-cgroups")
+            self._register_chain()
         self.capabilities = frozenset(caps)
         self._save_state()
         for name in self._nodes:
@@ -194,7 +162,7 @@ class LocalBackend:
         node_cgroups.kill(self._cgroups)     # whatever else runs in the nodes' cgroups (a stale pid file)
         left = [n for n, pid in self._pids.items() if _pid_alive(pid)]
         if self.firewall_chain:
-            remove_chain(self.firewall_chain)
+            local_chain.remove(self.firewall_chain)
             if not left:
                 cluster_state.unregister_chain(self.firewall_chain)
             self.firewall_chain = ""

@@ -147,7 +147,7 @@ def remove(orphan: Orphan, docker_client: Callable[[], Any] | None = None) -> No
     """Remove everything ``orphan`` left: through its backend when it has a state file (nodes,
     rules, containers, remote folders), else its chain and cgroups, or its Docker cluster."""
     from harness.backends import attach
-    from harness.backends.local import remove_chain
+    from harness.backends import local_chain
 
     if orphan.state is not None:
         attach(orphan.state).teardown()
@@ -160,7 +160,7 @@ def remove(orphan: Orphan, docker_client: Callable[[], Any] | None = None) -> No
     paths = {str(i): p for i, p in enumerate(orphan.cgroups)}
     node_cgroups.kill(paths)
     if orphan.chain:
-        remove_chain(orphan.chain)
+        local_chain.remove(orphan.chain)
         cs.unregister_chain(orphan.chain)
     node_cgroups.remove(paths)
     run = orphan.chain or orphan.extra.get("run")
