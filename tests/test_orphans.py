@@ -94,6 +94,10 @@ def test_kill_9_on_local_is_reported_and_healed_into_a_teardown(tmp_path: Path) 
     run_dir = start_and_kill(histories)
     state = json.loads((run_dir / "cluster.json").read_text())
     chain, cgroups = state["firewall_chain"], state["cgroups"]
+    # the nodes' secret is in the (0600) state file only: not in the spec, history, logs or results
+    assert state["secret"] and (run_dir / "cluster.json").stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in run_dir.rglob("*") if p.is_file() and p.name != "cluster.json"
+            and state["secret"].encode() in p.read_bytes()] == []
     rules = subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout
     assert f"-N {chain}" in rules and f"-A INPUT -j {chain}" in rules        # left behind, as measured
 

@@ -65,7 +65,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     client = _client(args)
     try:
         clusters = list_clusters(client)
-        orphans = [o for o in find(histories_root(args.histories), docker_client=client) if o.backend != "docker"]
+        # those found by their labels are in the table; a state file's also covers a run killed on a kept cluster
+        orphans = [o for o in find(histories_root(args.histories), docker_client=client) if not o.docker_cluster]
     finally:
         client.close()
     if not clusters:
