@@ -112,7 +112,12 @@ class CheckContext:
 
 @runtime_checkable
 class Checker(Protocol):
-    """A plug point: read a history, return a Result. Must never mutate the history."""
+    """A plug point: read a history, return a Result. Must never mutate the history.
+
+    A checker whose verdict rests on the final reads (the reads after heal and recovery) sets
+    the class attribute ``needs_final_reads = True``: on a harness run cut short before them it
+    is not run, and answers unknown with the reason (``harness.runs.cut_short``).
+    """
 
     name: str
 

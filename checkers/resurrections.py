@@ -33,6 +33,7 @@ class ResurrectionsChecker:
 
     name = "resurrections"
     options = ("resurrections_invalid",)  # the [checkers] spec options it reads
+    needs_final_reads = True   # as lost-writes: a run without final reads is not judged from ordinary reads
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:

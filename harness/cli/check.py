@@ -4,7 +4,8 @@ Uses the same code as the end of a run (``harness.runs.check_run``), with
 the workload and settings from the run's ``spec.json`` (a bare ``.jsonl``
 history: the workload guessed from its ops); ``--checkers`` picks other
 checkers. Prints the verdict table; the exit code is the
-verdict's (0 valid, 1 invalid, 2 unknown).
+verdict's (0 valid, 1 invalid, 2 unknown). A run cut short (interrupted,
+failed, its harness killed) is never valid: see ``harness.runs.cut_short``.
 """
 from __future__ import annotations
 
@@ -42,10 +43,13 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
     v = results.get("verdict", "unknown")
     summary = ", ".join(f"{k}={_fmt(x)}" for k, x in (results.get("summary") or {}).items())
     console.print(f"verdict: [bold {colour.get(v, 'white')}]{v}[/]" + (f"  ({summary})" if summary else ""))
-    for key, label in (("final_reads_missing", "keys without a final read"), ("nemesis_errors", "nemesis errors"),
+    for key, label in (("cut_short", "run cut short"), ("run_error", "run error"),
+                       ("final_reads_missing", "keys without a final read"), ("nemesis_errors", "nemesis errors"),
                        ("history_warnings", "history warnings"), ("cleanup_errors", "cleanup errors")):
-        if results.get(key):
-            console.print(f"[yellow]{label}:[/] {', '.join(map(str, results[key]))[:500]}")
+        v = results.get(key)
+        if v:
+            text = v if isinstance(v, str) else ", ".join(map(str, v))
+            console.print(f"[yellow]{label}:[/] {text[:500]}")
 
 
 def print_fault_table(results: Mapping[str, Any]) -> None:
