@@ -15,7 +15,8 @@ from targets.dynamo import eventloop
 from targets.dynamo.httpserver import Request, Response, loads_body
 from targets.dynamo.peer_api import reply
 from targets.dynamo.server import NodeState, bad, parse_key
-from targets.dynamo.transport import Faults, FrameWriter
+from targets.dynamo.faults import Faults
+from targets.dynamo.transport import FrameWriter
 
 log = logging.getLogger("dynamo.server")
 
