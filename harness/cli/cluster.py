@@ -57,21 +57,26 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from harness.backends.docker_cluster import list_clusters
-
     from harness.backends import cluster_state as cs
+    from harness.backends.docker_cluster import list_clusters
     from harness.backends.orphans import find
 
-    client = _client(args)
+    seconds("--timeout", args.timeout)      # bad input stays an error; a missing engine does not
     try:
-        clusters = list_clusters(client)
+        client = _client(args)
+    except UserError as e:     # local and SSH orphans are still worth naming
+        client = None
+        print(f"(Docker clusters not listed: {e})")
+    try:
+        clusters = list_clusters(client) if client is not None else {}
         # those found by their labels are in the table; a state file's also covers a run killed on a kept cluster
         orphans = [o for o in find(histories_root(args.histories), docker_client=client) if not o.docker_cluster]
     finally:
-        client.close()
-    if not clusters:
+        if client is not None:
+            client.close()
+    if client is not None and not clusters:
         print("no dynharness Docker clusters")
-    else:
+    elif clusters:
         table = Table(title="dynharness Docker clusters")
         for col in ("cluster", "kept", "owner", "image", "node", "container", "ip"):
             table.add_column(col)
