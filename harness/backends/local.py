@@ -15,13 +15,14 @@ which separates nodes only of a store that dials from its own address.
 Unless the cluster is to be left running, nodes are spawned with
 ``PR_SET_PDEATHSIG = SIGKILL`` from one long-lived spawner thread, so a
 harness killed with ``kill -9`` takes its nodes with it. The cluster state is
-kept in ``<run_dir>/cluster.json`` so :func:`attach` (``dynharness heal``,
-cleanup of a crashed run) can find and stop everything later.
+kept in ``<run_dir>/cluster.json`` (with its owner: ``cluster_state``) so :func:`attach`
+(``dynharness heal``, ``dynharness cleanup`` of a crashed run) can find and stop everything
+later; the chain is also indexed host-wide (``cluster_state.register_chain``), so a chain is
+attributed to its owner even when its run folder is gone.
 """
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import secrets
 import shutil
@@ -29,20 +30,19 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import node_cgroups
+from harness.backends import cluster_state, local_chain, node_cgroups
+from harness.backends.local_chain import iptables_usable  # noqa: F401 - also this module's API
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
-from targets.adapter import Target
+from targets.adapter import NODE_SECRET_ENV, Target
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-STATE_FILE = "cluster.json"
-_STATE_LOCK = threading.Lock()
+STATE_FILE = cluster_state.STATE_FILE
 START_TIMEOUT = 30.0
 _PR_SET_PDEATHSIG = 1
 
@@ -74,32 +74,13 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def iptables_usable() -> bool:
-    """Root, an ``iptables`` binary, and a filter table it can list."""
-    if os.geteuid() != 0 or not shutil.which("iptables"):
-        return False
-    try:
-        return subprocess.run(["iptables", "-w", "5", "-L", "INPUT", "-n"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 def _set_pdeathsig() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
+    """The process exists and is not a zombie."""
+    return cluster_state.start_time(pid) is not None
 
 
 def _runs_node(pid: int, data_dir: str) -> bool:
@@ -130,6 +111,8 @@ class LocalBackend:
         self._faketime = False
         self._leave_running = False
         self._spawner: ThreadPoolExecutor | None = None
+        self._owner: dict[str, Any] | None = None
+        self._secret: str | None = None      # the cluster's node secret (targets.adapter.NODE_SECRET_ENV)
 
     # -- lifecycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -141,6 +124,8 @@ class LocalBackend:
         nodes_dir = self._run_dir / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
         self._leave_running = bool(config.extra.get("leave_running", False))
+        self._owner = cluster_state.current_owner("leave_running" if self._leave_running else None)
+        self._secret = secrets.token_urlsafe(32)
         self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME)
         caps = {"signals", "wipe", "shared-host"}
         if self._faketime:
@@ -151,23 +136,17 @@ class LocalBackend:
             clock = str(nodes_dir / f"{name}.faketime") if self._faketime else None
             if clock:
                 Path(clock).write_text("+0\n")
-            self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock)
+            self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock, self._secret)
             Path(self._nodes[name].data_dir).mkdir(parents=True, exist_ok=True)
         if iptables_usable():
-            chain = f"DH-{secrets.token_hex(4)}"
-            for argv in (["-N", chain], ["-I", "INPUT", "-j", chain]):
-                r = subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, text=True, timeout=15)
-                if r.returncode != 0:
-                    raise UserError(f"iptables {' '.join(argv)} failed: {r.stderr.strip()}")
-            self.firewall_chain = chain
+            chain = self.firewall_chain = local_chain.create()
             caps.add("iptables")
+            self._register_chain()            # attributable from here on, even if the rest fails
             self._cgroups = node_cgroups.create(chain, list(self._nodes), chain) or {}
             if self._cgroups:  # rules match the sending node's processes, seen on the way out
-                r = subprocess.run(["iptables", "-w", "5", "-I", "OUTPUT", "-j", chain], capture_output=True,
-                                   text=True, timeout=15)
-                if r.returncode != 0:
-                    raise UserError(f"iptables -I OUTPUT -j {chain} failed: {r.stderr.strip()}")
+                local_chain.hook_output(chain)
                 caps.add("node-cgroups")
+            self._register_chain()
         self.capabilities = frozenset(caps)
         self._save_state()
         for name in self._nodes:
@@ -180,11 +159,12 @@ class LocalBackend:
         """Kill every node (SIGCONT, then SIGKILL of its group), remove the iptables chain; idempotent."""
         for name in list(self._pids):
             self._kill_group(name)
+        node_cgroups.kill(self._cgroups)     # whatever else runs in the nodes' cgroups (a stale pid file)
         left = [n for n, pid in self._pids.items() if _pid_alive(pid)]
         if self.firewall_chain:
-            chain = self.firewall_chain
-            for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
-                subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
+            local_chain.remove(self.firewall_chain)
+            if not left:
+                cluster_state.unregister_chain(self.firewall_chain)
             self.firewall_chain = ""
         if not left:
             node_cgroups.remove(self._cgroups)
@@ -291,6 +271,8 @@ class LocalBackend:
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["PYTHONUNBUFFERED"] = "1"
+        if self._secret:
+            env[NODE_SECRET_ENV] = self._secret
         clock = self._nodes[name].clock_file
         if clock:
             env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME_TIMESTAMP_FILE=clock, FAKETIME_NO_CACHE="1")
@@ -375,22 +357,22 @@ class LocalBackend:
     def _save_state(self, stopped: bool = False) -> None:
         if self._run_dir is None:
             return
-        # nodes start and stop from several threads at once (a heal restarts them in parallel): one
-        # writer at a time, each writing the state as it is then, or one thread's rename finds the
-        # other's temporary file already moved (and an older snapshot could land last)
-        with _STATE_LOCK:
-            state = {
-                "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
-                "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-                "cgroups": self._cgroups,
-                "target": self.target.name if self.target else None,
-                "settings": dict(self._config.settings) if self._config else {},
-                "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                           "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
-            }
-            tmp = self._run_dir / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(state, indent=2))
-            os.replace(tmp, self._run_dir / STATE_FILE)
+        # nodes start and stop from several threads at once (a heal restarts them in parallel):
+        # cluster_state.save writes one snapshot at a time, each the state as it is then
+        cluster_state.save(self._run_dir, {
+            "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped, "owner": self._owner,
+            "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
+            "cgroups": self._cgroups, "secret": self._secret,
+            "target": self.target.name if self.target else None,
+            "settings": dict(self._config.settings) if self._config else {},
+            "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
+                       "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
+        })
+
+    def _register_chain(self) -> None:
+        assert self._run_dir is not None
+        cluster_state.register_chain(self.firewall_chain, {
+            "state": str(self._run_dir / STATE_FILE), "owner": self._owner, "cgroups": self._cgroups})
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], target: Target) -> "LocalBackend":
@@ -399,6 +381,8 @@ class LocalBackend:
         b._run_dir = Path(state["run_dir"])
         b.firewall_chain = state.get("firewall_chain") or ""
         b._cgroups = dict(state.get("cgroups") or {})
+        b._owner = state.get("owner")
+        b._secret = state.get("secret")
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._leave_running = True  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities
@@ -406,7 +390,8 @@ class LocalBackend:
         b.target = target
         b._config = ClusterConfig(target=b.target, nodes=names, settings=state.get("settings", {}), run_dir=b._run_dir)
         for n in state["nodes"]:
-            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
+            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"),
+                                       b._secret)
             if n.get("pid") and _runs_node(int(n["pid"]), n["data_dir"]):
                 b._pids[n["name"]] = int(n["pid"])
         return b
