@@ -40,7 +40,8 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
                  "linearizable": "checkers.linearizability:LinearizabilityChecker"},
     "nemeses": {"partition": "nemeses.builtin_kinds:PARTITION", "clock": "nemeses.builtin_kinds:CLOCK",
                 "crash": "nemeses.builtin_kinds:CRASH", "wipe": "nemeses.builtin_kinds:WIPE", "pause": "nemeses.builtin_kinds:PAUSE",
-                "loss": "nemeses.builtin_kinds:LOSS", "latency": "nemeses.builtin_kinds:LATENCY"},
+                "loss": "nemeses.builtin_kinds:LOSS", "latency": "nemeses.builtin_kinds:LATENCY",
+                "power-loss": "nemeses.builtin_kinds:POWER_LOSS"},
     "models": {"register": "checkers.linearizability.models:RegisterModel",
                "cas-register": "checkers.linearizability.models:CASRegisterModel"},
 }
