@@ -15,6 +15,10 @@ both share the 2 cores with the nodes. CPU per op is printed for the nodes and f
 the client separately (load-independent figures), and so is the disk under the data
 dirs, sampled during the load (:class:`DiskProbe`): with fsync on, no write beats it.
 
+``--lazyfs`` puts each node's data dir on the power-loss nemesis's lazy file system (a FUSE
+passthrough that keeps the old content of every page written since its file's last fsync,
+``harness/backends/lazyfs.py``): run with and without it to see what the layer costs.
+
 The default concurrency, 16, is the knee on this 2-core machine (benchmarks/RESULTS.md has
 the sweep): 32 clients change throughput by -3% to +28% while write latency grows 1.6-2x,
 and at 8 each op costs more CPU (fewer requests share a batch), so throughput falls.
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -33,9 +38,11 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.backends.lazy_disks import LazyDisk, unavailable  # noqa: E402
 from targets.dynamo.client import DynamoClient
 from targets.dynamo.launcher import local_cluster
 
@@ -258,6 +265,24 @@ def report(label: str, result: dict) -> None:
           f"{'met' if met else 'not met'} ({ops:,.0f} ops/s, worst p99.9 {worst_tail:.0f} ms{why})")
 
 
+@contextlib.contextmanager
+def lazy_disks(tmp: str, on: bool) -> Iterator[None]:
+    """With ``on``: the three nodes' data dirs (``tmp/n1`` ..) mounted as lazy disks meanwhile."""
+    disks = [LazyDisk(Path(tmp), f"n{i}", f"bench{os.getpid()}") for i in (1, 2, 3)] if on else []
+
+    def launch(argv: list[str], log: Path) -> subprocess.Popen:
+        with open(log, "ab") as out:
+            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        for disk in disks:
+            disk.start(launch)
+        yield
+    finally:
+        for disk in disks:
+            disk.unmount()
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seconds", type=float, default=10.0)
@@ -270,6 +295,7 @@ def main() -> int:
     p.add_argument("--event-loop", default="auto", choices=("auto", "asyncio", "uvloop"),
                    help="the nodes' --event-loop (auto = uvloop, as nodes run without libfaketime)")
     p.add_argument("--uvloop", action="store_true", help="run the python client on uvloop")
+    p.add_argument("--lazyfs", action="store_true", help="the data dirs on lazy disks (the power-loss nemesis's)")
     args = p.parse_args()
     try:
         levels = [int(c) for c in args.concurrency.split(",")]
@@ -277,8 +303,10 @@ def main() -> int:
             raise ValueError
     except ValueError:
         p.error(f"--concurrency must be positive integers separated by commas, got {args.concurrency!r}")
+    if args.lazyfs and unavailable():
+        p.error(f"--lazyfs: {unavailable()}")
     for fsync, concurrency in ((f, c) for f in args.fsync.split(",") for c in levels):
-        with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, \
+        with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, lazy_disks(tmp, args.lazyfs), \
                 local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0,
                               event_loop=args.event_loop) as c:
             urls = {name: node.url for name, node in c.nodes.items()}
@@ -299,7 +327,8 @@ def main() -> int:
             result["fsync"] = fsync
             result["load"] = max(load, os.getloadavg()[0])
             result["siblings"] = asyncio.run(mean_siblings(urls, args.keys))
-        report(f"fsync={fsync} N=3 R=2 W=2 concurrency={concurrency} client={args.client}", result)
+        report(f"fsync={fsync} N=3 R=2 W=2 concurrency={concurrency} client={args.client}"
+               + (" lazyfs" if args.lazyfs else ""), result)
     return 0
 
 
