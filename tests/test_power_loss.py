@@ -9,17 +9,20 @@ before anything starts.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
-from harness.backends import lazy_disks
+from harness.backends import attach, lazy_disks
 from harness.errors import UserError
 from harness.runner import run_test
 from harness.spec import load_spec
 from tests.conftest import require
 from tests.test_local_backend import node_pids
+from tests.test_runner_cluster import gone, start_cli, wait_for_ops
 
 pytestmark = pytest.mark.cluster
 
@@ -78,3 +81,22 @@ def test_power_loss_is_refused_in_one_line_where_it_cannot_happen(tmp_path: Path
     assert out.exit_code == 3 and out.error == ("cannot put the nodes' data dirs on lazy disks (for power loss): "
                                                 "/dev/fuse is missing (no FUSE in this kernel or container)")
     assert node_pids(out.run_dir) == []
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_no_mount_outlives_a_harness_killed_or_interrupted_mid_run(tmp_path: Path, sig: int) -> None:
+    """SIGKILL: the lazyfs daemons die with the harness (PDEATHSIG) and take their mounts along
+    (auto_unmount); SIGINT: the runner's cleanup unmounts. Either way nothing stays mounted."""
+    require(lazy_disks.unavailable() is None, f"no lazy disks here: {lazy_disks.unavailable()}")
+    proc = start_cli(tmp_path, "--nemesis", "power-loss", "--set", "nemesis.start_at=1")
+    run_dir = wait_for_ops(tmp_path, proc)
+    mounts = [str(run_dir / "nodes" / n) for n in ("n1", "n2", "n3")]
+    assert lazy_disks.stale_mounts(mounts) == mounts
+    os.kill(proc.pid, sig)
+    proc.communicate(timeout=90)
+    try:
+        assert gone(run_dir), "nodes and lazyfs daemons die with their harness"
+        assert lazy_disks.stale_mounts(mounts) == []
+    finally:
+        attach(run_dir).teardown()
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130)

@@ -111,6 +111,13 @@ class LazyDisk:
             raise OSError(f"lazy disk of {self.name}: no answer to {line!r}")
         return json.loads(answer)
 
+    def serving(self) -> bool:
+        """Whether the daemon answers and has not lost power (then the mount is usable)."""
+        try:
+            return not self.command("status", timeout=5).get("dead")
+        except (OSError, ValueError):
+            return False
+
     def power_loss(self, launch: Launch, torn: bool = False) -> dict[str, Any]:
         """Drop what was never fsynced, unmount, mount what is left; the daemon's report, plus
         ``remounted``. The node must be down."""
@@ -153,6 +160,13 @@ class DiskSet:
             out.unmount_all()
             raise
         return out
+
+    def ensure(self, node: str, launch: Launch) -> None:
+        """Mount ``node``'s disk again if its daemon is gone (a stale mount is cleared first)."""
+        disk = self.disks.get(node)
+        if disk is not None and not disk.serving():
+            disk.unmount()
+            disk.start(launch)
 
     def power_loss(self, node: str, launch: Launch, torn: bool = False) -> dict[str, Any]:
         if node not in self.disks:

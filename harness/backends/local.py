@@ -188,6 +188,8 @@ class LocalBackend:
         self._node(node)
         if node in self._pids and pid_alive(self._pids[node]):
             return
+        if self._disks is not None:      # a harness killed meanwhile took its disk's daemon along
+            self._disks.ensure(node, self._launch)
         self._spawn(node)
         self._save_state()
         self._wait_healthy([node], START_TIMEOUT)
@@ -301,10 +303,12 @@ class LocalBackend:
 
     def _launch(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
                 cgroup: str | None = None) -> subprocess.Popen[bytes]:
-        """Start a node or a lazy disk daemon (``local_procs``: what outlives the harness and why)."""
+        """Start a node or (no ``env``) a lazy disk daemon, which on the harness's death gets SIGTERM
+        and unmounts itself (``local_procs``: what outlives the harness and why)."""
         procs = node_cgroups.procs_file(cgroup) if cgroup else None
         return self._spawner.launch(argv, log_path, env or self._env(None),
-                                    (lambda: node_cgroups.join(procs)) if procs else None)
+                                    (lambda: node_cgroups.join(procs)) if procs else None,
+                                    signal.SIGKILL if env else signal.SIGTERM)
 
     def _wait_healthy(self, names: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout

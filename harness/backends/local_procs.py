@@ -21,8 +21,8 @@ from typing import Callable
 _PR_SET_PDEATHSIG = 1
 
 
-def _set_pdeathsig() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def _set_pdeathsig(sig: int) -> None:
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
 
 
 def pid_alive(pid: int) -> bool:
@@ -55,15 +55,18 @@ class Spawner:
         self._thread: ThreadPoolExecutor | None = None
 
     def launch(self, argv: list[str], log_path: Path, env: dict[str, str],
-               in_child: Callable[[], None] | None = None) -> subprocess.Popen[bytes]:
-        """Start argv with stdout and stderr appended to ``log_path``; ``in_child`` runs before exec."""
+               in_child: Callable[[], None] | None = None,
+               death_signal: int = signal.SIGKILL) -> subprocess.Popen[bytes]:
+        """Start argv with stdout and stderr appended to ``log_path``; ``in_child`` runs before exec.
+        ``death_signal``: what the process gets when the harness dies (a lazy disk daemon: SIGTERM,
+        on which it unmounts itself before it exits)."""
         log = open(log_path, "ab")
 
         def prepare() -> None:
             if in_child is not None:
                 in_child()
             if not self.outlive:
-                _set_pdeathsig()
+                _set_pdeathsig(death_signal)
 
         def popen() -> subprocess.Popen[bytes]:
             return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
