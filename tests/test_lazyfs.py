@@ -3,6 +3,7 @@ drops (every write and name change since the last fsync) and what it keeps (what
 and that no mount outlives its disk."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
@@ -99,6 +100,26 @@ def test_name_changes_are_durable_only_after_a_sync(disk: LazyDisk) -> None:
     disk.power_loss(launch)
     assert sorted(os.listdir(m)) == sorted([SYNCED_MARKER, "b", "c", "renamed", "synced-dir"])
     assert read(f"{m}/b") == b"b2"
+
+
+def test_a_file_unlinked_while_open_stays_usable_and_leaves_no_orphan(disk: LazyDisk) -> None:
+    m = disk.mount
+    write(f"{m}/kept", b"k", sync=True)
+    fd = os.open(f"{m}/open", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, b"before")
+        os.unlink(f"{m}/open")
+        os.write(fd, b"after")
+        os.fsync(fd)                        # commits the unlink too
+        assert os.fstat(fd).st_size == 11 and os.pread(fd, 20, 0) == b"beforeafter"
+        os.ftruncate(fd, 3)
+        os.fchmod(fd, 0o600)
+        assert os.fstat(fd).st_size == 3
+        disk.power_loss(launch)             # while still open: libfuse's .fuse_hidden* name is an orphan
+    finally:
+        with contextlib.suppress(OSError):  # its mount is gone: the close cannot reach a daemon
+            os.close(fd)
+    assert sorted(os.listdir(m)) == sorted([SYNCED_MARKER, "kept"])
 
 
 def test_torn_keeps_the_first_half_of_the_last_unsynced_write(disk: LazyDisk) -> None:

@@ -131,12 +131,15 @@ class LazyDisk:
         if stale_mounts([self.mount]):
             subprocess.run(["fusermount3", "-u", "-z", self.mount], capture_output=True, timeout=30)
         proc, pid = self._proc, self.pid
-        if proc is not None:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        if proc is not None:        # a file still open on the detached mount keeps the daemon serving it
+            for stop in (None, proc.terminate, proc.kill):
+                if stop is not None:
+                    stop()
+                try:
+                    proc.wait(3)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
         elif pid is not None and _is_our_daemon(pid, self.mount):   # re-attached: not our child
             os.kill(pid, 9)
         self._proc, self.pid = None, None

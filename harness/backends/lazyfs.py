@@ -43,6 +43,9 @@ from typing import Any
 import mfusepy
 
 PAGE = 4096
+#: libfuse renames a file unlinked while open to this (and unlinks that at its release): after a
+#: power loss no file is open, so what is left of them is an orphan, which a real disk frees
+HIDDEN = ".fuse_hidden"
 _STAT = ("st_mode", "st_ino", "st_nlink", "st_uid", "st_gid", "st_size", "st_blocks")
 
 
@@ -62,6 +65,10 @@ class LazyFS(mfusepy.Operations):
     """Passthrough to ``backing`` that remembers what fsync has not made durable."""
 
     use_ns = True
+    # operations on an open file get its descriptor and no path (an unlinked open file has none):
+    # everything such an operation does goes through the descriptor
+    flag_nopath = True
+    flag_nullpath_ok = True
 
     def __init__(self, backing: str, stash: str, control: str | None = None) -> None:
         self.root = os.path.realpath(backing)
@@ -141,6 +148,10 @@ class LazyFS(mfusepy.Operations):
                     _undo_name(self._p, entry)
                 except OSError as e:
                     report["errors"].append(f"{entry[0]} {entry[1]}: {e}")
+            for parent, _, names in os.walk(self.root):   # orphans: open files whose unlink was durable
+                for name in names:
+                    if name.startswith(HIDDEN):
+                        _unlink(os.path.join(parent, name))
             torn_file = self.files.get(self.last_write[0]) if torn and self.last_write else None
             if torn_file is not None:                  # still unsynced: its first half reached the disk
                 _, offset, data = self.last_write
@@ -230,16 +241,12 @@ class LazyFS(mfusepy.Operations):
         (os.fdatasync if datasync else os.fsync)(fh)         # the real disk's cost, outside the lock
         return 0
 
-    def fsyncdir(self, path: str, datasync: int, fh: int) -> int:
+    def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
         with self._mutex:
             self._alive()
             self._commit_names()
             self.syncs += 1
-        fd = os.open(self._p(path), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        os.fsync(fh)
         return 0
 
     def flush(self, path: str, fh: int) -> int:
@@ -250,9 +257,17 @@ class LazyFS(mfusepy.Operations):
         return 0
 
     # -- names ------------------------------------------------------------------------------
-    def readdir(self, path: str, fh: int) -> list[str]:
+    def opendir(self, path: str) -> int:
         self._alive()
-        return [".", "..", *os.listdir(self._p(path))]
+        return os.open(self._p(path), os.O_RDONLY | os.O_DIRECTORY)
+
+    def releasedir(self, path: str | None, fh: int) -> int:
+        os.close(fh)
+        return 0
+
+    def readdir(self, path: str | None, fh: int) -> list[str]:
+        self._alive()
+        return [".", "..", *os.listdir(fh)]
 
     def readlink(self, path: str) -> str:
         return os.readlink(self._p(path))
@@ -307,16 +322,17 @@ class LazyFS(mfusepy.Operations):
             return 0
 
     # -- attributes (passed through, not undone: no store relies on their durability) ---------
-    def chmod(self, path: str, mode: int) -> int:
-        os.chmod(self._p(path), mode)
+    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
+        os.chmod(fh if path is None else self._p(path), mode)
         return 0
 
-    def chown(self, path: str, uid: int, gid: int) -> int:
-        os.lchown(self._p(path), uid, gid)
+    def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
+        os.chown(fh, uid, gid) if path is None else os.lchown(self._p(path), uid, gid)
         return 0
 
-    def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
-        os.utime(self._p(path), ns=times, follow_symlinks=False) if times else os.utime(self._p(path))
+    def utimens(self, path: str | None, times: tuple[int, int] | None = None, fh: int | None = None) -> int:
+        target = fh if path is None else self._p(path)
+        os.utime(target, ns=times) if times else os.utime(target)
         return 0
 
     def statfs(self, path: str) -> dict[str, int]:
@@ -353,11 +369,32 @@ def _undo_name(p: Any, entry: tuple[Any, ...]) -> None:
 
 
 class _Fuse(mfusepy.FUSE):
-    """mfusepy drops renameat2's flags; refuse them rather than clobber a RENAME_NOREPLACE target
-    (callers such as ``mv`` then fall back to a plain rename)."""
+    """Where mfusepy's libfuse 3 wrappers drop an argument: renameat2's flags (refused rather than
+    a RENAME_NOREPLACE target clobbered; ``mv`` then falls back to a plain rename), and the open
+    file of ``ftruncate``/``fchmod``/``fchown``/``futimens`` (with ``nopath`` the path is then None:
+    the descriptor is all there is)."""
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
         return -errno.EINVAL if flags else self.rename_fuse_2(old, new)
+
+    def _args(self, path: bytes | None, fip: Any) -> tuple[str | None, int | None]:
+        return (None if path is None else path.decode(self.encoding, self.errors)), (fip.contents.fh if fip else None)
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        return self.operations.truncate(*self._args(path, fip)[:1], length, self._args(path, fip)[1])
+
+    def chmod_fuse_3(self, path: bytes | None, mode: int, fip: Any) -> int:
+        return self.operations.chmod(*self._args(path, fip)[:1], mode, self._args(path, fip)[1])
+
+    def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip: Any) -> int:
+        uid = -1 if uid == 2**32 - 1 else uid        # (uid_t)-1: leave as it is
+        gid = -1 if gid == 2**32 - 1 else gid
+        return self.operations.chown(*self._args(path, fip)[:1], uid, gid, self._args(path, fip)[1])
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        times = (tuple(mfusepy.time_of_timespec(ts, use_ns=True) for ts in (buf.contents.actime, buf.contents.modtime))
+                 if buf else None)
+        return self.operations.utimens(*self._args(path, fip)[:1], times, self._args(path, fip)[1])
 
 
 def serve_control(fs: LazyFS, path: str) -> None:
@@ -390,9 +427,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stash", help="where unlinked files wait for a sync (default: BACKING.stash)")
     args = ap.parse_args(argv)
     fs = LazyFS(args.backing, args.stash or args.backing.rstrip("/") + ".stash", args.control)
-    # hard_remove: an unlinked open file is unlinked (stashed), not renamed to .fuse_hidden*;
+    # no hard_remove: libfuse renames an unlinked open file to .fuse_hidden* and unlinks that at its
+    # release (both name changes, undone as any), so fstat of an unlinked open file still works;
     # auto_unmount: the mount goes with this process, however it dies
-    _Fuse(fs, args.mount, foreground=True, fsname="lazyfs", hard_remove=True, auto_unmount=True)
+    _Fuse(fs, args.mount, foreground=True, fsname="lazyfs", auto_unmount=True)
 
 
 if __name__ == "__main__":
