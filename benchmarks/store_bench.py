@@ -32,6 +32,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -43,6 +44,7 @@ from typing import Iterator
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from harness.backends.lazy_disks import LazyDisk, unavailable  # noqa: E402
+from harness.backends.local_procs import Spawner  # noqa: E402
 from targets.dynamo.client import DynamoClient
 from targets.dynamo.launcher import local_cluster
 
@@ -265,22 +267,24 @@ def report(label: str, result: dict) -> None:
           f"{'met' if met else 'not met'} ({ops:,.0f} ops/s, worst p99.9 {worst_tail:.0f} ms{why})")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def lazy_disks(tmp: str, on: bool) -> Iterator[None]:
     """With ``on``: the three nodes' data dirs (``tmp/n1`` ..) mounted as lazy disks meanwhile."""
     disks = [LazyDisk(Path(tmp), f"n{i}", f"bench{os.getpid()}") for i in (1, 2, 3)] if on else []
-
-    def launch(argv: list[str], log: Path) -> subprocess.Popen:
-        with open(log, "ab") as out:
-            return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                                    env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    spawner = Spawner()     # the daemons get SIGTERM (and unmount) if this process dies
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     try:
         for disk in disks:
-            disk.start(launch)
+            disk.start(lambda argv, log: spawner.launch(argv, log, env, death_signal=signal.SIGTERM))
         yield
     finally:
         for disk in disks:
             disk.unmount()
+        spawner.close()
 
 
 def main() -> int:
@@ -305,6 +309,7 @@ def main() -> int:
         p.error(f"--concurrency must be positive integers separated by commas, got {args.concurrency!r}")
     if args.lazyfs and unavailable():
         p.error(f"--lazyfs: {unavailable()}")
+    signal.signal(signal.SIGTERM, _interrupt)   # so the clusters' and disks' cleanup runs on SIGTERM too
     for fsync, concurrency in ((f, c) for f in args.fsync.split(",") for c in levels):
         with tempfile.TemporaryDirectory(prefix="store-bench-") as tmp, lazy_disks(tmp, args.lazyfs), \
                 local_cluster(3, tmp, n=3, r=2, w=2, fsync=fsync, mode="vclock", request_timeout=2.0,

@@ -81,7 +81,7 @@ class LazyDisk:
         first = not os.path.isdir(self.backing)
         os.makedirs(self.backing, exist_ok=True)
         os.makedirs(self.mount, exist_ok=True)
-        argv = [sys.executable, "-m", "harness.backends.lazyfs", "--backing", self.backing,
+        argv = [sys.executable, "-m", "harness.backends.lazyfs_daemon", "--backing", self.backing,
                 "--mount", self.mount, "--control", self.control]
         self._proc = launch(argv, self.log)
         self.pid = self._proc.pid
@@ -218,4 +218,4 @@ def _is_our_daemon(pid: int, mount: str) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    return b"harness.backends.lazyfs" in argv and mount.encode() in argv
+    return b"harness.backends.lazyfs_daemon" in argv and mount.encode() in argv

@@ -4,8 +4,8 @@ Why: ``kill -9`` of a node loses nothing that reached the page cache, so a store
 fsyncs passes every crash test; only a power loss tells ``fsync`` settings apart. Jepsen tests
 this with LazyFS (a FUSE layer that keeps unsynced writes in memory and drops them on a
 simulated power loss); this is the same idea, small enough to read, run as one process per
-node (``python -m harness.backends.lazyfs --backing B --mount M --control SOCK``): the node's
-data dir ``M`` is a view of ``B`` through it.
+node (:mod:`harness.backends.lazyfs_daemon`): the node's data dir is a view of a backing
+directory through it.
 
 What it keeps, per the model it simulates (a journaled Linux file system such as ext4):
 
@@ -23,22 +23,18 @@ Nothing is written back in the background, as LazyFS: a power loss loses everyth
 however old (a real kernel writes dirty pages back within about 30 s). With ``torn``, the
 last unsynced write is then half-applied again (its first half reached the disk).
 
-Control: one line on the unix socket ``SOCK``: ``status`` answers what is pending (JSON);
-``power-loss [torn]`` drops it all, answers what was dropped, and from then on every file
-operation fails with EIO until the mount is gone (the client unmounts and mounts anew, so
-the kernel's caches of the old view go too). Writes made through the mount are seen here
+:meth:`LazyFS.power_loss` drops it all, reports what was dropped, and from then on every file
+operation fails with EIO until the mount is gone (the daemon's client unmounts and mounts anew,
+so the kernel's caches of the old view go too). Writes made through the mount are seen here
 synchronously (no ``writeback_cache``), so an acknowledged ``write()`` is in the books.
 """
 from __future__ import annotations
 
-import argparse
 import errno
-import json
 import os
 import shutil
-import socket
 import threading
-from typing import Any
+from typing import Any, Callable
 
 import mfusepy
 
@@ -70,10 +66,10 @@ class LazyFS(mfusepy.Operations):
     flag_nopath = True
     flag_nullpath_ok = True
 
-    def __init__(self, backing: str, stash: str, control: str | None = None) -> None:
+    def __init__(self, backing: str, stash: str, on_mount: Callable[["LazyFS"], None] | None = None) -> None:
         self.root = os.path.realpath(backing)
         self.stash = stash
-        self.control = control
+        self.on_mount = on_mount
         os.makedirs(stash, exist_ok=True)
         self._mutex = threading.RLock()
         self.files: dict[tuple[int, int], _File] = {}
@@ -341,9 +337,9 @@ class LazyFS(mfusepy.Operations):
                                             "f_files", "f_ffree", "f_favail", "f_flag", "f_namemax")}
 
     def init(self, path: str) -> None:
-        """Mounted: serve the control socket (its appearing tells the client the mount is up)."""
-        if self.control:
-            threading.Thread(target=serve_control, args=(self, self.control), daemon=True).start()
+        """Mounted: tell whoever runs this file system (the daemon starts its control socket)."""
+        if self.on_mount is not None:
+            self.on_mount(self)
 
 
 def _unlink(path: str) -> None:
@@ -366,72 +362,3 @@ def _undo_name(p: Any, entry: tuple[Any, ...]) -> None:
         os.rename(p(entry[2]), path)
         if entry[3]:
             os.rename(entry[3], p(entry[2]))
-
-
-class _Fuse(mfusepy.FUSE):
-    """Where mfusepy's libfuse 3 wrappers drop an argument: renameat2's flags (refused rather than
-    a RENAME_NOREPLACE target clobbered; ``mv`` then falls back to a plain rename), and the open
-    file of ``ftruncate``/``fchmod``/``fchown``/``futimens`` (with ``nopath`` the path is then None:
-    the descriptor is all there is)."""
-
-    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-        return -errno.EINVAL if flags else self.rename_fuse_2(old, new)
-
-    def _args(self, path: bytes | None, fip: Any) -> tuple[str | None, int | None]:
-        return (None if path is None else path.decode(self.encoding, self.errors)), (fip.contents.fh if fip else None)
-
-    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
-        return self.operations.truncate(*self._args(path, fip)[:1], length, self._args(path, fip)[1])
-
-    def chmod_fuse_3(self, path: bytes | None, mode: int, fip: Any) -> int:
-        return self.operations.chmod(*self._args(path, fip)[:1], mode, self._args(path, fip)[1])
-
-    def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip: Any) -> int:
-        uid = -1 if uid == 2**32 - 1 else uid        # (uid_t)-1: leave as it is
-        gid = -1 if gid == 2**32 - 1 else gid
-        return self.operations.chown(*self._args(path, fip)[:1], uid, gid, self._args(path, fip)[1])
-
-    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
-        times = (tuple(mfusepy.time_of_timespec(ts, use_ns=True) for ts in (buf.contents.actime, buf.contents.modtime))
-                 if buf else None)
-        return self.operations.utimens(*self._args(path, fip)[:1], times, self._args(path, fip)[1])
-
-
-def serve_control(fs: LazyFS, path: str) -> None:
-    """Answer one command per connection on the unix socket ``path`` (see the module docstring)."""
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if path.startswith("@"):                  # Linux's abstract namespace: no file to leave behind
-        path = "\0" + path[1:]
-    else:
-        _unlink(path)
-    srv.bind(path)
-    srv.listen(4)
-    while True:
-        conn, _ = srv.accept()
-        with conn:
-            words = conn.makefile("r").readline().split()
-            if words[:1] == ["power-loss"]:
-                answer = fs.power_loss(torn="torn" in words[1:])
-            elif words[:1] == ["status"]:
-                answer = {**fs.pending(), "dead": fs.dead}
-            else:
-                answer = {"error": f"unknown command {' '.join(words)!r}"}
-            conn.sendall((json.dumps(answer) + "\n").encode())
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m harness.backends.lazyfs", description=__doc__.split("\n")[0])
-    ap.add_argument("--backing", required=True, help="the directory that holds the data")
-    ap.add_argument("--mount", required=True, help="where its lazy view appears")
-    ap.add_argument("--control", required=True, help="unix socket for status and power-loss")
-    ap.add_argument("--stash", help="where unlinked files wait for a sync (default: BACKING.stash)")
-    args = ap.parse_args(argv)
-    fs = LazyFS(args.backing, args.stash or args.backing.rstrip("/") + ".stash", args.control)
-    # no hard_remove: libfuse renames an unlinked open file to .fuse_hidden* and unlinks that at its
-    # release (both name changes, undone as any), so fstat of an unlinked open file still works;
-    # auto_unmount: the mount goes with this process, however it dies
-    _Fuse(fs, args.mount, foreground=True, fsname="lazyfs", auto_unmount=True)
-
-
-if __name__ == "__main__":
-    main()
