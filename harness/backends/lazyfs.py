@@ -87,17 +87,14 @@ class LazyFS(mfusepy.Operations):
         if self.dead:
             raise mfusepy.FuseOSError(errno.EIO)
 
-    @staticmethod
-    def _key(fd: int) -> tuple[int, int]:
+    def _file(self, fd: int) -> tuple[tuple[int, int], _File]:
+        """The file open as ``fd`` (its key, its state; a new state holds its size now as synced)."""
         st = os.fstat(fd)
-        return st.st_dev, st.st_ino
-
-    def _file(self, fd: int) -> _File:
-        key = self._key(fd)
+        key = (st.st_dev, st.st_ino)
         f = self.files.get(key)
         if f is None:
-            f = self.files[key] = _File(os.dup(fd), os.fstat(fd).st_size)
-        return f
+            f = self.files[key] = _File(os.dup(fd), st.st_size)
+        return key, f
 
     def _keep_pages(self, f: _File, start: int, end: int) -> None:
         """Keep the synced content of the pages in [start, end) (only those below the synced size)."""
@@ -194,11 +191,11 @@ class LazyFS(mfusepy.Operations):
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
         with self._mutex:
             self._alive()
-            f = self._file(fh)
+            key, f = self._file(fh)
             self._keep_pages(f, offset, offset + len(data))
             n = os.pwrite(fh, data, offset)
             f.written += n
-            self.last_write = (self._key(fh), offset, data)
+            self.last_write = (key, offset, data)
             return n
 
     def truncate(self, path: str, length: int, fh: int | None = None) -> int:
@@ -206,7 +203,7 @@ class LazyFS(mfusepy.Operations):
             self._alive()
             fd = fh if fh is not None else os.open(self._p(path), os.O_RDWR)
             try:
-                f = self._file(fd)
+                _, f = self._file(fd)
                 size = os.fstat(fd).st_size
                 if length < size:
                     self._keep_pages(f, (length // PAGE) * PAGE, size)
@@ -229,7 +226,8 @@ class LazyFS(mfusepy.Operations):
     def fsync(self, path: str, datasync: int, fh: int) -> int:
         with self._mutex:
             self._alive()
-            f = self.files.pop(self._key(fh), None)
+            st = os.fstat(fh)
+            f = self.files.pop((st.st_dev, st.st_ino), None)
             if f is not None:
                 os.close(f.fd)
             self._commit_names()
