@@ -5,7 +5,7 @@ fsyncs passes every crash test; only a power loss tells ``fsync`` settings apart
 this with LazyFS (a FUSE layer that keeps unsynced writes in memory and drops them on a
 simulated power loss); this is the same idea, small enough to read, run as one process per
 node (:mod:`harness.backends.lazyfs_daemon`): the node's data dir is a view of a backing
-directory through it.
+directory ``B`` through it.
 
 What it keeps, per the model it simulates (a journaled Linux file system such as ext4):
 
@@ -17,7 +17,9 @@ What it keeps, per the model it simulates (a journaled Linux file system such as
 * **names**: creates, unlinks, renames, ``mkdir``/``rmdir`` since the last ``fsync`` of
   *any* file or directory on the mount are undone, newest first (ext4 journals names, and
   any fsync commits the journal, with every name change before it). Unlinked and
-  overwritten files are moved to a stash beside ``B`` until then, so they can come back.
+  overwritten files are moved to a stash beside ``B`` until then, so they can come back. A
+  file unlinked while open is renamed by libfuse to ``.fuse_hidden*`` until its release; what
+  is left of those after a power loss is an orphan (no file is open any more) and is removed.
 
 Nothing is written back in the background, as LazyFS: a power loss loses everything unsynced
 however old (a real kernel writes dirty pages back within about 30 s). With ``torn``, the
