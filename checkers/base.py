@@ -43,6 +43,7 @@ HEADLINE = (
     "lost_writes",         # acknowledged adds missing from the final read
     "lost_share",          # lost_writes / acked_writes
     "resurrections",       # acknowledged removes whose item is back in the final read
+    "resurrected_deletes",  # items of a real delete back in the final read with nothing to write them back
     "max_siblings",        # largest sibling count any read saw
     "rw_violations",       # read-your-writes
     "mr_violations",       # monotonic reads
@@ -51,7 +52,10 @@ HEADLINE = (
     "stale_read_share",    # share of reads that missed an acknowledged write (PBS)
     "linearizable",        # "valid" / "invalid" / "unknown" (string)
     "availability",        # share of client ops that completed ok
+    "availability_outside_faults",  # perf: the same share among ops clear of every fault window and its grace
     "p999_latency_ms",     # 99.9th percentile latency of ok ops
+    "divergent_keys",      # convergence: keys whose replicas hold different versions after settle
+    "under_replicated_keys",  # convergence: keys a replica of their preference list lacks after settle
 )
 
 
@@ -102,17 +106,26 @@ class CheckContext:
 
     ``settings`` holds the target's resolved settings (n, r, w, mode, ...);
     ``options`` holds checker options from the spec (thresholds, whether
-    resurrections count as invalid, time limits).
+    resurrections count as invalid, time limits). ``replicas`` is what the run
+    stored beside its history for checkers that judge the store's replicas.
     """
 
     settings: Mapping[str, Any] = field(default_factory=dict)
     options: Mapping[str, Any] = field(default_factory=dict)
     time_limit: float | None = None  # seconds a single checker may take before answering unknown
+    #: every replica's own copy of the final keys after settle (the run folder's ``replicas.json``,
+    #: see ``checkers.convergence``); None when the run has none
+    replicas: Mapping[str, Any] | None = None
 
 
 @runtime_checkable
 class Checker(Protocol):
-    """A plug point: read a history, return a Result. Must never mutate the history."""
+    """A plug point: read a history, return a Result. Must never mutate the history.
+
+    A checker whose verdict rests on the final reads (the reads after heal and recovery) sets
+    the class attribute ``needs_final_reads = True``: on a harness run cut short before them it
+    is not run, and answers unknown with the reason (``harness.runs.cut_short``).
+    """
 
     name: str
 

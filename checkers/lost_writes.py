@@ -14,7 +14,8 @@ key). Then for every item added to that key:
   before ``max(read invoke, remove invoke)``. Order is by history index.
 * **concurrent with the final read**: absent, but every ``ok`` add was
   acknowledged after the final read began (the read may go first): not lost.
-* **removed**: absent and explained by a remove.
+* **removed**: absent and explained by a remove, or by a real delete whose
+  read saw the item (``checkers.set_rules``).
 * **unacknowledged but present**: present; of the adds begun before the
   final read completed none is ``ok`` but some are ``info``/open (they may
   have happened: fine).
@@ -41,12 +42,11 @@ It also reports, per element, the time to become *stable* the way Jepsen's
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
-from checkers.quantiles import OpPair, client_pairs, summarize, without_gc
+from checkers.quantiles import OpPair, summarize, without_gc
+from checkers.set_rules import SetOps, absence_explained, collect_set_ops, read_set
 from harness.history import History
 
 NS_PER_MS = 1_000_000
@@ -54,130 +54,8 @@ NS_PER_MS = 1_000_000
 MAX_LISTED = 1000
 
 
-def items_of(value: Any) -> list[Any]:
-    """The items an add/remove names: a bare item, or a list of them (blind adds write ``[item]``)."""
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    return [value]
-
-
-def read_set(value: Any) -> frozenset:
-    """The set a read returned (a list of items; None when the key was absent)."""
-    if value is None:
-        return frozenset()
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return frozenset(value)
-    return frozenset([value])
-
-
 def _sort_key(x: Any) -> tuple[str, Any]:
     return (type(x).__name__, x)
-
-
-@dataclass(frozen=True)
-class SetOps:
-    """The add / remove / read pairs of one key, and its final read (None when none was ok)."""
-
-    adds: dict[Any, list[OpPair]]
-    removes: dict[Any, list[OpPair]]
-    reads: list[OpPair]        # ok reads, in completion order
-    final: OpPair | None
-    final_attempted: bool      # some read of this key was marked final (or, unmarked history, any read)
-
-
-def collect_set_ops(history: History) -> tuple[dict[Any, SetOps], bool]:
-    """Group a cart/set history by key and pick each key's final read.
-
-    Returns ``(by_key, marked)`` where ``marked`` says whether the history
-    marks final reads (``final: true``); shared with the resurrections checker
-    so both use one definition of "the final read".
-    """
-    adds: dict[Any, dict[Any, list[OpPair]]] = defaultdict(lambda: defaultdict(list))
-    removes: dict[Any, dict[Any, list[OpPair]]] = defaultdict(lambda: defaultdict(list))
-    reads: dict[Any, list[OpPair]] = defaultdict(list)
-    finals: dict[Any, list[OpPair]] = defaultdict(list)
-    keys: dict[Any, None] = {}
-    marked = False
-    for p in client_pairs(history):
-        k = p.key
-        if p.f == "add":
-            keys[k] = None
-            for x in items_of(p.invoke.value):
-                adds[k][x].append(p)
-        elif p.f == "remove":
-            keys[k] = None
-            for x in items_of(p.invoke.value):
-                removes[k][x].append(p)
-        elif p.f == "read":
-            keys[k] = None
-            is_final = bool(p.flag("final"))
-            marked = marked or is_final
-            if is_final:
-                finals[k].append(p)
-            if p.ok:
-                reads[k].append(p)
-    out: dict[Any, SetOps] = {}
-    for k in keys:
-        rs = sorted(reads.get(k, []), key=lambda p: p.completion.index)  # type: ignore[union-attr]
-        if marked:
-            oks = [p for p in finals.get(k, []) if p.ok]
-            final = max(oks, key=lambda p: p.completion.index) if oks else None  # type: ignore[union-attr]
-            attempted = bool(finals.get(k))
-        else:
-            final = rs[-1] if rs else None
-            attempted = final is not None
-        out[k] = SetOps(dict(adds.get(k, {})), dict(removes.get(k, {})), rs, final, attempted)
-    return out, marked
-
-
-def _latest_forced_start(ops: Iterable[OpPair], cutoff: int) -> float:
-    """Largest invoke position among ok ops that completed before event ``cutoff`` (-inf if none)."""
-    return max((o.s for o in ops if o.ok and o.e < cutoff), default=-math.inf)
-
-
-def absence_explained(adds: list[OpPair], removes: Iterable[OpPair], final: OpPair) -> OpPair | bool:
-    """Can the final read lack this element in some legal set execution? (The lost-write rule.)
-
-    Every ok op takes effect at one moment inside its interval, info/open ops
-    at any moment after their invoke or never, failed ops never; the read
-    sees the element iff the last add/remove before its own moment is an add.
-    Positions are history indexes, which order all events totally.
-
-    Absence is explained when no ok add completed before the read began
-    (the read can go first: returns True), or when some non-failed remove
-    ``rm`` began before the read completed and can be placed after every ok
-    add that completed before ``max(read invoke, rm invoke)`` (returns ``rm``).
-    Returns False when nothing explains it: the element is lost.
-    """
-    if not any(a.ok and a.e < final.s for a in adds):
-        return True
-    return last_op_before_read(removes, adds, final)
-
-
-def presence_explained(adds: Iterable[OpPair], removes: list[OpPair], final: OpPair) -> OpPair | bool:
-    """The mirror rule (resurrections): can the final read contain this element legally?
-
-    Returns the non-failed add that began before the read completed and can
-    be placed after every ok remove that completed before ``max(read invoke,
-    add invoke)``, or False when none can.
-    """
-    return last_op_before_read(adds, removes, final)
-
-
-def last_op_before_read(candidates: Iterable[OpPair], opposite: list[OpPair], final: OpPair) -> OpPair | bool:
-    """A candidate op that can be the last one on the element before ``final`` reads it, or False.
-
-    It must not have failed, must begin before the read completes, and must
-    be placeable after every ok ``opposite`` op forced before the read's
-    earliest possible moment at or after its own invoke. That earliest moment
-    is optimal: a later one only forces more opposite ops in before it.
-    """
-    for c in candidates:
-        if c.failed or c.s >= final.e:
-            continue
-        if c.e > _latest_forced_start(opposite, max(final.s, c.s)):
-            return c
-    return False
 
 
 def stabilisation(reads: list[OpPair], sets: list[frozenset], element: Any, known: float,
@@ -218,6 +96,9 @@ class LostWritesChecker:
     """Every acknowledged add must survive into the final read (cart / set workloads)."""
 
     name = "lost-writes"
+    #: A harness run cut short before its final reads is not judged from ordinary reads
+    #: (a read during a partition may miss what is only late): harness.runs answers unknown.
+    needs_final_reads = True
 
     @without_gc
     def check(self, history: History, ctx: CheckContext) -> Result:
@@ -254,7 +135,7 @@ class LostWritesChecker:
                 if x in final_set:
                     continue
                 # Absent: lost unless some legal execution lets the final read miss it.
-                why = absence_explained(adds, so.removes.get(x, ()), final)
+                why = absence_explained(adds, so.removals(x), final)
                 if why is True:
                     concurrent_final += 1
                     continue
@@ -353,7 +234,7 @@ class LostWritesChecker:
                     first_seen[x] = t
         elements = set(so.adds) | set(first_seen)
         for x in elements:
-            if any(not rm.failed for rm in so.removes.get(x, ())):
+            if any(not rm.failed for rm in so.removals(x)):
                 continue  # a removed element is meant to vanish: not a stabilisation case
             adds = so.adds.get(x, ())
             if adds and all(a.failed for a in adds) and x not in first_seen:

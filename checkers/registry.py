@@ -4,7 +4,9 @@ Checkers are the ``dynharness.checkers`` entry-point group (``harness.plugins``)
 (``lost-writes``, ``resurrections``, ``siblings``, ``session``, ``staleness``, ``perf``,
 ``linearizable``; ``docs/contracts.md`` §3) and any installed package's. An entry point names a
 class (or factory) called with no arguments. A checker class may declare ``options``, the
-``[checkers]`` spec options it reads, so a spec naming them is accepted (``harness.spec``).
+``[checkers]`` spec options it reads, so a spec naming them is accepted (``harness.spec``), and
+``needs``, the target capabilities without which it has nothing to judge (``convergence`` needs
+``replica-snapshot``): a run of a target without them does not run it and says why (``harness.runs``).
 
 Modules are imported only when their checker is asked for, and a registered checker that cannot
 be loaded answers ``unknown`` with the reason: it must not crash the analysis, and must not pass
@@ -35,6 +37,15 @@ class UnavailableChecker:
 def names() -> tuple[str, ...]:
     """Every checker name registered."""
     return plugins.names("checkers")
+
+
+def needs(name: str) -> tuple[str, ...]:
+    """The target capabilities a checker needs to judge anything (its class's ``needs``; () for most,
+    and for one that cannot be loaded: building it says why)."""
+    try:
+        return tuple(getattr(plugins.load("checkers", name, "checker"), "needs", ()))
+    except UserError:
+        return ()
 
 
 def build(wanted: Sequence[str]) -> list[Checker]:

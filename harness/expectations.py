@@ -22,9 +22,10 @@ from harness.errors import UserError
 
 #: Headline names an expectation may use (checkers.base.HEADLINE, copied so parsing never imports checkers).
 KNOWN_NAMES = frozenset({
-    "acked_writes", "lost_writes", "lost_share", "resurrections", "max_siblings",
+    "acked_writes", "lost_writes", "lost_share", "resurrections", "resurrected_deletes", "max_siblings",
     "rw_violations", "mr_violations", "mw_violations", "wfr_violations",
     "stale_read_share", "linearizable", "availability", "p999_latency_ms",
+    "divergent_keys", "under_replicated_keys", "availability_outside_faults",
 })
 #: Names computed from the headline counts and the run's verdict.
 DERIVED = frozenset({"verdict", "session_violations"})

@@ -33,6 +33,9 @@ class OpRequest:
     ``node`` overrides the worker's own coordinator (session workload);
     ``delay`` is how long after the previous op's *scheduled* start this one
     should start (set by :class:`Stagger`); ``extra`` goes into the history.
+    ``follows``: this op continues the previous one (a session reading the key
+    it just wrote), so it starts ``delay`` seconds after the previous op
+    *completed*, and :class:`Stagger` leaves that think time alone.
     """
 
     f: str
@@ -41,6 +44,7 @@ class OpRequest:
     node: str | None = None
     delay: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    follows: bool = False
 
 
 @dataclass
@@ -140,7 +144,7 @@ class Mix:
             x -= w
             if x < 0:
                 return g.next(ctx)
-        return self.choices[-1][1].next(ctx)
+        return [g for w, g in self.choices if w > 0][-1].next(ctx)  # float rounding: the last one picked
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,8 @@ class Stagger:
 
     def next(self, ctx: GenContext) -> OpRequest | None:
         op = self.gen.next(ctx)
-        if op is None:
-            return None
+        if op is None or op.follows:  # a follow-up keeps its own think time
+            return op
         return dataclasses.replace(op, delay=ctx.rng.uniform(0, 2 * self.mean))
 
 

@@ -10,14 +10,18 @@ registered in this project's ``pyproject.toml`` exactly as a user's package regi
 and ``pip install`` of that package is all it takes: no edit to this project. What an entry
 point names is documented per group in ``docs/contracts.md``.
 
-When this project runs from a checkout that was never installed (no distribution metadata), the
-built-in table below stands in for its own entry points, so the built-ins resolve the same way.
+When this project runs from a checkout that was never installed (no distribution metadata), or
+from a checkout other than the one an editable install points at (a second git worktree run with
+``PYTHONPATH``), the built-in table below stands in for its own entry points, so the built-ins of
+the code actually running resolve the same way.
 """
 from __future__ import annotations
 
 import importlib
+import json
 from functools import lru_cache
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import UserError
@@ -37,13 +41,15 @@ BUILTIN: Mapping[str, Mapping[str, str]] = {
                  "resurrections": "checkers.resurrections:ResurrectionsChecker",
                  "siblings": "checkers.siblings:SiblingsChecker", "session": "checkers.session:SessionChecker",
                  "staleness": "checkers.staleness:StalenessChecker", "perf": "checkers.perf:PerfChecker",
-                 "linearizable": "checkers.linearizability:LinearizabilityChecker"},
+                 "linearizable": "checkers.linearizability:LinearizabilityChecker",
+                 "convergence": "checkers.convergence:ConvergenceChecker"},
     "nemeses": {"partition": "nemeses.builtin_kinds:PARTITION", "clock": "nemeses.builtin_kinds:CLOCK",
                 "crash": "nemeses.builtin_kinds:CRASH", "wipe": "nemeses.builtin_kinds:WIPE", "pause": "nemeses.builtin_kinds:PAUSE",
                 "loss": "nemeses.builtin_kinds:LOSS", "latency": "nemeses.builtin_kinds:LATENCY",
                 "power-loss": "nemeses.builtin_kinds:POWER_LOSS"},
     "models": {"register": "checkers.linearizability.models:RegisterModel",
-               "cas-register": "checkers.linearizability.models:CASRegisterModel"},
+               "cas-register": "checkers.linearizability.models:CASRegisterModel",
+               "kv": "checkers.linearizability.kv:KVModel"},
 }
 
 
@@ -52,10 +58,25 @@ def _entry_points(group: str) -> dict[str, str]:
     """name -> "module:attr" for one plug point, built-ins first, installed packages after."""
     found = {ep.name: ep.value for ep in metadata.entry_points(group=f"dynharness.{group}")}
     try:
-        metadata.distribution("dynharness")
+        dist = metadata.distribution("dynharness")
     except metadata.PackageNotFoundError:
         return {**BUILTIN.get(group, {}), **found}
+    if not _describes_this_checkout(dist):
+        return {**BUILTIN.get(group, {}), **found}
     return found
+
+
+def _describes_this_checkout(dist: metadata.Distribution) -> bool:
+    """Whether the installed metadata is this code's: an editable install records the folder it
+    points at, and code imported from another folder (a worktree on ``PYTHONPATH``) is not it."""
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return True
+    url = str(direct.get("url") or "")
+    if not (direct.get("dir_info") or {}).get("editable") or not url.startswith("file://"):
+        return True
+    return Path(url[len("file://"):]).resolve() == Path(__file__).resolve().parents[1]
 
 
 def names(group: str) -> tuple[str, ...]:

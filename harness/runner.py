@@ -4,14 +4,20 @@
 create the run folder, set the cluster up, wait until every node sees every
 peer up (``converge``, bounded), run the clients and the nemesis
 for ``duration``, heal every fault (a ``heal`` op), wait ``recovery``, wait
-until no node reports pending handoffs (``settle``, bounded), read
+until no node reports pending handoffs (``settle``, bounded), take every
+replica's own copy of every key until they agree (``replicas.json``, bounded,
+when the target can and a checker needs it), read
 every key (``final: true``) through healthy nodes until
 ``final_read_timeout``, tear the cluster down (unless ``leave_running``),
 check, and store ``results.json``. The history is journaled as it goes.
 
-On any exit (an exception, Ctrl-C, SIGTERM, which is turned into
-KeyboardInterrupt) the ``finally`` heals faults and tears down nodes, with
-further Ctrl-C ignored until cleanup is done. Exit codes: 0 valid, 1
+On any exit (an exception, or SIGINT, SIGTERM or SIGHUP, each raised as
+:class:`harness.signals.Interrupted` whatever the parent did to the
+dispositions) the ``finally`` heals faults and tears down nodes, with further
+signals ignored until cleanup is done. ``results.json`` records how the run
+ended (``run_end``: completed, interrupted by which signal, or failed; when,
+in which phase, whether the final reads were done), so ``dynharness check``
+can tell a cut-short run from a finished one. Exit codes: 0 valid, 1
 invalid, 2 unknown, 3 the run failed (130 for an interrupted run comes from
 the CLI).
 """
@@ -20,16 +26,13 @@ from __future__ import annotations
 import asyncio
 import json
 import platform
-import signal
 import subprocess
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
-from contextlib import contextmanager
+from typing import Any, Mapping
 
-from harness import plugins
+from harness import plugins, replica_snapshot
 from harness.backends import make_backend
 from harness.backends.base import Backend, ClusterConfig
 from harness.errors import ONE_LINE_ERRORS, UserError
@@ -38,6 +41,7 @@ from harness.history import HistoryJournal
 from harness.live import LiveDisplay
 from harness.runs import (EXIT_CODES, HISTORY, SCHEDULE, SPEC, check_loaded, histories_root, load_run,
                           new_run_dir, point_latest, write_report, write_results)
+from harness.signals import raise_pending, run_async, shielded, signal_name, stop_on_signals
 from harness.spec import TestSpec, spec_json
 from harness.workers import ClientPhase, NemesisWorker, converge, final_reads, heal_all, run_clients, settle
 from harness.workloads import build as build_workload
@@ -103,38 +107,6 @@ def versions() -> dict[str, Any]:
     return {"dynharness": harness_version, "python": platform.python_version(), "git_commit": commit}
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM acts as Ctrl-C (KeyboardInterrupt in the main thread), so one cleanup path serves both."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        # re-raised as SIGINT so asyncio.run's own Ctrl-C handling cancels the clients cleanly
-        signal.raise_signal(signal.SIGINT)
-
-    old = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, old)
-
-
-@contextmanager
-def _no_interrupts() -> Iterator[None]:
-    """Ignore Ctrl-C/SIGTERM while cleaning up (a second Ctrl-C must not leave nodes behind)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None = None,
              target: Any = None) -> RunOutcome:
     """Run one test end to end and store it (see the module docstring).
@@ -143,8 +115,8 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     names (a store not registered as a plugin; tests use an in-process fake; build the spec
     with ``load_spec(..., target=...)`` so its settings are that target's). Bad input raises
     UserError before anything starts; a run that fails later returns exit
-    code 3 with ``error`` set; Ctrl-C/SIGTERM clean up and re-raise
-    KeyboardInterrupt.
+    code 3 with ``error`` set; SIGINT/SIGTERM/SIGHUP clean up and re-raise
+    (:class:`harness.signals.Interrupted`, a KeyboardInterrupt).
     """
     if target is None:
         target = plugins.target(spec.target_kind)
@@ -159,43 +131,60 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
     point_latest(root, run_dir)
     facts = {"run_dir": str(run_dir), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "versions": versions(), "backend_capabilities": None,
-             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None}
+             "nemesis_resolved": plan.nspec.to_json() if plan.nspec is not None else None,
+             "target_capabilities": sorted(target.capabilities)}
     (run_dir / SPEC).write_text(spec_json(spec, **facts))
     (run_dir / HISTORY).touch()  # a run that fails in setup still leaves a (empty) readable history
     state = _RunState(spec, plan, workload, backend, run_dir)
+    with stop_on_signals():
+        return _run_and_check(state, spec, facts, display, target)
+
+
+def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], display: bool,
+                   target: Any) -> RunOutcome:
+    """Execute, clean up (shielded from signals), record how the run ended, check and store."""
+    run_dir, backend = state.run_dir, state.backend
     error: str | None = None
-    interrupted: BaseException | None = None
-    with _sigterm_as_interrupt():
-        try:
-            state.execute(display, target)
-        except KeyboardInterrupt as e:
-            interrupted = e
-        except ONE_LINE_ERRORS as e:
-            error = str(e)
-        except Exception as e:  # noqa: BLE001 - recorded as a failed run, never a traceback at the user
-            error = f"{type(e).__name__}: {e}"
-        finally:
-            with _no_interrupts():
-                cleanup_errors = state.cleanup()
+    interrupted: KeyboardInterrupt | None = None
+    try:
+        state.execute(display, target)
+        end = state.ended("completed")
+    except KeyboardInterrupt as e:
+        interrupted, end = e, state.ended("interrupted", signal=signal_name(e))
+    except ONE_LINE_ERRORS as e:
+        error = str(e)
+        end = state.ended("failed", error=error)
+    except Exception as e:  # noqa: BLE001 - recorded as a failed run, never a traceback at the user
+        error = f"{type(e).__name__}: {e}"
+        end = state.ended("failed", error=error)
+    finally:
+        with shielded():
+            cleanup_errors = state.cleanup()
     facts["backend_capabilities"] = sorted(getattr(backend, "capabilities", ()))
     (run_dir / SPEC).write_text(spec_json(spec, **facts))
     if interrupted is not None or error is not None:
         why = "interrupted" if interrupted is not None else error
-        results = {"verdict": "unknown", "summary": {}, "checkers": {}, "run_error": why,
+        results = {"verdict": "unknown", "summary": {}, "checkers": {}, "run_error": why, "run_end": end,
                    "cleanup_errors": cleanup_errors}
         write_results(run_dir, results)
         if interrupted is not None:
-            raise KeyboardInterrupt from interrupted
+            raise interrupted
         write_report(run_dir)
         return RunOutcome(run_dir, "failed", RUN_FAILED, results, error)
-    run = load_run(run_dir)
-    results = check_loaded(run)
-    results["final_reads_missing"] = state.missing_final
-    results["settle"] = state.settle
-    results["converge"] = state.converge
-    results["nemesis_errors"] = state.nemesis_errors
-    if cleanup_errors:
-        results["cleanup_errors"] = cleanup_errors
+    recorded = {"run_end": end, "final_reads_missing": state.missing_final, "settle": state.settle,
+                "converge": state.converge, "nemesis_errors": state.nemesis_errors,
+                **({"replica_snapshot_s": state.replicas_waited} if state.replicas_waited is not None else {}),
+                **({"cleanup_errors": cleanup_errors} if cleanup_errors else {})}
+    try:
+        raise_pending()   # a signal during the teardown of a finished run: stop before checking
+        run = load_run(run_dir)
+        results = check_loaded(run)
+    except KeyboardInterrupt as e:   # the run is complete: only its check is left to do
+        write_results(run_dir, {"verdict": "unknown", "summary": {}, "checkers": {}, **recorded,
+                                "check_error": f"checking interrupted by {signal_name(e)}; "
+                                               f"check it with: dynharness check {run_dir}"})
+        raise
+    results.update(recorded)
     write_results(run_dir, results)
     report_error = write_report(run_dir, run.history)
     if report_error:
@@ -220,7 +209,16 @@ class _RunState:
         self.missing_final: list[str] = []
         self.settle: dict[str, Any] | None = None
         self.converge: dict[str, Any] | None = None
+        self.replicas_waited: float | None = None
         self.nemesis_errors: list[str] = []
+        self.final_reads_done = False
+
+    def ended(self, state: str, **why: str) -> dict[str, Any]:
+        """How the run ended, for ``results.json`` (``run_end``): completed / interrupted / failed,
+        when (seconds of history time; None before the history started) and in which phase."""
+        at = round(self.journal.now() / 1e9, 3) if self.journal is not None else None
+        phase = self.display.phase if self.display is not None else "setup"
+        return {"state": state, **why, "at_s": at, "phase": phase, "final_reads_done": self.final_reads_done}
 
     def execute(self, display: bool, target: Any) -> None:
         spec = self.spec
@@ -249,7 +247,7 @@ class _RunState:
             is_running=self.backend.is_running, active_faults=lambda: dict(worker.active) if worker else {},
             rich_panel=display, title=f"dynharness {spec.name} ({spec.workload.name}, seed {spec.seed})")
         self.display.start()
-        asyncio.run(self._drive(target, nodes, journal))
+        run_async(self._drive(target, nodes, journal))   # a stop signal cancels it, then raises
 
     def _backend_features(self) -> frozenset[str]:
         """What the faults of this run (a replayed schedule's too) need the backend to set up."""
@@ -279,12 +277,31 @@ class _RunState:
             await asyncio.sleep(spec.recovery)
             self.display.set_phase("settle")
             self.settle = await settle(clients, spec.final_read_timeout)
+            await self._replica_snapshot(target, nodes, journal)
             self.display.set_phase("final reads")
             self.missing_final = await final_reads(
                 journal, self.workload, clients, self.workload.final_keys(), last_process + 1,
                 spec.final_read_timeout, spec.client_timeout, read_all=self._read_all(target))
+            self.final_reads_done = True
         finally:
             await asyncio.gather(*(c.close() for c in clients.values()), return_exceptions=True)
+
+    async def _replica_snapshot(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
+        """Before the final reads repair anything: every replica's own copy of the final keys, polled
+        until they agree or ``final_read_timeout`` passes (``harness.replica_snapshot``)."""
+        if not replica_snapshot.wanted(self.workload.checkers):
+            return
+        if replica_snapshot.CAPABILITY not in target.capabilities:
+            replica_snapshot.write(self.run_dir, replica_snapshot.not_taken(
+                f"the {target.name} target cannot show one replica's copy ({replica_snapshot.CAPABILITY})"))
+            return
+        assert self.display is not None
+        self.display.set_phase("replica snapshot")
+        snap = await replica_snapshot.take_snapshot(target.admin, nodes, self.workload.final_keys(),
+                                                    self.spec.final_read_timeout, journal.now,
+                                                    request_timeout=self.spec.client_timeout)
+        replica_snapshot.write(self.run_dir, snap)
+        self.replicas_waited = snap["waited_s"]
 
     def _read_all(self, target: Any) -> int | None:
         """Final reads ask every replica (r = N) of a target that can; None: its default read."""

@@ -2,17 +2,26 @@
 
 A run lives in ``<histories>/<test-name>/<YYYYmmddTHHMMSS>/`` (contracts
 section 4): ``spec.json``, ``history.jsonl``, ``results.json``,
-``nemesis-schedule.json``, ``nodes/<name>.log``. ``<histories>/latest`` is a
+``nemesis-schedule.json``, ``nodes/<name>.log``, ``replicas.json`` (the replica snapshot, when
+the target can take one). ``<histories>/latest`` is a
 relative symlink to the newest. :func:`check_run` (re)runs the workload's
 checkers on a stored history, the same code the runner uses at the end of a
 run, so ``dynharness check`` and a live run always agree.
+
+A run cut short (interrupted, failed, its harness killed) is checked for what
+it has, never for what it lacks: without final reads, the checkers that need
+them (``needs_final_reads``) answer ``unknown`` with the reason instead of
+judging from the last ordinary reads, and the run's verdict can be invalid
+(an anomaly found is real) or unknown, never valid. What the run itself
+recorded in ``results.json`` (``RUN_RECORDED``: how it ended, its error) is
+kept next to the new verdicts.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,6 +35,9 @@ SPEC = "spec.json"
 HISTORY = "history.jsonl"
 SCHEDULE = "nemesis-schedule.json"
 EXIT_CODES = {"valid": 0, "invalid": 1, "unknown": 2}
+#: What a run records about itself in results.json; a later check keeps it beside its own verdicts.
+RUN_RECORDED = ("run_end", "run_error", "final_reads_missing", "settle", "converge", "nemesis_errors",
+                "cleanup_errors")
 
 
 def histories_root(spec_histories: str | None = None) -> Path:
@@ -106,18 +118,49 @@ def build_checkers(names: Sequence[str]) -> tuple[list[Any], dict[str, Any]]:
     return built, missing
 
 
+def applicable(names: Sequence[str], spec: Mapping[str, Any]) -> tuple[list[str], dict[str, str]]:
+    """The checkers a stored run can use, and why each other one is skipped: a checker whose
+    ``needs`` (target capabilities) the run's target lacks has nothing to judge, and running it
+    would only turn the verdict unknown (etcd has no per-replica snapshot for ``convergence``)."""
+    from checkers import registry
+
+    caps = spec.get("target_capabilities")
+    kind = (spec.get("target") or {}).get("kind") or "this"
+    use: list[str] = []
+    skipped: dict[str, str] = {}
+    for n in names:
+        missing = [c for c in registry.needs(n) if caps is None or c not in caps]
+        if not missing:
+            use.append(n)
+        elif caps is None:
+            skipped[n] = f"needs the target capability {missing[0]}, and this run recorded none (an older or imported history)"
+        else:
+            skipped[n] = f"needs the target capability {missing[0]}, which the {kind} target does not have"
+    return use, skipped
+
+
 def check_history(history: History, workload: str, settings: Mapping[str, Any],
-                  options: Mapping[str, Any], names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Run the workload's checkers on a history; returns the ``results.json`` object."""
-    from checkers.base import CheckContext, compose, merge_results
+                  options: Mapping[str, Any], names: Sequence[str] | None = None,
+                  no_final_reads: str | None = None,
+                  replicas: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Run the workload's checkers on a history; returns the ``results.json`` object.
+
+    ``no_final_reads``: why a history that should end in final reads has none (see
+    :func:`cut_short`); the checkers that need them answer unknown with it, unrun.
+    ``replicas``: the run's replica snapshot (``replicas.json``) for the checkers that judge it."""
+    from checkers.base import CheckContext, Result, Verdict, compose, merge_results
     from harness.workloads import checker_names
 
     if names is None:
         names = checker_names(workload)
     built, results = build_checkers(names)
+    if no_final_reads:
+        results.update({c.name: Result(c.name, Verdict.UNKNOWN, reason=no_final_reads)
+                        for c in built if getattr(c, "needs_final_reads", False)})
+        built = [c for c in built if not getattr(c, "needs_final_reads", False)]
     limit = options.get("time_limit")
     ctx = CheckContext(settings=dict(settings), options=dict(options),
-                       time_limit=float(limit) if isinstance(limit, (int, float)) else None)
+                       time_limit=float(limit) if isinstance(limit, (int, float)) else None, replicas=replicas)
     results.update(compose(*built).check_all(history, ctx))
     ordered = {n: results[n] for n in names if n in results}
     ordered.update({n: r for n, r in results.items() if n not in ordered})
@@ -139,11 +182,14 @@ def infer_workload(history: History) -> str:
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """A stored run read once: its folder (None for a bare ``*.jsonl`` history), spec and history."""
+    """A stored run read once: its folder (None for a bare ``*.jsonl`` history), spec, history,
+    and what the run recorded about itself (``RUN_RECORDED`` keys of its results.json)."""
 
     dir: Path | None
     spec: Mapping[str, Any]
     history: History
+    recorded: Mapping[str, Any] = field(default_factory=dict)
+    replicas: Mapping[str, Any] | None = None   # replicas.json (harness.replica_snapshot), if stored
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:
@@ -151,8 +197,44 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     p = Path(run_dir)
     if p.is_file() and p.suffix == ".jsonl" and p.name != HISTORY:
         return LoadedRun(None, {}, read_history(p))
+    from harness import replica_snapshot
+
     d = resolve_run_dir(run_dir)
-    return LoadedRun(d, read_spec_json(d), read_history(d / HISTORY))
+    try:
+        stored = json.loads((d / RESULTS).read_text())
+    except (OSError, ValueError):   # none yet (a run being checked at its end, or killed), or damaged
+        stored = {}
+    recorded = {k: stored[k] for k in RUN_RECORDED if isinstance(stored, dict) and k in stored}
+    return LoadedRun(d, read_spec_json(d), read_history(d / HISTORY), recorded, replica_snapshot.read(d))
+
+
+def cut_short(run: LoadedRun) -> tuple[str | None, bool]:
+    """Why a stored run did not finish (None: it did, or it is an imported or bare history), and
+    whether it lacks final reads altogether.
+
+    Only a harness run (its spec.json has the run facts) owes final reads; an imported history
+    uses the last-ordinary-read rule documented in docs/checkers.md. How it ended comes from
+    ``run_end`` (``run_error`` in runs older than it); a run that recorded nothing was killed or
+    is still running, and its history's last op says how far it got."""
+    if run.dir is None or "started" not in run.spec:
+        return None, False
+    end = run.recorded.get("run_end") or {}
+    has_finals = any(o.get("final") for o in run.history.client_ops())
+    state = end.get("state") or ("failed" if run.recorded.get("run_error") else None)
+    if state == "completed" or end.get("final_reads_done") or (state is None and has_finals):
+        return None, False   # its data is complete, whatever happened after the final reads
+    if state == "interrupted" or run.recorded.get("run_error") == "interrupted":
+        how = f"run interrupted by {end.get('signal') or 'a signal'}"
+    elif state == "failed":
+        how = f"run failed ({end.get('error') or run.recorded.get('run_error')})"
+    else:
+        how = "the run recorded no end (its harness was killed, or it is still running)"
+    at = end.get("at_s")
+    if at is None and run.history.ops:
+        at = run.history.ops[-1].time / 1e9
+    where = f" at {at:.1f} s" if at is not None else " before its history started"
+    phase = f" (phase: {end['phase']})" if end.get("phase") else ""
+    return f"{'final reads incomplete' if has_finals else 'no final reads'}: {how}{where}{phase}", not has_finals
 
 
 def fault_rows(history: History) -> list[dict[str, Any]]:
@@ -175,11 +257,28 @@ def fault_rows(history: History) -> list[dict[str, Any]]:
 def check_loaded(run: LoadedRun, names: Sequence[str] | None = None) -> dict[str, Any]:
     """Check a loaded run with the checkers its workload names (or ``names``): the results.
 
-    A bare history is checked with the workload guessed from its ops and default settings."""
+    A bare history is checked with the workload guessed from its ops and default settings; a
+    run cut short (:func:`cut_short`) is never valid, and what the run recorded is kept. Of the
+    workload's checkers, those the run's target cannot serve are skipped, each with the reason in
+    ``skipped_checkers`` (:func:`applicable`); checkers named explicitly always run."""
+    from harness.workloads import checker_names
+
     spec = run.spec
     workload = (spec.get("workload") or {}).get("name") or infer_workload(run.history)
-    results = check_history(run.history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names)
+    skipped: dict[str, str] = {}
+    if names is None:
+        names, skipped = applicable(checker_names(workload), spec)
+    why, no_finals = cut_short(run)
+    results = check_history(run.history, workload, spec.get("target") or {}, spec.get("checkers") or {}, names,
+                            no_final_reads=why if no_finals else None, replicas=run.replicas)
+    if skipped:
+        results["skipped_checkers"] = skipped
     results["faults"] = fault_rows(run.history)
+    if why:
+        results["cut_short"] = why
+        if results["verdict"] == "valid":   # what it lacks could hide an anomaly: only invalid is sure
+            results["verdict"] = "unknown"
+    results.update(run.recorded)
     return results
 
 
@@ -188,12 +287,19 @@ def check_run(run_dir: str | Path, names: Sequence[str] | None = None, write: bo
     ``write`` is false or it is a bare ``*.jsonl`` history (e.g. ``histories/examples/``)."""
     run = load_run(run_dir)
     results = check_loaded(run, names)
-    if write and run.dir is not None:
-        write_results(run.dir, results)
-        error = write_report(run.dir, run.history)
-        if error:
-            results["report_error"] = error
+    if write:
+        store_checked(run, results)
     return results
+
+
+def store_checked(run: LoadedRun, results: dict[str, Any]) -> None:
+    """Write a checked run's results.json and report (nothing for a bare history: no folder)."""
+    if run.dir is None:
+        return
+    write_results(run.dir, results)
+    error = write_report(run.dir, run.history)
+    if error:
+        results["report_error"] = error
 
 
 def write_results(run_dir: Path, results: Mapping[str, Any]) -> None:

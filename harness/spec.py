@@ -27,28 +27,14 @@ from harness import limits, plugins
 from harness.errors import UserError
 from harness.limits import MAX_SECONDS, number
 from harness.plugins import DEFAULT_TARGET
+from harness.spec_checkers import checker_table_error
 from targets.adapter import Target, TargetError
 
 BACKENDS = ("local", "docker", "ssh")
 KEY_DISTS = ("uniform", "zipf")
 DEFAULT_NEMESIS: Mapping[str, Any] = {"faults": ["partition"], "interval": 10}
-#: [checkers] options every checker may read; each checker class adds its own (its ``options``).
-CHECKER_OPTIONS = ("time_limit",)
-
-
-def checker_options() -> tuple[str, ...]:
-    """Every known [checkers] option name: the common ones plus what each registered checker declares."""
-    out = dict.fromkeys(CHECKER_OPTIONS)
-    for name in plugins.names("checkers"):
-        try:
-            out.update(dict.fromkeys(getattr(plugins.load("checkers", name, "checker"), "options", ())))
-        except UserError:  # an unloadable checker declares nothing; running it says why (unknown)
-            continue
-    return tuple(out)
-
-
 #: Keys ``spec.json`` stores besides the spec itself (facts about the run, not inputs).
-RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved")
+RUN_FACTS = ("run_dir", "started", "versions", "backend_capabilities", "nemesis_resolved", "target_capabilities")
 
 
 def target_defaults(kind: str = DEFAULT_TARGET, nodes: int = 5) -> dict[str, Any]:
@@ -82,6 +68,8 @@ class WorkloadSpec:
     zipf_s: float = 1.0                 # zipf exponent
     mix: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # f -> weight; {} = workload default
     foreign_reads: float = 0.2          # session: share of reads of other sessions' keys
+    read_after_write: bool = True       # session: each write is followed by a read of its key...
+    think_time: float = 0.0             # session: ...this many seconds after the write completed
 
 
 @dataclass(frozen=True)
@@ -156,7 +144,7 @@ _TOP_BOUNDS: dict[str, tuple[float, float, bool]] = {
 _TABLES = ("target", "workload", "nemesis", "checkers", "docker", "ssh")
 _WORKLOAD_TYPES: dict[str, tuple[type, ...]] = {
     "name": (str,), "keys": (int,), "blind": (bool,), "key_dist": (str,), "zipf_s": (int, float),
-    "mix": (dict,), "foreign_reads": (int, float),
+    "mix": (dict,), "foreign_reads": (int, float), "read_after_write": (bool,), "think_time": (int, float),
 }
 
 
@@ -273,12 +261,8 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     _check_backend_can(s.backend, faults if isinstance(faults, list) else [], bad)
     _check_nemesis(nemesis, bad, None if s.replay_schedule else s)
     checkers = dict(data.get("checkers", {}))
-    known = checker_options()
-    unknown = sorted(set(checkers) - set(known))
-    if unknown:
-        raise bad(f"unknown [checkers] option {unknown[0]!r} (known: {', '.join(known)})")
-    if checkers.get("time_limit") is not None:
-        _num(bad, "checkers.time_limit", checkers["time_limit"], 0, MAX_SECONDS, lo_open=True)
+    if (refused := checker_table_error(checkers)) is not None:
+        raise bad(refused)
     for other in ("docker", "ssh"):
         if data.get(other) and s.backend != other:
             raise bad(f"[{other}] options given but backend is {s.backend!r}")
@@ -375,8 +359,10 @@ def _resolve_workload(given: dict[str, Any], concurrency: int, bad: Any) -> Work
         raise bad(f"workload.key_dist must be one of {', '.join(KEY_DISTS)}, got {w.key_dist!r}")
     _num(bad, "workload.zipf_s", w.zipf_s, 0, limits.MAX_ZIPF_S, lo_open=True)
     _num(bad, "workload.foreign_reads", w.foreign_reads, 0, 1)
-    if w.blind and w.name != "cart":
-        raise bad(f"workload.blind applies to the cart workload only, not {w.name!r}")
+    _num(bad, "workload.think_time", w.think_time, 0, MAX_SECONDS)
+    for name, only in (("blind", "cart"), ("read_after_write", "session"), ("think_time", "session")):
+        if getattr(w, name) != getattr(WorkloadSpec, name) and w.name != only:
+            raise bad(f"workload.{name} applies to the {only} workload only, not {w.name!r}")
     mix = {**kind.mix, **dict(given.get("mix", {}))}
     allowed = set(kind.mix)
     for f, weight in mix.items():

@@ -89,7 +89,7 @@ async def client_worker(i: int, journal: HistoryJournal, workload: Workload,
         req = gen.next(ctx)
         if req is None:
             break
-        next_at = max(next_at + req.delay, loop.time())
+        next_at = loop.time() + req.delay if req.follows else max(next_at + req.delay, loop.time())
         if next_at - t0 >= phase.duration:
             break
         wait = next_at - loop.time()

@@ -16,8 +16,10 @@ Probes measure; nothing is reported without a measurement:
 
 * loss (iptables): many TCP connections across sampled lossy links; a
   connection fails when its SYN or SYN-ACK is dropped, so the expected
-  failure share is ``1 - (1 - P)^2``; the measured share must lie within a
-  5-sigma binomial band of it (and the rules must be listed in the chain).
+  failure share is ``1 - (1 - P)^2`` (``P`` where rules match the sender's
+  cgroup: a SYN-ACK is sent from the listener's request socket, which the
+  cgroup match does not see); the measured share must lie within a 5-sigma
+  binomial band of it (and the rules must be listed in the chain).
 * loss (in-process): many peer requests; the expected rejected share is P.
 * latency: peer requests across sampled links timed before and after; the
   added median must be within ``jitter + 30 ms`` of ``delay``.
@@ -148,7 +150,10 @@ class LinkNemesis:
         if not sample:
             return Probe(False, "every sampled lossy link is also partitioned: loss cannot be measured now")
         if self.loss_mechanism == IPTABLES:
-            expected = 1 - (1 - p) ** 2 if p > 0 else 0.0
+            # a SYN-ACK leaves from the listener's request socket, which iptables' cgroup match does
+            # not see: where rules match the sender's cgroup (local nodes), only the SYN can drop
+            one_way = "node-cgroups" in self.ctx.backend.capabilities
+            expected = p if one_way else 1 - (1 - p) ** 2 if p > 0 else 0.0
             raw = probes.connect_all(self.ctx.backend, self.nodes,
                                      [pair for pair in sample for _ in range(LOSS_ATTEMPTS)], timeout=0.3)
             lost = sum(1 for r in raw if r == "timeout")

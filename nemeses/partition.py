@@ -145,15 +145,17 @@ class PartitionNemesis:
         kept = [(a, b) for a, b in topology.kept_pairs(grudge)]
         want = {p: probes.FLOWS for p in kept} | {p: probes.CUT if expect_cut else probes.FLOWS for p in cut}
         got = self._status(list(want))
+        rounds = 1
         for _ in range(FLOW_RETRIES):  # a lossy link (the link nemesis) may drop one probe of a link that flows
             again = [p for p, w in want.items() if w == probes.FLOWS and got[p][0] != probes.FLOWS]
             if not again:
                 break
+            rounds += 1
             got.update(self._status(again))
         silent = sorted(f"{s}->{r}" for (s, r), (st, _) in got.items() if st == SILENT)
         wrong_cut = [f"{s}->{r}: {got[(s, r)][1]}" for s, r in cut if got[(s, r)][0] not in (want[(s, r)], SILENT)]
         wrong_kept = [f"{a}->{b}: {got[(a, b)][1]}" for a, b in kept if got[(a, b)][0] not in (probes.FLOWS, SILENT)]
-        meas = {"cut_links": len(cut), "kept_links": len(kept),
+        meas = {"cut_links": len(cut), "kept_links": len(kept), "probe_rounds": rounds,
                 "how": "tcp-connect" if self.mechanism == IPTABLES else "peer-request"}
         if silent:
             meas["not_probed_receiver_silent"] = silent

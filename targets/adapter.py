@@ -58,7 +58,10 @@ class AdminError(Exception):
 #: ``cas``               the client has ``cas(key, expected, new) -> bool``: compare-and-set, True when
 #:                       it wrote, False when the compare failed (etcd: a transaction). The
 #:                       cas-register workload needs it.
-CAPABILITIES = ("clock", "transport-faults", "replica-reads", "wipe", "peer-source-address", "cas")
+#: ``replica-snapshot``  NodeAdmin.replica_snapshot shows what one node itself stores for some keys,
+#:                       without coordinating or repairing anything (the convergence checker).
+CAPABILITIES = ("clock", "transport-faults", "replica-reads", "wipe", "peer-source-address", "cas",
+                "replica-snapshot")
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,16 @@ class NodeAdmin(Protocol):
     def peer_probe(self, node: Node, sender: str, timeout: float = 2.0) -> tuple[str, float]:
         """``transport-faults``: a request ``node`` treats as coming from peer ``sender``:
         ("admitted" | "rejected" | "timeout" | "error:...", seconds)."""
+
+    def replica_snapshot(self, node: Node, keys: Sequence[str], timeout: float = 5.0) -> Mapping[str, Any]:
+        """``replica-snapshot``: what ``node`` itself stores for each key, read without coordinating
+        and without repairing anything (asking every node must not change what the next one shows).
+
+        ``{key: {"held": bool, "versions": [id, ...], "values": [...], "tombstones": int,
+        "preference": [node, ...]}}``: ``versions`` are opaque ids of the *live* versions this copy
+        keeps (equal ids, equal versions, across nodes), ``values`` theirs, ``tombstones`` how many
+        deletes it keeps, ``preference`` the nodes that should hold the key (the same from every
+        node). AdminError when the node does not answer."""
 
 
 class Target(Protocol):

@@ -77,13 +77,16 @@ def history_with_a_partition():
 
 
 def test_latency_throughput_and_availability_inside_and_outside_faults():
-    r = PerfChecker().check(history_with_a_partition(), CheckContext())
+    r = PerfChecker().check(history_with_a_partition(), CheckContext(options={"fault_grace_s": 0}))
     assert r.verdict == Verdict.VALID
     # 30 ops; inside [100, 201]: t=100..200 -> 11 ops, 6 of them info
     assert r.counts["ops"] == 30 and r.counts["ok_ops"] == 24 and r.counts["info_ops"] == 6
     assert r.counts["availability"] == pytest.approx(24 / 30)
     assert r.counts["availability_in_faults"] == pytest.approx(5 / 11)
     assert r.counts["availability_outside_faults"] == pytest.approx(1.0)
+    # the default grace (5 s) keeps the rest of this 0.3 s history in the fault: t=100..290 -> 20 ops
+    assert PerfChecker().check(history_with_a_partition(), CheckContext()).counts["availability_in_faults"] == \
+        pytest.approx(14 / 20)
     assert r.counts["p999_latency_ms"] == pytest.approx(2.0)
     assert r.details["latency_ms"]["write:info"]["count"] == 6
     (w,) = r.details["windows"]

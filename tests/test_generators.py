@@ -94,3 +94,42 @@ def test_session_writes_own_keys_with_increasing_values() -> None:
             last[o.key] = o.value
     assert any(o.f == "read" and not o.key.startswith("s2-") for o in ops), "some foreign reads"
     assert len({o.node for o in ops}) > 1, "varying coordinators"
+
+
+def test_a_session_reads_what_it_wrote_at_once_unless_told_otherwise() -> None:
+    ops = ops_of("session", 4, worker=2, count=300)
+    writes = [i for i, o in enumerate(ops[:-1]) if o.f == "write"]
+    assert len(writes) > 50
+    for i in writes:
+        follow = ops[i + 1]
+        assert (follow.f, follow.key, follow.follows, follow.delay) == ("read", ops[i].key, True, 0.0)
+    assert sum(o.follows for o in ops) == len(writes)          # every other op keeps the stagger
+    thinking = ops_of("session", 4, worker=2, count=300, **{"workload.think_time": 0.25})
+    assert {o.delay for o in thinking if o.follows} == {0.25}
+    plain = ops_of("session", 4, worker=2, count=300, **{"workload.read_after_write": False})
+    assert not any(o.follows for o in plain)
+    assert sum(o.f == "read" for o in plain) < sum(o.f == "read" for o in ops)
+
+
+def test_think_time_and_read_after_write_belong_to_the_session_workload() -> None:
+    import pytest
+
+    from harness.errors import UserError
+    with pytest.raises(UserError, match="workload.think_time applies to the session workload only, not 'cart'"):
+        load_spec(None, {"workload.think_time": 0.1})
+    with pytest.raises(UserError, match="workload.think_time must be at least 0 and at most 604800"):
+        load_spec(None, {"workload.name": "session", "workload.think_time": -1})
+    spec = load_spec(None, {"workload.name": "register"})
+    assert load_spec(None, spec.to_json()).workload.think_time == 0.0       # a stored spec.json re-runs
+
+
+def test_cart_deletes_cycle_through_bins_of_their_own_worker() -> None:
+    spec = load_spec(None, {"seed": 3, "workload.mix": {"delete": 1.0, "add": 0.0, "remove": 0.0, "read": 0.0}})
+    wl = build(spec.workload, spec.concurrency, spec.node_names)
+    ops = take(wl.generator(), GenContext(2, worker_rng(3, 2)), 12)
+    assert [(o.f, o.key) for o in ops[:6]] == [("add", "cart-w2-0")] * 3 + [("delete", "cart-w2-0"),
+                                                                            ("read", "cart-w2-0"), ("add", "cart-w2-1")]
+    assert len({o.value for o in ops if o.f == "add"}) == sum(o.f == "add" for o in ops)   # unique items
+    assert wl.final_keys() == [f"cart-{i}" for i in range(10)] + ["cart-w2-0", "cart-w2-1", "cart-w2-2"]
+    plain = build(load_spec(None, {"seed": 3}).workload, 10, spec.node_names)
+    assert not any(o.f == "delete" for o in take(plain.generator(), GenContext(0, worker_rng(3, 0)), 500))

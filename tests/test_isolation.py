@@ -5,8 +5,8 @@ addresses, one run's partition cut the other run's cluster too (seen for real). 
 now runs in a cgroup of its own and the rules match the sending node's processes, so a partition
 touches its own run only: here two runs partition their clusters differently at the same time,
 and each run's probe must find exactly its own cut links cut and its own kept links carrying
-traffic, at once (a kept link cut by the other run's rules holds the probe back until they are
-gone, or fails it).
+traffic at its first probe round (a kept link cut by the other run's rules holds the probe back
+until they are gone, or fails it).
 """
 from __future__ import annotations
 
@@ -51,6 +51,6 @@ def test_two_concurrent_partitioned_runs_touch_only_their_own_cluster(tmp_path: 
         invoked, started = [op for op in ops if op["process"] == "nemesis" and op["f"] == "start-partition"]
         assert started["type"] == "info" and started["probe"]["ok"], started
         assert "kept link(s) carry traffic" in started["probe"]["detail"]
-        # with the other run's rules in its way, the probe retried until they were gone (seen: 5.3 s,
-        # the whole window); on its own, a partition is confirmed within about one probe timeout
-        assert started["time"] - invoked["time"] < 3e9, f"partition confirmed {started['time'] - invoked['time']} ns late"
+        # with the other run's rules in its way, a kept link did not flow and the probe retried until
+        # they were gone (seen: 5.3 s, the whole window); on its own, the first probe round confirms it
+        assert started["probe"]["measurements"]["probe_rounds"] == 1, started["probe"]

@@ -65,10 +65,11 @@ def check(history: History):
 
 
 def expected_verdict(spec: list[dict]) -> Verdict:
-    """The oracle's answer; a history with nothing to check (all failed, info reads) is unknown."""
+    """The oracle's answer; a history with nothing to check (all failed, info reads) is valid, as
+    Knossos has it: the empty linearization explains it."""
     ops = oracle_ops(spec)
     if not ops:
-        return Verdict.UNKNOWN
+        return Verdict.VALID
     return Verdict.VALID if is_linearizable(model_for(spec), ops) else Verdict.INVALID
 
 
@@ -113,7 +114,7 @@ def sequential_runs(draw, max_ops=14, cas=True):
 def test_histories_from_a_sequential_execution_are_linearizable(spec):
     history, _ = build(spec)
     res = check(history)
-    assert res.verdict == (Verdict.VALID if oracle_ops(spec) else Verdict.UNKNOWN), res.reason
+    assert res.verdict == Verdict.VALID, res.reason
 
 
 @SETTINGS

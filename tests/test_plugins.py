@@ -129,3 +129,23 @@ def test_remote_backends_refuse_a_target_their_node_image_lacks() -> None:
     check_target("ssh", DynamoTarget())
     with pytest.raises(UserError, match=r"ssh backend cannot run the etcd target yet: .* etcd-server on the hosts"):
         check_target("ssh", EtcdTarget())
+
+
+def test_an_editable_install_of_another_checkout_falls_back_to_the_builtin_table() -> None:
+    """A git worktree run with PYTHONPATH while the editable install points at another checkout: the
+    installed entry points describe that other code, so this checkout's built-ins must still resolve."""
+    class Dist:
+        def __init__(self, direct_url: str | None) -> None:
+            self.direct_url = direct_url
+
+        def read_text(self, name: str) -> str | None:
+            return self.direct_url if name == "direct_url.json" else None
+
+    here = Path(plugins.__file__).resolve().parents[1]
+    editable = lambda url: Dist(json.dumps({"url": url, "dir_info": {"editable": True}}))  # noqa: E731
+    assert plugins._describes_this_checkout(editable(f"file://{here}"))
+    assert not plugins._describes_this_checkout(editable("file:///somewhere/else"))
+    assert plugins._describes_this_checkout(Dist(None))                       # a plain install
+    assert plugins._describes_this_checkout(Dist(json.dumps({"url": "file:///x", "dir_info": {}})))
+    assert "convergence" in plugins.names("checkers")
+

@@ -20,6 +20,7 @@ import pytest
 from harness.backends import attach
 from harness.history import read_history
 from harness.runner import run_test
+from harness.runs import check_run
 from harness.spec import load_spec
 from tests.test_local_backend import chains, node_pids
 
@@ -98,6 +99,10 @@ def test_sigkill_mid_run_leaves_a_readable_history(tmp_path: Path) -> None:
         attach(run_dir).teardown()  # what `dynharness heal` does: removes the iptables chain left behind
     state = json.loads((run_dir / "cluster.json").read_text())
     assert not state["firewall_chain"] or state["firewall_chain"] not in chains()
+    checked = check_run(run_dir, write=False)    # no final reads, no recorded end: never valid
+    assert checked["verdict"] in ("unknown", "invalid")
+    assert checked["checkers"]["lost-writes"]["verdict"] == "unknown"
+    assert checked["checkers"]["lost-writes"]["reason"].startswith("no final reads: the run recorded no end")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -25,6 +25,17 @@ async def close_all(clients):
         await c.close()
 
 
+def with_clients(cluster, fn):
+    """``fn(clients)`` (a coroutine function) run with a fresh client per node, closed afterwards."""
+    async def go():
+        cs = clients_for(cluster)
+        try:
+            return await fn(cs)
+        finally:
+            await close_all(cs)
+    return asyncio.run(go())
+
+
 def eventually(check, timeout: float = 15.0, every: float = 0.2):
     """Poll ``check()`` until truthy (bounded); return its last value."""
     value = None
@@ -219,16 +230,10 @@ def test_a_replica_that_times_out_is_replaced_by_a_fallback_within_the_request(t
 def test_a_coordinator_with_a_stale_copy_returns_the_newer_one_and_repairs_itself(tmp_path):
     """Digest reads: the coordinator's own (stale) digest differs, so the replicas ship their objects."""
     with local_cluster(3, tmp_path, ae_interval=600, request_timeout=5.0) as c:
-        async def go(fn):
-            cs = clients_for(c)
-            try:
-                return await fn(cs)
-            finally:
-                await close_all(cs)
-        first = asyncio.run(go(lambda cs: cs["n1"].put("st", "v1", w=3)))
+        first = with_clients(c, lambda cs: cs["n1"].put("st", "v1", w=3))
         c.kill("n3")
-        asyncio.run(go(lambda cs: cs["n1"].put("st", "v2", first.context, w=2)))
+        with_clients(c, lambda cs: cs["n1"].put("st", "v2", first.context, w=2))
         c.start("n3")
         assert local(c, "n3", "st")["siblings"] == ["v1"]              # stale, and nothing repaired it yet
-        assert asyncio.run(go(lambda cs: cs["n3"].get("st", r=3))).values == ("v2",)
+        assert with_clients(c, lambda cs: cs["n3"].get("st", r=3)).values == ("v2",)
         assert eventually(lambda: local(c, "n3", "st").get("siblings") == ["v2"])

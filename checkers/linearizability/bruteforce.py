@@ -24,9 +24,14 @@ def is_linearizable(model: Model, ops: Sequence[Operation]) -> bool:
     for k in range(len(maybe) + 1):
         for chosen in itertools.combinations(maybe, k):
             for order in itertools.permutations(must + list(chosen)):
-                if _respects_real_time(order) and _legal(model, order):
+                if is_legal_order(model, order):
                     return True
     return False
+
+
+def is_legal_order(model: Model, order: Sequence[Operation]) -> bool:
+    """True if ``order`` respects real time and the model accepts every op of it in turn."""
+    return _respects_real_time(order) and _legal(model, order)
 
 
 def _respects_real_time(order: Sequence[Operation]) -> bool:

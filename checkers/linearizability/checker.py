@@ -25,11 +25,10 @@ from dataclasses import dataclass, field
 from typing import Any, Hashable, Mapping, Sequence
 
 from checkers.base import Anomaly, CheckContext, Result, Verdict
-from checkers.linearizability.counterexample import Counterexample, shrink
+from checkers.linearizability import choice
+from checkers.linearizability.counterexample import Counterexample, budget_for, shrink
 from checkers.linearizability.model import UNKNOWN, Model, Operation
-from checkers.linearizability.models import CASRegisterModel, RegisterModel
 from checkers.linearizability.search import DEFAULT_MAX_CACHE, INVALID, VALID, SearchOutcome, search
-from harness import plugins
 from harness.errors import UserError
 from harness.history import History
 from harness.ops import FAIL, NEMESIS, OK
@@ -87,6 +86,10 @@ def run_keys(model: Model, ops_by_key: Mapping[Hashable, Sequence[Operation]], *
                 live.pop(key, None)
                 rep.outcome, rep.verdict, rep.reason = out, out.verdict, out.reason
                 rep.steps, rep.cache_peak = out.steps, max(rep.cache_peak, out.cache_peak)
+            except Exception as e:  # noqa: BLE001 - the model is the user's code: name it, in one line
+                for task in tasks.values():
+                    task.close()
+                raise choice.ModelError(f"{choice.describe_error(model, e)} (key {key!r})") from None
             rep.seconds += clock() - t0
             if rep.verdict == INVALID and stop_on_invalid:
                 for other in list(tasks):
@@ -116,7 +119,9 @@ def check_operations(model: Model, ops: Sequence[Operation], time_limit: float =
     deadline = time.monotonic() + time_limit
     rep = run_keys(model, {None: ops}, deadline=deadline, max_cache=max_cache)[None]
     if rep.verdict == INVALID and counterexample:
-        rep.counterexample = shrink(model, rep.ops, deadline=max(deadline, time.monotonic() + 1.0))
+        per_search, total = budget_for(rep.steps)
+        rep.counterexample = shrink(model, rep.ops, deadline=max(deadline, time.monotonic() + 1.0),
+                                    step_budget=per_search, total_steps=total)
     return Verdict(rep.verdict), key_details(model, rep, lambda op: op.id, with_linearization=True)
 
 
@@ -187,19 +192,27 @@ def _option(ctx: CheckContext, name: str, default: Any) -> Any:
 
 
 class LinearizabilityChecker:
-    """Checker ``linearizable``: each key of a register history against a register model.
+    """Checker ``linearizable``: each key of a history against a model (register, cas-register, kv, yours).
 
-    Options (``CheckContext.options``): ``linearizable_model`` (``auto`` |
-    ``register`` | ``cas-register``), ``linearizable_time_limit`` (seconds;
-    ``CheckContext.time_limit`` wins when set), ``linearizable_max_cache``
-    (cached pairs over all live searches), ``linearizable_stop_on_invalid``
-    (default true), ``linearizable_counterexample_time`` (seconds for
-    shrinking each invalid key's counterexample).
+    Options (``CheckContext.options``): ``linearizable_model`` (``auto`` | a registered name
+    such as ``register``, ``cas-register``, ``kv`` | ``package.module:Class``; see
+    ``choice.py``), ``linearizable_model_initial`` (the model's initial value),
+    ``linearizable_time_limit`` (seconds; ``CheckContext.time_limit`` wins when set),
+    ``linearizable_max_cache`` (cached pairs over all live searches),
+    ``linearizable_stop_on_invalid`` (default true), ``linearizable_counterexample_time``
+    (seconds at most for shrinking the invalid keys' counterexamples; each key's shrinking
+    also has a step budget proportional to its search, ``counterexample.budget_for``).
+
+    A history whose ops of the model's kinds all failed (or were indeterminate reads) is
+    valid: nothing happened, and the empty linearization explains that (Knossos and
+    Porcupine say the same). One with no op of the model's kinds at all is unknown: nothing
+    was checked, which usually means the wrong model.
     """
 
     name = "linearizable"
-    options = ("linearizable_time_limit", "linearizable_model", "linearizable_max_cache",
-               "linearizable_stop_on_invalid", "linearizable_counterexample_time")  # the [checkers] spec options it reads
+    options = ("linearizable_time_limit", "linearizable_model", "linearizable_model_initial",
+               "linearizable_max_cache", "linearizable_stop_on_invalid",
+               "linearizable_counterexample_time")  # the [checkers] spec options it reads
 
     def __init__(self, model: Model | None = None):
         self.model = model
@@ -207,18 +220,24 @@ class LinearizabilityChecker:
     def _model(self, history: History, ctx: CheckContext) -> Model:
         if self.model is not None:
             return self.model
-        name = _option(ctx, "linearizable_model", "auto")
-        if name == "auto":
-            has_cas = any(o.f == "cas" and o.process != NEMESIS for o in history.ops)
-            return CASRegisterModel() if has_cas else RegisterModel()
-        if not isinstance(name, str):
-            raise UserError(f"linearizable_model must be auto or a model name, got {name!r}")
-        return plugins.load("models", name, "linearizable_model")()  # dynharness.models entry points
+        return choice.build(_option(ctx, "linearizable_model", "auto"), history,
+                            ctx.options.get("linearizable_model_initial", choice.NO_INITIAL))
 
     def check(self, history: History, ctx: CheckContext) -> Result:
-        """Verdict over all keys: any invalid key -> invalid, else any unknown -> unknown."""
+        """Verdict over all keys: any invalid key -> invalid, else any unknown -> unknown.
+
+        A model that raises gives ``unknown`` with ``details.model_error`` (one line): ``check``
+        turns that into exit 3, and a run keeps its other checkers' verdicts."""
         t_start = time.monotonic()
         model = self._model(history, ctx)
+        try:
+            return self._check(history, ctx, model, t_start)
+        except choice.ModelError as e:
+            return Result(self.name, Verdict.UNKNOWN, {"linearizable": "unknown"}, (),
+                          {"model": getattr(model, "name", "?"), "model_error": str(e)}, str(e),
+                          time.monotonic() - t_start)
+
+    def _check(self, history: History, ctx: CheckContext, model: Model, t_start: float) -> Result:
         limit = float(ctx.time_limit or _option(ctx, "linearizable_time_limit", DEFAULT_TIME_LIMIT))
         if limit <= 0:
             raise UserError(f"linearizable_time_limit must be positive, got {limit}")
@@ -229,9 +248,14 @@ class LinearizabilityChecker:
         deadline = t_start + limit
         reports = run_keys(model, by_key, deadline=deadline, max_cache=max_cache, stop_on_invalid=stop)
         invalid = [r for r in reports.values() if r.verdict == INVALID]
-        shrink_until = time.monotonic() + cx_time   # one budget for all invalid keys, first come first served
+        shrink_until = time.monotonic() + cx_time   # one wall budget for all invalid keys, first come first served
         for rep in invalid:
-            rep.counterexample = shrink(model, rep.ops, deadline=shrink_until)
+            per_search, total = budget_for(rep.steps)
+            try:
+                rep.counterexample = shrink(model, rep.ops, deadline=shrink_until, step_budget=per_search,
+                                            total_steps=total)
+            except Exception as e:  # noqa: BLE001 - the model raised while shrinking: the user's code
+                raise choice.ModelError(f"{choice.describe_error(model, e)} (key {rep.key!r})") from None
 
         def show(op: Operation) -> dict[str, Any]:
             inv, comp = pairs[op.id]
@@ -241,9 +265,10 @@ class LinearizabilityChecker:
 
         key_info = {str(k): key_details(model, r, show) for k, r in reports.items()}
         anomalies = tuple(self._anomaly(model, r, show) for r in invalid)
-        verdicts = [Verdict(r.verdict) for r in reports.values()]
-        verdict = Verdict.merge(verdicts)   # no keys at all: unknown (nothing was checked)
         tally = Counter(r.verdict for r in reports.values())
+        nothing_done = not reports and op_counts["ops_ignored"] == 0 and (
+            op_counts["ops_failed_dropped"] + op_counts["info_reads_dropped"] > 0)
+        verdict = Verdict.VALID if nothing_done else Verdict.merge([Verdict(r.verdict) for r in reports.values()])
         worst = max(reports.values(), key=lambda r: r.seconds, default=None)
         counts = {"linearizable": verdict.value, "keys": len(reports), "keys_valid": tally[VALID],
                   "keys_invalid": tally[INVALID], "keys_unknown": tally["unknown"],
@@ -259,8 +284,14 @@ class LinearizabilityChecker:
             "keys": key_info,
         }
         reason = None
-        if not reports:
+        if nothing_done:
+            reason = (f"nothing to check: every {'/'.join(sorted(model.fs))} op failed or was an indeterminate "
+                      "read, and the empty linearization explains that")
+        elif not reports:
             reason = f"no {'/'.join(sorted(model.fs))} ops to check"
+            if op_counts["ops_ignored"]:
+                fs = sorted({o.f for o in history.client_ops()} - set(model.fs))
+                reason += f" (the history's ops are {', '.join(fs[:6])}: another model?)"
         elif invalid:
             reason = "; ".join(a.description for a in anomalies[:3])
         elif tally["unknown"]:
@@ -270,12 +301,19 @@ class LinearizabilityChecker:
 
     @staticmethod
     def _anomaly(model: Model, rep: KeyReport, show: Any) -> Anomaly:
+        """The search's own evidence first (no extra work), then the shrunk set of ops that proves it."""
         cx = rep.counterexample
         assert cx is not None
         shown = [show(rep.ops[i]) for i in cx.ops]
         steps = ", ".join(f"{s['op']} [{s['invoke']}..{s['complete']}]" for s in shown)
         indexes = tuple(i for s in shown for i in (s["invoke"], s["complete"]) if i is not None)
-        text = (f"key {rep.key!r}: {len(shown)} acknowledged op(s) cannot be linearized, even with every "
+        out = rep.outcome
+        first = ""
+        if out is not None and out.blocked is not None:
+            b = show(rep.ops[out.blocked])
+            first = (f"{b['op']} [{b['invoke']}..{b['complete']}] cannot follow the longest linearizable prefix "
+                     f"({len(out.longest)} op(s), state {model.describe_state(out.longest_state)}); ")
+        text = (f"key {rep.key!r}: {first}{len(shown)} acknowledged op(s) cannot be linearized, even with every "
                 f"other op up to index {_show_index(cx.scope_end)} as may-or-may-not-have-happened"
-                f"{'' if cx.minimal else ' (shrinking stopped early)'}: {steps}")
+                f"{'' if cx.minimal else ' (shrinking stopped at its budget)'}: {steps}")
         return Anomaly("non-linearizable", text, indexes, None if rep.key is None else str(rep.key))

@@ -48,20 +48,35 @@ def _relaxed(op: Operation) -> Operation:
     return Operation(op.input, UNKNOWN, op.call, math.inf, op.id)
 
 
+def budget_for(decision_steps: int) -> tuple[int, int]:
+    """(steps per search, steps in all) for shrinking a key whose search took ``decision_steps``.
+
+    Proportional to what deciding cost, so a counterexample found in 4 ms is shrunk in tens
+    of ms, not in the seconds a fixed budget let it take: relaxing ok ops to indeterminate
+    ones makes each trial search harder than the decision, and an unbounded trial is where
+    the time went."""
+    return 5_000 + 4 * decision_steps, 50_000 + 20 * decision_steps
+
+
 def shrink(model: Model, ops: Sequence[Operation], *, deadline: float,
-           step_budget: int = 200_000) -> Counterexample:
-    """A few ok ops of ``ops`` (known non-linearizable) that prove it (see the module docstring)."""
+           step_budget: int = 200_000, total_steps: int | None = None) -> Counterexample:
+    """A few ok ops of ``ops`` (known non-linearizable) that prove it (see the module docstring).
+
+    Stops at ``deadline`` or once the trial searches took ``total_steps`` (then ``minimal``
+    is false and the ops kept so far are the answer)."""
     t0 = time.monotonic()
     checks = 0
+    spent = 0
     out_of_time = undecided = False
 
     def nonlinearizable(subset: list[Operation]) -> bool:
-        nonlocal checks, out_of_time, undecided
-        if out_of_time or time.monotonic() >= deadline:
+        nonlocal checks, out_of_time, undecided, spent
+        if out_of_time or time.monotonic() >= deadline or (total_steps is not None and spent >= total_steps):
             out_of_time = True
             return False
         checks += 1
         out = run(model, subset, max_steps=step_budget)
+        spent += out.steps
         if out.verdict not in ("valid", "invalid"):
             undecided = True
         return out.verdict == INVALID

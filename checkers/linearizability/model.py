@@ -18,7 +18,13 @@ read); an Operation replaces an op with one that is equivalent given the
 history (e.g. a timed-out write whose unique value a read returned must have
 happened before that read returned). Both are sound and spare the search
 exponential work. And ``is_pure(input)``: true for ops that never change
-the state (reads), which the search tries first and commits to.
+the state (reads), which the search tries first and commits to. And
+``precedes(ops) -> {(i, j), ...}``: pairs of ok ops (positions) such that
+``i`` comes before ``j`` in *every* linearization, read off the history (the
+kv model reads the order of appends off the gets' strings); the search never
+tries ``j`` before ``i``. A wrong pair makes a valid history look invalid, so
+a model should claim only what its outputs prove (``tests/test_kv_model.py``
+checks the kv model's claims against every legal order).
 
 A whole new model is about twenty lines; see ``docs/linearizability.md``.
 """

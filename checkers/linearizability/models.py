@@ -15,15 +15,18 @@ from checkers.linearizability.model import UNKNOWN, Operation
 
 
 class RegisterModel:
-    """A read/write register that starts absent (``None``)."""
+    """A read/write register that starts at ``initial``: absent (``None``), as a fresh key in a store."""
 
     name = "register"
     fs = frozenset({"read", "write"})
     pure_fs = frozenset({"read"})
 
+    def __init__(self, initial: Any = None):
+        self.initial = initial
+
     def init(self) -> Any:
-        """Absent before the first write, as a fresh key in the store."""
-        return None
+        """The value before the first write (``--set model.initial=0`` for a register that starts at 0)."""
+        return self.initial
 
     def step(self, state: Any, input: tuple[str, Any], output: Any) -> tuple[bool, Any]:
         """A write always succeeds; a read must return the current value."""
@@ -63,8 +66,8 @@ class RegisterModel:
                 writers[v] = writers.get(v, 0) + 1
             if not op.indeterminate:
                 seen = op.output if f == "read" else _expected(op) if f == "cas" else _NOTHING
-                # (None is the initial state: seeing it proves no write happened)
-                if seen is not _NOTHING and seen is not None and type(seen) is not tuple:
+                # (seeing the initial value proves no write happened)
+                if seen is not _NOTHING and seen != self.initial and type(seen) is not tuple:
                     first_seen[seen] = min(first_seen.get(seen, math.inf), op.ret)
         out: dict[int, Operation | None] = {}
         observed = {op.output for op in ops if op.input[0] == "read" and not op.indeterminate}

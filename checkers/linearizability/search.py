@@ -123,7 +123,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
     # only the earliest-returning need be tried: in any linearization starting with another one
     # the two can swap places. dom[o] = bits of same-kind ops called and returned before o; o is
     # skipped while any of them is not linearized (being called before o, it is available too).
-    dom = _dominators(ops, cls, call_entry, ret_entry)
+    dom = _dominators(ops, cls, call_entry, ret_entry, getattr(model, "precedes", None))
     dead = size                          # a pseudo entry: "this node has failed, backtrack"
     op_of.append(-1)
     closes.append(-1)
@@ -281,8 +281,10 @@ def _replay(model: Model, ops: Sequence[Operation], order: Sequence[int]) -> Any
     return state
 
 
-def _dominators(ops: Sequence[Operation], cls: list[int], call_entry: list[int], ret_entry: list[int]) -> list[int]:
-    """For each ok op, the bitset (ok-op bit positions) of alike ops called and returned before it."""
+def _dominators(ops: Sequence[Operation], cls: list[int], call_entry: list[int], ret_entry: list[int],
+                precedes: Any = None) -> list[int]:
+    """For each ok op, the bitset (ok-op bit positions) of ops it must wait for: alike ops called and
+    returned before it, and the ok ops the model's optional ``precedes`` hook puts before it."""
     n = len(ops)
     dom = [0] * n
     groups: dict[Any, list[int]] = {}
@@ -295,6 +297,9 @@ def _dominators(ops: Sequence[Operation], cls: list[int], call_entry: list[int],
                     groups.setdefault((op.input, op.output), []).append(i)
                 except TypeError:        # unhashable: no symmetry for it
                     pass
+    for i, j in (precedes(ops) if precedes is not None else ()):
+        if i in ok_bit and j in ok_bit and i != j:
+            dom[j] |= ok_bit[i]
     for members in groups.values():
         if len(members) < 2:
             continue

@@ -3,22 +3,23 @@
 A campaign file (TOML, ``docs/campaigns.md``) expands into *cells*; each cell
 is a set of dotted spec overrides plus the expectations that must hold for
 it. Cells run one after another, each in its own child process
-(``python -m harness.campaign --run-cell``) so a per-cell time limit can stop
-it (SIGTERM: the runner heals and tears down on that path) and a cell that
-crashes cannot take the campaign down. Every cell's run is stored as usual
-under ``histories/<campaign>.<cell>/``; the campaign folder
-``histories/campaigns/<name>/<ts>/`` holds ``campaign.json`` (definition +
-per-cell outcome, rewritten after every cell, so an interrupted campaign
-keeps its finished cells and ``--resume`` continues it), ``summary.md``,
-``junit.xml`` and ``index.html``.
+(``python -m harness.campaign --run-cell``, a session of its own) so a
+per-cell time limit can stop it (SIGTERM: the runner heals and tears down on
+that path; after a grace the process group is killed and the campaign tears
+the cluster down) and a cell that crashes cannot take the campaign down.
+Every cell's run is stored as usual under ``histories/<campaign>.<cell>/``;
+the campaign folder ``histories/campaigns/<name>/<ts>/`` holds
+``campaign.json`` (definition + per-cell outcome, rewritten after every cell,
+so an interrupted campaign keeps its finished cells and ``--resume``
+continues it), ``summary.md``, ``junit.xml`` and ``index.html``.
 """
 
 from harness.campaign.definition import (AXES, BUILTIN_DIR, CampaignDef, Cell, cell_specs, cell_spec, load_campaign,
                                          parse_campaign, validate_cells)
 from harness.campaign.running import (FINISHED, CampaignRun, CellResult, CellRunner, SubprocessCellRunner,
-                                      finish_cell, new_campaign_dir, run_campaign, stop_on_sigterm)
+                                      finish_cell, new_campaign_dir, run_campaign)
 
 __all__ = ["AXES", "BUILTIN_DIR", "CampaignDef", "Cell", "cell_specs", "cell_spec", "load_campaign", "parse_campaign",
            "validate_cells",
            "FINISHED", "CampaignRun", "CellResult", "CellRunner", "SubprocessCellRunner", "finish_cell",
-           "new_campaign_dir", "run_campaign", "stop_on_sigterm"]
+           "new_campaign_dir", "run_campaign"]

@@ -18,6 +18,7 @@ from harness.campaign.definition import CampaignDef, Cell, cell_spec
 from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.expectations import Expectation, cell_metrics, evaluate, parse_expectations
 from harness.limits import json_loads
+from harness.signals import INTERRUPTED_EXIT, raise_pending, shielded, signal_name, stop_on_signals
 
 #: Cell states: pending -> running -> done | error | timeout | interrupted.
 FINISHED = ("done", "error", "timeout")
@@ -33,6 +34,7 @@ class CellResult:
     exit_code: int | None = None
     seconds: float | None = None
     error: str | None = None
+    killed: bool = False            # still running after SIGTERM + grace: SIGKILLed (see SubprocessCellRunner)
     metrics: dict[str, Any] = field(default_factory=dict)
     expectations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -61,7 +63,13 @@ def _newest_run(histories: Path, test_name: str, after: float) -> str | None:
 
 @dataclass
 class SubprocessCellRunner:
-    """Run each cell through ``harness.runner.run_test`` in a child process, under its time limit."""
+    """Run each cell through ``harness.runner.run_test`` in a child process, under its time limit.
+
+    The child is a session of its own: at the time limit, or when the campaign is stopped, it
+    alone gets SIGTERM (its in-flight iptables or docker commands must finish: they are part
+    of its cleanup), heals and tears down; after ``grace`` seconds its whole process group is
+    killed and, since that cleanup never finished, the cluster its run recorded is torn down
+    from ``cluster.json`` here (``killed`` and the error say so)."""
 
     histories: Path = Path("histories")
     grace: float = 60.0   # seconds between SIGTERM at the time limit and SIGKILL
@@ -73,57 +81,74 @@ class SubprocessCellRunner:
         job = {"spec_path": defn.spec_path, "overrides": {**cell.overrides, "histories": str(self.histories)}, "out": str(out)}
         t0 = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "harness.campaign", "--run-cell", json.dumps(job)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        state = "done"
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                text=True, start_new_session=True)
+        state, killed = "done", False
         try:
             _, err = proc.communicate(timeout=cell.time_limit)
         except subprocess.TimeoutExpired:
             state = "timeout"
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, err = proc.communicate(timeout=self.grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, err = proc.communicate()
-        except KeyboardInterrupt:  # Ctrl-C reached the child too; SIGTERM to us alone is passed on
-            if _terminated:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.communicate(timeout=self.grace)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            killed, err = self._stop(proc)
+        except KeyboardInterrupt:  # the campaign was stopped (harness.signals): so is its cell
+            killed, _ = self._stop(proc)
+            out.unlink(missing_ok=True)
+            if killed:
+                _teardown_left(self._run_dir_of(None, cell, t0))
             raise
-        res = CellResult(state=state, seconds=round(time.time() - t0, 1))
+        res = CellResult(state=state, seconds=round(time.time() - t0, 1), killed=killed)
         if out.is_file():
             done = json.loads(out.read_text())
             out.unlink()
             res.run_dir, res.verdict, res.exit_code, res.error = (done.get("run_dir"), done.get("verdict"),
                                                                     done.get("exit_code"), done.get("error"))
-        if not res.run_dir:  # stopped before run_test returned: find the run folder it made
-            res.run_dir = _newest_run(self.histories, str(cell.overrides.get("name")), t0)
-        if res.run_dir:
-            res.run_dir = str(Path(res.run_dir).resolve())   # campaign.json must work from any cwd
+        res.run_dir = self._run_dir_of(res.run_dir, cell, t0)
         if state == "timeout":
             res.error = f"time limit of {cell.time_limit:g} s reached; stopped with SIGTERM"
+            if killed:
+                res.error += (f"; still running {self.grace:g} s later, so killed (SIGKILL): "
+                              f"{_teardown_left(res.run_dir)}")
         elif res.error or res.exit_code in (None, 3) or proc.returncode not in (0, 1, 2):
             res.state = "error"
             lines = [ln for ln in (err or "").strip().splitlines() if ln.strip()]
             res.error = res.error or (lines[-1] if lines else f"cell process exited {proc.returncode}")
+        raise_pending()   # the campaign was told to stop while this cell was being stopped
         return res
 
+    def _stop(self, proc: subprocess.Popen[str]) -> tuple[bool, str]:
+        """SIGTERM the cell, wait ``grace`` (not interruptible), then SIGKILL its process group.
 
-_terminated = False
+        Returns (killed, its stderr)."""
+        with shielded():
+            try:
+                proc.send_signal(signal.SIGTERM)
+                return False, proc.communicate(timeout=self.grace)[1] or ""
+            except subprocess.TimeoutExpired:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                return True, proc.communicate()[1] or ""
+
+    def _run_dir_of(self, found: str | None, cell: Cell, t0: float) -> str | None:
+        """The cell's run folder, absolute (campaign.json must work from any cwd): the one the
+        child reported, else (stopped before run_test returned) the newest of its test since t0."""
+        found = found or _newest_run(self.histories, str(cell.overrides.get("name")), t0)
+        return str(Path(found).resolve()) if found else None
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM stop a campaign like Ctrl-C (cells kept, running cell healed), passing it to the cell."""
-
-    def handler(signum: int, frame: Any) -> None:
-        global _terminated
-        _terminated = True
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
+def _teardown_left(run_dir: str | None) -> str:
+    """Tear down the cluster a killed cell left (its nodes, iptables chain, containers): what happened."""
+    state = Path(run_dir) / "cluster.json" if run_dir else None
+    if state is None or not state.is_file():
+        return "no cluster was set up"
+    try:
+        if json.loads(state.read_text()).get("stopped"):
+            return "its cluster was already torn down"
+        from harness.backends import attach
+        attach(state).teardown()
+    except Exception as e:  # noqa: BLE001 - said in the cell's result, never lost
+        return f"tearing down its cluster failed ({type(e).__name__}: {e}); run: dynharness heal --teardown {run_dir}"
+    return "its cluster was torn down by the campaign"
 
 
 def _run_cell_child(job_json: str) -> int:
@@ -131,17 +156,18 @@ def _run_cell_child(job_json: str) -> int:
     job = json.loads(job_json)
     out: dict[str, Any] = {}
     try:
-        from harness.runner import run_test
+        with stop_on_signals():
+            from harness.runner import run_test
 
-        outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False)
+            outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False)
         out = {"run_dir": str(outcome.run_dir), "verdict": getattr(outcome.verdict, "value", outcome.verdict),
                "exit_code": outcome.exit_code, "error": getattr(outcome, "error", None)}
     except ONE_LINE_ERRORS as e:
         out = {"error": str(e), "exit_code": 3}
-    except KeyboardInterrupt:
-        out = {"error": "interrupted", "exit_code": 130}
+    except KeyboardInterrupt as e:
+        out = {"error": f"interrupted by {signal_name(e)}", "exit_code": INTERRUPTED_EXIT}
     Path(job["out"]).write_text(json.dumps(out))
-    return 0
+    return 0 if "run_dir" in out else out["exit_code"]
 
 
 def finish_cell(cell: Cell, res: CellResult) -> CellResult:
@@ -191,7 +217,7 @@ class CampaignRun:
     def exit_code(self) -> int:
         """130 interrupted, 3 a cell could not run, 1 an expectation broke, else 0."""
         if self.interrupted:
-            return 130
+            return INTERRUPTED_EXIT
         if any(r.state in ("error", "timeout") or (r.state == "pending" and (not self.only or cid in self.only))
                for cid, r in self.cells.items()):
             return 3

@@ -14,11 +14,13 @@ import sys
 from typing import Sequence
 
 from harness.errors import ONE_LINE_ERRORS
+from harness.signals import INTERRUPTED_EXIT, signal_name
 
 #: Subcommand modules, in the order ``--help`` lists them.
 COMMANDS = ("run", "check", "ls", "heal", "image", "cluster", "campaign", "report", "serve", "import_edn")
 
-EPILOG = """exit codes: 0 valid, 1 anomalies found, 2 unknown, 3 the run failed or bad input, 130 interrupted.
+EPILOG = """exit codes: 0 valid, 1 anomalies found, 2 unknown, 3 the run failed or bad input,
+  130 interrupted (SIGINT, SIGTERM or SIGHUP: faults healed and cluster torn down first).
 examples:
   dynharness run                                  # 30 s demo: 5 local nodes, N=3 R=2 W=2, cart, partitions
   dynharness run --spec examples/riak-lww.toml    # a test spec file (every field is also a flag)
@@ -67,9 +69,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ONE_LINE_ERRORS as e:
         sys.stderr.write(f"dynharness: error: {one_line(str(e))}\n")
         return e.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("dynharness: interrupted\n")
-        return 130
+    except KeyboardInterrupt as e:   # SIGINT, SIGTERM or SIGHUP (harness.signals): cleanup is done by now
+        sys.stderr.write(f"dynharness: interrupted by {signal_name(e)}\n")
+        return INTERRUPTED_EXIT
     except BrokenPipeError:
         return 0
 

@@ -1,8 +1,9 @@
 """``dynharness campaign``: run a matrix of tests (or a CI fault suite) with a live table.
 
 Exit codes: 0 every expectation holds, 1 an expectation broke (each is
-printed), 3 a cell could not run or bad input, 130 interrupted (finished
-cells are kept; ``--resume DIR`` continues).
+printed), 3 a cell could not run or bad input, 130 interrupted by SIGINT,
+SIGTERM or SIGHUP (the running cell is healed, finished cells are kept;
+``--resume DIR`` continues).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UserError
+from harness.signals import stop_on_signals
 
 STATE_STYLE = {"pending": "dim", "running": "bold cyan", "done": "green", "error": "bold red", "timeout": "bold red",
                "interrupted": "yellow"}
@@ -52,7 +54,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     """Run (or resume, or list) a campaign and return its exit code."""
     from rich.console import Console
 
-    from harness.campaign import CampaignRun, load_campaign, run_campaign, stop_on_sigterm, validate_cells
+    from harness.campaign import CampaignRun, load_campaign, validate_cells
     from harness.runs import histories_root
 
     histories = histories_root(args.histories)
@@ -75,7 +77,16 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(defn, only, console)
     validate_cells(defn, only)
-    stop_on_sigterm()
+    with stop_on_signals():   # SIGINT, SIGTERM, SIGHUP: the running cell is stopped and healed, finished cells kept
+        return _run_live(defn, args, histories, resume, only, console)
+
+
+def _run_live(defn: Any, args: argparse.Namespace, histories: Path, resume: Any, only: Any, console: Any) -> int:
+    """Run the campaign with the live table (or plain lines) and report its outcome."""
+    from rich.console import Console
+
+    from harness.campaign import run_campaign
+
     state: dict[str, Any] = {"running": None, "since": time.monotonic(), "camp": None}
 
     def on_update(camp: Any, running: str | None) -> None:
@@ -167,7 +178,8 @@ def register(sub: Any) -> None:
                               "  dynharness campaign --builtin ci-smoke --junit test-artifacts/ci-smoke.xml\n"
                               "  dynharness campaign my-matrix.toml --dry-run\n"
                               "  dynharness campaign --resume histories/campaigns/nrw-matrix/20260101T120000\n"
-                              "exit codes: 0 expectations hold, 1 an expectation broke, 3 a cell failed to run, 130 interrupted",
+                              "exit codes: 0 expectations hold, 1 an expectation broke, 3 a cell failed to run,\n"
+                              "  130 interrupted (SIGINT, SIGTERM or SIGHUP)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", nargs="?", help="campaign TOML file")
     p.add_argument("--builtin", metavar="NAME", help="a built-in campaign: riak-2013, nrw-matrix, ci-smoke")

@@ -1,9 +1,10 @@
 """``dynharness import-edn history.edn OUT_DIR``: turn a Jepsen history into ours.
 
 Writes ``OUT_DIR/history.jsonl`` (mapping in ``checkers/jepsen_edn.py`` and
-``docs/checkers.md``), so ``dynharness check OUT_DIR`` runs our checkers on a
-history recorded by a Jepsen test. Refuses what cannot be mapped, naming the
-line and the reason.
+``docs/checkers.md``) and ``OUT_DIR/import.json`` (where it came from, how its
+times were read), so ``dynharness check OUT_DIR`` runs the checkers its ops call
+for (``harness.imported``). Refuses what cannot be mapped in one line naming the
+op and the reason.
 """
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from harness.errors import UserError
 
 
 def cmd_import_edn(args: argparse.Namespace) -> int:
-    from checkers.jepsen_edn import read_edn_history
+    from checkers.jepsen_edn import import_edn
     from harness.history import write_history
+    from harness.imported import write_import
 
-    history = read_edn_history(args.edn, independent=args.independent)
+    imp = import_edn(args.edn, independent=args.independent)
+    history = imp.history
     out = Path(args.out_dir)
     target = out / "history.jsonl"
     if target.exists() and not args.force:
@@ -26,10 +29,13 @@ def cmd_import_edn(args: argparse.Namespace) -> int:
     try:
         out.mkdir(parents=True, exist_ok=True)
         write_history(target, history.ops)
+        write_import(out, imp.provenance(str(args.edn)))
     except OSError as e:
         raise UserError(f"{out}: cannot write: {e.strerror or e}") from None
     nemesis = sum(1 for o in history.ops if o.is_nemesis)
     print(f"imported {len(history)} ops ({len(history) - nemesis} client, {nemesis} nemesis) -> {target}")
+    for note in imp.notes():
+        print(f"note: {note}")
     print(f"check it with: dynharness check {out}")
     return 0
 
@@ -40,7 +46,8 @@ def register(sub: Any) -> None:
                        epilog="example: dynharness import-edn store/latest/history.edn imported/ && dynharness check imported/")
     p.add_argument("edn", metavar="HISTORY_EDN", help="a Jepsen history.edn file")
     p.add_argument("out_dir", metavar="OUT_DIR", help="folder to write history.jsonl into")
-    p.add_argument("--independent", action="store_true",
-                   help="client values are Jepsen independent [key value] tuples: split them into key and value")
+    p.add_argument("--independent", action=argparse.BooleanOptionalAction, default=None,
+                   help="client values are Jepsen independent [key value] tuples: split them into key and value "
+                        "(default: recognised from the ops)")
     p.add_argument("--force", action="store_true", help="overwrite an existing history.jsonl")
     p.set_defaults(func=cmd_import_edn)

@@ -20,6 +20,7 @@ from harness.errors import UserError
 from harness.history import History, read_history
 from harness.limits import json_loads
 from harness.ops import NEMESIS, Op
+from harness.reports.linear_view import linear_views
 from harness.reports.render import render_page
 
 OUTCOMES = ("ok", "fail", "info", "open")
@@ -167,6 +168,7 @@ def build_run_model(run_dir: str | Path, history: History | None = None) -> dict
                      "divergent": divergent, "reads": total_reads,
                      "over_time": _sibling_timelines((results or {}).get("checkers", {}).get("siblings", {}).get("details", {}))},
         "staleness": _curves((results or {}).get("checkers", {}).get("staleness", {}).get("details", {})),
+        "linear_views": linear_views(results or {}),
         "history_ops": len(history.ops),
     }
 

@@ -80,4 +80,4 @@ def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -
 
 
 KIND = WorkloadKind("register", build, {"write": 1.0, "read": 1.0},
-                    ("linearizable", "staleness", "siblings", "perf"))
+                    ("linearizable", "staleness", "siblings", "perf", "convergence"))

@@ -7,6 +7,15 @@ Session ``s`` (the worker id, recorded as the ``session`` field) owns keys
 own keys or, with probability ``foreign_reads``, to another session's. Every
 op picks its coordinator at random, so read-your-writes and monotonic reads
 are tested across nodes. A read records the sorted sibling values.
+
+With ``read_after_write`` (the default) every write is followed by a read of
+the same key ``think_time`` seconds (default 0) after the write completed,
+through another random coordinator: the read races the write's replication,
+so a coordinator that acknowledges before W replicas stored the write, or a
+read that returns one replica's reply instead of the merge, breaks
+read-your-writes without any fault. (With the stagger alone the next op came
+~50 ms later, after replication on loopback had finished, and such bugs
+passed.)
 """
 from __future__ import annotations
 
@@ -55,7 +64,21 @@ class SessionWorkload:
                 owner = ctx.rng.choice([s for s in range(self.concurrency) if s != ctx.worker])
             return OpRequest("read", session_key(owner, keys.choose(ctx.rng)), node=ctx.rng.choice(nodes))
 
-        return weighted(self.spec.mix, {"write": FnGen(write), "read": FnGen(read)})
+        mix = weighted(self.spec.mix, {"write": FnGen(write), "read": FnGen(read)})
+        if not self.spec.read_after_write:
+            return mix
+
+        def next_op(ctx: GenContext) -> OpRequest | None:
+            written = ctx.state.pop("session:follow", None)
+            if written is not None:
+                return OpRequest("read", written, node=ctx.rng.choice(nodes), delay=self.spec.think_time,
+                                 follows=True)
+            op = mix.next(ctx)
+            if op is not None and op.f == "write":
+                ctx.state["session:follow"] = op.key
+            return op
+
+        return FnGen(next_op)
 
     async def execute(self, client: "TargetClient", req: OpRequest, session: dict[str, Any]) -> Completion:
         assert req.key is not None
@@ -84,4 +107,4 @@ def build(spec: "WorkloadSpec", concurrency: int, node_names: tuple[str, ...]) -
 
 
 KIND = WorkloadKind("session", build, {"write": 1.0, "read": 2.0},
-                    ("session", "staleness", "siblings", "perf"))
+                    ("session", "staleness", "siblings", "perf", "convergence"))

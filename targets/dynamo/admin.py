@@ -5,7 +5,8 @@ Nemeses and backends call these from worker threads and exit paths, so this uses
 endpoints are the node's own (``targets/dynamo/server.py``): ``/admin/health`` answers through
 the node's event loop (a paused node completes TCP handshakes in the kernel but never answers),
 ``/admin/clock`` is the node's ``time.time()`` (the clock libfaketime skews), ``/admin/faults``
-holds the node's one set of in-process transport faults, and ``/internal/get`` with the
+holds the node's one set of in-process transport faults, ``/admin/replicas`` reads the node's own
+stored copies of keys (``targets/dynamo/replicas.py``: no coordination, no read repair), and ``/internal/get`` with the
 ``X-Dynamo-From`` header is a read-only peer request the node's transport admits, drops or
 delays exactly as it would a real peer message.
 """
@@ -15,10 +16,13 @@ import http.client
 import json
 import socket
 import time
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from targets.adapter import AdminError, Node
 from targets.dynamo.transport import SENDER_HEADER
+
+#: Keys per ``/admin/replicas`` request (the node refuses more than its own ``MAX_KEYS``).
+REPLICAS_BATCH = 500
 
 #: A read-only node-to-node endpoint: the transport admits (or drops, or delays) the request
 #: before the handler reads a key nobody writes (targets/dynamo/server.py ``internal``).
@@ -101,3 +105,17 @@ class DynamoAdmin:
             return f"error:{e}", time.monotonic() - t0
         took = time.monotonic() - t0
         return ("admitted" if status < 300 else "rejected" if status == 503 else f"error:HTTP {status}"), took
+
+    def replica_snapshot(self, node: Node, keys: Sequence[str], timeout: float = 5.0) -> Mapping[str, Any]:
+        """``replica-snapshot``: ``{key: copy}`` as ``node`` itself stores each key (see
+        ``targets.adapter.NodeAdmin.replica_snapshot``), in batches of :data:`REPLICAS_BATCH`."""
+        keys = list(keys)
+        out: dict[str, Any] = {}
+        for start in range(0, len(keys), REPLICAS_BATCH):
+            answer = call(node, "POST", "/admin/replicas", {"keys": keys[start:start + REPLICAS_BATCH]},
+                          timeout=timeout)
+            got = answer.get("keys") if isinstance(answer, dict) else None
+            if not isinstance(got, dict):
+                raise AdminError(f"{node.name} /admin/replicas answered {str(answer)[:200]}")
+            out.update(got)
+        return out

@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
         with local_cluster(args.nodes, args.dir, port=args.port or None, **settings) as cluster:
             for info in cluster.nodes.values():
                 print(f"{info.name} {info.url} data={info.data_dir} log={cluster.logs[info.name]}", flush=True)
-            print("cluster up; Ctrl-C stops it", flush=True)
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-            try:
+            try:  # from the "cluster up" line on: whoever reads it may press Ctrl-C at once
+                print("cluster up; Ctrl-C stops it", flush=True)
                 while all(cluster.is_running(n) for n in cluster.nodes):
                     time.sleep(0.5)
                 print("a node exited; stopping the cluster", file=sys.stderr)

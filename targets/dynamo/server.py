@@ -41,6 +41,7 @@ from targets.dynamo.peer_api import (
     internal,
     reply,
 )
+from targets.dynamo.replicas import admin_replicas
 from targets.dynamo.storage import Storage
 from targets.dynamo.transport import Faults, FrameWriter, Transport
 
@@ -328,6 +329,7 @@ def build_router(state: NodeState) -> tuple[Router, dict[str, Any]]:
         r.add("GET", path, handled(fn))
     for method in ("GET", "POST", "DELETE"):
         r.add(method, "/admin/faults", handled(admin_faults))
+    r.add("POST", "/admin/replicas", handled(admin_replicas))
     for path, ifn in INTERNAL_ROUTES.items():
         r.add("POST", path, internal(ifn))
     return r, {"state": state}

@@ -25,9 +25,10 @@ class DynamoTarget:
 
     name = "dynamo"
     #: the node reports its own clock, holds in-process transport faults, reads every replica at
-    #: r=N, a wiped node is refilled, and peer connections are bound to the node's own address
-    #: (docs/contracts.md section 1)
-    capabilities = frozenset({"clock", "transport-faults", "replica-reads", "wipe", "peer-source-address"})
+    #: r=N, a wiped node is refilled, peer connections are bound to the node's own address, and
+    #: each node shows its own stored copies (``/admin/replicas``; docs/contracts.md section 1)
+    capabilities = frozenset({"clock", "transport-faults", "replica-reads", "wipe", "peer-source-address",
+                              "replica-snapshot"})
     admin = DynamoAdmin()
     ports_per_node = 1                      # clients and peers share one port (server.ConnectionSniffer)
     node_packages = ("targets",)
