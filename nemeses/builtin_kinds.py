@@ -9,6 +9,8 @@ values, so a stored schedule replays without the seed.
 * ``crash`` / ``wipe``: SIGKILL (and delete the data) of the chosen nodes; ``start`` brings them back.
 * ``pause``: SIGSTOP / SIGCONT.
 * ``loss`` / ``latency``: lossy or slow links from the chosen nodes (in-process transport).
+* ``power-loss``: SIGKILL of the chosen nodes and the loss of whatever their disks never fsynced
+  (a lazy file system under each data dir, local backend); ``power-on`` brings them back.
 
 Partition and link parts share one :class:`~nemeses.transport_faults.TransportFaultBook` (the
 ``shared`` dict of a run's build), so their in-process faults merge per node instead of
@@ -27,6 +29,7 @@ from nemeses.fault_kind import FaultKind
 from nemeses.link import LinkNemesis
 from nemeses.partition import PartitionNemesis
 from nemeses.pause import PauseNemesis
+from nemeses.power import PowerLossNemesis
 from nemeses.schedule import NemesisSpec, resolve_targets
 from nemeses.transport_faults import TransportFaultBook
 
@@ -76,6 +79,12 @@ def _draw_latency(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -
             NemesisOp("stop-link", {"kind": "latency"}))
 
 
+def _draw_power(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+    picked = resolve_targets(spec.targets, nodes, rng)
+    torn = bool(spec.options.get("power-loss", {}).get("torn", False))
+    return NemesisOp("power-off", {"nodes": picked, "torn": torn}), NemesisOp("power-on", {"nodes": picked})
+
+
 def _crash_part(kinds: frozenset[str], shared: dict[str, Any]) -> CrashNemesis:
     return CrashNemesis(wipe="wipe" in kinds)
 
@@ -99,3 +108,7 @@ LOSS = FaultKind("loss", "start-link", "stop-link", "link", _link_part, _draw_lo
 LATENCY = FaultKind("latency", "start-link", "stop-link", "link", _link_part, _draw_latency,
                     target_needs={"transport-faults": "has no in-process transport delay (and tc netem is not "
                                                       "used between nodes)"})
+POWER_LOSS = FaultKind("power-loss", "power-off", "power-on", "power", lambda kinds, shared: PowerLossNemesis(),
+                       _draw_power, process=True, restarts=True, options={"torn": False},
+                       backend_needs={"lazy-disks": "cannot put the nodes' data dirs on a lazy file system "
+                                                    "(FUSE; the local backend can)"})

@@ -138,8 +138,8 @@ def register(sub: Any) -> None:
     g.add_argument("--key-dist", choices=("uniform", "zipf"), help="key distribution (default uniform)")
     g.add_argument("--blind", action="store_true", help="cart: add without reading first")
     g = p.add_argument_group("nemesis")
-    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency, "
-                                                          "a nemesis plugin's, or none")
+    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency,"
+                                                          "power-loss, a nemesis plugin's, or none")
     g.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default 10)")
     g.add_argument("--partition", metavar="TOPOLOGY", help="partition topology (default random-halves)")
     g.add_argument("--allow-unscheduled", action="store_true",
