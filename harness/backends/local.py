@@ -85,6 +85,24 @@ def iptables_usable() -> bool:
         return False
 
 
+def node_cgroups_usable() -> bool:
+    """Whether a local run on this host would get the ``node-cgroups`` capability (root, iptables,
+    a writable cgroup2 hierarchy and iptables' cgroup match, probed for real in a throw-away chain):
+    what ``setup`` would find, asked before any run starts (``harness.campaign.host_share``)."""
+    if not iptables_usable():
+        return False
+    chain = f"DH-{secrets.token_hex(4)}"
+    if subprocess.run(["iptables", "-w", "5", "-N", chain], capture_output=True, timeout=15).returncode != 0:
+        return False
+    try:
+        paths = node_cgroups.create(chain, ["probe"], chain)
+        if paths:
+            node_cgroups.remove(paths)
+        return bool(paths)
+    finally:
+        subprocess.run(["iptables", "-w", "5", "-X", chain], capture_output=True, timeout=15)
+
+
 def _set_pdeathsig() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 

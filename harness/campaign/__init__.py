@@ -12,14 +12,19 @@ the campaign folder ``histories/campaigns/<name>/<ts>/`` holds
 ``campaign.json`` (definition + per-cell outcome, rewritten after every cell,
 so an interrupted campaign keeps its finished cells and ``--resume``
 continues it), ``summary.md``, ``junit.xml`` and ``index.html``.
+
+Side by side: ``run_campaign(..., pool=...)`` hands the cells to a CellPool
+(``dask_pool``: a local Dask cluster for ``--jobs K``, or the user's for
+``--scheduler``; ``dask_worker`` is a cell as a Dask task; ``host_share``
+keeps local cells from disturbing each other on a host without node cgroups).
 """
 
 from harness.campaign.definition import (AXES, BUILTIN_DIR, CampaignDef, Cell, cell_specs, cell_spec, load_campaign,
                                          parse_campaign, validate_cells)
-from harness.campaign.running import (FINISHED, CampaignRun, CellResult, CellRunner, SubprocessCellRunner,
-                                      finish_cell, new_campaign_dir, run_campaign)
+from harness.campaign.running import (FINISHED, CampaignRun, CellPool, CellResult, CellRunner, CellWatch,
+                                      SubprocessCellRunner, finish_cell, new_campaign_dir, record_cell, run_campaign)
 
 __all__ = ["AXES", "BUILTIN_DIR", "CampaignDef", "Cell", "cell_specs", "cell_spec", "load_campaign", "parse_campaign",
            "validate_cells",
-           "FINISHED", "CampaignRun", "CellResult", "CellRunner", "SubprocessCellRunner", "finish_cell",
-           "new_campaign_dir", "run_campaign"]
+           "FINISHED", "CampaignRun", "CellPool", "CellResult", "CellRunner", "CellWatch", "SubprocessCellRunner",
+           "finish_cell", "new_campaign_dir", "record_cell", "run_campaign"]
