@@ -1,7 +1,7 @@
 """Campaign cells side by side on a local Dask cluster (``--jobs``): same verdicts as one at a
 time, a killed worker costs only its cell, Ctrl-C heals and ``--resume`` finishes; bad
-``--jobs`` and ``--scheduler`` values and a scheduler that does not answer are one line and
-exit 3.
+``--jobs``, ``--scheduler`` and ``--shard`` values and a scheduler that does not answer are one
+line and exit 3.
 
 Short real cells on purpose (3 nodes, 3-4 s of load): the point is the path — a cell's child
 process started by a Dask worker, its run stored in this host's histories, results recorded
@@ -134,6 +134,9 @@ def test_ctrl_c_heals_running_cells_and_resume_with_jobs_finishes(tmp_path):
     (["--jobs", "0"], "--jobs must be at least 1"),
     (["--scheduler", "localhost"], "tcp://HOST:8786"),
     (["--shared-histories"], "--shared-histories is for --scheduler"),
+    (["--shard", "3/2"], "i must be between 1 and n"),
+    (["--shard", "4/3"], "i must be between 1 and n"),
+    (["--shard", "1/2", "--cell", "lww-311"], "--shard picks the cells itself"),
 ])
 def test_bad_parallel_flags_are_one_line_exit_3(tmp_path, capsys, argv, words):
     from harness.cli import main

@@ -17,6 +17,7 @@ Side by side: ``run_campaign(..., pool=...)`` hands the cells to a CellPool
 (``dask_pool``: a local Dask cluster for ``--jobs K``, or the user's for
 ``--scheduler``; ``dask_worker`` is a cell as a Dask task; ``host_share``
 keeps local cells from disturbing each other on a host without node cgroups).
+``shards`` splits a campaign for a CI matrix and merges the folders back.
 """
 
 from harness.campaign.definition import (AXES, BUILTIN_DIR, CampaignDef, Cell, cell_specs, cell_spec, load_campaign,

@@ -257,6 +257,7 @@ class CampaignRun:
     finished: str | None = None
     interrupted: bool = False
     only: tuple[str, ...] = ()   # --cell: the cells this invocation was asked to run (others may stay pending)
+    shard: tuple[int, int] | None = None   # --shard i/n: this folder holds shard i of n (harness.campaign.shards)
 
     def broken(self) -> list[tuple[str, dict[str, Any]]]:
         """(cell id, expectation outcome) for every broken expectation."""
@@ -275,6 +276,7 @@ class CampaignRun:
         """campaign.json: the definition, where it is written, and every cell's result."""
         return {"format": 1, "definition": self.defn.to_json(), "dir": str(self.dir), "started": self.started,
                 "finished": self.finished, "interrupted": self.interrupted,
+                "shard": list(self.shard) if self.shard else None,
                 "cells": {cid: r.to_json() for cid, r in self.cells.items()}}
 
     def save(self) -> None:
@@ -307,7 +309,9 @@ class CampaignRun:
             raise UserError(f"{d}/campaign.json is damaged: {e}") from None
         for c in defn.cells:
             cells.setdefault(c.id, CellResult())
-        return CampaignRun(defn, d, cells, obj.get("started", ""), obj.get("finished"), obj.get("interrupted", False))
+        shard = obj.get("shard")
+        return CampaignRun(defn, d, cells, obj.get("started", ""), obj.get("finished"), obj.get("interrupted", False),
+                           shard=(int(shard[0]), int(shard[1])) if shard else None)
 
 
 def new_campaign_dir(histories: Path, name: str) -> Path:
@@ -342,13 +346,15 @@ def record_cell(camp: CampaignRun, cell: Cell, res: CellResult, notify: Notify) 
 def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | None = None,
                  resume: CampaignRun | None = None,
                  on_update: Notify | None = None,
-                 only: Sequence[str] | None = None, pool: CellPool | None = None) -> CampaignRun:
+                 only: Sequence[str] | None = None, pool: CellPool | None = None,
+                 shard: tuple[int, int] | None = None) -> CampaignRun:
     """Run every unfinished cell in order, saving after each; Ctrl-C keeps what finished.
 
     ``on_update(run, running_cell_id)`` is called before and after each cell
     (the live table). With ``resume``, cells already ``done`` are kept and the
     others (pending, interrupted, error, timeout) run again. With ``pool`` the cells run
-    side by side there (same results, same saving after each).
+    side by side there (same results, same saving after each); ``shard`` is recorded
+    in campaign.json for ``campaign merge`` (``only`` then names the shard's cells).
     """
     runner = runner or SubprocessCellRunner(histories)
     if resume is None:
@@ -358,6 +364,7 @@ def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | Non
         camp = resume
         camp.interrupted, camp.finished = False, None
     camp.only = tuple(only or ())
+    camp.shard = shard or camp.shard
     camp.save()
     notify = on_update or (lambda _c, _r: None)
     todo = [c for c in camp.defn.cells if camp.cells[c.id].state != "done" and not (only and c.id not in only)]

@@ -6,7 +6,9 @@ SIGTERM or SIGHUP (the running cell is healed, finished cells are kept;
 ``--resume DIR`` continues).
 
 ``--jobs K`` / ``--scheduler URL`` run cells side by side on Dask
-(``harness.campaign.dask_pool``; Dask is imported only then).
+(``harness.campaign.dask_pool``; Dask is imported only then), ``--shard i/n``
+runs a part for a CI matrix and ``campaign merge DIR...`` joins the parts
+(``harness.campaign.shards``).
 """
 from __future__ import annotations
 
@@ -64,13 +66,19 @@ def live_table(camp: Any, running: str | None, since: float, started: Mapping[st
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
-    """Run (or resume, or list) a campaign and return its exit code."""
+    """Run (or resume, or list, or merge) a campaign and return its exit code."""
     from rich.console import Console
 
     from harness.campaign import CampaignRun, load_campaign, validate_cells
     from harness.runs import histories_root
 
-    files = [args.file] if args.file else []
+    files = list(args.file or [])
+    if files[:1] == ["merge"]:
+        return cmd_merge(files[1:], args)
+    if args.out:
+        raise UserError("--out is for: dynharness campaign merge DIR... --out DIR")
+    if len(files) > 1:
+        raise UserError(f"give one campaign FILE, not {len(files)} (to join shard folders: dynharness campaign merge DIR...)")
     histories = histories_root(args.histories)
     resume = None
     if args.resume:
@@ -87,6 +95,7 @@ def cmd_campaign(args: argparse.Namespace) -> int:
         unknown = sorted(set(only) - {c.id for c in defn.cells})
         if unknown:
             raise UserError(f"no cell {unknown[0]!r} in campaign {defn.name} (cells: {', '.join(c.id for c in defn.cells)})")
+    shard, only = _shard(args, defn, resume, only)
     jobs, scheduler = _parallel(args)
     console = Console()
     if args.dry_run:
@@ -94,13 +103,27 @@ def cmd_campaign(args: argparse.Namespace) -> int:
     validate_cells(defn, only)
     with stop_on_signals():   # SIGINT, SIGTERM, SIGHUP: the running cells are stopped and healed, finished cells kept
         if jobs is None and scheduler is None:
-            return _run_live(defn, args, histories, resume, only, console)
+            return _run_live(defn, args, histories, resume, only, console, shard=shard)
         from harness.campaign.dask_pool import DaskPool
 
         _say_host_sharing(defn, only, console, jobs, scheduler)
         with DaskPool.open(jobs=jobs, scheduler=scheduler, histories=histories,
                            shared_histories=args.shared_histories) as pool:
-            return _run_live(defn, args, histories, resume, only, console, pool=pool)
+            return _run_live(defn, args, histories, resume, only, console, shard=shard, pool=pool)
+
+
+def _shard(args: argparse.Namespace, defn: Any, resume: Any, only: list[str] | None) -> tuple[Any, Any]:
+    """(shard, the cells to run) from --shard, or from a resumed shard folder."""
+    from harness.campaign.shards import parse_shard, shard_cells
+
+    if args.shard is not None:
+        if only or resume:
+            raise UserError("--shard picks the cells itself: do not also give --cell or --resume")
+        i, n = parse_shard(args.shard, len(defn.cells))
+        return (i, n), shard_cells(defn, i, n)
+    if resume is not None and resume.shard and not only:
+        return resume.shard, shard_cells(defn, *resume.shard)
+    return None, only
 
 
 def _parallel(args: argparse.Namespace) -> tuple[int | None, str | None]:
@@ -136,7 +159,7 @@ def _say_host_sharing(defn: Any, only: Any, console: Any, jobs: int | None, sche
 
 
 def _run_live(defn: Any, args: argparse.Namespace, histories: Path, resume: Any, only: Any, console: Any,
-              pool: Any = None) -> int:
+              shard: Any = None, pool: Any = None) -> int:
     """Run the campaign with the live table (or plain lines) and report its outcome."""
     from rich.console import Console
 
@@ -162,7 +185,7 @@ def _run_live(defn: Any, args: argparse.Namespace, histories: Path, resume: Any,
     live_on = console.is_terminal and not args.no_live
     if not console.is_terminal:
         console = Console(width=max(console.width, 240))  # CI logs: keep the summary table on one line per cell
-    kwargs = dict(histories=histories, resume=resume, on_update=on_update, only=only, pool=pool)
+    kwargs = dict(histories=histories, resume=resume, on_update=on_update, only=only, pool=pool, shard=shard)
     if live_on:
         from rich.live import Live
 
@@ -172,6 +195,24 @@ def _run_live(defn: Any, args: argparse.Namespace, histories: Path, resume: Any,
     else:
         camp = run_campaign(defn, **kwargs)
         console.print(live_table(camp, None, time.monotonic()))
+    return report_outcome(camp, args, console)
+
+
+def cmd_merge(dirs: list[str], args: argparse.Namespace) -> int:
+    """``campaign merge DIR... [--out DIR]``: one campaign folder from shard folders, its table and exit code."""
+    from rich.console import Console
+
+    from harness.campaign.shards import merge_campaigns
+    from harness.runs import histories_root
+
+    if args.builtin or args.resume or args.cell or args.shard or args.jobs or args.scheduler or args.dry_run:
+        raise UserError("campaign merge takes campaign folders and --out, --histories, --junit, --markdown only")
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=max(console.width, 240))
+    camp = merge_campaigns(dirs, histories=histories_root(args.histories), out=args.out,
+                           say=lambda m: console.print(f"note: {m}", soft_wrap=True))
+    console.print(live_table(camp, None, time.monotonic()))
     return report_outcome(camp, args, console)
 
 
@@ -228,7 +269,7 @@ def report_outcome(camp: Any, args: argparse.Namespace, console: Any) -> int:
 
 
 def register(sub: Any) -> None:
-    """Add the ``campaign`` subcommand."""
+    """Add the ``campaign`` subcommand (``campaign merge DIR...`` included)."""
     p = sub.add_parser("campaign", help="run a matrix of tests / a CI fault suite",
                        description="Run every cell of a campaign (TOML matrix of N/R/W, modes, workloads, faults), "
                                    "store each run, and write histories/campaigns/<name>/<time>/ with campaign.json, "
@@ -239,10 +280,12 @@ def register(sub: Any) -> None:
                               "  dynharness campaign --resume histories/campaigns/nrw-matrix/20260101T120000\n"
                               "  dynharness campaign --builtin nrw-matrix --jobs 2          # 2 cells at once (local Dask)\n"
                               "  dynharness campaign my-matrix.toml --scheduler tcp://HOST:8786    # your Dask cluster\n"
+                              "  dynharness campaign my-matrix.toml --shard 2/4              # CI matrix job 2 of 4\n"
+                              "  dynharness campaign merge shards/*/campaigns/my-matrix/*   # one folder, one exit code\n"
                               "exit codes: 0 expectations hold, 1 an expectation broke, 3 a cell failed to run,\n"
                               "  130 interrupted (SIGINT, SIGTERM or SIGHUP)",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("file", nargs="?", help="campaign TOML file")
+    p.add_argument("file", nargs="*", metavar="FILE", help="campaign TOML file; or: merge DIR... (join shard folders)")
     p.add_argument("--builtin", metavar="NAME", help="a built-in campaign: riak-2013, nrw-matrix, ci-smoke")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted campaign folder (re-runs unfinished cells)")
     p.add_argument("--cell", action="append", metavar="ID", help="run only this cell (repeatable)")
@@ -258,4 +301,8 @@ def register(sub: Any) -> None:
     p.add_argument("--shared-histories", action="store_true",
                    help="with --scheduler: every worker writes to this same histories folder (a shared path), "
                         "so runs are not shipped back as tarballs")
+    p.add_argument("--shard", metavar="I/N", help="run only shard I of N (every N-th cell), for CI matrices; "
+                                                  "join the folders with: campaign merge")
+    p.add_argument("--out", metavar="DIR", help="campaign merge: the merged campaign folder "
+                                                "(default histories/campaigns/<name>/<time>)")
     p.set_defaults(func=cmd_campaign)
