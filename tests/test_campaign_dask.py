@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.campaign import SubprocessCellRunner, parse_campaign, run_campaign
+from harness.campaign import SubprocessCellRunner, load_campaign, parse_campaign, run_campaign
 from tests.test_campaign_e2e import _leftover_processes, two_register_cells
 
 pytest.importorskip("distributed")
@@ -128,6 +128,33 @@ def test_ctrl_c_heals_running_cells_and_resume_with_jobs_finishes(tmp_path):
     cells = json.loads((camp_dir / "campaign.json").read_text())["cells"]
     assert [c["state"] for c in cells.values()] == ["done", "done"]
     assert not _leftover_processes(tmp_path)
+
+
+@pytest.mark.cluster
+def test_cells_sent_to_a_scheduler_come_back_as_run_folders(tmp_path, monkeypatch):
+    """--scheduler: the worker runs the cell in a folder of its own and ships it back (the
+    scheduler here is a LocalCluster's on 127.0.0.1, reached only by its address)."""
+    from distributed import LocalCluster
+
+    from harness.campaign.dask_pool import DaskPool
+
+    monkeypatch.delenv("DYNHARNESS_HISTORIES", raising=False)
+    spec = tmp_path / "base.toml"
+    spec.write_text("nodes = 3\nduration = 3\nrate = 37\nconcurrency = 3\nrecovery = 1\n[target]\nfsync = \"never\"\n")
+    (tmp_path / "c.toml").write_text('name = "far"\nspec = "base.toml"\ntime_limit = 120\n[[cell]]\nid = "cart"\n'
+                                     'workload = "cart"\nmode = "vclock"\nnemesis = "none"\nexpect = ["lost_writes == 0"]\n')
+    defn = load_campaign(tmp_path / "c.toml")
+    here = tmp_path / "here"
+    with LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as cluster:
+        with DaskPool.open(jobs=None, scheduler=cluster.scheduler_address, histories=here) as pool:
+            assert pool.ship and pool.slots() == 1
+            camp = run_campaign(defn, histories=here, pool=pool, runner=SubprocessCellRunner(here))
+    r = camp.cells["cart"]
+    assert r.state == "done" and r.expectations[0]["ok"], (r.state, r.error)
+    run = Path(r.run_dir)
+    assert run.parent == here / "far.cart" and (run / "history.jsonl").is_file() and (run / "report.html").is_file()
+    assert json.loads((run / "spec.json").read_text())["rate"] == 37   # the base spec file went along
+    assert not list((here / ".").glob(".incoming-*")) and not _leftover_processes(tmp_path)
 
 
 @pytest.mark.parametrize("argv, words", [

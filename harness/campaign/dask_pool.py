@@ -63,6 +63,7 @@ class DaskPool:
     ship: bool = False               # workers on other hosts: runs come back as tarballs
     local: bool = True               # the workers run on this host (LocalCluster)
     started: dict[str, dict[str, Any]] = field(default_factory=dict)   # cell id -> its worker's "started"/"pid" events
+    recorded: set[str] = field(default_factory=set)   # cells whose task came back (a late event must not revive them)
 
     @classmethod
     @contextmanager
@@ -115,6 +116,7 @@ class DaskPool:
         from harness.campaign.dask_worker import run_cell_task
 
         topic = f"dynharness-{secrets.token_hex(4)}"
+        self.started, self.recorded = {}, set()
         stop = Event(f"{topic}-stop", client=self.client)
         events: queue.SimpleQueue[dict[str, Any]] = queue.SimpleQueue()
         self.client.subscribe_topic(topic, lambda ev: events.put(ev[1]))
@@ -153,7 +155,7 @@ class DaskPool:
             if cid not in camp.cells:
                 continue
             self.started.setdefault(cid, {"t0": time.time()}).update(ev)
-            if ev.get("event") == "started":
+            if ev.get("event") == "started" and cid not in self.recorded:
                 camp.cells[cid] = CellResult(state="running", worker=ev.get("on"))
                 camp.save()
                 notify(camp, cid)
@@ -162,6 +164,7 @@ class DaskPool:
         """Record what a finished task says (or why it failed) for its cell."""
         from distributed import Variable
 
+        self.recorded.add(cell.id)
         try:
             Variable(fut.key, client=self.client).delete()   # the task's re-run mark (its key, see run_cells)
         except Exception:  # noqa: BLE001 - only tidying the scheduler
