@@ -2,7 +2,7 @@
 
 A campaign file (TOML, ``docs/campaigns.md``) expands into *cells*; each cell
 is a set of dotted spec overrides plus the expectations that must hold for
-it. Cells run one after another, each in its own child process
+it. Cells run one after another (or side by side: below), each in its own child process
 (``python -m harness.campaign --run-cell``, a session of its own) so a
 per-cell time limit can stop it (SIGTERM: the runner heals and tears down on
 that path; after a grace the process group is killed and the campaign tears
