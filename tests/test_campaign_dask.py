@@ -66,11 +66,13 @@ def test_jobs_2_gives_the_serial_verdicts_and_records_the_workers(tmp_path, monk
 
 
 @pytest.mark.cluster
-def test_a_killed_worker_makes_its_cell_an_error_and_the_others_run(tmp_path, monkeypatch):
+def test_a_killed_worker_makes_its_cell_an_error_and_the_others_run_within_their_limits(tmp_path, monkeypatch):
     from harness.campaign.dask_pool import DaskPool
 
     monkeypatch.setenv("DYNHARNESS_HISTORIES", str(tmp_path))
     cells = [{"id": "long", "workload": "cart", "mode": "vclock", "nemesis": "none", "set": {"duration": 60}},
+             {"id": "limited", "workload": "cart", "mode": "vclock", "nemesis": "none", "set": {"duration": 60},
+              "time_limit": 8},
              *CELLS[::2]]
     defn = parse_campaign({"name": "kill", "time_limit": 120, "base": BASE, "cell": cells})
     killed: list[int] = []
@@ -89,6 +91,8 @@ def test_a_killed_worker_makes_its_cell_an_error_and_the_others_run(tmp_path, mo
     assert "died mid-cell" in long.error and "stopped on SIGTERM" in long.error, long.error
     assert long.seconds is None or long.seconds < 60
     assert all(camp.cells[c].state == "done" for c in ("cart", "register")), _outcome(camp)
+    limited = camp.cells["limited"]   # the time limit holds on a worker too
+    assert limited.state == "timeout" and "time limit of 8 s" in limited.error and not limited.killed
     assert camp.exit_code() == 3
     assert not _leftover_processes(tmp_path)
 
