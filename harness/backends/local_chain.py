@@ -11,6 +11,7 @@ import secrets
 import shutil
 import subprocess
 
+from harness.backends import node_cgroups
 from harness.errors import UserError
 
 
@@ -48,3 +49,22 @@ def remove(chain: str) -> None:
     """Flush, unhook (from INPUT and OUTPUT) and delete a run's chain; quiet when parts are gone."""
     for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
         subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
+
+
+def node_cgroups_usable() -> bool:
+    """Whether a local run on this host would get the ``node-cgroups`` capability (root, iptables,
+    a writable cgroup2 hierarchy and iptables' cgroup match, probed for real in a throw-away chain):
+    what the local backend's setup would find, asked before any run starts
+    (``harness.campaign.host_share``)."""
+    if not iptables_usable():
+        return False
+    chain = f"DH-{secrets.token_hex(4)}"
+    if subprocess.run(["iptables", "-w", "5", "-N", chain], capture_output=True, timeout=15).returncode != 0:
+        return False
+    try:
+        paths = node_cgroups.create(chain, ["probe"], chain)
+        if paths:
+            node_cgroups.remove(paths)
+        return bool(paths)
+    finally:
+        subprocess.run(["iptables", "-w", "5", "-X", chain], capture_output=True, timeout=15)
