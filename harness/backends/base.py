@@ -49,9 +49,11 @@ class ClusterConfig:
 #: store itself can take (in-process transport faults, a clock to probe) is the target's:
 #: ``targets.adapter.CAPABILITIES``.
 #: ``shared-host``: every node shares one host's network (the local backend's loopback addresses).
+#: ``node-cgroups``: (local) every node runs in a cgroup of its own and drop rules match the sender's
+#: processes (``harness.backends.node_cgroups``), so any store's nodes, and only this run's, are cut.
 #: ``power-loss``: the nodes' data dirs are lazy disks (set up when ``ClusterConfig.extra["features"]``
 #: names ``lazy-disks``), and ``backend.power_loss(node, torn)`` drops what a down node never fsynced.
-CAPABILITIES = ("signals", "iptables", "faketime", "wipe", "shared-host", "power-loss")
+CAPABILITIES = ("signals", "iptables", "faketime", "wipe", "shared-host", "node-cgroups", "power-loss")
 
 
 @runtime_checkable

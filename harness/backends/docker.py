@@ -53,7 +53,8 @@ class DockerBackend:
         self.keep, self.reuse = opts["keep"], opts["reuse"]   # keep: create a kept cluster (cluster up)
         self.port, self.timeout, self.health_timeout = opts["port"], opts["timeout"], opts["health_timeout"]
         # every container has its own network namespace and address: not a shared host
-        self.capabilities = frozenset(CAPABILITIES) - {"shared-host"}
+        # each container has its own network (no shared host, no cgroups needed); no lazy disks here
+        self.capabilities = frozenset(CAPABILITIES) - {"shared-host", "node-cgroups", "power-loss"}
         self.target: Target | None = None
         self._client = None
         self._name: str | None = None
