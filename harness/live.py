@@ -96,8 +96,9 @@ class LiveDisplay:
             return "?"
         shown = []
         for name in sorted(faults):
-            how = faults[name].get("mechanism") if isinstance(faults[name], dict) else None
-            shown.append(f"{name} ({how})" if how else name)
+            held = faults[name] if isinstance(faults[name], dict) else {}
+            about = ", ".join(str(x) for x in (held.get("what"), held.get("mechanism")) if x)
+            shown.append(f"{name} ({about})" if about else name)
         return ", ".join(shown) or "none"
 
     def line(self) -> str:

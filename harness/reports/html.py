@@ -55,8 +55,9 @@ def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
     """Fault windows in ms for the page, from ``checkers.fault_windows`` (the perf checker's own windows).
 
     Each carries a short kind (partition, clock, crash, pause, link, wipe), when
-    it was requested, in effect (``start``) and confirmed by its probe, what the
-    nemesis reported it did and how, and ``failed`` for a fault whose
+    it was requested, in effect (``start``) and confirmed by its probe, what it did to whom
+    (``detail``: nodes, sides, offsets, rates, from the fault kind's ``describe``; ``raw`` keeps
+    the nemesis's own report for a tooltip) and how, and ``failed`` for a fault whose
     completion was ``fail`` (refused, or its probe found no effect): the page
     marks that attempt instead of shading a window that never was.
     """
@@ -69,12 +70,13 @@ def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
     for w in windows_of(history):
         comp = completion.get(w.open_index)
         done = comp.value if comp is not None and comp.value is not None else w.value
-        detail = (comp.error if comp is not None and w.failed and comp.error else None) or _short(done)
+        detail = ((comp.error if comp is not None and w.failed and comp.error else None)
+                  or fault_kind.describe_op(w.kind, w.value, done, kinds))
         kind = fault_kind.window_name(w.kind, kinds)
         out.append({"kind": kind, "f": w.kind, "start": w.start / 1e6, "end": min(w.end / 1e6, end_ms) if w.end else end_ms,
                     "requested": w.requested / 1e6 if w.requested is not None else None,
                     "confirmed": w.confirmed / 1e6 if w.confirmed is not None else None,
-                    "failed": w.failed, "detail": detail,
+                    "failed": w.failed, "detail": detail, "raw": _short(done),
                     "mechanism": comp.get("mechanism") if comp is not None else None})
     return out
 
