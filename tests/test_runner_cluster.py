@@ -70,7 +70,7 @@ def wait_for_ops(tmp_path: Path, proc: subprocess.Popen[str], count: int = 30, t
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        hist = list(tmp_path.glob("demo/*/history.jsonl"))
+        hist = list(tmp_path.glob("cart-vclock-partition/*/history.jsonl"))
         if hist and hist[0].read_bytes().count(b"\n") >= count and (hist[0].parent / "cluster.json").exists():
             return hist[0].parent
         time.sleep(0.2)
