@@ -13,7 +13,7 @@ Three measurements, each for ``--seconds`` with ``--concurrency`` workers:
 3. **null**: the same workers against an in-process store that answers at
    once: the harness's ceiling, where all time is harness time.
 
-    python benchmarks/harness_bench.py [--seconds 10] [--concurrency 10] [--fsync never]
+    python benchmarks/harness_bench.py [--seconds 10] [--concurrency 10] [--fsync one|always|never]
 
 Prints one figure per line; figures for this machine are in benchmarks/RESULTS.md.
 """
@@ -122,7 +122,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--concurrency", type=int, default=10)
-    ap.add_argument("--fsync", default="always", choices=("always", "never"))
+    ap.add_argument("--fsync", default="one", choices=("one", "always", "never"))
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="harness-bench-"))
     from targets.dynamo.target import DynamoTarget

@@ -231,7 +231,7 @@ class _RunState:
             target=target, nodes=spec.node_names, settings=spec.target_settings, run_dir=self.run_dir,
             # libfaketime only under a store that reports its own clock: a skew no probe can see is not offered
             faketime="clock" in target.capabilities,
-            extra={"leave_running": spec.leave_running}))
+            extra={"leave_running": spec.leave_running, "features": self._backend_features()}))
         if self.plan.nspec is not None:
             from nemeses import registry  # type: ignore[import-not-found]
             from nemeses.base import NemesisContext
@@ -253,6 +253,15 @@ class _RunState:
         if display:  # the display also names the phase an error happened in, so it exists regardless
             self.display.start()
         run_async(self._drive(target, nodes, journal))   # a stop signal cancels it, then raises
+
+    def _backend_features(self) -> frozenset[str]:
+        """What the faults of this run (a replayed schedule's too) need the backend to set up."""
+        if self.plan.nspec is None:
+            return frozenset()
+        from nemeses import fault_kind, registry  # type: ignore[import-not-found]
+
+        faults = set(self.plan.nspec.faults) | registry.faults_of(self.plan.schedule)
+        return fault_kind.backend_features(sorted(faults))
 
     async def _drive(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
         spec = self.spec

@@ -258,6 +258,7 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     nemesis = {**_thaw(DEFAULT_NEMESIS), **dict(data.get("nemesis", {}))}  # faults = [] turns faults off
     faults = nemesis.get("faults", [])
     _check_target_can(target, workload.name, faults if isinstance(faults, list) else [], bad)
+    _check_backend_can(s.backend, faults if isinstance(faults, list) else [], bad)
     _check_nemesis(nemesis, bad, None if s.replay_schedule else s)
     checkers = dict(data.get("checkers", {}))
     if (refused := checker_table_error(checkers)) is not None:
@@ -329,6 +330,17 @@ def _check_target_can(target: Target, workload: str, faults: Any, bad: Any) -> N
         raise bad(f"the {workload} workload needs a target with {' and '.join(missing)}; "
                   f"the {target.name} target has no {' and no '.join(missing)}")
     refusals = fault_kind.target_refusals(list(faults), target)
+    if refusals:
+        raise bad(refusals[0])
+
+
+def _check_backend_can(backend: str, faults: Any, bad: Any) -> None:
+    """Refuse, before anything starts, a fault whose setup the backend cannot make (power loss's
+    lazy disks anywhere but the local backend)."""
+    from harness.backends import FEATURES
+    from nemeses import fault_kind
+
+    refusals = fault_kind.backend_refusals(list(faults), backend, FEATURES.get(backend, frozenset()))
     if refusals:
         raise bad(refusals[0])
 

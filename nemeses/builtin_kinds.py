@@ -9,6 +9,8 @@ values, so a stored schedule replays without the seed.
 * ``crash`` / ``wipe``: SIGKILL (and delete the data) of the chosen nodes; ``start`` brings them back.
 * ``pause``: SIGSTOP / SIGCONT.
 * ``loss`` / ``latency``: lossy or slow links from the chosen nodes (in-process transport).
+* ``power-loss``: SIGKILL of the chosen nodes and the loss of whatever their disks never fsynced
+  (a lazy file system under each data dir, local backend); ``power-on`` brings them back.
 
 Partition and link parts share one :class:`~nemeses.transport_faults.TransportFaultBook` (the
 ``shared`` dict of a run's build), so their in-process faults merge per node instead of
@@ -27,6 +29,7 @@ from nemeses.fault_kind import FaultKind
 from nemeses.link import LinkNemesis
 from nemeses.partition import PartitionNemesis
 from nemeses.pause import PauseNemesis
+from nemeses.power import PowerLossNemesis
 from nemeses.schedule import NemesisSpec, resolve_targets
 from nemeses.transport_faults import TransportFaultBook
 
@@ -76,6 +79,12 @@ def _draw_latency(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -
             NemesisOp("stop-link", {"kind": "latency"}))
 
 
+def _draw_power(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> tuple[NemesisOp, NemesisOp]:
+    picked = resolve_targets(spec.targets, nodes, rng)
+    torn = bool(spec.options.get("power-loss", {}).get("torn", False))
+    return NemesisOp("power-off", {"nodes": picked, "torn": torn}), NemesisOp("power-on", {"nodes": picked})
+
+
 def _nodes(value: Any, done: Any) -> str:
     """The nodes an op acted on: its ``nodes`` list, else the nodes its completion reports on."""
     picked = value.get("nodes") if isinstance(value, dict) else None
@@ -86,11 +95,12 @@ def _nodes(value: Any, done: Any) -> str:
 
 #: what each process op does to its nodes, as outputs say it
 _PROCESS_VERBS = {"kill": "killed", "wipe": "killed, data wiped", "start": "restarted", "pause": "paused",
-                  "resume": "resumed"}
+                  "resume": "resumed", "power-off": "power cut, unsynced writes lost", "power-on": "powered on"}
 
 
 def _describe_process(f: str, value: Any, done: Any) -> str:
-    return f"{_nodes(value, done)} {_PROCESS_VERBS.get(f, f)}"
+    torn = " (torn writes)" if isinstance(value, dict) and value.get("torn") else ""
+    return f"{_nodes(value, done)} {_PROCESS_VERBS.get(f, f)}{torn}"
 
 
 def _describe_partition(f: str, value: Any, done: Any) -> str:
@@ -149,3 +159,7 @@ LOSS = FaultKind("loss", "start-link", "stop-link", "link", _link_part, _draw_lo
 LATENCY = FaultKind("latency", "start-link", "stop-link", "link", _link_part, _draw_latency, describer=_describe_link,
                     target_needs={"transport-faults": "has no in-process transport delay (and tc netem is not "
                                                       "used between nodes)"})
+POWER_LOSS = FaultKind("power-loss", "power-off", "power-on", "power", lambda kinds, shared: PowerLossNemesis(),
+                       _draw_power, process=True, restarts=True, options={"torn": False}, describer=_describe_process,
+                       backend_needs={"lazy-disks": "cannot put the nodes' data dirs on a lazy file system "
+                                                    "(FUSE; the local backend can)"})

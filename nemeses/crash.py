@@ -94,23 +94,28 @@ class CrashNemesis:
         self.ctx = ctx
         self.nodes = {n.name: n for n in ctx.nodes}
 
+    #: op f -> (mechanism, what a good probe confirmed), for the op's outcome
+    OUTCOMES: Mapping[str, tuple[str, str]] = {
+        "kill": (MECHANISM, "killed: process gone, no answer"),
+        "wipe": (MECHANISM, "killed and wiped: process gone, data dir empty"),
+        "start": ("start", "started: process runs and answers health")}
+
     def invoke(self, op: NemesisOp) -> Outcome:
-        """Kill, wipe or start the listed nodes and probe each."""
+        """Act on every listed node at once (:meth:`_act`) and probe each."""
         assert self.ctx is not None, "setup() first"
         with self._lock:
+            mechanism, what = self.OUTCOMES.get(op.f, (MECHANISM, ""))
             names = op_nodes(op.value, self.nodes)
             if names is None:
-                return Outcome(done={}, probe=Probe(False, f"bad target nodes in {op.value!r}"), mechanism=MECHANISM)
+                return Outcome(done={}, probe=Probe(False, f"bad target nodes in {op.value!r}"), mechanism=mechanism)
+            if op.f not in self.fs:
+                raise ValueError(f"{self.name} nemesis cannot handle {op.f!r}")
             t0 = time.monotonic()
-            if op.f in ("kill", "wipe"):
-                results = each_node(names, lambda n: self._kill(n, wipe=op.f == "wipe"))
-            elif op.f == "start":
-                results = each_node(names, self._start)
-            else:
-                raise ValueError(f"crash nemesis cannot handle {op.f!r}")
-            what = {"kill": "killed: process gone, no answer", "wipe": "killed and wiped: process gone, data dir empty",
-                    "start": "started: process runs and answers health"}[op.f]
-            return node_outcome(results, t0, MECHANISM if op.f != "start" else "start", what)
+            return node_outcome(each_node(names, lambda n: self._act(op, n)), t0, mechanism, what)
+
+    def _act(self, op: NemesisOp, name: str) -> dict[str, Any]:
+        """One node's part of ``op``: its result for :func:`node_outcome`."""
+        return self._start(name) if op.f == "start" else self._kill(name, wipe=op.f == "wipe")
 
     def _kill(self, name: str, *, wipe: bool) -> dict[str, Any]:
         backend, node = self.ctx.backend, self.nodes[name]
@@ -172,4 +177,4 @@ class CrashNemesis:
         """Start every node this nemesis killed (idempotent); raise naming the ones that did not come back."""
         with self._lock:
             if self.ctx is not None:
-                heal_nodes("crash", self._down, self._start)
+                heal_nodes(self.name, self._down, self._start)

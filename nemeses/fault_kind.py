@@ -53,6 +53,9 @@ class FaultKind:
     #: target capability -> why the fault cannot be done without it (a spec naming this fault for a
     #: target that lacks one is refused before any node starts; the part re-checks at setup)
     target_needs: Mapping[str, str] = field(default_factory=dict)
+    #: what the backend must set up before the nodes start (``ClusterConfig.extra["features"]``,
+    #: e.g. ``lazy-disks``) -> why; a backend that offers none of it is refused before anything starts
+    backend_needs: Mapping[str, str] = field(default_factory=dict)
     #: how outputs say what one of this kind's ops did (nodes, sides, offsets, rates); a kind
     #: without one (a plug-in's) is described by :func:`generic_description`
     describer: Describe | None = None
@@ -91,6 +94,20 @@ def target_refusals(faults: Sequence[str], target: Any) -> list[str]:
     return [f"the {target.name} target {why}: refusing the {name} nemesis rather than pretending"
             for name in faults if name in kinds
             for need, why in kinds[name].target_needs.items() if need not in target.capabilities]
+
+
+def backend_features(faults: Sequence[str]) -> frozenset[str]:
+    """What the requested faults need the backend to set up before the nodes start."""
+    kinds = registered()
+    return frozenset(need for name in faults if name in kinds for need in kinds[name].backend_needs)
+
+
+def backend_refusals(faults: Sequence[str], backend: str, offered: frozenset[str]) -> list[str]:
+    """One line per requested fault the backend cannot set up for (its ``backend_needs``)."""
+    kinds = registered()
+    return [f"the {backend} backend {why}: refusing the {name} nemesis rather than pretending"
+            for name in faults if name in kinds
+            for need, why in kinds[name].backend_needs.items() if need not in offered]
 
 
 def kinds_of(op: NemesisOp, kinds: Mapping[str, FaultKind]) -> set[str]:

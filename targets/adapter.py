@@ -19,8 +19,16 @@ that imports only this module ships into a node image alone.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Protocol, Sequence
+
+
+#: Environment variable through which a backend hands every node of a cluster the cluster's
+#: secret (made per cluster by the harness). A store that authenticates its admin and peer
+#: traffic reads it at start; :attr:`Node.secret` carries the same value to the target's
+#: ``NodeAdmin``. An environment variable, not an argument: a node's argv is readable by every
+#: user of its host (``ps``), its environment only by its own user and root.
+NODE_SECRET_ENV = "DYNHARNESS_NODE_SECRET"
 
 
 class OpFailed(Exception):
@@ -87,6 +95,8 @@ class Node:
     local backend, fixed container IPs on Docker, the host on SSH).
     ``clock_file``: the libfaketime control file *on the node* (None when the
     node runs without libfaketime).
+    ``secret``: the cluster's node secret (:data:`NODE_SECRET_ENV`), for admin calls; kept out
+    of ``repr`` so that no error message, log or report shows it.
     """
 
     name: str
@@ -94,6 +104,7 @@ class Node:
     port: int
     data_dir: str
     clock_file: str | None = None
+    secret: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def address(self) -> str:

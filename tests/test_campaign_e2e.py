@@ -26,6 +26,16 @@ def _leftover_processes(path: Path) -> list[str]:
     return [ln for ln in out.splitlines() if "pgrep" not in ln]
 
 
+def two_register_cells(tmp_path: Path, duration: float) -> Path:
+    """A campaign file of two register cells (vclock, lww) on 3 local nodes: ``two.toml``."""
+    camp_file = tmp_path / "two.toml"
+    camp_file.write_text(
+        f'name = "two"\ntime_limit = 120\n[base]\nnodes = 3\nduration = {duration}\nrate = 40\nconcurrency = 3\n'
+        'recovery = 1\nseed = 1\ntarget = { fsync = "never" }\n[matrix]\nmode = ["vclock", "lww"]\n'
+        'nemesis = ["none"]\n"workload.name" = ["register"]\n')
+    return camp_file
+
+
 def test_real_cells_store_runs_reports_and_junit(tmp_path, monkeypatch):
     monkeypatch.setenv("DYNHARNESS_HISTORIES", str(tmp_path))
     defn = parse_campaign({"name": "e2e", "time_limit": 120, "base": BASE, "cell": [
@@ -69,11 +79,7 @@ def test_ctrl_c_keeps_finished_cells_and_resume_finishes(tmp_path):
     import sys
     import time
 
-    camp_file = tmp_path / "two.toml"
-    camp_file.write_text(
-        'name = "two"\ntime_limit = 120\n[base]\nnodes = 3\nduration = 2\nrate = 40\nconcurrency = 3\nrecovery = 1\n'
-        'seed = 1\ntarget = { fsync = "never" }\n[matrix]\nmode = ["vclock", "lww"]\nnemesis = ["none"]\n'
-        '"workload.name" = ["register"]\n')
+    camp_file = two_register_cells(tmp_path, duration=2)
     env = {**os.environ, "DYNHARNESS_HISTORIES": str(tmp_path / "h")}
     cmd = [sys.executable, "-m", "harness", "campaign", str(camp_file), "--no-live"]
     proc = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

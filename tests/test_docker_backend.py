@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from harness.backends import remote
 from harness.backends.base import ClusterConfig
 from harness.backends.docker import DockerBackend
 from harness.backends.docker_cluster import (L_CLUSTER, LABEL, DockerShell, cluster_containers, connect_engine,
@@ -86,12 +85,12 @@ def test_clock_file_skews_the_running_node(cluster):
     n2 = nodes["n2"]
     backend.write_file("n2", n2.clock_file, b"+3600s\n")
     try:
-        skew = remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()
+        skew = backend.target.admin.clock(n2) - time.time()
         assert 3500 < skew < 3700
         assert DynamoAdmin().health(n2)[0]              # its timers keep running
     finally:
         backend.write_file("n2", n2.clock_file, b"+0\n")
-    assert abs(remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()) < 60
+    assert abs(backend.target.admin.clock(n2) - time.time()) < 60
 
 
 def test_kill_then_start_keeps_the_data_and_the_container(cluster):
@@ -162,7 +161,7 @@ def test_a_crashed_harness_can_reattach_from_cluster_json_and_heal(cluster):
     assert all(DynamoAdmin().health(n)[0] for n in nodes.values())
     assert backend.run("n1", ["iptables", "-S", backend.firewall_chain]).check().stdout.strip().splitlines() == \
         [f"-N {backend.firewall_chain}"]
-    assert abs(remote.http_json(f"{n2.url}/admin/clock")["time"] - time.time()) < 60
+    assert abs(backend.target.admin.clock(n2) - time.time()) < 60
     other._client.close()
 
 
@@ -248,3 +247,21 @@ def test_pruning_keeps_node_images_of_another_base() -> None:
     client = type("Client", (), {"images": Images()})()
     assert prune_node_images(client, keep="n:new", base="A") == 2
     assert client.images.removed == ["n:old", "n:ancient"]
+
+
+def test_nodes_on_docker_need_the_cluster_secret(cluster):
+    """On Docker a node listens on a network address: its admin endpoints refuse callers without
+    the secret, which reaches the node through its environment, never a command line."""
+    from targets.dynamo.admin import request
+
+    backend, nodes, run_dir = cluster
+    n1 = nodes["n1"]
+    assert n1.secret and json.loads((run_dir / "cluster.json").read_text())["secret"] == n1.secret
+    assert (run_dir / "cluster.json").stat().st_mode & 0o777 == 0o600
+    anonymous = type(n1)(n1.name, n1.host, n1.port, n1.data_dir, n1.clock_file)
+    assert request(anonymous, "POST", "/admin/faults", {"drop": []})[0] == 401
+    assert request(n1, "GET", "/admin/faults")[0] == 200
+    cmdlines = backend.run("n1", ["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"]).stdout
+    assert "python" in cmdlines and n1.secret not in cmdlines
+    mode = backend.run("n1", ["stat", "-c", "%a", "/var/lib/dynharness/secret"]).check().stdout.strip()
+    assert mode == "600"

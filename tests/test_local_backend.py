@@ -94,9 +94,9 @@ def test_faketime_clock_file_moves_the_node_clock(cluster) -> None:
     require(os.path.exists(LIBFAKETIME), "libfaketime not installed")
     assert "faketime" in b.capabilities
     n1 = nodes[0]
-    before = get(n1.url + "/admin/clock")["time"] - time.time()
+    before = b.target.admin.clock(n1) - time.time()
     b.write_file("n1", n1.clock_file, b"+3600s\n")
-    after = get(n1.url + "/admin/clock")["time"] - time.time()
+    after = b.target.admin.clock(n1) - time.time()
     assert 3500 < after - before < 3700
 
 

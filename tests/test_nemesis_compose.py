@@ -70,7 +70,8 @@ def test_ops_route_by_f_and_unknown_ops_fail_their_probe() -> None:
 
 def test_built_in_parts_heal_paused_first_then_crashed_then_clocks_links_partitions() -> None:
     nem = registry.build_for(fault_kind.names())
-    assert [p.name for p in nem.parts] == ["pause", "crash", "clock", "link", "partition"]
+    # nodes down (crashed or without power) come back before clocks, links and partitions are undone
+    assert [p.name for p in nem.parts] == ["pause", "crash", "power", "clock", "link", "partition"]
 
 
 def test_heal_reaches_every_part_in_order_and_reports_every_failure() -> None:

@@ -45,6 +45,7 @@ def cluster(tmp_path_factory):
     backend = LocalBackend()
     try:
         nodes = backend.setup(ClusterConfig(target=DynamoTarget(), nodes=NAMES, settings=target_defaults(), run_dir=run_dir))
+        SECRET["value"] = nodes[0].secret
         # as the runner does: wait until every node's gossip sees every peer up, or a write made
         # right after start-up may go to hinted fallbacks (which a partition then cuts off too)
         converged = asyncio.run(wait_converged(nodes))
@@ -69,9 +70,14 @@ def nemesis_for(backend: Any, nodes: dict, *faults: str):
     return nem
 
 
+#: The cluster's secret, for the admin endpoints the checks below read (set by the fixture).
+SECRET: dict[str, str] = {}
+
+
 def get(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {SECRET['value']}"} if SECRET else {})
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             return r.status, json.loads(r.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"null")

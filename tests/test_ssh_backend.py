@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends import remote
 from harness.backends.base import ClusterConfig
 from harness.backends.docker_cluster import connect_engine, engine_available, remove_clusters, sshd_hosts
 from harness.backends.image import ensure_image
@@ -86,7 +85,7 @@ def test_clock_kill_start_pause_over_ssh(cluster):
     n3 = nodes["n3"]
     backend.write_file("n3", n3.clock_file, b"-7200s\n")
     try:
-        assert -7300 < remote.http_json(f"{n3.url}/admin/clock")["time"] - time.time() < -7100
+        assert -7300 < backend.target.admin.clock(n3) - time.time() < -7100
     finally:
         backend.write_file("n3", n3.clock_file, b"+0\n")
     backend.kill("n3")
@@ -175,3 +174,32 @@ def test_bad_ssh_options_are_one_line_user_errors(options, message):
 
 def test_hosts_may_be_a_comma_separated_string():
     assert SshBackend({"hosts": "a, b,c"}).hosts == ["a", "b", "c"]
+
+
+def test_cleanup_of_an_orphan_removes_node_chain_and_run_folder_on_every_host(hosts):
+    """A cluster whose harness is gone (its recorded owner dead): ``cleanup`` reaches every host
+    and leaves no node process, chain or run folder of that run there."""
+    from harness.backends import cluster_state as cs
+    from harness.backends.orphans import find, remove
+
+    backend = SshBackend({"hosts": hosts["ips"][:2], "user": "dyn", "key": hosts["key"],
+                          "known_hosts": hosts["known_hosts"], "node_port": 7100})
+    run_dir = hosts["tmp"] / "orphan-run" / "t" / "run"
+    backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1", "n2"), settings={"n": 2, "r": 1, "w": 1},
+                                run_dir=run_dir))
+    chain, roots = backend.firewall_chain, dict(backend._run_root)
+    pids = {n: backend._shells[n].exec(["cat", backend._layouts[n].pid_file]).check().stdout.strip() for n in roots}
+    for shell in backend._shells.values():      # the harness "dies": nothing is torn down
+        shell.close()
+    cs.set_owner(run_dir / "cluster.json", {**cs.current_owner(), "start": -1})
+    found = [o for o in find(hosts["tmp"] / "orphan-run") if o.state == (run_dir / "cluster.json").resolve()]
+    assert found and found[0].backend == "ssh" and "is gone" in found[0].why
+    remove(found[0])
+    for name, ip in zip(("n1", "n2"), hosts["ips"]):
+        shell = connect(ip, user="dyn", key=hosts["key"], known_hosts=hosts["known_hosts"])
+        try:
+            assert shell.exec(["test", "-e", roots[name]]).returncode != 0
+            assert shell.exec(["kill", "-0", pids[name]]).returncode != 0
+            assert chain not in shell.exec(["iptables", "-w", "5", "-S"], privileged=True).check().stdout
+        finally:
+            shell.close()

@@ -25,6 +25,7 @@ def test_config_from_flags_and_defaults():
     cfg = config.load(["--name", "n2", "--data", "/tmp/x", "--peers", PEERS, "--r", "1", "--mode", "dvv"])
     assert (cfg.host, cfg.port) == ("127.0.0.12", 7000)
     assert cfg.r == 1 and cfg.w == 2 and cfg.mode == "dvv" and cfg.request_timeout == 1.0
+    assert cfg.fsync == "one"   # Dynamo's durable write (section 6.1) is the default
     assert cfg.others == ["n1", "n3"]
 
 

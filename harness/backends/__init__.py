@@ -28,6 +28,10 @@ BACKENDS: Mapping[str, tuple[str, str]] = {
     "ssh": ("harness.backends.ssh", "SshBackend"),
 }
 
+#: backend name -> what its setup can provide when a fault asks (``ClusterConfig.extra["features"]``;
+#: ``nemeses.fault_kind.FaultKind.backend_needs``), known without importing the backend
+FEATURES: Mapping[str, frozenset[str]] = {"local": frozenset({"lazy-disks"})}
+
 
 def _backend_class(name: str) -> Any:
     if name not in BACKENDS:

@@ -49,7 +49,9 @@ class ClusterConfig:
 #: store itself can take (in-process transport faults, a clock to probe) is the target's:
 #: ``targets.adapter.CAPABILITIES``.
 #: ``shared-host``: every node shares one host's network (the local backend's loopback addresses).
-CAPABILITIES = ("signals", "iptables", "faketime", "wipe", "shared-host")
+#: ``power-loss``: the nodes' data dirs are lazy disks (set up when ``ClusterConfig.extra["features"]``
+#: names ``lazy-disks``), and ``backend.power_loss(node, torn)`` drops what a down node never fsynced.
+CAPABILITIES = ("signals", "iptables", "faketime", "wipe", "shared-host", "power-loss")
 
 
 @runtime_checkable

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import remote
+from harness.backends import cluster_state, remote
 from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, Node
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
                                              connect_engine, create_cluster, remove_clusters)
@@ -63,11 +63,15 @@ class DockerBackend:
         self._shells: dict[str, DockerShell] = {}
         self._run_dir: Path | None = None
         self.image_build = None
+        self._owner: dict[str, Any] | None = None
+        self._secret: str | None = None       # the cluster's node secret (targets.adapter.NODE_SECRET_ENV)
 
     # -- life cycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
         """Create (or reuse a kept) cluster, start every node, return once all are healthy."""
         self.target = config.target
+        self._owner = cluster_state.current_owner("leave_running" if config.extra.get("leave_running") else None)
+        self._secret = secrets.token_urlsafe(32)
         self._client = client = connect_engine(self.timeout)
         if self.image:
             tag = self.image
@@ -89,7 +93,8 @@ class DockerBackend:
                                      subnet=self.subnet)
             by_node = {c.labels[L_NODE]: c for c in cluster_containers(client, self._name)}
             self._shells = {n: DockerShell(by_node[n]) for n in config.nodes}
-            self._nodes = {n: Node(n, ips[n], self.port, LAYOUT.data_dir, LAYOUT.clock_file if config.faketime else None)
+            self._nodes = {n: Node(n, ips[n], self.port, LAYOUT.data_dir,
+                                   LAYOUT.clock_file if config.faketime else None, self._secret)
                            for n in config.nodes}
             peers = {n: node.address for n, node in self._nodes.items()}
             self._argv = {n: remote.node_argv(config, n, node.host, node.port, peers, LAYOUT.data_dir)
@@ -97,7 +102,8 @@ class DockerBackend:
             self._write_cluster_json()                         # from here on attach() finds the cluster
             for n in self._nodes:
                 self._reset(n)
-                remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime)
+                remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime,
+                                    secret=self._secret)
             remote.wait_healthy(self.target.admin, list(self._nodes.values()), self.health_timeout, self._log_tails)
             return list(self._nodes.values())
         except BaseException:
@@ -153,9 +159,9 @@ class DockerBackend:
         if self._run_dir is None:
             return
         remote.save_cluster_state(self._run_dir, {
-            "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped,
+            "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped, "owner": self._owner,
             "run_dir": str(self._run_dir), "docker_host": os.environ.get("DOCKER_HOST"),
-            "capabilities": sorted(self.capabilities), "argv": self._argv,
+            "capabilities": sorted(self.capabilities), "argv": self._argv, "secret": self._secret,
             "target": self.target.name if self.target else None}, list(self._nodes.values()))
 
     @classmethod
@@ -163,13 +169,16 @@ class DockerBackend:
         """Re-attach to a cluster from its ``cluster.json`` (``dynharness heal``, cleanup after a crash)."""
         b = cls({"reuse": False})
         b._name, b._owned = state["cluster"], bool(state.get("owned", True))
+        b._owner = state.get("owner")
+        b._secret = state.get("secret")
         b._run_dir = Path(state["run_dir"]) if state.get("run_dir") else None
         b._argv = {k: list(v) for k, v in (state.get("argv") or {}).items()}
         b.target = target
         b._client = client = connect_engine(b.timeout)
         by_node = {c.labels.get(L_NODE): c for c in cluster_containers(client, b._name)}
         for n in state["nodes"]:
-            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
+            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"),
+                                       b._secret)
             if n["name"] in by_node:
                 b._shells[n["name"]] = DockerShell(by_node[n["name"]])
         return b
@@ -191,7 +200,8 @@ class DockerBackend:
         """Start the node's server again with its data (no-op when it runs); waits for health."""
         shell = self._shell(node)
         if remote.daemon_pid(shell, LAYOUT) is None:
-            remote.start_daemon(shell, LAYOUT, self._argv[node], faketime=self._nodes[node].clock_file is not None)
+            remote.start_daemon(shell, LAYOUT, self._argv[node], faketime=self._nodes[node].clock_file is not None,
+                                secret=self._secret)
         remote.wait_healthy(self.target.admin, [self._nodes[node]], self.health_timeout, self._log_tails)
 
     def kill(self, node: str) -> None:

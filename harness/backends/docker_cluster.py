@@ -7,13 +7,16 @@ every node in every other node's hosts file and DNS pointed at 127.0.0.1
 machine). Containers get the least privilege the faults need: ``NET_ADMIN``
 for iptables and ``init`` so signals and orphaned daemons are handled.
 Everything carries the ``dynharness`` label plus cluster/run/node labels and
-is removed by label, containers before their network. Every engine call has
+the owner (``dynharness.owner``: the harness process that made it, as
+``cluster_state`` records owners, so a cluster whose harness was killed is
+found by its labels alone), and is removed by label, containers before their network. Every engine call has
 a timeout (the client's); a missing or silent engine is a one-line UserError.
 """
 from __future__ import annotations
 
 import io
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
@@ -21,7 +24,7 @@ import tarfile
 import time
 from typing import Any, Mapping, Sequence
 
-from harness.backends import remote
+from harness.backends import cluster_state, remote
 from harness.backends.base import CommandResult
 from harness.backends.image import LABEL
 from harness.errors import UserError
@@ -29,6 +32,7 @@ from harness.errors import UserError
 DEFAULT_TIMEOUT = 30.0
 CHAIN = "DYNHARNESS"          # the firewall chain the entrypoint creates in every node container
 L_CLUSTER, L_RUN, L_NODE, L_KEPT = f"{LABEL}.cluster", f"{LABEL}.run", f"{LABEL}.node", f"{LABEL}.kept"
+L_OWNER = f"{LABEL}.owner"
 
 
 def connect_engine(timeout: float = DEFAULT_TIMEOUT):
@@ -108,11 +112,11 @@ class DockerShell:
         return CommandResult(tuple(argv), code, (out or b"").decode(errors="replace"),
                              (err or b"").decode(errors="replace") + ("timed out\n" if code == 137 else ""))
 
-    def put_file(self, path: str, data: bytes) -> None:
+    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w") as tar:
             info = tarfile.TarInfo(os.path.basename(path))
-            info.size, info.mode, info.mtime = len(data), 0o644, int(time.time())
+            info.size, info.mode, info.mtime = len(data), mode, int(time.time())
             tar.addfile(info, io.BytesIO(data))
         if not self.container.put_archive(os.path.dirname(path) or "/", buf.getvalue()):
             raise RuntimeError(f"could not write {path} in {self.container.name}")
@@ -155,7 +159,8 @@ def create_cluster(client, name: str, nodes: Sequence[str], image: str, *, run_i
         fixed = ipaddress.ip_network(subnet) if subnet else None
     except ValueError:
         raise UserError(f"docker subnet {subnet!r} is not an IPv4 network like 10.231.5.0/24") from None
-    labels = {LABEL: "1", L_CLUSTER: name, L_RUN: run_id, L_KEPT: "1" if kept else "0"}
+    labels = {LABEL: "1", L_CLUSTER: name, L_RUN: run_id, L_KEPT: "1" if kept else "0",
+              L_OWNER: json.dumps(cluster_state.current_owner())}
     for attempt in range(5):   # another harness may take the same free subnet between our look and our create
         net_addr = fixed or _free_subnet(client)
         hosts = list(net_addr.hosts())
@@ -217,12 +222,22 @@ def remove_clusters(client, name: str | None = None) -> tuple[int, int]:
     return len(containers), len(networks)
 
 
+def label_owner(labels: Mapping[str, str]) -> dict[str, Any] | None:
+    """The owner a container's or network's labels record (None: made before owners were)."""
+    try:
+        owner = json.loads(labels.get(L_OWNER) or "null")
+    except ValueError:
+        return None
+    return owner if isinstance(owner, dict) else None
+
+
 def list_clusters(client) -> dict[str, dict[str, Any]]:
-    """{cluster name: {"kept", "run", "nodes": {node: (status, ip)}}} for `cluster status`."""
+    """{cluster name: {"kept", "run", "owner", "nodes": {node: (status, ip)}}} for `cluster status`."""
     out: dict[str, dict[str, Any]] = {}
     for c in cluster_containers(client):
         lab = c.labels
         info = out.setdefault(lab.get(L_CLUSTER, "?"), {"kept": lab.get(L_KEPT) == "1", "run": lab.get(L_RUN),
+                                                       "owner": label_owner(lab),
                                                        "image": c.image.tags[0] if c.image.tags else c.image.id[:19],
                                                        "nodes": {}})
         nets = c.attrs.get("NetworkSettings", {}).get("Networks", {})

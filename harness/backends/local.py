@@ -14,14 +14,17 @@ which separates nodes only of a store that dials from its own address.
 
 Unless the cluster is to be left running, nodes are spawned with
 ``PR_SET_PDEATHSIG = SIGKILL`` from one long-lived spawner thread, so a
-harness killed with ``kill -9`` takes its nodes with it. The cluster state is
-kept in ``<run_dir>/cluster.json`` so :func:`attach` (``dynharness heal``,
-cleanup of a crashed run) can find and stop everything later.
+harness killed with ``kill -9`` takes its nodes with it (``local_procs``).
+When a fault needs it (``features`` ``lazy-disks``: power loss), each node's
+data dir is the mount of a lazy file system (``lazy_disks``), mounted before
+the nodes start and unmounted at teardown. The cluster state is kept in
+``<run_dir>/cluster.json`` (with its owner: ``cluster_state``) so :func:`attach`
+(``dynharness heal``, ``dynharness cleanup`` of a crashed run) can find and stop everything
+later; the chain is also indexed host-wide (``cluster_state.register_chain``), so a chain is
+attributed to its owner even when its run folder is gone.
 """
 from __future__ import annotations
 
-import ctypes
-import json
 import os
 import secrets
 import shutil
@@ -29,22 +32,20 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import node_cgroups
+from harness.backends import cluster_state, lazy_disks, local_chain, node_cgroups
+from harness.backends.local_chain import iptables_usable  # noqa: F401 - also this module's API
+from harness.backends.local_procs import Spawner, kill_group, pid_alive, runs_with_arg
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
-from targets.adapter import Target
+from targets.adapter import NODE_SECRET_ENV, Target
 
 LIBFAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-STATE_FILE = "cluster.json"
-_STATE_LOCK = threading.Lock()
+STATE_FILE = cluster_state.STATE_FILE
 START_TIMEOUT = 30.0
-_PR_SET_PDEATHSIG = 1
 
 
 def host_of(i: int) -> str:
@@ -74,42 +75,6 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def iptables_usable() -> bool:
-    """Root, an ``iptables`` binary, and a filter table it can list."""
-    if os.geteuid() != 0 or not shutil.which("iptables"):
-        return False
-    try:
-        return subprocess.run(["iptables", "-w", "5", "-L", "INPUT", "-n"], capture_output=True,
-                              timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def _set_pdeathsig() -> None:
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie is not alive
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _runs_node(pid: int, data_dir: str) -> bool:
-    """Whether ``pid`` is still *our* node (its command line names its data dir), not a reused pid."""
-    try:
-        return data_dir.encode() in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-
-
 class LocalBackend:
     """Node processes on this host (see the module docstring)."""
 
@@ -128,8 +93,10 @@ class LocalBackend:
         self._config: ClusterConfig | None = None
         self._run_dir: Path | None = None
         self._faketime = False
-        self._leave_running = False
-        self._spawner: ThreadPoolExecutor | None = None
+        self._spawner = Spawner()
+        self._disks: lazy_disks.DiskSet | None = None     # with the power-loss fault only
+        self._owner: dict[str, Any] | None = None
+        self._secret: str | None = None      # the cluster's node secret (targets.adapter.NODE_SECRET_ENV)
 
     # -- lifecycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -140,7 +107,10 @@ class LocalBackend:
         self._run_dir = Path(config.run_dir).resolve()
         nodes_dir = self._run_dir / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
-        self._leave_running = bool(config.extra.get("leave_running", False))
+        leave_running = bool(config.extra.get("leave_running", False))
+        self._owner = cluster_state.current_owner("leave_running" if leave_running else None)
+        self._secret = secrets.token_urlsafe(32)
+        self._spawner = Spawner(outlive=leave_running)
         self._faketime = bool(config.faketime) and os.path.exists(LIBFAKETIME)
         caps = {"signals", "wipe", "shared-host"}
         if self._faketime:
@@ -151,23 +121,24 @@ class LocalBackend:
             clock = str(nodes_dir / f"{name}.faketime") if self._faketime else None
             if clock:
                 Path(clock).write_text("+0\n")
-            self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock)
+            self._nodes[name] = Node(name, host, port, str(nodes_dir / name), clock, self._secret)
             Path(self._nodes[name].data_dir).mkdir(parents=True, exist_ok=True)
         if iptables_usable():
-            chain = f"DH-{secrets.token_hex(4)}"
-            for argv in (["-N", chain], ["-I", "INPUT", "-j", chain]):
-                r = subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, text=True, timeout=15)
-                if r.returncode != 0:
-                    raise UserError(f"iptables {' '.join(argv)} failed: {r.stderr.strip()}")
-            self.firewall_chain = chain
+            chain = self.firewall_chain = local_chain.create()
             caps.add("iptables")
+            self._register_chain()            # attributable from here on, even if the rest fails
             self._cgroups = node_cgroups.create(chain, list(self._nodes), chain) or {}
             if self._cgroups:  # rules match the sending node's processes, seen on the way out
-                r = subprocess.run(["iptables", "-w", "5", "-I", "OUTPUT", "-j", chain], capture_output=True,
-                                   text=True, timeout=15)
-                if r.returncode != 0:
-                    raise UserError(f"iptables -I OUTPUT -j {chain} failed: {r.stderr.strip()}")
+                local_chain.hook_output(chain)
                 caps.add("node-cgroups")
+            self._register_chain()
+        if "lazy-disks" in config.extra.get("features", ()):
+            why = lazy_disks.unavailable()
+            if why:
+                raise UserError(f"cannot put the nodes' data dirs on lazy disks (for power loss): {why}")
+            self._disks = lazy_disks.DiskSet.mount_all(nodes_dir, list(self._nodes), secrets.token_hex(4),
+                                                       self._launch)
+            caps.add("power-loss")
         self.capabilities = frozenset(caps)
         self._save_state()
         for name in self._nodes:
@@ -180,20 +151,22 @@ class LocalBackend:
         """Kill every node (SIGCONT, then SIGKILL of its group), remove the iptables chain; idempotent."""
         for name in list(self._pids):
             self._kill_group(name)
-        left = [n for n, pid in self._pids.items() if _pid_alive(pid)]
+        node_cgroups.kill(self._cgroups)     # whatever else runs in the nodes' cgroups (a stale pid file)
+        left = [n for n, pid in self._pids.items() if pid_alive(pid)]
+        mounted = self._disks.unmount_all() if self._disks is not None else []
         if self.firewall_chain:
-            chain = self.firewall_chain
-            for argv in (["-F", chain], ["-D", "INPUT", "-j", chain], ["-D", "OUTPUT", "-j", chain], ["-X", chain]):
-                subprocess.run(["iptables", "-w", "5", *argv], capture_output=True, timeout=15)
+            local_chain.remove(self.firewall_chain)
+            if not left:
+                cluster_state.unregister_chain(self.firewall_chain)
             self.firewall_chain = ""
         if not left:
             node_cgroups.remove(self._cgroups)
-        if self._spawner is not None:
-            self._spawner.shutdown(wait=False)
-            self._spawner = None
+        self._spawner.close()
         self._save_state(stopped=True)
         if left:
             raise RuntimeError(f"node processes still alive after teardown: {', '.join(left)}")
+        if mounted:
+            raise RuntimeError(f"lazy disks still mounted after teardown: {', '.join(mounted)}")
 
     def nodes(self) -> list[Node]:
         return list(self._nodes.values())
@@ -202,8 +175,10 @@ class LocalBackend:
     def start(self, node: str) -> None:
         """Start a killed/stopped node with its data and wait until it is healthy."""
         self._node(node)
-        if node in self._pids and _pid_alive(self._pids[node]):
+        if node in self._pids and pid_alive(self._pids[node]):
             return
+        if self._disks is not None:      # a harness killed meanwhile took its disk's daemon along
+            self._disks.ensure(node, self._launch)
         self._spawn(node)
         self._save_state()
         self._wait_healthy([node], START_TIMEOUT)
@@ -228,9 +203,22 @@ class LocalBackend:
         shutil.rmtree(n.data_dir, ignore_errors=True)
         Path(n.data_dir).mkdir(parents=True, exist_ok=True)
 
+    def power_loss(self, node: str, torn: bool = False) -> dict[str, Any]:
+        """Drop what the node's disk never fsynced and mount what is left (the node must be down);
+        the lazy file system's report of what it dropped."""
+        self._node(node)
+        if self._disks is None:
+            raise RuntimeError("this cluster's data dirs are not on lazy disks")
+        if self.is_running(node):
+            raise RuntimeError(f"{node} is running: kill it before its power goes")
+        try:
+            return self._disks.power_loss(node, self._launch, torn)
+        finally:
+            self._save_state()
+
     def is_running(self, node: str) -> bool:
         pid = self._pids.get(node)
-        return pid is not None and _pid_alive(pid)
+        return pid is not None and pid_alive(pid)
 
     def run(self, node: str, argv: Sequence[str], timeout: float = 10.0) -> CommandResult:
         """Run argv on this host (every node shares the host's network and root), inside the
@@ -286,42 +274,32 @@ class LocalBackend:
         return list(self.target.node_command(name, n.host, n.port, n.data_dir, peers,
                                              dict(self._config.settings), python=self.python))
 
-    def _env(self, name: str) -> dict[str, str]:
+    def _env(self, name: str | None) -> dict[str, str]:
+        """A node's environment (this checkout first on the path, its clock); None: a helper's."""
         env = dict(os.environ)
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["PYTHONUNBUFFERED"] = "1"
-        clock = self._nodes[name].clock_file
+        if self._secret:
+            env[NODE_SECRET_ENV] = self._secret
+        clock = self._nodes[name].clock_file if name else None
         if clock:
             env.update(LD_PRELOAD=LIBFAKETIME, FAKETIME_TIMESTAMP_FILE=clock, FAKETIME_NO_CACHE="1")
         return env
 
     def _spawn(self, name: str) -> None:
-        argv, env = self._command(name), self._env(name)
-        log = open(self._log_path(name), "ab")
-        procs = node_cgroups.procs_file(self._cgroups[name]) if name in self._cgroups else None
-
-        def in_child() -> None:
-            if procs:
-                node_cgroups.join(procs)
-            if not self._leave_running:
-                _set_pdeathsig()
-
-        def popen() -> subprocess.Popen[bytes]:
-            return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    start_new_session=True, preexec_fn=in_child)
-
-        try:
-            if self._leave_running:
-                proc = popen()
-            else:  # PDEATHSIG fires when the *spawning thread* exits: spawn from one that lives on
-                if self._spawner is None:
-                    self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="node-spawner")
-                proc = self._spawner.submit(popen).result()
-        finally:
-            log.close()
+        proc = self._launch(self._command(name), self._log_path(name), self._env(name), self._cgroups.get(name))
         self._procs[name] = proc
         self._pids[name] = proc.pid
+
+    def _launch(self, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
+                cgroup: str | None = None) -> subprocess.Popen[bytes]:
+        """Start a node or (no ``env``) a lazy disk daemon, which on the harness's death gets SIGTERM
+        and unmounts itself (``local_procs``: what outlives the harness and why)."""
+        procs = node_cgroups.procs_file(cgroup) if cgroup else None
+        return self._spawner.launch(argv, log_path, env or self._env(None),
+                                    (lambda: node_cgroups.join(procs)) if procs else None,
+                                    signal.SIGKILL if env else signal.SIGTERM)
 
     def _wait_healthy(self, names: list[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -349,48 +327,35 @@ class LocalBackend:
     def _signal(self, name: str, sig: int) -> None:
         self._node(name)
         pid = self._pids.get(name)
-        if pid is None or not _pid_alive(pid):
+        if pid is None or not pid_alive(pid):
             raise RuntimeError(f"{name} is not running")
         os.killpg(pid, sig)
 
     def _kill_group(self, name: str) -> None:
         pid = self._pids.get(name)
-        if pid is None:
-            return
-        for sig in (signal.SIGCONT, signal.SIGKILL):
-            try:
-                os.killpg(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
-        proc = self._procs.pop(name, None)
-        deadline = time.monotonic() + 5
-        if proc is not None:
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        while _pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        if pid is not None:
+            kill_group(pid, self._procs.pop(name, None))
 
     def _save_state(self, stopped: bool = False) -> None:
         if self._run_dir is None:
             return
-        # nodes start and stop from several threads at once (a heal restarts them in parallel): one
-        # writer at a time, each writing the state as it is then, or one thread's rename finds the
-        # other's temporary file already moved (and an older snapshot could land last)
-        with _STATE_LOCK:
-            state = {
-                "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped,
-                "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-                "cgroups": self._cgroups,
-                "target": self.target.name if self.target else None,
-                "settings": dict(self._config.settings) if self._config else {},
-                "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                           "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
-            }
-            tmp = self._run_dir / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(state, indent=2))
-            os.replace(tmp, self._run_dir / STATE_FILE)
+        # nodes start and stop from several threads at once (a heal restarts them in parallel):
+        # cluster_state.save writes one snapshot at a time, each the state as it is then
+        cluster_state.save(self._run_dir, {
+            "backend": self.name, "run_dir": str(self._run_dir), "stopped": stopped, "owner": self._owner,
+            "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
+            "cgroups": self._cgroups, "secret": self._secret,
+            "disks": self._disks.state() if self._disks else {},
+            "target": self.target.name if self.target else None,
+            "settings": dict(self._config.settings) if self._config else {},
+            "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
+                       "clock_file": n.clock_file, "pid": self._pids.get(n.name)} for n in self._nodes.values()],
+        })
+
+    def _register_chain(self) -> None:
+        assert self._run_dir is not None
+        cluster_state.register_chain(self.firewall_chain, {
+            "state": str(self._run_dir / STATE_FILE), "owner": self._owner, "cgroups": self._cgroups})
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], target: Target) -> "LocalBackend":
@@ -399,14 +364,19 @@ class LocalBackend:
         b._run_dir = Path(state["run_dir"])
         b.firewall_chain = state.get("firewall_chain") or ""
         b._cgroups = dict(state.get("cgroups") or {})
+        b._owner = state.get("owner")
+        b._secret = state.get("secret")
+        if state.get("disks"):
+            b._disks = lazy_disks.DiskSet.from_state(b._run_dir / "nodes", state["disks"])
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
-        b._leave_running = True  # restarted nodes must outlive this process too
+        b._spawner = Spawner(outlive=True)  # restarted nodes must outlive this process too
         b._faketime = "faketime" in b.capabilities
         names = tuple(n["name"] for n in state["nodes"])
         b.target = target
         b._config = ClusterConfig(target=b.target, nodes=names, settings=state.get("settings", {}), run_dir=b._run_dir)
         for n in state["nodes"]:
-            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
-            if n.get("pid") and _runs_node(int(n["pid"]), n["data_dir"]):
+            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"),
+                                       b._secret)
+            if n.get("pid") and runs_with_arg(int(n["pid"]), n["data_dir"]):
                 b._pids[n["name"]] = int(n["pid"])
         return b

@@ -21,7 +21,9 @@ where one is missing.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -102,3 +104,44 @@ def remove(paths: Mapping[str, str]) -> list[str]:
         except OSError:
             pass
     return left
+
+
+def kill(paths: Mapping[str, str]) -> None:
+    """SIGKILL every process left in the run's cgroups (SIGCONT first: a paused one dies too).
+
+    A node outlives the pid the state file names when it was restarted by another harness
+    (``heal``); its cgroup still holds it, so an orphan's nodes are found by cgroup, not pid."""
+    root = cgroup2_root()
+    if root is None:
+        return
+    for rel in paths.values():
+        try:
+            pids = [int(p) for p in (root / rel / "cgroup.procs").read_text().split()]
+        except (OSError, ValueError):
+            continue
+        for pid in pids:
+            for sig in (signal.SIGCONT, signal.SIGKILL):
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                if not (root / rel / "cgroup.procs").read_text().split():
+                    break
+            except OSError:
+                break
+            time.sleep(0.02)
+
+
+def run_cgroups() -> dict[str, list[str]]:
+    """{run id: [its node cgroups, relative to the root]} of every run on this host (for
+    ``cleanup --all-orphans``: cgroups no state file names)."""
+    root = cgroup2_root()
+    out: dict[str, list[str]] = {}
+    if root is None or not (root / PARENT).is_dir():
+        return out
+    for run in sorted(p for p in (root / PARENT).iterdir() if p.is_dir()):
+        out[run.name] = [f"{PARENT}/{run.name}/{n.name}" for n in sorted(run.iterdir()) if n.is_dir()]
+    return out

@@ -15,21 +15,18 @@ as positional parameters (``sh -c '... "$1" ...' sh VALUE``) or quoted with
 from __future__ import annotations
 
 import base64
-import json
-import os
+import posixpath
 import shlex
 import socket
-import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
+from harness.backends import cluster_state
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
-from targets.adapter import NodeAdmin, Target
+from targets.adapter import NODE_SECRET_ENV, NodeAdmin, Target
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 #: Files up to this size are written with one exec (atomic rename); larger ones by the transport.
@@ -42,8 +39,9 @@ class NodeShell(Protocol):
     def exec(self, argv: Sequence[str], timeout: float = 10.0, privileged: bool = False) -> CommandResult:
         """Run argv; ``privileged`` asks for root (sudo on SSH when not logged in as root)."""
 
-    def put_file(self, path: str, data: bytes) -> None:
-        """Copy a (large) file onto the machine by the transport's own means (tar/SFTP)."""
+    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        """Copy a file onto the machine by the transport's own means (tar/SFTP), never through a
+        command line (large files, and secrets: ``mode`` is set before any byte is written)."""
 
     def get_file(self, path: str) -> bytes:
         """Read a file from the machine (b'' when absent)."""
@@ -116,15 +114,27 @@ def write_file(shell: NodeShell, path: str, data: bytes, privileged: bool = Fals
     shell.exec(sh(script, base64.b64encode(data).decode(), path), privileged=privileged).check()
 
 
+def secret_file(layout: NodeLayout) -> str:
+    """Where the node's copy of the cluster secret lives on its machine (beside its pid file)."""
+    return posixpath.join(posixpath.dirname(layout.pid_file), "secret")
+
+
 def start_daemon(shell: NodeShell, layout: NodeLayout, argv: Sequence[str], *, faketime: bool,
-                 extra_env: Mapping[str, str] | None = None) -> int:
-    """Start the node detached (own session, stdin closed, output appended to its log); return its pid."""
+                 extra_env: Mapping[str, str] | None = None, secret: str | None = None) -> int:
+    """Start the node detached (own session, stdin closed, output appended to its log); return its pid.
+
+    ``secret`` reaches the node in :data:`NODE_SECRET_ENV`, read from a 0600 file the transport
+    copied over: it never appears on a command line, where any user of the host could read it."""
     env = {"PYTHONPATH": layout.pythonpath, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}
     if faketime:
         env.update(LD_PRELOAD=FAKETIME_LIB, FAKETIME_TIMESTAMP_FILE=layout.clock_file, FAKETIME_NO_CACHE="1")
     env.update(extra_env or {})
     command = " ".join(shlex.quote(a) for a in ["env", *(f"{k}={v}" for k, v in env.items()), *argv])
-    script = (f"mkdir -p {shlex.quote(layout.data_dir)} && cd {shlex.quote(layout.app_dir)} && "
+    export = ""
+    if secret:
+        shell.put_file(secret_file(layout), secret.encode(), mode=0o600)
+        export = f'{NODE_SECRET_ENV}="$(cat {shlex.quote(secret_file(layout))})" && export {NODE_SECRET_ENV} && '
+    script = (f"{export}mkdir -p {shlex.quote(layout.data_dir)} && cd {shlex.quote(layout.app_dir)} && "
               f"{{ [ -s {shlex.quote(layout.clock_file)} ] || echo +0 > {shlex.quote(layout.clock_file)}; }} && "
               f"setsid {command} >> {shlex.quote(layout.log_file)} 2>&1 < /dev/null & "
               f"echo $! > {shlex.quote(layout.pid_file)} && echo $!")
@@ -192,27 +202,11 @@ def remove_chain(shell: NodeShell, chain: str) -> None:
     shell.exec(sh(script, chain), privileged=True)
 
 
-def http_json(url: str, timeout: float = 1.0) -> dict | None:
-    """GET a JSON document; None when the node does not answer (a paused node does not)."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read() or b"null")
-    except (OSError, ValueError, urllib.error.URLError):
-        return None
-
-
-_STATE_LOCK = threading.Lock()
-
-
 def save_cluster_state(run_dir: Path, state: dict[str, Any], nodes: Sequence[Node]) -> None:
-    """Write ``<run_dir>/cluster.json`` atomically: what :func:`harness.backends.attach` reads back."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    doc = {**state, "nodes": [{"name": n.name, "host": n.host, "port": n.port, "data_dir": n.data_dir,
-                               "clock_file": n.clock_file} for n in nodes]}
-    with _STATE_LOCK:  # one writer at a time: node restarts run in parallel threads
-        tmp = run_dir / "cluster.json.tmp"
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, run_dir / "cluster.json")
+    """Write ``<run_dir>/cluster.json`` (0600, atomically): what :func:`harness.backends.attach` reads back."""
+    cluster_state.save(run_dir, {**state, "nodes": [{"name": n.name, "host": n.host, "port": n.port,
+                                                     "data_dir": n.data_dir, "clock_file": n.clock_file}
+                                                    for n in nodes]})
 
 
 def port_open(host: str, port: int, timeout: float = 1.0) -> bool:

@@ -18,7 +18,6 @@ cache stays.
 """
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import shlex
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from harness.backends import remote
+from harness.backends import cluster_state, remote
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.backends.node_code import CACHE_DIR, build_bundle
 from harness.errors import UserError
@@ -64,9 +63,11 @@ class SshShell:
             self._sftp = self.client.open_sftp()
         return self._sftp
 
-    def put_file(self, path: str, data: bytes) -> None:
+    def put_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         tmp = f"{path}.tmp.{secrets.token_hex(4)}"
-        self.sftp().putfo(io.BytesIO(data), tmp)
+        with self.sftp().open(tmp, "wb") as fh:
+            fh.chmod(mode)                  # before any byte: a secret is never readable by others
+            fh.write(data)
         self.sftp().posix_rename(tmp, path)
 
     def get_file(self, path: str) -> bytes:
@@ -155,6 +156,8 @@ class SshBackend:
         self._run_root: dict[str, str] = {}
         self._run_dir: Path | None = None
         self._faketime = False
+        self._owner: dict[str, Any] | None = None
+        self._secret: str | None = None       # the cluster's node secret (targets.adapter.NODE_SECRET_ENV)
 
     # -- life cycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -164,6 +167,8 @@ class SshBackend:
                             f"{len(self.hosts)} host(s) in [ssh] hosts")
         self.target = config.target
         remote.check_target(self.name, self.target)
+        self._owner = cluster_state.current_owner("leave_running" if config.extra.get("leave_running") else None)
+        self._secret = secrets.token_urlsafe(32)
         self._run_dir = Path(config.run_dir)
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
         try:
@@ -188,16 +193,18 @@ class SshBackend:
                     app_dir=app, pythonpath=f"{site}:{app}", data_dir=f"{root}/data",
                     clock_file=f"{root}/clock", pid_file=f"{root}/node.pid", log_file=f"{root}/node.log")
                 self._nodes[name] = Node(name, host, self.node_port, f"{root}/data",
-                                         f"{root}/clock" if self._faketime else None)
+                                         f"{root}/clock" if self._faketime else None, self._secret)
                 self._shells[name].exec(remote.sh('mkdir -p "$1" && echo +0 > "$2"', f"{root}/data",
                                                   f"{root}/clock")).check()
+                self._save_state()          # from here on a killed harness leaves files attach() can find
                 if self.firewall_chain:
                     remote.ensure_chain(self._shells[name], self.firewall_chain)
             peers = {n: node.address for n, node in self._nodes.items()}
             for name, node in self._nodes.items():
                 self._argv[name] = remote.node_argv(config, name, node.host, node.port, peers,
                                                     self._layouts[name].data_dir)
-                remote.start_daemon(self._shells[name], self._layouts[name], self._argv[name], faketime=self._faketime)
+                remote.start_daemon(self._shells[name], self._layouts[name], self._argv[name], faketime=self._faketime,
+                                    secret=self._secret)
             self._save_state()
             remote.wait_healthy(self.target.admin, list(self._nodes.values()), self.health_timeout, self._log_tails)
             return list(self._nodes.values())
@@ -260,11 +267,11 @@ class SshBackend:
         if self._run_dir is None:
             return
         remote.save_cluster_state(self._run_dir, {
-            "backend": "ssh", "stopped": stopped, "run_dir": str(self._run_dir),
+            "backend": "ssh", "stopped": stopped, "run_dir": str(self._run_dir), "owner": self._owner,
             "options": {"hosts": self.hosts, "user": self.user, "port": self.port, "key": self.key,
                         "known_hosts": self.known_hosts, "node_port": self.node_port},
             "firewall_chain": self.firewall_chain, "capabilities": sorted(self.capabilities),
-            "argv": self._argv, "run_root": self._run_root, "target": self.target.name if self.target else None,
+            "argv": self._argv, "run_root": self._run_root, "secret": self._secret, "target": self.target.name if self.target else None,
             "layouts": {n: vars(lay) for n, lay in self._layouts.items()}}, list(self._nodes.values()))
 
     @classmethod
@@ -272,6 +279,8 @@ class SshBackend:
         """Re-attach to the hosts of a run from its ``cluster.json`` (host keys are verified again)."""
         b = cls(state["options"])
         b._run_dir = Path(state["run_dir"])
+        b._owner = state.get("owner")
+        b._secret = state.get("secret")
         b.firewall_chain = state.get("firewall_chain") or ""
         b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         b._faketime = "faketime" in b.capabilities
@@ -282,7 +291,8 @@ class SshBackend:
             b._shells[n] = connect(host, user=b.user, port=b.port, key=b.key, known_hosts=b.known_hosts,
                                    timeout=b.connect_timeout)
         for n in state["nodes"]:
-            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"))
+            b._nodes[n["name"]] = Node(n["name"], n["host"], int(n["port"]), n["data_dir"], n.get("clock_file"),
+                                       b._secret)
         return b
 
     def _log_tails(self) -> dict[str, str]:
@@ -302,7 +312,7 @@ class SshBackend:
     def start(self, node: str) -> None:
         shell, layout = self._node(node)
         if remote.daemon_pid(shell, layout) is None:
-            remote.start_daemon(shell, layout, self._argv[node], faketime=self._faketime)
+            remote.start_daemon(shell, layout, self._argv[node], faketime=self._faketime, secret=self._secret)
         remote.wait_healthy(self.target.admin, [self._nodes[node]], self.health_timeout, self._log_tails)
 
     def kill(self, node: str) -> None:

@@ -18,10 +18,12 @@ from harness.campaign.definition import CampaignDef, Cell, cell_spec
 from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.expectations import Expectation, cell_metrics, evaluate, parse_expectations
 from harness.limits import json_loads
-from harness.signals import INTERRUPTED_EXIT, raise_pending, shielded, signal_name, stop_on_signals
+from harness.signals import INTERRUPTED_EXIT, die_with_parent, raise_pending, shielded, signal_name, stop_on_signals
 
 #: Cell states: pending -> running -> done | error | timeout | interrupted.
 FINISHED = ("done", "error", "timeout")
+#: Seconds between looks at a watched cell's stop request (see CellWatch).
+WATCH_EVERY = 1.0
 
 
 @dataclass
@@ -35,6 +37,7 @@ class CellResult:
     seconds: float | None = None
     error: str | None = None
     killed: bool = False            # still running after SIGTERM + grace: SIGKILLed (see SubprocessCellRunner)
+    worker: str | None = None       # the Dask worker that ran it (campaign --jobs/--scheduler), else None
     metrics: dict[str, Any] = field(default_factory=dict)
     expectations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -55,6 +58,24 @@ class CellRunner(Protocol):
         """Run one cell to the end (or its time limit) and say what happened."""
 
 
+class CellWatch(Protocol):
+    """How an executor running cells off the main thread (a Dask worker) follows and stops a cell.
+
+    Signals reach only a process's main thread, so there the campaign's Ctrl-C cannot interrupt
+    the wait for the cell's child; the runner asks ``stop_requested`` every WATCH_EVERY seconds
+    instead, and tells ``started`` the child's pid (to report, or to reap if the worker dies)."""
+
+    def started(self, pid: int) -> None:
+        """The cell's child process is running with this pid."""
+
+    def stop_requested(self) -> bool:
+        """Whether the campaign is being stopped (the cell is then stopped like at its time limit)."""
+
+
+class _StopRequested(Exception):
+    """A watched cell was asked to stop (CellWatch.stop_requested)."""
+
+
 def _newest_run(histories: Path, test_name: str, after: float) -> str | None:
     d = histories / test_name
     runs = [p for p in d.iterdir() if p.is_dir() and p.stat().st_mtime >= after] if d.is_dir() else []
@@ -73,21 +94,29 @@ class SubprocessCellRunner:
 
     histories: Path = Path("histories")
     grace: float = 60.0   # seconds between SIGTERM at the time limit and SIGKILL
+    watch: CellWatch | None = None   # set by an executor that runs cells off the main thread (harness.campaign.dask_worker)
 
     def run(self, defn: CampaignDef, cell: Cell) -> CellResult:
         """Start the child, wait (at most the time limit), and read the result it wrote."""
         out = self.histories / "campaigns" / ".cells" / f"{os.getpid()}-{cell.id}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         job = {"spec_path": defn.spec_path, "overrides": {**cell.overrides, "histories": str(self.histories)}, "out": str(out)}
+        if self.watch is not None:   # no main thread to stop it: the child stops itself if its worker dies
+            job["parent_pid"] = os.getpid()
         t0 = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "harness.campaign", "--run-cell", json.dumps(job)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                 text=True, start_new_session=True)
+        if self.watch is not None:
+            self.watch.started(proc.pid)
         state, killed = "done", False
         try:
-            _, err = proc.communicate(timeout=cell.time_limit)
+            err = self._communicate(proc, cell.time_limit)
         except subprocess.TimeoutExpired:
             state = "timeout"
+            killed, err = self._stop(proc)
+        except _StopRequested:
+            state = "interrupted"
             killed, err = self._stop(proc)
         except KeyboardInterrupt:  # the campaign was stopped (harness.signals): so is its cell
             killed, _ = self._stop(proc)
@@ -102,8 +131,9 @@ class SubprocessCellRunner:
             res.run_dir, res.verdict, res.exit_code, res.error = (done.get("run_dir"), done.get("verdict"),
                                                                     done.get("exit_code"), done.get("error"))
         res.run_dir = self._run_dir_of(res.run_dir, cell, t0)
-        if state == "timeout":
-            res.error = f"time limit of {cell.time_limit:g} s reached; stopped with SIGTERM"
+        if state in ("timeout", "interrupted"):
+            res.error = (f"time limit of {cell.time_limit:g} s reached; stopped with SIGTERM" if state == "timeout"
+                         else "campaign interrupted; the cell was stopped with SIGTERM")
             if killed:
                 res.error += (f"; still running {self.grace:g} s later, so killed (SIGKILL): "
                               f"{_teardown_left(res.run_dir)}")
@@ -113,6 +143,22 @@ class SubprocessCellRunner:
             res.error = res.error or (lines[-1] if lines else f"cell process exited {proc.returncode}")
         raise_pending()   # the campaign was told to stop while this cell was being stopped
         return res
+
+    def _communicate(self, proc: subprocess.Popen[str], limit: float | None) -> str:
+        """The child's stderr once it exits; TimeoutExpired at ``limit``, _StopRequested when watched
+        and asked to stop."""
+        if self.watch is None:
+            return proc.communicate(timeout=limit)[1]
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            step = WATCH_EVERY if deadline is None else min(WATCH_EVERY, max(deadline - time.monotonic(), 0.0))
+            try:
+                return proc.communicate(timeout=step)[1]
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+            if self.watch.stop_requested():
+                raise _StopRequested()
 
     def _stop(self, proc: subprocess.Popen[str]) -> tuple[bool, str]:
         """SIGTERM the cell, wait ``grace`` (not interruptible), then SIGKILL its process group.
@@ -157,6 +203,8 @@ def _run_cell_child(job_json: str) -> int:
     out: dict[str, Any] = {}
     try:
         with stop_on_signals():
+            if job.get("parent_pid"):
+                die_with_parent(int(job["parent_pid"]))
             from harness.runner import run_test
 
             outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False)
@@ -209,6 +257,7 @@ class CampaignRun:
     finished: str | None = None
     interrupted: bool = False
     only: tuple[str, ...] = ()   # --cell: the cells this invocation was asked to run (others may stay pending)
+    shard: tuple[int, int] | None = None   # --shard i/n: this folder holds shard i of n (harness.campaign.shards)
 
     def broken(self) -> list[tuple[str, dict[str, Any]]]:
         """(cell id, expectation outcome) for every broken expectation."""
@@ -227,6 +276,7 @@ class CampaignRun:
         """campaign.json: the definition, where it is written, and every cell's result."""
         return {"format": 1, "definition": self.defn.to_json(), "dir": str(self.dir), "started": self.started,
                 "finished": self.finished, "interrupted": self.interrupted,
+                "shard": list(self.shard) if self.shard else None,
                 "cells": {cid: r.to_json() for cid, r in self.cells.items()}}
 
     def save(self) -> None:
@@ -259,7 +309,9 @@ class CampaignRun:
             raise UserError(f"{d}/campaign.json is damaged: {e}") from None
         for c in defn.cells:
             cells.setdefault(c.id, CellResult())
-        return CampaignRun(defn, d, cells, obj.get("started", ""), obj.get("finished"), obj.get("interrupted", False))
+        shard = obj.get("shard")
+        return CampaignRun(defn, d, cells, obj.get("started", ""), obj.get("finished"), obj.get("interrupted", False),
+                           shard=(int(shard[0]), int(shard[1])) if shard else None)
 
 
 def new_campaign_dir(histories: Path, name: str) -> Path:
@@ -273,15 +325,36 @@ def new_campaign_dir(histories: Path, name: str) -> Path:
     return d
 
 
+Notify = Callable[[CampaignRun, "str | None"], None]
+
+
+class CellPool(Protocol):
+    """Runs several cells side by side (``harness.campaign.dask_pool``); the serial loop is the default."""
+
+    def run_cells(self, camp: CampaignRun, cells: Sequence[Cell], runner: CellRunner, notify: Notify) -> None:
+        """Run ``cells``, each result through :func:`record_cell`; on Ctrl-C stop the running
+        ones (healed, recorded ``interrupted``) and re-raise."""
+
+
+def record_cell(camp: CampaignRun, cell: Cell, res: CellResult, notify: Notify) -> None:
+    """A cell's result in the campaign: expectations evaluated, campaign.json and pages saved, table told."""
+    camp.cells[cell.id] = finish_cell(cell, res)
+    camp.save()
+    notify(camp, None)
+
+
 def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | None = None,
                  resume: CampaignRun | None = None,
-                 on_update: Callable[[CampaignRun, str | None], None] | None = None,
-                 only: Sequence[str] | None = None) -> CampaignRun:
+                 on_update: Notify | None = None,
+                 only: Sequence[str] | None = None, pool: CellPool | None = None,
+                 shard: tuple[int, int] | None = None) -> CampaignRun:
     """Run every unfinished cell in order, saving after each; Ctrl-C keeps what finished.
 
     ``on_update(run, running_cell_id)`` is called before and after each cell
     (the live table). With ``resume``, cells already ``done`` are kept and the
-    others (pending, interrupted, error, timeout) run again.
+    others (pending, interrupted, error, timeout) run again. With ``pool`` the cells run
+    side by side there (same results, same saving after each); ``shard`` is recorded
+    in campaign.json for ``campaign merge`` (``only`` then names the shard's cells).
     """
     runner = runner or SubprocessCellRunner(histories)
     if resume is None:
@@ -291,19 +364,19 @@ def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | Non
         camp = resume
         camp.interrupted, camp.finished = False, None
     camp.only = tuple(only or ())
+    camp.shard = shard or camp.shard
     camp.save()
     notify = on_update or (lambda _c, _r: None)
+    todo = [c for c in camp.defn.cells if camp.cells[c.id].state != "done" and not (only and c.id not in only)]
     try:
-        for cell in camp.defn.cells:
-            if camp.cells[cell.id].state == "done" or (only and cell.id not in only):
-                continue
-            camp.cells[cell.id] = CellResult(state="running")
-            camp.save()   # campaign.json and the pages show which cell is running
-            notify(camp, cell.id)
-            res = runner.run(camp.defn, cell)
-            camp.cells[cell.id] = finish_cell(cell, res)
-            camp.save()
-            notify(camp, None)
+        if pool is not None:
+            pool.run_cells(camp, todo, runner, notify)
+        else:
+            for cell in todo:
+                camp.cells[cell.id] = CellResult(state="running")
+                camp.save()   # campaign.json and the pages show which cell is running
+                notify(camp, cell.id)
+                record_cell(camp, cell, runner.run(camp.defn, cell), notify)
     except KeyboardInterrupt:
         for r in camp.cells.values():
             if r.state == "running":

@@ -5,6 +5,9 @@ container per node (label ``dynharness.kept``); ``run --backend docker``
 then starts its nodes in those containers with the run's settings instead of
 creating and removing a cluster each time. ``down`` removes it; ``down --all``
 removes everything labelled ``dynharness`` (what a killed harness left).
+``status`` names each cluster's owner and flags orphans (their harness is gone),
+Docker ones by their labels and local/SSH ones from the run folders under the
+histories folder; ``dynharness cleanup`` removes orphans.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from typing import Any
 
 from harness.errors import UserError
 from harness.limits import seconds
+from harness.runs import histories_root
 
 
 def _client(args: argparse.Namespace):
@@ -53,23 +57,40 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    from harness.backends import cluster_state as cs
     from harness.backends.docker_cluster import list_clusters
+    from harness.backends.orphans import find
 
-    client = _client(args)
+    seconds("--timeout", args.timeout)      # bad input stays an error; a missing engine does not
     try:
-        clusters = list_clusters(client)
+        client = _client(args)
+    except UserError as e:     # local and SSH orphans are still worth naming
+        client = None
+        print(f"(Docker clusters not listed: {e})")
+    try:
+        clusters = list_clusters(client) if client is not None else {}
+        # those found by their labels are in the table; a state file's also covers a run killed on a kept cluster
+        orphans = [o for o in find(histories_root(args.histories), docker_client=client) if not o.docker_cluster]
     finally:
-        client.close()
-    if not clusters:
-        print("no dynharness clusters")
-        return 0
-    table = Table(title="dynharness Docker clusters")
-    for col in ("cluster", "kept", "image", "node", "container", "ip"):
-        table.add_column(col)
-    for name, info in sorted(clusters.items()):
-        for node, (status, ip) in sorted(info["nodes"].items()):
-            table.add_row(name, "yes" if info["kept"] else "no (a run's)", info["image"], node, status, ip)
-    Console().print(table)
+        if client is not None:
+            client.close()
+    if client is not None and not clusters:
+        print("no dynharness Docker clusters")
+    elif clusters:
+        table = Table(title="dynharness Docker clusters")
+        for col in ("cluster", "kept", "owner", "image", "node", "container", "ip"):
+            table.add_column(col)
+        for name, info in sorted(clusters.items()):
+            owner = "-" if info["kept"] else cs.describe_owner(info["owner"])
+            if not info["kept"] and cs.owner_status(info["owner"]) == cs.DEAD:
+                owner = f"[red]ORPHAN: {owner}[/]"
+            for node, (status, ip) in sorted(info["nodes"].items()):
+                table.add_row(name, "yes" if info["kept"] else "no (a run's)", owner, info["image"], node, status, ip)
+        Console().print(table)
+    for o in orphans:
+        print(f"ORPHAN: {o.what}: {o.why}")
+    if orphans or any(not i["kept"] and cs.owner_status(i["owner"]) == cs.DEAD for i in clusters.values()):
+        print("`dynharness cleanup` removes orphaned clusters")
     return 0
 
 
@@ -102,7 +123,8 @@ def register(sub: Any) -> None:
     up.add_argument("--base-image", metavar="IMG", help="build the image FROM this instead of debootstrap")
     up.add_argument("--subnet", metavar="CIDR", help="fixed subnet (default: a free 10.231.x.0/24)")
     up.set_defaults(func=cmd_up)
-    st = csub.add_parser("status", parents=[common], help="list clusters, their containers and IPs")
+    st = csub.add_parser("status", parents=[common], help="list clusters, their owners, containers and IPs")
+    st.add_argument("--histories", metavar="DIR", help="where runs are stored, for local/SSH orphans (default histories/)")
     st.set_defaults(func=cmd_status)
     down = csub.add_parser("down", parents=[common], help="remove the cluster")
     down.add_argument("--all", action="store_true", help="remove everything labelled dynharness")

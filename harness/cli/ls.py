@@ -1,9 +1,14 @@
-"""``dynharness ls``: the stored runs with their verdicts and headline counts."""
+"""``dynharness ls``: the stored runs with their verdicts and headline counts.
+
+A run whose cluster is still up says so in the ``cluster`` column: running (its harness lives),
+kept (left running on purpose) or ORPHAN (its harness is gone: ``dynharness cleanup``)."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
+from harness.backends import cluster_state as cs
 from harness.cli.check import format_count
 from harness.limits import MAX_LISTED, number
 from harness.runs import histories_root, list_runs
@@ -24,14 +29,31 @@ def cmd_ls(args: argparse.Namespace) -> int:
         return 0
     colour = {"valid": "green", "invalid": "red", "unknown": "yellow", "failed": "red", "incomplete": "yellow"}
     table = Table(title=f"runs in {root}")
-    for col in ("test", "run", "workload", "ops", "verdict", "summary"):
+    for col in ("test", "run", "workload", "ops", "verdict", "cluster", "summary"):
         table.add_column(col, overflow="fold")
+    orphans = 0
     for r in runs:
         summary = ", ".join(f"{k}={format_count(v)}" for k, v in r.summary.items())
+        cluster = cluster_note(r.path)
+        orphans += cluster.startswith("ORPHAN")
         table.add_row(r.test, r.started, r.workload, str(r.ops if r.ops is not None else "?"),
-                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]", summary)
+                      f"[{colour.get(r.verdict, 'white')}]{r.verdict}[/]",
+                      f"[red]{cluster}[/]" if cluster.startswith("ORPHAN") else cluster, summary)
     Console().print(table)
+    if orphans:
+        print(f"{orphans} run(s) left an orphaned cluster: `dynharness cleanup` removes them")
     return 0
+
+
+def cluster_note(run_dir: Path) -> str:
+    """What is left of a run's cluster: "" (torn down, or none), running, kept, ORPHAN (why)."""
+    doc = cs.load(run_dir / cs.STATE_FILE)
+    if doc is None or doc.get("stopped"):
+        return ""
+    owner = doc.get("owner")
+    status = cs.owner_status(owner)
+    return {cs.ALIVE: "running", cs.KEPT: "kept running", cs.DEAD: f"ORPHAN: {cs.describe_owner(owner)}",
+            cs.ELSEWHERE: cs.describe_owner(owner), cs.UNKNOWN: "up? (no owner recorded)"}[status]
 
 
 def register(sub: Any) -> None:

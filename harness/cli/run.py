@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from harness import plugins
 from harness.errors import UserError
+from harness.runs import histories_root
 from harness.spec import load_spec, parse_value, unscheduled_faults
 
 #: flag dest -> dotted spec name
@@ -71,6 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"dynharness: running {spec.name!r}: {spec.workload.name} on {spec.nodes} {spec.backend} nodes, "
           f"{target.summary(spec.target_settings)}, "
           f"faults={','.join(spec.faults) or 'none'}, {spec.duration:g}s, seed {spec.seed}", file=sys.stderr)
+    note_orphans(histories_root(spec.histories))
     missing = unscheduled_faults(spec)
     if missing:
         print(f"dynharness: warning: no room in the schedule for {', '.join(missing)}: "
@@ -88,6 +91,17 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"`dynharness heal --teardown {outcome.run_dir}`",
               file=sys.stderr)
     return outcome.exit_code
+
+
+def note_orphans(root: Path) -> None:
+    """One line naming the clusters killed harnesses left (never touched here: `cleanup` does that)."""
+    from harness.backends.orphans import find, summary_line
+    try:
+        found = find(root)
+    except Exception:  # noqa: BLE001 - a look for leftovers must never stop a run
+        return
+    if found:
+        print(f"dynharness: note: {summary_line(found)}", file=sys.stderr)
 
 
 def register(sub: Any) -> None:
@@ -125,8 +139,8 @@ def register(sub: Any) -> None:
     g.add_argument("--key-dist", choices=("uniform", "zipf"), help="key distribution (default uniform)")
     g.add_argument("--blind", action="store_true", help="cart: add without reading first")
     g = p.add_argument_group("nemesis")
-    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency, "
-                                                          "a nemesis plugin's, or none")
+    g.add_argument("--nemesis", metavar="F1,F2", help="faults: partition,clock,crash,wipe,pause,loss,latency,"
+                                                          "power-loss, a nemesis plugin's, or none")
     g.add_argument("--nemesis-interval", type=float, metavar="S", help="seconds between fault changes (default 10)")
     g.add_argument("--partition", metavar="TOPOLOGY", help="partition topology (default random-halves)")
     g.add_argument("--allow-unscheduled", action="store_true",

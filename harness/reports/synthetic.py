@@ -226,7 +226,7 @@ def write_synthetic_run(run_dir: str | Path, *, workload: str = "cart", ops: int
     (run_dir / "results.json").write_text(json.dumps({"verdict": verdict, "summary": summary, "checkers": checkers}, indent=1))
     spec = {"name": name or f"synthetic-{workload}", "backend": "local", "nodes": nodes, "seed": seed,
             "duration": duration_s, "rate": 100, "concurrency": concurrency, "recovery": 5,
-            "target": {"n": n, "r": r, "w": w, "pr": 0, "pw": 0, "mode": mode, "fsync": "always"},
+            "target": {"n": n, "r": r, "w": w, "pr": 0, "pw": 0, "mode": mode, "fsync": "one"},
             "workload": {"name": workload, "keys": len(keys)},
             "nemesis": {"faults": ["partition"] if partition else [], "partition": "fixed:n1,n2|n3,n4,n5"},
             "synthetic": True}

@@ -8,7 +8,9 @@ the node's event loop (a paused node completes TCP handshakes in the kernel but 
 holds the node's one set of in-process transport faults, ``/admin/replicas`` reads the node's own
 stored copies of keys (``targets/dynamo/replicas.py``: no coordination, no read repair), and ``/internal/get`` with the
 ``X-Dynamo-From`` header is a read-only peer request the node's transport admits, drops or
-delays exactly as it would a real peer message.
+delays exactly as it would a real peer message. Every request carries the cluster's secret
+(``Node.secret``, as ``Authorization: Bearer``) when the node has one: the node refuses its admin
+and internal endpoints without it.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def request(node: Node, method: str, path: str, body: Any = None, *, timeout: fl
     try:
         data = None if body is None else json.dumps(body).encode()
         hdrs = {"Content-Type": "application/json", **(headers or {})} if data is not None else dict(headers or {})
+        if node.secret:
+            hdrs["Authorization"] = f"Bearer {node.secret}"
         conn.request(method, path, body=data, headers=hdrs)
         resp = conn.getresponse()
         raw = resp.read()

@@ -42,8 +42,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("pr", int, 0, "primary replicas a read must hear from (strict quorum)"),
     Setting("pw", int, 0, "primary replicas a write must be stored on (strict quorum)"),
     Setting("mode", str, "vclock", "versioning: vclock | dvv | lww"),
-    Setting("fsync", str, "always", "always: every commit fsyncs before its ack; one: only the durable write "
-            "the coordinator gives one replica per write fsyncs (Dynamo section 6.1); never: no fsync"),
+    Setting("fsync", str, "one", "one (default): only the durable write the coordinator gives one replica per "
+            "write fsyncs (Dynamo section 6.1); always: every commit fsyncs before its ack; never: no fsync"),
     Setting("partitions", int, 64, "Q equal-size ring partitions"),
     Setting("request_timeout", float, 1.0, "coordinator timeout per request, seconds"),
     Setting("gossip_interval", float, 1.0, "seconds between gossip rounds"),

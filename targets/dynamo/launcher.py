@@ -29,7 +29,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from targets.adapter import Node, TargetError
+from targets.adapter import NODE_SECRET_ENV, Node, TargetError
 from targets.dynamo.config import DEFAULTS, SETTINGS, coerce_setting, validate_settings
 from targets.dynamo.target import DynamoTarget
 
@@ -105,8 +105,10 @@ def _tail(log_path: str | None) -> str:
 class LocalCluster:
     """N node processes on loopback; every method is safe to call on any exit path."""
 
-    def __init__(self, nodes: list[Node], directory: Path, settings: Mapping[str, Any]) -> None:
+    def __init__(self, nodes: list[Node], directory: Path, settings: Mapping[str, Any],
+                 secret: str | None = None) -> None:
         self.nodes = {n.name: n for n in nodes}
+        self.secret = secret        # the cluster's secret (None: open nodes, as a hand-started one)
         self.logs = {n.name: str(directory / f"{n.name}.log") for n in nodes}
         self.settings = dict(settings)
         self.procs: dict[str, subprocess.Popen] = {}
@@ -123,7 +125,8 @@ class LocalCluster:
         if self.is_running(name):
             return
         info = self.nodes[name]
-        self.procs[name] = start_node_process(self.argv(name), self.logs[name], clock_file=info.clock_file)
+        env = {**os.environ, NODE_SECRET_ENV: self.secret} if self.secret else None
+        self.procs[name] = start_node_process(self.argv(name), self.logs[name], env=env, clock_file=info.clock_file)
         if wait:
             wait_healthy(info.url, proc=self.procs[name], log_path=self.logs[name])
             self.wait_members_up()
@@ -188,7 +191,7 @@ class LocalCluster:
 
 
 def plan_nodes(n: int, directory: str | os.PathLike, *, port: int | None = None,
-               faketime: bool = False) -> list[Node]:
+               faketime: bool = False, secret: str | None = None) -> list[Node]:
     """Node records for n1..nN under ``directory`` (port None: a free port per node)."""
     if not 1 <= n <= 50:
         raise TargetError(f"--nodes must be between 1 and 50, got {n}")
@@ -199,19 +202,21 @@ def plan_nodes(n: int, directory: str | os.PathLike, *, port: int | None = None,
         host = node_host(i)
         name = f"n{i}"
         nodes.append(Node(name, host, port or free_port(host), str(root / name),
-                          str(root / f"{name}.faketime") if faketime else None))
+                          str(root / f"{name}.faketime") if faketime else None, secret))
     return nodes
 
 
 @contextlib.contextmanager
 def local_cluster(nodes: int, directory: str | os.PathLike, *, port: int | None = None, faketime: bool = False,
-                  **settings: Any) -> Iterator[LocalCluster]:
-    """Start ``nodes`` nodes (settings: see DEFAULT_SETTINGS; n defaults to min(3, nodes)), kill them on exit."""
+                  secret: str | None = None, **settings: Any) -> Iterator[LocalCluster]:
+    """Start ``nodes`` nodes (settings: see DEFAULT_SETTINGS; n defaults to min(3, nodes)), kill them on exit.
+    ``secret``: the cluster's secret (admin, internal and peer endpoints need it); None: open nodes."""
     settings.setdefault("n", min(3, nodes))
     settings.setdefault("r", min(settings["n"], 2))
     settings.setdefault("w", min(settings["n"], 2))
     validate_settings({**DEFAULTS, **{k: coerce_setting(k, v) for k, v in settings.items()}}, nodes)
-    cluster = LocalCluster(plan_nodes(nodes, directory, port=port, faketime=faketime), Path(directory), settings)
+    cluster = LocalCluster(plan_nodes(nodes, directory, port=port, faketime=faketime, secret=secret),
+                           Path(directory), settings, secret)
     try:
         cluster.start_all()
         yield cluster

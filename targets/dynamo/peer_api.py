@@ -4,7 +4,9 @@ Peers call them through :class:`targets.dynamo.transport.Transport`, over the
 framed protocol described there; :class:`PeerConnection` serves that side. The
 same endpoints also answer HTTP ``POST`` (one call each),
 handy with curl and used by the nemesis probes (``nemeses/probes.py``), with the
-sender named in the ``X-Dynamo-From`` header. Incoming injected faults are applied
+sender named in the ``X-Dynamo-From`` header. Both paths need the cluster's secret (the
+HTTP one as ``Authorization: Bearer``, the framed one in its hello frame): the sender a
+request names is then one of the cluster, not whoever reached the port. Incoming injected faults are applied
 per request, before anything runs, on both paths. Every endpoint answers JSON; a
 malformed call gets 400 and changes nothing.
 
@@ -15,20 +17,22 @@ the HTTP server (:mod:`.httpserver`) or to :class:`PeerConnection` (:data:`MAGIC
 from __future__ import annotations
 
 import asyncio
-import json
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 from targets.dynamo.coordinator import QuorumFailed, TooManySiblings
-from targets.dynamo.httpserver import Handler, Request, Response
+from targets.dynamo.httpserver import HEADER_TIMEOUT, IDLE_TIMEOUT, Handler, Request, Response, check_secret, loads_body
 from targets.dynamo.httpserver import json_response as reply
 from targets.dynamo.transport import (
     MAGIC,
+    MAX_FRAME,
     SENDER_HEADER,
     STATUS_DROPPED,
     FrameReader,
     FrameWriter,
+    encode_frame,
     small_reads,
 )
 
@@ -46,8 +50,9 @@ async def run_internal(state: NodeState, fn: InternalFn, body: Any) -> tuple[int
         if not isinstance(body, dict):
             raise ValueError("body must be an object")  # noqa: TRY004 - answered as 400
         return 200, await fn(state, body)
-    except (ValueError, KeyError, TypeError) as exc:
-        return 400, {"error": f"bad internal request: {exc}"}
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        # a field of the wrong shape (a list where an object belongs...) reaches a method call
+        return 400, {"error": f"bad internal request: {type(exc).__name__}: {exc}".splitlines()[0]}
 
 
 def heard_from(state: NodeState, sender: str | None) -> None:
@@ -69,10 +74,13 @@ def internal(fn: InternalFn) -> Handler:
     """One /internal endpoint: faults, JSON body in, JSON reply out."""
     async def wrapper(request: Request) -> Response:
         state: NodeState = request.app["state"]
+        denied = check_secret(request, state.secret)
+        if denied is not None:
+            return denied
         if not await admit_peer(state, request):
             return reply(503, {"error": "dropped by injected fault"})
         try:
-            body = json.loads(await request.read())
+            body = loads_body(await request.read())
         except ValueError as exc:
             return reply(400, {"error": f"bad internal request: {exc}"})
         status, answer = await run_internal(state, fn, body)
@@ -163,32 +171,69 @@ INTERNAL_ROUTES: dict[str, InternalFn] = {
 }
 
 
+#: Largest hello frame accepted, and how long a new peer connection has to send it: before it
+#: has shown the secret, a connection may not make the node buffer or wait for much.
+HELLO_MAX = 4096
+HELLO_TIMEOUT = HEADER_TIMEOUT
+
+
 class PeerConnection(asyncio.Protocol):
-    """The serving side of one peer's framed connection: runs each request, replies by id."""
+    """The serving side of one peer's framed connection: checks the hello (the sender and the
+    cluster's secret), then runs each request and replies by id."""
 
     def __init__(self, state: NodeState) -> None:
         self.state = state
         self.sender: str | None = None
         self.transport: asyncio.Transport | None = None
         self.writer: FrameWriter | None = None
-        self._reader = FrameReader()
+        self._reader = FrameReader(max_frame=HELLO_MAX)
         self._tasks: set[asyncio.Future] = set()
+        self._hello_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
         self.writer = FrameWriter(self.transport)
+        self._hello_timer = asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._refuse, "no hello in time")
+
+    def _refuse(self, why: str) -> None:
+        """Close the connection, telling the other end why (an error frame without an id)."""
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        if self.transport is not None and not self.transport.is_closing():
+            log.warning("peer connection from %s refused: %s", self.transport.get_extra_info("peername"), why)
+            self.transport.write(encode_frame([None, 403, f"peer handshake refused: {why}"]))
+            self.transport.close()
+
+    def _hello(self, frame: Any) -> bool:
+        """Check the first frame: a sender name and the cluster's secret (True: go on)."""
+        sender = frame.get("from") if isinstance(frame, dict) else None
+        given = frame.get("secret") if isinstance(frame, dict) else None
+        secret = self.state.secret
+        if secret is not None and not (isinstance(given, str)
+                                       and hmac.compare_digest(given.encode("utf-8", "surrogatepass"), secret.encode())):
+            self._refuse("missing secret" if given is None else "wrong secret")
+            return False
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
+        self.sender = sender if isinstance(sender, str) else "?"
+        self._reader.max_frame = MAX_FRAME
+        return True
 
     def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
         try:
             frames = self._reader.feed(data)
-        except ValueError:
-            assert self.transport is not None
-            self.transport.abort()
+        except ValueError as exc:
+            if self.sender is None:
+                self._refuse(f"bad hello: {exc}")
+            else:
+                self.transport.abort()
             return
         for frame in frames:
             if self.sender is None:
-                sender = frame.get("from") if isinstance(frame, dict) else None
-                self.sender = sender if isinstance(sender, str) else "?"
+                if not self._hello(frame):
+                    return
                 continue
             try:
                 rid, path, body = frame
@@ -203,6 +248,8 @@ class PeerConnection(asyncio.Protocol):
             task.add_done_callback(self._tasks.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._hello_timer is not None:
+            self._hello_timer.cancel()
         for task in list(self._tasks):
             task.cancel()
 
@@ -277,10 +324,13 @@ class ConnectionSniffer(asyncio.Protocol):
         self._state = state
         self._buf = b""
         self._transport: asyncio.Transport | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)   # uvloop's is not a subclass
         small_reads(transport)          # peer and client HTTP connections alike
+        # a connection that never says anything is closed like an idle HTTP one
+        self._timer = asyncio.get_running_loop().call_later(IDLE_TIMEOUT, self._transport.close)
 
     def data_received(self, data: bytes) -> None:
         buf = self._buf + data
@@ -294,10 +344,13 @@ class ConnectionSniffer(asyncio.Protocol):
 
     def _hand_over(self, proto: asyncio.Protocol, data: bytes) -> None:
         assert self._transport is not None
+        if self._timer is not None:
+            self._timer.cancel()
         self._transport.set_protocol(proto)
         proto.connection_made(self._transport)
         if data:
             proto.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        pass
+        if self._timer is not None:
+            self._timer.cancel()

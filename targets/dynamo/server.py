@@ -3,19 +3,28 @@
 The HTTP API is the one in ``docs/contracts.md`` section 1 and ``docs/store.md``.
 Every handler answers JSON; every client error is a 4xx with a one-line
 ``{"error": ...}`` and nothing stored.
+
+Who may call what: the client API (``/kv``) is the store's public interface and stays open,
+as do the read-only views a client judges the cluster by (:data:`OPEN_ADMIN`: health, the
+membership view, pending hints). Every other ``/admin`` endpoint (faults above all),
+``/internal/*`` and the peer handshake need the cluster's secret, which the harness hands each
+node in :data:`targets.adapter.NODE_SECRET_ENV`: on Docker and SSH a node listens on a network
+address, and without it anyone who could reach it could inject faults or pose as a peer. A node
+started without a secret (by hand, ``targets.dynamo.launcher``) is open, and says so in its log.
 """
 from __future__ import annotations
 
 import asyncio
 import collections
 import gc
-import json
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from targets.adapter import NODE_SECRET_ENV
 from targets.dynamo import eventloop
 from targets.dynamo.antientropy import AntiEntropy, antientropy_loop, reaper_loop
 from targets.dynamo.config import NodeConfig
@@ -33,7 +42,9 @@ from targets.dynamo.httpserver import (
     Request,
     Response,
     Router,
+    check_secret,
     compact_json,
+    loads_body,
 )
 from targets.dynamo.peer_api import (
     INTERNAL_ROUTES,
@@ -43,7 +54,7 @@ from targets.dynamo.peer_api import (
 )
 from targets.dynamo.replicas import admin_replicas
 from targets.dynamo.storage import Storage
-from targets.dynamo.transport import Faults, FrameWriter, Transport
+from targets.dynamo.transport import Transport
 
 log = logging.getLogger("dynamo.server")
 
@@ -56,7 +67,7 @@ WRITE_PARAMS = frozenset({"w", "pw", "timeout"})
 class NodeState:
     """Everything one running node holds; handlers and loops share it."""
 
-    def __init__(self, cfg: NodeConfig) -> None:
+    def __init__(self, cfg: NodeConfig, secret: str | None = None) -> None:
         from targets.dynamo import versioning
         from targets.dynamo.ring import Ring
         self.cfg = cfg
@@ -65,7 +76,8 @@ class NodeState:
         self.versioning = versioning.for_mode(cfg.mode, vclock_max=cfg.vclock_max)
         self.ring = Ring(list(cfg.peers), partitions=cfg.partitions)
         self.storage = Storage(cfg.data_dir, self.versioning, self.ring.partition_of, cfg.fsync)
-        self.transport = Transport(cfg.name, cfg.host, cfg.peers)
+        self.secret = secret            # the cluster's secret (None: an open node)
+        self.transport = Transport(cfg.name, cfg.host, cfg.peers, secret=secret)
         self.members = Membership(cfg.name, list(cfg.peers), cfg.gossip_interval,
                                   now=lambda: asyncio.get_running_loop().time())
         self.stats: collections.Counter[str] = collections.Counter()
@@ -167,8 +179,8 @@ async def parse_body(request: Request, fields: frozenset[str], required: frozens
             raise bad(f"body must be a JSON object with {', '.join(sorted(required))}")
         return {}
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, ValueError) as exc:
+        body = loads_body(raw)
+    except ValueError as exc:
         raise bad(f"malformed JSON body: {str(exc).splitlines()[0]}") from None
     if not isinstance(body, dict):
         raise bad("body must be a JSON object")
@@ -243,96 +255,28 @@ async def kv_delete(state: NodeState, request: Request) -> Response:
     return await _write(state, key, state.versioning_module.TOMBSTONE, body.get("context"), q)
 
 
-async def admin_health(state: NodeState, request: Request) -> Response:
-    return reply(200, {"ok": True, "node": state.name})
-
-
-async def admin_clock(state: NodeState, request: Request) -> Response:
-    return reply(200, {"node": state.name, "time": time.time(), "loop_time": asyncio.get_running_loop().time()})
-
-
-async def admin_ring(state: NodeState, request: Request) -> Response:
-    return reply(200, state.ring.to_json())
-
-
-async def admin_preflist(state: NodeState, request: Request) -> Response:
-    key = parse_key(request)
-    walk, plan = state.coordinator.plan(key)
-    return reply(200, {"key": key, "partition": state.ring.partition_of(key),
-                       "primaries": state.ring.preference_list(key, state.cfg.n), "walk": walk,
-                       "replicas_now": [{"node": r.node, "hint_for": r.hint_for} for r in plan]})
-
-
-async def admin_hints(state: NodeState, request: Request) -> Response:
-    return reply(200, await state.handoff.queues())
-
-
-async def admin_antientropy(state: NodeState, request: Request) -> Response:
-    return reply(200, state.ae.status())
-
-
-async def admin_members(state: NodeState, request: Request) -> Response:
-    return reply(200, state.members.view())
-
-
-async def admin_stats(state: NodeState, request: Request) -> Response:
-    cfg = state.cfg
-    return reply(200, {"node": state.name, "counters": dict(state.stats),
-                       "storage": {"commits": state.storage.commits, "jobs": state.storage.jobs_run,
-                                   "fsyncs": state.storage.fsyncs,
-                                   "checkpoints": state.storage.checkpoints,
-                                   "fsync": cfg.fsync, "path": state.storage.path},
-                       "transport": {"sent": state.transport.sent, "failed": state.transport.failed,
-                                     "connects": state.transport.connects,
-                                     "frames": FrameWriter.frames, "frame_writes": FrameWriter.writes},
-                       "event_loop": eventloop.LOOP_KIND,
-                       "settings": dict(cfg.settings), "uptime_s": round(time.time() - state.started_at, 3)})
-
-
-async def admin_local(state: NodeState, request: Request) -> Response:
-    """This node's own stored copy of a key (no coordination): for tests and debugging."""
-    key = parse_key(request)
-    obj = await state.storage.get(key)
-    v = state.versioning
-    if obj is None:
-        return reply(404, {"node": state.name, "key": key, "found": False})
-    return reply(200, {"node": state.name, "key": key, "found": True, "siblings": v.values(obj),
-                       "sibling_count": v.sibling_count(obj), "deleted": v.is_deleted(obj),
-                       "context": v.context(obj)})
-
-
-async def admin_faults(state: NodeState, request: Request) -> Response:
-    if request.method == "POST":
-        try:
-            body = json.loads(await request.read() or b"{}")
-            state.transport.faults = Faults.parse(body, state.cfg.peers)
-        except ValueError as exc:
-            raise bad(f"bad faults: {str(exc).splitlines()[0]}") from None
-        log.warning("transport faults set: %s", state.transport.faults.to_json())
-    elif request.method == "DELETE":
-        state.transport.faults = Faults()
-        log.warning("transport faults cleared")
-    return reply(200, state.transport.faults.to_json())
-
-
 def build_router(state: NodeState) -> tuple[Router, dict[str, Any]]:
     """The routes of one node, and the ``app`` mapping its handlers see (``request.app``)."""
+    from targets.dynamo import admin_api   # it uses this module's request helpers: imported once they exist
+
     r = Router()
     r.add("GET", "/kv/{key}", handled(kv_get))
     r.add("PUT", "/kv/{key}", handled(kv_put))
     r.add("DELETE", "/kv/{key}", handled(kv_delete))
-    for path, fn in (("/admin/health", admin_health), ("/admin/clock", admin_clock),
-                     ("/admin/ring", admin_ring), ("/admin/preflist/{key}", admin_preflist),
-                     ("/admin/hints", admin_hints), ("/admin/antientropy", admin_antientropy),
-                     ("/admin/members", admin_members), ("/admin/stats", admin_stats),
-                     ("/admin/local/{key}", admin_local)):
-        r.add("GET", path, handled(fn))
-    for method in ("GET", "POST", "DELETE"):
-        r.add(method, "/admin/faults", handled(admin_faults))
-    r.add("POST", "/admin/replicas", handled(admin_replicas))
+    for method, path, fn in admin_api.ADMIN_ROUTES:
+        r.add(method, path, handled(fn) if path in admin_api.OPEN_ADMIN else guarded(handled(fn)))
+    r.add("POST", "/admin/replicas", guarded(handled(admin_replicas)))   # a replica's own copies: harness only
     for path, ifn in INTERNAL_ROUTES.items():
         r.add("POST", path, internal(ifn))
     return r, {"state": state}
+
+
+def guarded(handler: Handler) -> Handler:
+    """``handler`` behind the cluster's secret (401 without it, 403 with a wrong one)."""
+    async def wrapper(request: Request) -> Response:
+        denied = check_secret(request, request.app["state"].secret)
+        return denied if denied is not None else await handler(request)
+    return wrapper
 
 
 #: Allocations between young-generation collections (CPython's default is 700).
@@ -354,8 +298,11 @@ def tune_gc() -> None:
 
 
 async def serve(cfg: NodeConfig) -> None:
-    """Run one node until SIGTERM/SIGINT."""
-    state = NodeState(cfg)
+    """Run one node until SIGTERM/SIGINT (with the cluster's secret from the environment)."""
+    state = NodeState(cfg, os.environ.get(NODE_SECRET_ENV) or None)
+    if state.secret is None:
+        log.warning("no %s: admin, internal and peer endpoints are open to anyone who can reach %s:%d",
+                    NODE_SECRET_ENV, cfg.host, cfg.port)
     await state.start()
     tune_gc()
     router, app = build_router(state)

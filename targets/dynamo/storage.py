@@ -59,7 +59,7 @@ class Storage:
     """The node's SQLite database, used only from its worker thread."""
 
     def __init__(self, data_dir: str, versioning: Any, partition_of: Callable[[str], int],
-                 fsync: str = "always") -> None:
+                 fsync: str = "one") -> None:
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.join(data_dir, "store.sqlite3")
         self.versioning = versioning

@@ -6,7 +6,8 @@ on two cores. Peers now talk a small framed protocol on the node's own port:
 
 * A connection opens with :data:`MAGIC` (a NUL byte first: no HTTP request starts so,
   which is how the node's listener tells peer connections from client HTTP ones),
-  then a hello frame ``{"from": name}``.
+  then a hello frame ``{"from": name, "secret": the cluster's secret}``; the serving side
+  closes a connection whose hello lacks the secret, or comes late (``peer_api``).
 * Every frame is a 4-byte big-endian length and compact JSON. Requests are
   ``[id, path, payload]``, replies ``[id, status, body]``; many requests are in
   flight at once on one connection (replies carry the id, in any order), and the
@@ -22,23 +23,19 @@ on two cores. Peers now talk a small framed protocol on the node's own port:
 
 Every failure (refused, timed out, dropped, non-200 reply) is :class:`PeerUnreachable`.
 
-:class:`Faults` are the in-process faults of ``/admin/faults``: ``drop`` cuts
-every message to and from the listed peers (outgoing calls fail at once as if
-refused, incoming requests are rejected), ``loss`` drops that fraction of
-messages, ``delay_ms`` +/- ``jitter_ms`` delays each message (for ``peers``, or
-every peer when ``peers`` is empty). Both directions are checked (outgoing in
-:meth:`Transport.call`, incoming in :meth:`Transport.admit`, which the serving side
-calls for every request), so a fault set on one node affects its traffic both ways.
+:class:`~targets.dynamo.faults.Faults` (``/admin/faults``) are applied both ways: outgoing in
+:meth:`Transport.call`, incoming in :meth:`Transport.admit`, which the serving side calls for
+every request.
 """
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import struct
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
 from typing import Any, cast
+
+from targets.dynamo.faults import Faults
 
 SENDER_HEADER = "X-Dynamo-From"
 #: First bytes of a peer connection (HTTP requests never start with NUL).
@@ -73,8 +70,12 @@ def json_bytes(value: Any) -> bytes:
 
 
 def json_value(data: bytes) -> Any:
-    """Decode what :func:`json_bytes` wrote (ValueError when it is not JSON)."""
-    return json.loads(data.decode("utf-8", "surrogatepass"))
+    """Decode what :func:`json_bytes` wrote (ValueError when it is not JSON, or nested past
+    the recursion limit: a frame must never raise anything else into the protocol)."""
+    try:
+        return json.loads(data.decode("utf-8", "surrogatepass"))
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 class PeerUnreachable(Exception):
@@ -90,71 +91,6 @@ class PeerUnreachable(Exception):
         self.maybe_delivered = maybe_delivered
 
 
-@dataclass(frozen=True)
-class Faults:
-    """The transport faults currently injected (all empty/zero = none)."""
-
-    drop: tuple[str, ...] = ()
-    delay_ms: float = 0.0
-    jitter_ms: float = 0.0
-    loss: float = 0.0
-    peers: tuple[str, ...] = field(default=())
-
-    @staticmethod
-    def parse(body: Any, members: Mapping[str, Any]) -> Faults:
-        """Validate a ``POST /admin/faults`` body (ValueError with a one-line reason)."""
-        if not isinstance(body, dict):
-            raise ValueError("faults body must be a JSON object")  # noqa: TRY004 - answered as 400
-        unknown = set(body) - {"drop", "delay_ms", "jitter_ms", "loss", "peers"}
-        if unknown:
-            raise ValueError(f"unknown fault field(s): {', '.join(sorted(unknown))}")
-
-        def names(key: str) -> tuple[str, ...]:
-            value = body.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{key} must be a list of node names")
-            bad = [v for v in value if v not in members]
-            if bad:
-                raise ValueError(f"{key}: unknown node(s) {', '.join(bad)}")
-            return tuple(value)
-
-        def number(key: str, low: float, high: float) -> float:
-            value = body.get(key, 0)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-                raise ValueError(f"{key} must be a number in [{low}, {high}]")
-            return float(value)
-
-        return Faults(drop=names("drop"), delay_ms=number("delay_ms", 0, 600_000),
-                      jitter_ms=number("jitter_ms", 0, 600_000), loss=number("loss", 0, 1),
-                      peers=names("peers"))
-
-    def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["drop"], d["peers"] = list(self.drop), list(self.peers)
-        return d
-
-    @property
-    def active(self) -> bool:
-        """Whether any fault is set at all (fast paths skip the per-message checks when not)."""
-        return bool(self.drop or self.delay_ms or self.jitter_ms or self.loss)
-
-    def applies_to(self, peer: str) -> bool:
-        return not self.peers or peer in self.peers
-
-    def drops(self, peer: str) -> bool:
-        """Whether one message to/from ``peer`` is lost (drop list or random loss)."""
-        if peer in self.drop:
-            return True
-        return self.loss > 0 and self.applies_to(peer) and random.random() < self.loss
-
-    def delay_for(self, peer: str) -> float:
-        """Seconds to hold one message to/from ``peer``."""
-        if not self.applies_to(peer) or (self.delay_ms <= 0 and self.jitter_ms <= 0):
-            return 0.0
-        ms = self.delay_ms + random.uniform(-self.jitter_ms, self.jitter_ms)
-        return max(0.0, ms) / 1000.0
-
-
 def encode_frame(message: Any) -> bytes:
     """One wire frame: 4-byte big-endian length, then compact UTF-8 JSON."""
     data = json_bytes(message)
@@ -164,8 +100,9 @@ def encode_frame(message: Any) -> bytes:
 class FrameReader:
     """Splits a byte stream into decoded frames (ValueError on an oversized or malformed one)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self._buf = bytearray()
+        self.max_frame = max_frame        # smaller before a peer has authenticated
 
     def feed(self, data: bytes) -> list[Any]:
         """Add received bytes; every frame now complete, decoded, in order."""
@@ -175,8 +112,8 @@ class FrameReader:
         pos, size = 0, len(buf)
         while size - pos >= 4:
             (length,) = _LENGTH.unpack_from(buf, pos)
-            if length > MAX_FRAME:
-                raise ValueError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+            if length > self.max_frame:
+                raise ValueError(f"frame of {length} bytes exceeds {self.max_frame}")
             end = pos + 4 + length
             if end > size:
                 break
@@ -232,7 +169,8 @@ class _PeerLink(asyncio.Protocol):
         self.open = True
         self.writer = FrameWriter(self.transport)
         small_reads(transport)
-        transport.write(MAGIC + encode_frame({"from": self.owner.name}))
+        hello = {"from": self.owner.name, **({"secret": self.owner.secret} if self.owner.secret else {})}
+        transport.write(MAGIC + encode_frame(hello))
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -298,8 +236,9 @@ class _PeerLink(asyncio.Protocol):
 class Transport:
     """Calls other nodes' peer endpoints (``/internal/...`` paths) over framed TCP links."""
 
-    def __init__(self, name: str, host: str, peers: Mapping[str, tuple[str, int]]) -> None:
+    def __init__(self, name: str, host: str, peers: Mapping[str, tuple[str, int]], secret: str | None = None) -> None:
         self.name = name
+        self.secret = secret              # sent in the hello of every link this node opens
         self.host = host
         self.peers = dict(peers)
         self.faults = Faults()
