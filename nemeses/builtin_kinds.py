@@ -109,7 +109,7 @@ def _describe_partition(f: str, value: Any, done: Any) -> str:
     grudge = value.get("grudge") if isinstance(value, dict) else None
     if grudge is None:  # only the completion: each node's cut_from
         grudge = {n: v["cut_from"] for n, v in done.items()}
-    where = topology.describe_grudge(grudge)
+    where = "partition " + topology.describe_grudge(grudge)
     return f"{where} ({value['topology']})" if isinstance(value, dict) and value.get("topology") else where
 
 

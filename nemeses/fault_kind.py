@@ -69,7 +69,7 @@ class FaultKind:
                 return self.describer(f, value, done)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError):
                 pass
-        return generic_description(value if value is not None else done)
+        return _generic_op(f, value, done)
 
 
 def registered() -> dict[str, FaultKind]:
@@ -143,7 +143,13 @@ def describe_op(f: str, value: Any, done: Any, kinds: Mapping[str, FaultKind]) -
     found = [k for k in kinds.values() if f in (k.start, k.stop)]
     named = next((v.get("kind") for v in (value, done) if isinstance(v, Mapping) and v.get("kind")), None)
     found = [k for k in found if k.name == named] or found
-    return found[0].describe(f, value, done) if found else generic_description(value if value is not None else done)
+    return found[0].describe(f, value, done) if found else _generic_op(f, value, done)
+
+
+def _generic_op(f: str, value: Any, done: Any) -> str:
+    """``f: what generic_description says``: without a describer the op's name must say the action."""
+    what = generic_description(value if value is not None else done)
+    return f"{f}: {what}" if what else f
 
 
 def window_name(start_f: str, kinds: Mapping[str, FaultKind]) -> str:

@@ -30,7 +30,7 @@ def test_partition_sides_and_the_shapes_without_sides() -> None:
     start, _ = KINDS["partition"].draw(_spec(), NODES, random.Random(3))
     assert said(start.f, start.value).count("|") == 1 and "(random-halves)" in said(start.f, start.value)
     done = {"n1": {"cut_from": ["n3"]}, "n2": {"cut_from": ["n3"]}, "n3": {"cut_from": ["n1", "n2"]}}
-    assert said("start-partition", None, done) == "{n1,n2} | {n3}"
+    assert said("start-partition", None, done) == "partition {n1,n2} | {n3}"
 
 
 def test_each_builtin_kind_names_its_nodes_and_amounts() -> None:
@@ -49,10 +49,12 @@ def test_each_builtin_kind_names_its_nodes_and_amounts() -> None:
 
 
 def test_plugin_kinds_and_odd_values_get_the_generic_text() -> None:
-    assert said("zap", {"nodes": ["n1", "n3"], "volts": 3}) == "n1, n3, volts=3"
-    assert said("zap", None, {"n1": {"ok": True}}) == "n1"
+    assert said("zap", {"nodes": ["n1", "n3"], "volts": 3}) == "zap: n1, n3, volts=3"
+    assert said("zap", None, {"n1": {"ok": True}}) == "zap: n1"
+    assert said("zap", None) == "zap"
     assert "bump" in said("start-clock", {"mode": "bump"})  # malformed: falls back, never raises
-    assert len(said("zap", {"x": list(range(100))})) <= 100
+    assert len(said("zap", {"x": list(range(100))})) <= 105
+    assert fault_kind.generic_description({"nodes": ["n1"], "volts": 3}) == "n1, volts=3"
 
 
 def test_results_fault_rows_say_what_each_op_did() -> None:

@@ -59,8 +59,9 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
 
 
 def print_fault_table(results: Mapping[str, Any]) -> None:
-    """The faults as they actually ran (results' ``faults``): each nemesis action, what it did to
-    whom, how it was done, and its probe.
+    """The faults as they actually ran (results' ``faults``): what each nemesis action did to whom
+    (its ``did``, which names the action too; stored runs without it show the op name), how it was
+    done, and its probe.
 
     A fault whose probe failed is shown as such: the run output must never
     suggest a fault took effect when it did not. Times are when the fault took effect, then
@@ -73,8 +74,8 @@ def print_fault_table(results: Mapping[str, Any]) -> None:
     if not rows:
         return
     table = Table(title="faults as they ran", expand=True)
-    for col in ("t (s)", "action", "what", "via", "outcome", "probe"):
-        wide = {"what": 3, "probe": 3}.get(col)
+    for col in ("t (s)", "fault", "via", "outcome", "probe"):
+        wide = {"fault": 3, "probe": 3}.get(col)
         table.add_column(col, overflow="fold", ratio=wide, no_wrap=not wide)
     for row in rows:
         probe = row.get("probe") or {}
@@ -84,8 +85,7 @@ def print_fault_table(results: Mapping[str, Any]) -> None:
             detail = "not verified: " + detail
         eff, conf = row.get("effective"), row["t"]
         when = f"{conf:.2f}" if not isinstance(eff, (int, float)) or abs(conf - eff) < 0.1 else f"{eff:.2f}→{conf:.2f}"
-        table.add_row(when, row["f"], str(row.get("did") or ""), str(row.get("mechanism") or ""), outcome,
-                      detail[:160])
+        table.add_row(when, str(row.get("did") or row["f"]), str(row.get("mechanism") or ""), outcome, detail[:160])
     Console().print(table)
 
 
