@@ -97,8 +97,8 @@ class LiveDisplay:
         shown = []
         for name in sorted(faults):
             held = faults[name] if isinstance(faults[name], dict) else {}
-            about = ", ".join(str(x) for x in (held.get("what"), held.get("mechanism")) if x)
-            shown.append(f"{name} ({about})" if about else name)
+            what, how = held.get("what") or name, held.get("mechanism")  # "what" names the fault itself
+            shown.append(f"{what} ({how})" if how else str(what))
         return ", ".join(shown) or "none"
 
     def line(self) -> str:

@@ -79,3 +79,15 @@ def test_draw_values_are_described_for_every_builtin_kind() -> None:
             text = kind.describe(op.f, op.value)
             assert text and not text.startswith("{\""), (name, op, text)
             assert isinstance(op, NemesisOp)
+
+
+def test_the_live_line_names_what_each_active_fault_does(tmp_path) -> None:
+    from harness.history import HistoryJournal
+    from harness.live import LiveDisplay
+
+    with HistoryJournal(tmp_path / "h.jsonl") as j:
+        d = LiveDisplay(j, duration=10, node_names=["n1"], is_running=lambda n: True, rich_panel=False,
+                        active_faults=lambda: {"partition": {"what": "partition {n1} | {n2,n3}", "mechanism": "iptables"},
+                                               "crash": {"what": "n2 killed", "mechanism": "SIGKILL"}})
+        line = d.line()
+    assert "faults: n2 killed (SIGKILL), partition {n1} | {n2,n3} (iptables)" in line
