@@ -96,8 +96,9 @@ class LiveDisplay:
             return "?"
         shown = []
         for name in sorted(faults):
-            how = faults[name].get("mechanism") if isinstance(faults[name], dict) else None
-            shown.append(f"{name} ({how})" if how else name)
+            held = faults[name] if isinstance(faults[name], dict) else {}
+            what, how = held.get("what") or name, held.get("mechanism")  # "what" names the fault itself
+            shown.append(f"{what} ({how})" if how else str(what))
         return ", ".join(shown) or "none"
 
     def line(self) -> str:

@@ -107,9 +107,13 @@ def versions() -> dict[str, Any]:
     return {"dynharness": harness_version, "python": platform.python_version(), "git_commit": commit}
 
 
-def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None = None,
+def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | None = None,
              target: Any = None) -> RunOutcome:
     """Run one test end to end and store it (see the module docstring).
+
+    ``display``: True for the live panel on a terminal (plain lines elsewhere), ``"plain"`` for
+    plain progress lines on stderr, False (the Python API's default) for none: a library call
+    prints nothing.
 
     ``backend``/``target`` replace the spec's backend and the target its ``[target] kind``
     names (a store not registered as a plugin; tests use an in-process fake; build the spec
@@ -140,7 +144,7 @@ def run_test(spec: TestSpec, *, display: bool = False, backend: Backend | None =
         return _run_and_check(state, spec, facts, display, target)
 
 
-def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], display: bool,
+def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], display: bool | str,
                    target: Any) -> RunOutcome:
     """Execute, clean up (shielded from signals), record how the run ended, check and store."""
     run_dir, backend = state.run_dir, state.backend
@@ -220,7 +224,7 @@ class _RunState:
         phase = self.display.phase if self.display is not None else "setup"
         return {"state": state, **why, "at_s": at, "phase": phase, "final_reads_done": self.final_reads_done}
 
-    def execute(self, display: bool, target: Any) -> None:
+    def execute(self, display: bool | str, target: Any) -> None:
         spec = self.spec
         self.set_up = True  # from here on, teardown is owed even if setup fails half-way
         nodes = self.backend.setup(ClusterConfig(
@@ -245,8 +249,9 @@ class _RunState:
         self.display = LiveDisplay(
             journal, duration=spec.duration, node_names=list(spec.node_names),
             is_running=self.backend.is_running, active_faults=lambda: dict(worker.active) if worker else {},
-            rich_panel=display, title=f"dynharness {spec.name} ({spec.workload.name}, seed {spec.seed})")
-        self.display.start()
+            rich_panel=display is True, title=f"dynharness {spec.name} ({spec.workload.name}, seed {spec.seed})")
+        if display:  # the display also names the phase an error happened in, so it exists regardless
+            self.display.start()
         run_async(self._drive(target, nodes, journal))   # a stop signal cancels it, then raises
 
     def _backend_features(self) -> frozenset[str]:

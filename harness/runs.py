@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 from harness.errors import UserError
 from harness.history import History, read_history
 from harness.limits import json_loads
-from harness.ops import INVOKE
+from harness.ops import INVOKE, NEMESIS
 
 RESULTS = "results.json"
 SPEC = "spec.json"
@@ -239,16 +239,24 @@ def cut_short(run: LoadedRun) -> tuple[str | None, bool]:
 
 def fault_rows(history: History) -> list[dict[str, Any]]:
     """Each completed nemesis action as it ran: time (s, probe-confirmed), when it took effect (s),
-    action, outcome, mechanism and probe.
+    action, what it did to whom (``did``: nodes, sides, offsets, rates), outcome, mechanism and probe.
 
     Kept in results.json so the run and check commands print the faults without reading the
     history again, and so a fault whose probe failed is on record beside the verdict."""
+    from nemeses import fault_kind
+
+    try:
+        kinds = fault_kind.registered()
+    except UserError:  # a broken plug-in must not cost the record of the faults: describe generically
+        kinds = {}
+    asked = {comp.index: inv.value for inv, comp in history.pairs() if inv.process == NEMESIS and comp is not None}
     rows = []
     for o in history.nemesis_ops():
         if o.type == INVOKE:
             continue
         eff = o.extra.get("effective")
         rows.append({"t": round(o.time / 1e9, 3), "f": o.f, "type": o.type,
+                     "did": fault_kind.describe_op(o.f, asked.get(o.index), o.value, kinds),
                      "effective": round(eff / 1e9, 3) if isinstance(eff, int) else None,
                      "mechanism": o.extra.get("mechanism"), "probe": o.extra.get("probe"), "error": o.error})
     return rows

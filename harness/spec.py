@@ -9,7 +9,8 @@ contradictory (``r > n``, ``n > nodes``, an unknown workload) is a
 
 Defaults are the demo of ``dynharness run`` with no arguments: 30 s on the
 local backend, 5 nodes, N=3 R=2 W=2, the cart workload, random partitions.
-The field reference is ``docs/harness.md``.
+A run given no ``name`` is named after what it is (:func:`run_name`). The field reference is
+``docs/harness.md``.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from harness import limits, plugins
 from harness.errors import UserError
@@ -245,8 +246,7 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     top = {k: data[k] for k in _TOP_TYPES if k in data}
     if "seed" not in top:
         top["seed"] = secrets.randbelow(2**31)
-    spec_fields = TestSpec(**top)
-    s = spec_fields
+    s = TestSpec(**top)
     if s.backend not in BACKENDS:
         raise bad(f"unknown backend {s.backend!r} (known: {', '.join(BACKENDS)})")
     if not s.name or "/" in s.name or s.name.startswith(".") or not s.name.isprintable() \
@@ -266,9 +266,18 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     for other in ("docker", "ssh"):
         if data.get(other) and s.backend != other:
             raise bad(f"[{other}] options given but backend is {s.backend!r}")
+    name = s.name if "name" in top else run_name(workload.name, target_table, faults)
     return dataclasses.replace(
-        s, target=_freeze(target_table), workload=workload, nemesis=_freeze(nemesis), checkers=_freeze(checkers),
+        s, name=name, target=_freeze(target_table), workload=workload, nemesis=_freeze(nemesis), checkers=_freeze(checkers),
         docker=_freeze(dict(data.get("docker", {}))), ssh=_freeze(dict(data.get("ssh", {}))))
+
+
+def run_name(workload: str, target_table: Mapping[str, Any], faults: Sequence[str]) -> str:
+    """The name of a run given none: what it is (``cart-vclock-partition``, ``register-etcd-crash``),
+    so runs of different tests are not stored, listed and compared as one."""
+    kind = str(target_table.get("kind", DEFAULT_TARGET))
+    store = str(target_table.get("mode") or kind) if kind == DEFAULT_TARGET else kind
+    return "-".join((workload, store, "+".join(map(str, faults)) or "nofaults"))
 
 
 def _num(bad: Any, name: str, v: Any, lo: float, hi: float, **kw: Any) -> Any:

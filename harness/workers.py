@@ -324,7 +324,9 @@ class NemesisWorker:
             self.journal.record(NEMESIS, FAIL, op.f, value=op.value, error=error_text(e))
             return
         if record_outcome(self.journal, op.f, out):
-            _track(self.active, op.f, {"mechanism": out.mechanism, "done": out.done})
+            _track(self.active, op.f, {"mechanism": out.mechanism, "done": out.done,
+                                       "what": fault_kind.describe_op(op.f, op.value, out.done,
+                                                                      fault_kind.registered())})
 
 
 def record_outcome(journal: HistoryJournal, f: str, out: Any) -> bool:

@@ -85,6 +85,56 @@ def _draw_power(spec: NemesisSpec, nodes: Sequence[str], rng: random.Random) -> 
     return NemesisOp("power-off", {"nodes": picked, "torn": torn}), NemesisOp("power-on", {"nodes": picked})
 
 
+def _nodes(value: Any, done: Any) -> str:
+    """The nodes an op acted on: its ``nodes`` list, else the nodes its completion reports on."""
+    picked = value.get("nodes") if isinstance(value, dict) else None
+    if picked is None and isinstance(done, dict):
+        picked = [n for n, v in done.items() if isinstance(v, dict)]
+    return ", ".join(sorted(picked or (), key=topology.node_order)) or "no node"
+
+
+#: what each process op does to its nodes, as outputs say it
+_PROCESS_VERBS = {"kill": "killed", "wipe": "killed, data wiped", "start": "restarted", "pause": "paused",
+                  "resume": "resumed", "power-off": "power cut, unsynced writes lost", "power-on": "powered on"}
+
+
+def _describe_process(f: str, value: Any, done: Any) -> str:
+    torn = " (torn writes)" if isinstance(value, dict) and value.get("torn") else ""
+    return f"{_nodes(value, done)} {_PROCESS_VERBS.get(f, f)}{torn}"
+
+
+def _describe_partition(f: str, value: Any, done: Any) -> str:
+    if f != "start-partition":
+        return "partition healed, every link restored"
+    grudge = value.get("grudge") if isinstance(value, dict) else None
+    if grudge is None:  # only the completion: each node's cut_from
+        grudge = {n: v["cut_from"] for n, v in done.items()}
+    where = "partition " + topology.describe_grudge(grudge)
+    return f"{where} ({value['topology']})" if isinstance(value, dict) and value.get("topology") else where
+
+
+def _describe_clock(f: str, value: Any, done: Any) -> str:
+    nodes = _nodes(value, done)
+    if f != "start-clock":
+        return f"{nodes} clock reset"
+    mode = value.get("mode")
+    if mode == "bump":
+        return f"{nodes} clock bumped {value['offset_ms']:+g} ms"
+    if mode == "strobe":
+        return f"{nodes} clock strobing {value['offset_ms']:+g} ms every {value['period']:g} s"
+    return f"{nodes} clock drifting at rate {value['rate']:+g}"
+
+
+def _describe_link(f: str, value: Any, done: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else None
+    if f != "start-link":
+        return f"{kind or 'link fault'} removed from every link"
+    if kind == "loss":
+        return f"{value['probability']:.0%} packet loss on the links of {_nodes(value, done)}"
+    jitter = f" ± {value['jitter_ms']:g}" if value.get("jitter_ms") else ""
+    return f"{value['delay_ms']:g}{jitter} ms delay on the links of {_nodes(value, done)}"
+
+
 def _crash_part(kinds: frozenset[str], shared: dict[str, Any]) -> CrashNemesis:
     return CrashNemesis(wipe="wipe" in kinds)
 
@@ -94,21 +144,22 @@ def _link_part(kinds: frozenset[str], shared: dict[str, Any]) -> LinkNemesis:
 
 
 PARTITION = FaultKind("partition", "start-partition", "stop-partition", "partition",
-                      lambda kinds, shared: PartitionNemesis(_book(shared)), _draw_partition)
-CLOCK = FaultKind("clock", "start-clock", "stop-clock", "clock", lambda kinds, shared: ClockNemesis(), _draw_clock,
+                      lambda kinds, shared: PartitionNemesis(_book(shared)), _draw_partition, describer=_describe_partition)
+CLOCK = FaultKind("clock", "start-clock", "stop-clock", "clock", lambda kinds, shared: ClockNemesis(), _draw_clock, describer=_describe_clock,
                   target_needs={"clock": "cannot report its nodes' own clocks, so a skew could not be verified"})
 CRASH = FaultKind("crash", "kill", "start", "crash", _crash_part, _on_nodes("kill", "start"),
-                  process=True, restarts=True)
+                  process=True, restarts=True, describer=_describe_process)
 WIPE = FaultKind("wipe", "wipe", "start", "crash", _crash_part, _on_nodes("wipe", "start"),
-                 process=True, restarts=True,
+                 process=True, restarts=True, describer=_describe_process,
                  target_needs={"wipe": "has no way for a node restarted with an empty disk to rejoin by itself"})
 PAUSE = FaultKind("pause", "pause", "resume", "pause", lambda kinds, shared: PauseNemesis(),
-                  _on_nodes("pause", "resume"), process=True)
-LOSS = FaultKind("loss", "start-link", "stop-link", "link", _link_part, _draw_loss)
-LATENCY = FaultKind("latency", "start-link", "stop-link", "link", _link_part, _draw_latency,
+                  _on_nodes("pause", "resume"), process=True,
+                  describer=_describe_process)
+LOSS = FaultKind("loss", "start-link", "stop-link", "link", _link_part, _draw_loss, describer=_describe_link)
+LATENCY = FaultKind("latency", "start-link", "stop-link", "link", _link_part, _draw_latency, describer=_describe_link,
                     target_needs={"transport-faults": "has no in-process transport delay (and tc netem is not "
                                                       "used between nodes)"})
 POWER_LOSS = FaultKind("power-loss", "power-off", "power-on", "power", lambda kinds, shared: PowerLossNemesis(),
-                       _draw_power, process=True, restarts=True, options={"torn": False},
+                       _draw_power, process=True, restarts=True, options={"torn": False}, describer=_describe_process,
                        backend_needs={"lazy-disks": "cannot put the nodes' data dirs on a lazy file system "
                                                     "(FUSE; the local backend can)"})

@@ -24,6 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 from harness.errors import CapabilityError
 from nemeses import probes
 from nemeses.base import NemesisContext, NemesisOp, Outcome, Probe
+from nemeses.topology import node_order
 from nemeses.fanout import each_node
 
 MECHANISM = "SIGKILL"
@@ -51,7 +52,7 @@ def node_outcome(results: Mapping[str, Any], t0: float, mechanism: str, what: st
             for n, r in results.items()}
     meas = {"effect_s": round(time.monotonic() - t0, 4), **{n: d.get("took_s") for n, d in done.items()}}
     bad = [f"{n}: {d['probe']}" for n, d in done.items() if not d.get("ok")]
-    probe = Probe(False, "; ".join(bad), meas) if bad else Probe(True, f"{len(done)} node(s) {what}", meas)
+    probe = Probe(False, "; ".join(bad), meas) if bad else Probe(True, f"{', '.join(sorted(done, key=node_order))} {what}", meas)
     return Outcome(done=done, probe=probe, mechanism=mechanism, effective_ns=effective)
 
 

@@ -13,6 +13,7 @@ so a new fault is one module with one record, plus one line of registration.
 """
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 #: (spec, node names, the schedule's random stream) -> (start op, stop op), every choice made.
 Draw = Callable[["NemesisSpec", Sequence[str], random.Random], tuple[NemesisOp, NemesisOp]]
+#: (op f, what the op asked (its invoke value), what the nemesis reports it did (its completion
+#: value, None before it completes)) -> one line naming what was done to whom.
+Describe = Callable[[str, Any, Any], str]
 #: (the requested kinds this part handles, state shared by the parts of one run) -> the part.
 BuildPart = Callable[[frozenset[str], dict[str, Any]], Nemesis]
 
@@ -52,6 +56,20 @@ class FaultKind:
     #: what the backend must set up before the nodes start (``ClusterConfig.extra["features"]``,
     #: e.g. ``lazy-disks``) -> why; a backend that offers none of it is refused before anything starts
     backend_needs: Mapping[str, str] = field(default_factory=dict)
+    #: how outputs say what one of this kind's ops did (nodes, sides, offsets, rates); a kind
+    #: without one (a plug-in's) is described by :func:`generic_description`
+    describer: Describe | None = None
+
+    def describe(self, f: str, value: Any, done: Any = None) -> str:
+        """One line saying what op ``f`` did to whom, from its invoke ``value`` and completion
+        ``done``. Never raises: a value of an unexpected shape falls back to the generic text,
+        since a table or a page must not fail over a description."""
+        if self.describer is not None:
+            try:
+                return self.describer(f, value, done)
+            except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+                pass
+        return _generic_op(f, value, done)
 
 
 def registered() -> dict[str, FaultKind]:
@@ -97,6 +115,41 @@ def kinds_of(op: NemesisOp, kinds: Mapping[str, FaultKind]) -> set[str]:
     found = {k.name for k in kinds.values() if k.start == op.f}
     named = op.value.get("kind") if isinstance(op.value, Mapping) else None
     return {named} if len(found) > 1 and named in found else found
+
+
+def generic_description(value: Any, limit: int = 100) -> str:
+    """What an op of a kind without a describer did: its nodes (a ``nodes`` list, or a value keyed
+    by node name) and its scalar settings, else compact JSON cut at ``limit`` characters."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, Mapping):
+        nodes = value.get("nodes")
+        if isinstance(nodes, (list, tuple)):
+            rest = [f"{k}={v}" for k, v in value.items() if k != "nodes" and isinstance(v, (str, int, float))]
+            return ", ".join([", ".join(map(str, nodes)) or "no node", *rest])
+        if value and all(isinstance(v, Mapping) for v in value.values()):
+            return ", ".join(map(str, value))
+    text = json.dumps(value, separators=(",", ":"), default=str)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def describe_op(f: str, value: Any, done: Any, kinds: Mapping[str, FaultKind]) -> str:
+    """What nemesis op ``f`` did to whom, by the kind that starts or stops with it (a value naming
+    its ``kind`` picks among kinds sharing op names), or generically for ops of no kind."""
+    if f == "heal":
+        return "every fault undone"
+    found = [k for k in kinds.values() if f in (k.start, k.stop)]
+    named = next((v.get("kind") for v in (value, done) if isinstance(v, Mapping) and v.get("kind")), None)
+    found = [k for k in found if k.name == named] or found
+    return found[0].describe(f, value, done) if found else _generic_op(f, value, done)
+
+
+def _generic_op(f: str, value: Any, done: Any) -> str:
+    """``f: what generic_description says``: without a describer the op's name must say the action."""
+    what = generic_description(value if value is not None else done)
+    return f"{f}: {what}" if what else f
 
 
 def window_name(start_f: str, kinds: Mapping[str, FaultKind]) -> str:

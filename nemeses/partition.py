@@ -170,7 +170,7 @@ class PartitionNemesis:
             return Probe(False, "; ".join(parts), meas)
         verb = "dropped" if expect_cut else "carry traffic again"
         note = f" ({len(silent)} link(s) into a silent node not probed)" if silent else ""
-        return Probe(True, f"{len(cut)} cut link(s) {verb}, {len(kept)} kept link(s) carry traffic{note}", meas)
+        return Probe(True, f"{topology.describe_grudge(grudge)}: {len(cut)} cut link(s) {verb}, {len(kept)} kept link(s) carry traffic{note}", meas)
 
     def heal(self) -> None:
         """Remove every rule / in-process drop this nemesis installed (idempotent)."""

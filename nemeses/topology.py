@@ -20,7 +20,7 @@ graph whose edges are the links that stay up; the grudge is its complement.
 from __future__ import annotations
 
 import random
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import networkx as nx
 
@@ -194,6 +194,28 @@ def compute(name: str, nodes: Sequence[str], rng: random.Random) -> Grudge:
     if name.startswith("split:"):
         return parse_split(nodes, name[len("split:"):])
     return parse_grudge(nodes, name[len("grudge:"):])
+
+
+def node_order(name: str) -> tuple[int, str]:
+    """Sort key that puts n2 before n10."""
+    return len(name), name
+
+
+def node_set(names: Iterable[str]) -> str:
+    """``{n1,n2,n3}``: how outputs write a group of nodes."""
+    return "{" + ",".join(sorted(names, key=node_order)) + "}"
+
+
+def describe_grudge(grudge: Mapping[str, Iterable[str]]) -> str:
+    """A grudge as a person reads it: its sides when it splits the nodes into groups that see
+    only each other (``{n1,n2} | {n3,n4,n5}``), else who is cut from whom (a bridge or a ring
+    has no sides: ``n1 cut from {n4,n5}; ...``)."""
+    hated = {str(a): frozenset(map(str, b)) for a, b in grudge.items()}
+    groups = {n: sees(hated, n) for n in hated}
+    if all(groups[m] == g for g in groups.values() for m in g):
+        ordered = sorted(set(groups.values()), key=lambda g: min(map(node_order, g)))
+        return " | ".join(node_set(g) for g in ordered)
+    return "; ".join(f"{n} cut from {node_set(hated[n])}" for n in sorted(hated, key=node_order) if hated[n])
 
 
 def grudge_to_json(grudge: Mapping[str, frozenset[str]]) -> dict[str, list[str]]:

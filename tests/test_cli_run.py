@@ -43,3 +43,16 @@ def test_help_lists_every_spec_flag() -> None:
                  "--blind", "--nemesis", "--nemesis-interval", "--partition", "--leave-running", "--set",
                  "--no-display", "--replay-schedule"):
         assert flag in p.stdout, flag
+
+
+@pytest.mark.parametrize("command", [["run"], ["campaign", "x.toml"]])
+@pytest.mark.parametrize("flag", ["--no-display", "--no-live"])
+def test_one_no_display_flag_on_every_command(command: list[str], flag: str,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """``--no-display`` is the documented name on run and campaign; ``--no-live`` stays accepted."""
+    from harness.cli import build_parser
+    assert build_parser().parse_args([*command, flag]).no_display is True
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command[0], "--help"])
+    shown = capsys.readouterr().out
+    assert "--no-display" in shown and "--no-live" not in shown

@@ -205,3 +205,24 @@ def test_staleness_curves_pair_observed_with_theory_and_read_bucket_lists():
     assert [s["name"] for s in by_name["k_staleness"]["series"]] == ["observed", "theory"]
     assert by_name["k_staleness_histogram"]["series"][0]["points"] == [[0.0, 40.0], [1.0, 9.0]]
     assert by_name["t_visibility (p_visible by t_ms_to)"]["series"][0]["points"] == [[1.0, 0.8], [5.0, 0.95]]
+
+
+def test_anomalies_accepted_by_design_are_notes_not_alarms(tmp_path):
+    """A cart's resurrected removes with the resurrections checker valid: the tile and the list
+    say "accepted by design" beside a VALID verdict, not a red alarm; lost writes stay alarms."""
+    run = write_synthetic_run(tmp_path / "cart" / "20260101T000000", ops=300, seed=5)
+    res = json.loads((run / "results.json").read_text())
+    res["verdict"] = "valid"
+    res["summary"] = {"resurrections": 3, "lost_writes": 0}
+    res["checkers"] = {"resurrections": {"checker": "resurrections", "verdict": "valid", "counts": {"resurrections": 3},
+                                         "anomalies": [{"kind": "resurrection", "description": "item 7 came back",
+                                                        "ops": [1], "key": "c1"}] * 3, "details": {}}}
+    (run / "results.json").write_text(json.dumps(res))
+    m = build_run_model(run)
+    assert m["accepted_keys"] == ["resurrections"] and (m["alarm_count"], m["accepted_count"]) == (0, 3)
+    page = write_run_report(run).read_text()
+    assert 'class="m accepted"' in page and "(accepted by design)" in page and 'class="m bad"' not in page
+    assert "0 + 3 accepted" in page
+    res["checkers"]["resurrections"]["verdict"] = "invalid"       # resurrections_invalid on: alarms again
+    (run / "results.json").write_text(json.dumps(res))
+    assert build_run_model(run)["accepted_keys"] == [] and 'class="m bad"' in write_run_report(run).read_text()

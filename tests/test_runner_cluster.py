@@ -28,10 +28,11 @@ pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_run_produces_complete_history_with_faults(tmp_path: Path) -> None:
+def test_run_produces_complete_history_with_faults(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     spec = load_spec(None, {"histories": str(tmp_path), "nodes": 3, "duration": 4, "rate": 100, "concurrency": 4,
                             "recovery": 1, "seed": 3, "nemesis.interval": 1.5, "final_read_timeout": 20})
     out = run_test(spec)
+    assert capfd.readouterr() == ("", ""), "run_test(display=False) prints nothing"
     assert out.exit_code in (0, 1, 2) and out.error is None
     h = read_history(out.run_dir / "history.jsonl")
     assert not h.warnings
@@ -70,7 +71,7 @@ def wait_for_ops(tmp_path: Path, proc: subprocess.Popen[str], count: int = 30, t
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
-        hist = list(tmp_path.glob("demo/*/history.jsonl"))
+        hist = list(tmp_path.glob("cart-vclock-partition/*/history.jsonl"))
         if hist and hist[0].read_bytes().count(b"\n") >= count and (hist[0].parent / "cluster.json").exists():
             return hist[0].parent
         time.sleep(0.2)

@@ -87,3 +87,12 @@ def test_a_stored_spec_json_reruns_the_same_test(tmp_path: Path) -> None:
     f.write_text(json.dumps([1]))
     with pytest.raises(UserError, match="JSON object"):
         load_spec(f, {})
+
+
+def test_a_run_without_a_name_is_named_after_what_it_is() -> None:
+    assert load_spec(None, {}).name == "cart-vclock-partition"
+    assert load_spec(None, {"target.mode": "dvv", "nemesis.faults": ["crash"]}).name == "cart-dvv-crash"
+    assert load_spec(None, {"nemesis.faults": []}).name == "cart-vclock-nofaults"
+    assert load_spec(None, {"target.kind": "etcd", "workload.name": "register",
+                            "nemesis.faults": ["crash"]}).name == "register-etcd-crash"
+    assert load_spec(None, {"name": "mine"}).name == "mine"

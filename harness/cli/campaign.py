@@ -182,7 +182,7 @@ def _run_live(defn: Any, args: argparse.Namespace, histories: Path, resume: Any,
                 if not live_on:
                     console.print(f"  {cid}: {r.state} {r.verdict or ''} ({r.seconds or 0:.0f} s) {r.error or ''}")
 
-    live_on = console.is_terminal and not args.no_live
+    live_on = console.is_terminal and not args.no_display
     if not console.is_terminal:
         console = Console(width=max(console.width, 240))  # CI logs: keep the summary table on one line per cell
     kwargs = dict(histories=histories, resume=resume, on_update=on_update, only=only, pool=pool, shard=shard)
@@ -293,7 +293,8 @@ def register(sub: Any) -> None:
     p.add_argument("--junit", metavar="PATH", help="also copy the JUnit XML here (for CI)")
     p.add_argument("--markdown", metavar="PATH", help="also copy the Markdown summary here")
     p.add_argument("--dry-run", action="store_true", help="list the cells and their overrides, run nothing")
-    p.add_argument("--no-live", action="store_true", help="plain progress lines instead of the live table")
+    p.add_argument("--no-display", action="store_true", help="plain progress lines instead of the live table")
+    p.add_argument("--no-live", dest="no_display", action="store_true", help=argparse.SUPPRESS)  # its old name
     p.add_argument("--jobs", type=int, metavar="K", help="run K cells at once on a local Dask cluster (default 1: "
                                                        "one after another, no Dask); with --scheduler: at most K")
     p.add_argument("--scheduler", metavar="URL", help="send cells to this Dask scheduler (tcp://HOST:8786); "

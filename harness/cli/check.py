@@ -59,11 +59,13 @@ def print_verdict_table(results: Mapping[str, Any], run_dir: Path | None = None)
 
 
 def print_fault_table(results: Mapping[str, Any]) -> None:
-    """The faults as they actually ran (results' ``faults``): each nemesis action, how it was
+    """The faults as they actually ran (results' ``faults``): what each nemesis action did to whom
+    (its ``did``, which names the action too; stored runs without it show the op name), how it was
     done, and its probe.
 
     A fault whose probe failed is shown as such: the run output must never
-    suggest a fault took effect when it did not.
+    suggest a fault took effect when it did not. Times are when the fault took effect, then
+    when its probe confirmed it (one number when they agree to 0.1 s).
     """
     from rich.console import Console
     from rich.table import Table
@@ -71,17 +73,19 @@ def print_fault_table(results: Mapping[str, Any]) -> None:
     rows = results.get("faults") or []
     if not rows:
         return
-    table = Table(title="faults as they ran")
-    for col in ("in effect (s)", "confirmed (s)", "action", "outcome", "mechanism", "probe"):
-        table.add_column(col, overflow="fold")
+    table = Table(title="faults as they ran", expand=True)
+    for col in ("t (s)", "fault", "via", "outcome", "probe"):
+        wide = {"fault": 3, "probe": 3}.get(col)
+        table.add_column(col, overflow="fold", ratio=wide, no_wrap=not wide)
     for row in rows:
         probe = row.get("probe") or {}
         outcome = {"info": "[green]done[/]", "fail": "[red]FAILED[/]"}.get(row["type"], row["type"])
-        detail = probe.get("detail") or row.get("error") or ""
-        eff = row.get("effective")
-        table.add_row(f"{eff:.2f}" if isinstance(eff, (int, float)) else "", f"{row['t']:.2f}", row["f"], outcome,
-                      str(row.get("mechanism") or ""),
-                      ("ok: " if probe.get("ok") else "not verified: " if probe else "") + str(detail)[:160])
+        detail = str(probe.get("detail") or row.get("error") or "")
+        if probe and not probe.get("ok"):
+            detail = "not verified: " + detail
+        eff, conf = row.get("effective"), row["t"]
+        when = f"{conf:.2f}" if not isinstance(eff, (int, float)) or abs(conf - eff) < 0.1 else f"{eff:.2f}→{conf:.2f}"
+        table.add_row(when, str(row.get("did") or row["f"]), str(row.get("mechanism") or ""), outcome, detail[:160])
     Console().print(table)
 
 

@@ -68,7 +68,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.runner import run_test
 
     spec = load_spec(args.spec, overrides_from_args(args))
-    display = not args.no_display and sys.stderr.isatty()
+    display: bool | str = "plain" if args.no_display or not sys.stderr.isatty() else True
     target = plugins.target(spec.target_kind)
     print(f"dynharness: running {spec.name!r}: {spec.workload.name} on {spec.nodes} {spec.backend} nodes, "
           f"{target.summary(spec.target_settings)}, "
@@ -123,6 +123,7 @@ def register(sub: Any) -> None:
     g.add_argument("--leave-running", action="store_true", help="keep the cluster running after the run")
     g.add_argument("--histories", metavar="DIR", help="where runs are stored (default histories/)")
     g.add_argument("--no-display", action="store_true", help="plain progress lines instead of the live panel")
+    g.add_argument("--no-live", dest="no_display", action="store_true", help=argparse.SUPPRESS)  # campaign's old name
     g = p.add_argument_group("target (the store under test and its settings)")
     g.add_argument("--target", metavar="KIND", help="the store under test: dynamo (default), etcd, or a "
                                                      "target plugin's name; its settings: --set target.KEY=VALUE")

@@ -55,8 +55,9 @@ def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
     """Fault windows in ms for the page, from ``checkers.fault_windows`` (the perf checker's own windows).
 
     Each carries a short kind (partition, clock, crash, pause, link, wipe), when
-    it was requested, in effect (``start``) and confirmed by its probe, what the
-    nemesis reported it did and how, and ``failed`` for a fault whose
+    it was requested, in effect (``start``) and confirmed by its probe, what it did to whom
+    (``detail``: nodes, sides, offsets, rates, from the fault kind's ``describe``; ``raw`` keeps
+    the nemesis's own report for a tooltip) and how, and ``failed`` for a fault whose
     completion was ``fail`` (refused, or its probe found no effect): the page
     marks that attempt instead of shading a window that never was.
     """
@@ -69,12 +70,13 @@ def fault_windows(history: History, end_ms: float) -> list[dict[str, Any]]:
     for w in windows_of(history):
         comp = completion.get(w.open_index)
         done = comp.value if comp is not None and comp.value is not None else w.value
-        detail = (comp.error if comp is not None and w.failed and comp.error else None) or _short(done)
+        detail = ((comp.error if comp is not None and w.failed and comp.error else None)
+                  or fault_kind.describe_op(w.kind, w.value, done, kinds))
         kind = fault_kind.window_name(w.kind, kinds)
         out.append({"kind": kind, "f": w.kind, "start": w.start / 1e6, "end": min(w.end / 1e6, end_ms) if w.end else end_ms,
                     "requested": w.requested / 1e6 if w.requested is not None else None,
                     "confirmed": w.confirmed / 1e6 if w.confirmed is not None else None,
-                    "failed": w.failed, "detail": detail,
+                    "failed": w.failed, "detail": detail, "raw": _short(done),
                     "mechanism": comp.get("mechanism") if comp is not None else None})
     return out
 
@@ -156,11 +158,13 @@ def build_run_model(run_dir: str | Path, history: History | None = None) -> dict
                  for label, n in (("1", sib_reads[1]), ("2", sib_reads[2]), ("3", sib_reads[3]),
                                   ("4+", sum(v for k, v in sib_reads.items() if k >= 4)))]
     checkers, anomalies, proof_ops = _results_model(results or {}, history)
+    accepted = sum(1 for a in anomalies if a["accepted"])
     return {
         "name": spec.get("name") or run_dir.parent.name, "run_dir": str(run_dir), "spec": spec,
         "verdict": (results or {}).get("verdict", "unknown"), "has_results": results is not None,
         "summary": (results or {}).get("summary", {}), "checkers": checkers, "anomalies": anomalies[:MAX_ANOMALIES],
-        "anomaly_count": len(anomalies), "proof_ops": proof_ops, "warnings": list(history.warnings),
+        "anomaly_count": len(anomalies), "accepted_count": accepted, "alarm_count": len(anomalies) - accepted,
+        "accepted_keys": accepted_counts(checkers), "proof_ops": proof_ops, "warnings": list(history.warnings),
         "ops": cols, "lanes": [str(x) for x in lane_names], "nodes": list(nodes), "fs": list(fs),
         "keys": [k for k in keys], "outcomes": list(OUTCOMES), "windows": windows, "end_ms": end_ns / 1e6,
         "throughput": throughput, "quantiles": quantiles,
@@ -171,6 +175,18 @@ def build_run_model(run_dir: str | Path, history: History | None = None) -> dict
         "linear_views": linear_views(results or {}),
         "history_ops": len(history.ops),
     }
+
+
+def accepted_counts(checkers: list[dict[str, Any]]) -> list[str]:
+    """Counts that are non-zero though every checker reporting them judged the run valid: anomalies
+    accepted by design (a cart's resurrected removes, Dynamo's documented trade-off), which the
+    page shows as notes beside the verdict rather than as alarms."""
+    by_count: dict[str, list[str]] = defaultdict(list)
+    for c in checkers:
+        for k, v in c["counts"].items():
+            if v:
+                by_count[k].append(c["verdict"])
+    return sorted(k for k, verdicts in by_count.items() if all(v == "valid" for v in verdicts))
 
 
 def _results_model(results: Mapping[str, Any], history: History) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
@@ -189,7 +205,8 @@ def _results_model(results: Mapping[str, Any], history: History) -> tuple[list[d
             aid = len(anomalies)
             ops = [i for i in (a.get("ops") or []) if isinstance(i, int)]
             anomalies.append({"id": aid, "checker": name, "kind": a.get("kind", name), "description": a.get("description", ""),
-                              "ops": ops, "key": a.get("key"), "time": a.get("time")})
+                              "ops": ops, "key": a.get("key"), "time": a.get("time"),
+                              "accepted": res.get("verdict") == "valid"})
             if aid < MAX_ANOMALIES:
                 for i in ops[:200]:
                     if i in by_index and str(i) not in proof:

@@ -3,6 +3,12 @@
 One ``<testcase>`` per cell for "the run completed" and one per (cell,
 expectation); a broken expectation is a ``<failure>`` whose message names the
 actual value, a cell that could not run is an ``<error>``.
+
+The file keeps to the common (Jenkins / Ant) JUnit schema that CI servers validate against
+(``tests/data/junit-common.xsd``): a ``<testcase>`` may hold only its outcome and
+``<system-out>``/``<system-err>``, so each cell's labels, verdict, run folder and metrics go to
+the suite's ``<properties>`` (named ``<cell>.<label>``, for tools that read properties) and to
+the cell's run case as ``<system-out>`` lines (what a person reads in the CI's test view).
 """
 from __future__ import annotations
 
@@ -12,9 +18,18 @@ from xml.etree import ElementTree as ET
 from harness.reports.summary import METRICS, fmt_metric
 
 
+def _cell_facts(c: Any, r: Any) -> list[tuple[str, str]]:
+    """(name, value) of everything known about one cell's run, in the order a reader wants it."""
+    facts = [(k, str(v)) for k, v in c.labels.items()]
+    facts += [("verdict", str(r.verdict)), ("run_dir", str(r.run_dir))]
+    facts += [(k, fmt_metric(k, r.metrics[k])) for k, _, _ in METRICS if r.metrics.get(k) is not None]
+    return facts
+
+
 def campaign_junit(camp: Any) -> str:
     """JUnit XML text of a CampaignRun (one testsuite named after the campaign)."""
     suite = ET.Element("testsuite", name=f"dynharness.{camp.defn.name}")
+    props = ET.SubElement(suite, "properties")  # the schema wants them before every testcase
     tests = failures = errors = skipped = 0
     total_time = 0.0
     for c in camp.defn.cells:
@@ -24,14 +39,9 @@ def campaign_junit(camp: Any) -> str:
         total_time += secs
         run_case = ET.SubElement(suite, "testcase", classname=cls, name="run", time=f"{secs:.1f}")
         tests += 1
-        props = ET.SubElement(run_case, "properties")
-        for k, v in c.labels.items():
-            ET.SubElement(props, "property", name=k, value=str(v))
-        ET.SubElement(props, "property", name="verdict", value=str(r.verdict))
-        ET.SubElement(props, "property", name="run_dir", value=str(r.run_dir))
-        for k, _, _ in METRICS:
-            if r.metrics.get(k) is not None:
-                ET.SubElement(props, "property", name=k, value=fmt_metric(k, r.metrics[k]))
+        facts = _cell_facts(c, r)
+        for k, v in facts:
+            ET.SubElement(props, "property", name=f"{c.id}.{k}", value=v)
         if r.state == "pending":
             ET.SubElement(run_case, "skipped", message="cell not run")
             skipped += 1
@@ -39,6 +49,7 @@ def campaign_junit(camp: Any) -> str:
             el = ET.SubElement(run_case, "error", message=f"{r.state}: {r.error or ''}", type=r.state)
             el.text = r.error or r.state
             errors += 1
+        ET.SubElement(run_case, "system-out").text = "\n".join(f"{k}: {v}" for k, v in facts) + "\n"
         for e in r.expectations:
             tests += 1
             case = ET.SubElement(suite, "testcase", classname=cls, name=f"expect {e['expect']}", time="0")
