@@ -1,4 +1,5 @@
-"""Every example spec shows what its header says: each runs over 3 seeds and its claim is checked.
+"""Every example spec shows what its header says: each runs over 3 seeds and its claim is checked
+(``DYNHARNESS_EXAMPLE_SEEDS=3``; the README's test command runs seed 1 only, see :data:`SEEDS`).
 
 Each example's header ends with a ``# Shows:`` line; :data:`CLAIMS` holds the same claim as code,
 and a test fails when an example stops showing it (a store change that hides Riak's lost writes,
@@ -9,6 +10,7 @@ still has the example's faults, topology and settings. Numbers measured are in t
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +22,9 @@ from tests.conftest import require
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-SEEDS = (1, 2, 3)
+#: Seeds each claim is checked over: 1 in the README's test command (CI's 30-minute budget: the
+#: full three-seed check is about 21 runs, 12-15 minutes), 3 with ``DYNHARNESS_EXAMPLE_SEEDS=3``.
+SEEDS = tuple(range(1, int(os.environ.get("DYNHARNESS_EXAMPLE_SEEDS", "1")) + 1))
 SHORT = {"duration": 20, "nemesis.interval": 5}
 
 Results = dict[str, Any]
