@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from targets.dynamo import eventloop
+from targets.dynamo import bugs, eventloop
 from targets.dynamo.antientropy import AntiEntropy, antientropy_loop, reaper_loop
 from targets.dynamo.config import NodeConfig
 from targets.dynamo.coordinator import (
@@ -58,6 +58,7 @@ class NodeState:
     def __init__(self, cfg: NodeConfig) -> None:
         from targets.dynamo import versioning
         from targets.dynamo.ring import Ring
+        bugs.activate(cfg.settings.get("bug", ""))      # before anything a bug may touch (storage)
         self.cfg = cfg
         self.name = cfg.name
         self.versioning_module = versioning
