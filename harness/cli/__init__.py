@@ -16,7 +16,7 @@ from typing import Sequence
 from harness.errors import ONE_LINE_ERRORS
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("run", "check", "ls", "heal", "image", "cluster", "campaign", "report", "serve", "import_edn")
+COMMANDS = ("run", "check", "ls", "heal", "image", "cluster", "campaign", "selftest", "report", "serve", "import_edn")
 
 EPILOG = """exit codes: 0 valid, 1 anomalies found, 2 unknown, 3 the run failed or bad input, 130 interrupted.
 examples:
