@@ -45,11 +45,16 @@ def zoo_of(kind: str) -> Any:
 
 
 def missing_needs(needs: Iterable[str]) -> list[str]:
-    """The ``group:name`` plug-ins of ``needs`` that are not registered here."""
+    """The ``group:name`` plug-ins of ``needs`` that cannot be loaded here.
+
+    Loaded, not just looked up: entry points come from the installed metadata, which can name a
+    module this checkout does not have (an install made from another branch)."""
     out = []
     for need in needs:
         group, _, name = need.partition(":")
-        if name not in plugins.names(group):
+        try:
+            plugins.load(group, name)
+        except UserError:
             out.append(need)
     return out
 
@@ -71,13 +76,16 @@ def pick_bugs(zoo: Any, wanted: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def plan(kind: str = DEFAULT_TARGET, bugs: Sequence[str] | None = None, seeds: int = 3, repeat: int = 1,
-         clean: bool = True, overrides: dict[str, Any] | None = None) -> CampaignDef:
+         clean: bool = True, buggy: bool = True, overrides: dict[str, Any] | None = None) -> CampaignDef:
     """The selftest as a campaign: bug cells for ``seeds`` seeds, clean cells for ``seeds * repeat``.
 
     Seeds are 1..seeds (bug cells) and 1..seeds*repeat (clean cells), so a rerun repeats the same
-    schedules. ``overrides`` go into every cell last (tests shorten runs with them)."""
+    schedules. ``clean``/``buggy`` = False leave out the clean-store or the bug runs (the clean
+    runs still cover the scenarios of the chosen bugs). ``overrides`` go into every cell last."""
     if seeds < 1 or repeat < 1:
         raise UserError(f"--seeds and --repeat must be at least 1, got {seeds} and {repeat}")
+    if not (clean or buggy):
+        raise UserError("--no-clean and --only-clean together leave nothing to run")
     zoo = zoo_of(kind)
     chosen = pick_bugs(zoo, bugs)
     cells: list[Cell] = []
@@ -88,13 +96,14 @@ def plan(kind: str = DEFAULT_TARGET, bugs: Sequence[str] | None = None, seeds: i
                 raise UserError(f"bug {bug!r} names scenario {sc!r}, which the {kind} zoo does not define")
             if sc not in scenarios:
                 scenarios.append(sc)
-            if not missing_needs(zoo.scenarios[sc].needs):
+            if buggy and not missing_needs(zoo.scenarios[sc].needs):
                 cells += [_cell(kind, zoo, bug, sc, seed, overrides) for seed in range(1, seeds + 1)]
     if clean:
         for sc in scenarios:
             if not missing_needs(zoo.scenarios[sc].needs):
                 cells += [_cell(kind, zoo, None, sc, seed, overrides) for seed in range(1, seeds * repeat + 1)]
-    described = {"target": kind, "bugs": list(chosen), "seeds": seeds, "repeat": repeat, "clean": clean}
+    described = {"target": kind, "bugs": list(chosen) if buggy else [], "seeds": seeds, "repeat": repeat,
+                 "clean": clean}
     return CampaignDef(NAME, json.dumps(described), tuple(cells), None, f"selftest:{kind}")
 
 
@@ -138,6 +147,7 @@ class Row:
     scenario: str
     runs: int = 0                     # cells that finished
     invalid: int = 0                  # of which invalid
+    unknown: int = 0                  # of which unknown (a checker could not decide)
     planned: int = 0
     checkers: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
@@ -159,7 +169,8 @@ class Row:
             word = "clean" if self.invalid == 0 else "FLAGGED"
         else:
             word = "caught" if self.invalid == self.planned else "MISSED"
-        extra = f", {len(self.errors)} not run" if self.errors else ""
+        extra = f", {self.unknown} unknown" if self.unknown else ""
+        extra += f", {len(self.errors)} not run" if self.errors else ""
         return f"{word} {done}{extra}"
 
 
@@ -183,6 +194,7 @@ def table(camp: CampaignRun, zoo: Any) -> list[Row]:
                 row.errors.append(f"{cell.id}: {res.state} {res.error or ''}".strip())
             continue
         row.runs += 1
+        row.unknown += res.verdict == "unknown"
         if res.verdict == "invalid":
             row.invalid += 1
             row.checkers.update(invalid_checkers(res.run_dir))

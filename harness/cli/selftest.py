@@ -39,7 +39,8 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     else:
         resume = None
         kind = args.target or "dynamo"
-        defn = selftest.plan(kind, _names(args.bugs), seeds=args.seeds, repeat=args.repeat, clean=not args.no_clean)
+        defn = selftest.plan(kind, _names(args.bugs), seeds=args.seeds, repeat=args.repeat, clean=not args.no_clean,
+                             buggy=not args.only_clean)
     zoo = selftest.zoo_of(kind)
     if args.dry_run:
         for cell in defn.cells:
@@ -105,6 +106,8 @@ def register(sub: Any) -> None:
     p.add_argument("--repeat", type=int, default=1, metavar="K",
                    help="clean-store runs per scenario are S x K (seeds 1..S*K; default 1)")
     p.add_argument("--no-clean", action="store_true", help="skip the clean-store runs")
+    p.add_argument("--only-clean", action="store_true",
+                   help="only the clean-store runs (of the chosen bugs' scenarios): false positives")
     p.add_argument("--histories", metavar="DIR", help="where runs are stored (default histories/)")
     p.add_argument("--resume", metavar="DIR", help="continue an interrupted selftest folder")
     p.add_argument("--dry-run", action="store_true", help="list the runs it would make, run nothing")
