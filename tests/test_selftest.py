@@ -52,7 +52,7 @@ def test_plan_has_a_cell_per_bug_scenario_and_seed_plus_the_clean_store():
 
 def test_plan_picks_bugs_and_refuses_what_it_cannot_run():
     defn = selftest.plan("dynamo", ["ring-wrap-truncated"], seeds=1, clean=False)
-    assert [c.id for c in defn.cells] == ["ring-wrap-truncated--register-availability--s1"]
+    assert [c.id for c in defn.cells] == ["ring-wrap-truncated--cart-availability--s1"]
     assert selftest.described(defn)["bugs"] == ["ring-wrap-truncated"]
     with pytest.raises(UserError, match="unknown bug 'nope'"):
         selftest.plan("dynamo", ["nope"])
@@ -61,7 +61,7 @@ def test_plan_picks_bugs_and_refuses_what_it_cannot_run():
     with pytest.raises(UserError, match="nothing to run"):
         selftest.plan("dynamo", clean=False, buggy=False)
     only = selftest.plan("dynamo", ["ring-wrap-truncated"], seeds=2, repeat=2, buggy=False)
-    assert [c.id for c in only.cells] == [f"clean--register-availability--s{s}" for s in (1, 2, 3, 4)]
+    assert [c.id for c in only.cells] == [f"clean--cart-availability--s{s}" for s in (1, 2, 3, 4)]
     with pytest.raises(UserError, match="the etcd target has no bug zoo"):
         selftest.plan("etcd")
 
@@ -91,10 +91,10 @@ def _camp(tmp_path, defn, outcomes):
 
 def test_table_says_caught_missed_waiting_and_flagged(tmp_path):
     defn = selftest.plan("dynamo", ["ring-wrap-truncated", "storage-drops-wal", "tombstone-grace-ms"], seeds=2)
-    caught = {f"ring-wrap-truncated--register-availability--s{s}": ("invalid", ["perf"]) for s in (1, 2)}
+    caught = {f"ring-wrap-truncated--cart-availability--s{s}": ("invalid", ["perf"]) for s in (1, 2)}
     camp = _camp(tmp_path, defn, {**caught, "storage-drops-wal--cart-crash-all--s1": ("invalid", ["lost-writes"])})
     rows = {(r.bug, r.scenario): r for r in selftest.table(camp, ZOO)}
-    ring = rows[("ring-wrap-truncated", "register-availability")]
+    ring = rows[("ring-wrap-truncated", "cart-availability")]
     assert ring.ok and ring.outcome() == "caught 2/2" and ring.checkers == {"perf"}
     wal = rows[("storage-drops-wal", "cart-crash-all")]
     assert not wal.ok and wal.outcome() == "MISSED 1/2"
@@ -105,21 +105,21 @@ def test_table_says_caught_missed_waiting_and_flagged(tmp_path):
         "ring-wrap-truncated": True, "storage-drops-wal": False, "tombstone-grace-ms": False}
     assert selftest.exit_code(camp, list(rows.values())) == 1
     md = selftest.markdown(list(rows.values()), ZOO)
-    assert "| ring-wrap-truncated | ring / preference lists | register-availability | caught 2/2 | perf |" in md
+    assert "| ring-wrap-truncated | ring / preference lists | cart-availability | caught 2/2 | perf |" in md
     assert "1 of 3 bugs caught" in md
 
 
 def test_all_caught_and_clean_is_exit_0_a_flagged_clean_store_is_not(tmp_path):
     defn = selftest.plan("dynamo", ["ring-wrap-truncated"], seeds=1)
-    bug = {"ring-wrap-truncated--register-availability--s1": ("invalid", ["perf"])}
+    bug = {"ring-wrap-truncated--cart-availability--s1": ("invalid", ["perf"])}
     (tmp_path / "a").mkdir()
     camp = _camp(tmp_path / "a", defn, bug)
     assert selftest.exit_code(camp, selftest.table(camp, ZOO)) == 0
     (tmp_path / "b").mkdir()
-    camp = _camp(tmp_path / "b", defn, {**bug, "clean--register-availability--s1": ("invalid", ["perf"])})
+    camp = _camp(tmp_path / "b", defn, {**bug, "clean--cart-availability--s1": ("invalid", ["perf"])})
     rows = selftest.table(camp, ZOO)
     assert rows[-1].outcome() == "FLAGGED 1/1" and selftest.exit_code(camp, rows) == 1
-    camp.cells["clean--register-availability--s1"] = CellResult(state="error", error="boom")
+    camp.cells["clean--cart-availability--s1"] = CellResult(state="error", error="boom")
     assert selftest.exit_code(camp, selftest.table(camp, ZOO)) == 3
 
 

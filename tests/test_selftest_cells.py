@@ -19,7 +19,7 @@ pytestmark = pytest.mark.cluster
 
 #: kind of bug -> (the bug run for it, the checker expected to catch it)
 KINDS = {
-    "coordinator": ("quorum-counts-self-twice", "linearizable"),
+    "coordinator": ("quorum-counts-self-twice", "staleness"),
     "versioning": ("merge-by-clock-size", "lost-writes"),
     "hinted handoff": ("handoff-skips-known", "lost-writes"),
     "gossip": ("unreachable-never-cleared", "lost-writes"),
