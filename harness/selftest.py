@@ -76,12 +76,12 @@ def pick_bugs(zoo: Any, wanted: Sequence[str] | None) -> tuple[str, ...]:
 
 
 def plan(kind: str = DEFAULT_TARGET, bugs: Sequence[str] | None = None, seeds: int = 3, repeat: int = 1,
-         clean: bool = True, buggy: bool = True, overrides: dict[str, Any] | None = None) -> CampaignDef:
+         clean: bool = True, buggy: bool = True) -> CampaignDef:
     """The selftest as a campaign: bug cells for ``seeds`` seeds, clean cells for ``seeds * repeat``.
 
     Seeds are 1..seeds (bug cells) and 1..seeds*repeat (clean cells), so a rerun repeats the same
     schedules. ``clean``/``buggy`` = False leave out the clean-store or the bug runs (the clean
-    runs still cover the scenarios of the chosen bugs). ``overrides`` go into every cell last."""
+    runs still cover the scenarios of the chosen bugs)."""
     if seeds < 1 or repeat < 1:
         raise UserError(f"--seeds and --repeat must be at least 1, got {seeds} and {repeat}")
     if not (clean or buggy):
@@ -97,21 +97,20 @@ def plan(kind: str = DEFAULT_TARGET, bugs: Sequence[str] | None = None, seeds: i
             if sc not in scenarios:
                 scenarios.append(sc)
             if buggy and not missing_needs(zoo.scenarios[sc].needs):
-                cells += [_cell(kind, zoo, bug, sc, seed, overrides) for seed in range(1, seeds + 1)]
+                cells += [_cell(kind, zoo, bug, sc, seed) for seed in range(1, seeds + 1)]
     if clean:
         for sc in scenarios:
             if not missing_needs(zoo.scenarios[sc].needs):
-                cells += [_cell(kind, zoo, None, sc, seed, overrides) for seed in range(1, seeds * repeat + 1)]
+                cells += [_cell(kind, zoo, None, sc, seed) for seed in range(1, seeds * repeat + 1)]
     described = {"target": kind, "bugs": list(chosen) if buggy else [], "seeds": seeds, "repeat": repeat,
                  "clean": clean}
     return CampaignDef(NAME, json.dumps(described), tuple(cells), None, f"selftest:{kind}")
 
 
-def _cell(kind: str, zoo: Any, bug: str | None, scenario: str, seed: int,
-          overrides: dict[str, Any] | None) -> Cell:
+def _cell(kind: str, zoo: Any, bug: str | None, scenario: str, seed: int) -> Cell:
     cid = f"{bug or CLEAN}--{scenario}--s{seed}"
     ov: dict[str, Any] = {**zoo.scenarios[scenario].overrides, "target.kind": kind, "seed": seed,
-                          "name": f"{NAME}.{cid}", **(overrides or {})}
+                          "name": f"{NAME}.{cid}"}
     if bug:
         ov["target.bug"] = bug
     labels = {"bug": bug or CLEAN, "scenario": scenario, "seed": seed}
@@ -229,6 +228,6 @@ def markdown(rows: Sequence[Row], zoo: Any) -> str:
     verdicts = bug_verdicts(rows)
     caught = sum(verdicts.values())
     flagged = [r.scenario for r in rows if r.bug == CLEAN and not r.ok]
-    lines += ["", f"{caught} of {len(verdicts)} bugs caught in every seed by at least one scenario; "
-              f"clean store: {'flagged or not run in ' + ', '.join(flagged) if flagged else 'never flagged'}."]
+    bugs = f"{caught} of {len(verdicts)} bugs caught in every seed by at least one scenario; " if verdicts else ""
+    lines += ["", f"{bugs}clean store: {'flagged or not run in ' + ', '.join(flagged) if flagged else 'never flagged'}."]
     return "\n".join(lines) + "\n"
