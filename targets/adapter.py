@@ -184,6 +184,40 @@ class NodeAdmin(Protocol):
         node). AdminError when the node does not answer."""
 
 
+@dataclass(frozen=True)
+class ZooScenario:
+    """A short run meant to expose bugs of a target's bug zoo, as data for ``dynharness selftest``.
+
+    ``overrides`` are dotted test-spec fields (``{"workload.name": "register", "duration": 10}``);
+    ``needs`` names plug-ins the scenario cannot catch anything without, as ``group:name``
+    (``checkers:convergence``): until they are registered the scenario is listed, not run."""
+
+    name: str
+    summary: str
+    overrides: Mapping[str, Any]
+    needs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ZooBug:
+    """A deliberate bug a target can be started with (its ``bug`` setting) and the scenarios
+    meant to expose it."""
+
+    name: str
+    area: str
+    summary: str
+    scenarios: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BugZoo:
+    """A target's bug zoo: the optional ``Target.zoo`` member that ``dynharness selftest`` reads.
+    A run with ``[target] bug = NAME`` starts every node with that bug."""
+
+    bugs: Mapping[str, ZooBug]
+    scenarios: Mapping[str, ZooScenario]
+
+
 class Target(Protocol):
     """One store under test. See the module docstring; ``docs/contracts.md`` section 1."""
 

@@ -72,7 +72,7 @@ def test_node_command_builds_flags_and_rejects_unknown_settings():
         DynamoTarget().node_command("n1", "h", 1, "/d", peers, {"quorum": 2})
     assert set(DEFAULT_SETTINGS) == {"n", "r", "w", "pr", "pw", "mode", "fsync", "partitions", "request_timeout",
                                      "gossip_interval", "ae_interval", "tombstone_grace", "vclock_max",
-                                     "sibling_warn", "sibling_max", "event_loop"}
+                                     "sibling_warn", "sibling_max", "event_loop", "bug"}
 
 
 def test_plan_replaces_down_primaries_with_hinted_fallbacks():

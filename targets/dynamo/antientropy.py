@@ -21,6 +21,7 @@ import logging
 import time
 from typing import Any
 
+from targets.dynamo import bugs
 from targets.dynamo.eventloop import wait_or_stop
 from targets.dynamo.merkle import MerkleTree
 from targets.dynamo.transport import PeerUnreachable
@@ -110,7 +111,7 @@ class AntiEntropy:
     def tree_reply(self, body: dict) -> dict:
         p = _partition(body, len(self.trees))
         tree = self.trees[p]
-        if body.get("root") == tree.root().hex():
+        if body.get("root") == tree.root().hex() or bugs.active("ae-always-in-sync"):   # bug zoo: always "same"
             return {"same": True}
         return {"same": False, "levels": tree.levels()}
 
@@ -156,6 +157,8 @@ async def reaper_loop(node: Any, grace: float, stopping: asyncio.Event) -> None:
     """Sweep the store every ``max(1, grace/2)`` s and reap tombstones older than ``grace``."""
     v = node.versioning
     interval = max(1.0, min(grace / 2, 30.0))
+    if bugs.active("tombstone-grace-ms"):               # bug zoo: the grace read as milliseconds
+        grace = grace / 1000
     while not await wait_or_stop(stopping, interval):
         after = ""
         for _ in range(100_000):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from targets.adapter import TargetError
+from targets.dynamo import bugs
 
 MODES = ("vclock", "dvv", "lww")
 FSYNC = ("always", "one", "never")
@@ -54,6 +55,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sibling_max", int, 100, "refuse writes (507) above this many siblings"),
     Setting("event_loop", str, "auto", "auto: uvloop unless libfaketime is loaded, then the skew-proof "
                                        "asyncio loop; asyncio: always that one; uvloop: always uvloop"),
+    Setting("bug", str, "", "run with one deliberate bug of the bug zoo (targets/dynamo/bugs.py), to test a "
+                            "harness; empty: none"),
 )
 SETTINGS_BY_KEY: Mapping[str, Setting] = {s.key: s for s in SETTINGS}
 DEFAULTS: Mapping[str, Any] = {s.key: s.default for s in SETTINGS}
@@ -159,6 +162,7 @@ def validate_settings(settings: Mapping[str, Any], members: int,
         raise TargetError(f"{name('vclock_max')} must be >= 1, got {s['vclock_max']}")
     if not 1 <= s["sibling_warn"] <= s["sibling_max"]:
         raise TargetError(f"{name('sibling_warn')} must be between 1 and {name('sibling_max')}")
+    bugs.check(s["bug"], name("bug"))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from targets.dynamo import bugs
 from targets.dynamo.transport import PeerUnreachable
 
 log = logging.getLogger("dynamo.coordinator")
@@ -288,6 +289,8 @@ class Coordinator:
         new_obj = await self._write_local(key, value, context, me, durable=me == durable)
         tally = Tally(need=w, need_primary=pw)
         tally.success(me)
+        if bugs.active("quorum-counts-self-twice"):     # bug zoo: the own commit counted twice
+            tally.success(me)
         payload = {"key": key, "state": self.v.encode(new_obj)[0]}
         done = Done()
         if tally.met:
@@ -391,6 +394,8 @@ class Coordinator:
             self.stats["read_quorum_failed"] += 1
             raise QuorumFailed("read", r, tally.replied, None, pr)
         self.stats["reads_ok"] += 1
+        if bugs.active("read-returns-first-reply"):     # bug zoo: the first reply, not the merge
+            return tally.results[0][1], tally.ok
         return self.merge_all(obj for _, obj in tally.results), tally.ok
 
     def merge_all(self, objs: Iterable[Any]) -> Any:
@@ -405,6 +410,8 @@ class Coordinator:
         merged = self.merge_all(obj for _, obj in results)
         if merged is None:
             return
+        if bugs.active("read-repair-backwards"):        # bug zoo: spread the stale value instead
+            merged = bugs.restamp_stale(self.v, self.node.name, merged, results)
         digest = self.v.digest
         want = digest(merged)
         stale = [rep for rep, obj in results if obj is None or (obj is not merged and digest(obj) != want)]

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from targets.dynamo import bugs
 from targets.dynamo.eventloop import wait_or_stop
 from targets.dynamo.transport import PeerUnreachable
 
@@ -60,6 +61,8 @@ class Membership:
 
     def record_ok(self, node: str) -> None:
         """A direct call to ``node`` succeeded."""
+        if bugs.active("unreachable-never-cleared"):    # bug zoo: a suspected peer stays suspected
+            return
         if self.unreachable.pop(node, None) is not None:
             log.info("%s reachable again", node)
         self.last_advanced[node] = self._now()

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
+from targets.dynamo import bugs
 from targets.dynamo.coordinator import QuorumFailed, TooManySiblings
 from targets.dynamo.httpserver import HEADER_TIMEOUT, IDLE_TIMEOUT, Handler, Request, Response, check_secret, loads_body
 from targets.dynamo.httpserver import json_response as reply
@@ -129,6 +130,8 @@ async def internal_get(state: NodeState, body: dict) -> Any:
 async def internal_handoff(state: NodeState, body: dict) -> Any:
     v = state.versioning
     objects = {k: v.from_text(text) for k, text in body["objects"].items()}
+    if bugs.active("handoff-skips-known"):              # bug zoo: "I have the key" taken for "I have it"
+        objects = bugs.unknown_only(objects, state.storage.get_cached)
     await state.storage.merge_many(objects, durable=True)   # the sender deletes its hints next
     state.stats["hints_received"] += len(objects)
     return {"ok": True, "count": len(objects)}

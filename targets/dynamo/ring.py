@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Callable, Sequence
 
 from targets.adapter import TargetError
+from targets.dynamo import bugs
 
 RING_BITS = 128
 RING_SIZE = 1 << RING_BITS
@@ -88,7 +89,9 @@ class Ring:
     def _compute_replicas(self, partition: int) -> tuple[str, ...]:
         """Every distinct node walking clockwise from ``partition`` (cached per partition)."""
         seen: list[str] = []
-        for step in range(self.partitions):
+        # bug zoo: the walk stops at the last partition instead of wrapping around
+        steps = self.partitions - partition if bugs.active("ring-wrap-truncated") else self.partitions
+        for step in range(steps):
             node = self._owners[(partition + step) % self.partitions]
             if node not in seen:
                 seen.append(node)

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from targets.adapter import NODE_SECRET_ENV
-from targets.dynamo import eventloop
+from targets.dynamo import bugs, eventloop
 from targets.dynamo.antientropy import AntiEntropy, antientropy_loop, reaper_loop
 from targets.dynamo.config import NodeConfig
 from targets.dynamo.coordinator import (
@@ -70,6 +70,7 @@ class NodeState:
     def __init__(self, cfg: NodeConfig, secret: str | None = None) -> None:
         from targets.dynamo import versioning
         from targets.dynamo.ring import Ring
+        bugs.activate(cfg.settings.get("bug", ""))      # before anything a bug may touch (storage)
         self.cfg = cfg
         self.name = cfg.name
         self.versioning_module = versioning

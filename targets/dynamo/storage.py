@@ -38,6 +38,7 @@ import sqlite3
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from targets.dynamo import bugs
 from targets.dynamo.txn import Change, Txn
 from targets.dynamo.walsync import WalSyncer, preallocate_wal
 from targets.dynamo.workqueue import QueueThread, drain
@@ -62,6 +63,8 @@ class Storage:
                  fsync: str = "one") -> None:
         os.makedirs(data_dir, exist_ok=True)
         self.path = os.path.join(data_dir, "store.sqlite3")
+        if bugs.active("storage-drops-wal"):            # bug zoo: the WAL taken for a stale temp file
+            bugs.remove_wal(self.path)
         self.versioning = versioning
         self.partition_of = partition_of
         self.fsync = fsync
@@ -323,6 +326,8 @@ class Storage:
 
         A future (not a coroutine), so a replica can answer from a callback without a task."""
         def job(txn: Txn) -> Any:
+            if bugs.active("replica-put-overwrites"):   # bug zoo: the sent object replaces ours
+                txn.put(key, obj)
             _, new = txn.merge(key, obj)
             if hint_for is not None:
                 txn.add_hint(hint_for, key)

@@ -15,6 +15,7 @@ from targets.adapter import TargetError
 from targets.dynamo.admin import DynamoAdmin
 from targets.dynamo.client import DynamoClient
 from targets.dynamo.config import DEFAULTS, SETTINGS, SETTINGS_BY_KEY, coerce_setting, validate_settings
+from targets.dynamo.zoo import ZOO
 
 #: Every setting a node takes, with its default (see docs/store.md).
 DEFAULT_SETTINGS: Mapping[str, Any] = dict(DEFAULTS)
@@ -33,6 +34,7 @@ class DynamoTarget:
     ports_per_node = 1                      # clients and peers share one port (server.ConnectionSniffer)
     node_packages = ("targets",)
     system_packages: tuple[str, ...] = ()
+    zoo = ZOO                               # deliberate bugs for `dynharness selftest` (targets/dynamo/bugs.py)
 
     def resolve_settings(self, given: Mapping[str, Any], nodes: int) -> dict[str, Any]:
         """``given`` over the defaults, each converted to its type and checked for ``nodes`` nodes."""
@@ -56,7 +58,8 @@ class DynamoTarget:
         return out
 
     def summary(self, settings: Mapping[str, Any]) -> str:
-        return f"N={settings.get('n')} R={settings.get('r')} W={settings.get('w')} mode={settings.get('mode')}"
+        line = f"N={settings.get('n')} R={settings.get('r')} W={settings.get('w')} mode={settings.get('mode')}"
+        return line + (f" BUG={settings['bug']}" if settings.get("bug") else "")
 
     def check_installed(self) -> None:
         """Nothing to check: the node is this package, run by the harness's own Python."""
@@ -74,7 +77,7 @@ class DynamoTarget:
         argv = [python, "-m", "targets.dynamo", "--name", node, "--listen", f"{host}:{port}",
                 "--data", data_dir, "--peers", ",".join(f"{n}={addr}" for n, addr in peers.items())]
         for setting in SETTINGS:
-            if setting.key in settings:
+            if setting.key in settings and not (setting.key == "bug" and not settings["bug"]):
                 argv += [setting.flag, str(coerce_setting(setting.key, settings[setting.key]))]
         return argv
 

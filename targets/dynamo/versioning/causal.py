@@ -28,6 +28,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
+from targets.dynamo import bugs
+
 from .context import MAX_COUNTER, ClockEntry, ContextError, decode_context, encode_context
 
 Ranges = tuple[tuple[int, int], ...]
@@ -219,12 +221,13 @@ def build(mode: str, siblings: Iterable[Sibling],
     are equal objects."""
     rem = {node: [ranges, ts] for node, (ranges, ts) in removed.items()}
     kept: dict[tuple, Sibling] = {}
+    by_node = bugs.active("siblings-keyed-by-node")     # bug zoo: one sibling per writing node
     for s in siblings:
         entry = rem.get(s.node)
         if entry is not None and ranges_contain(entry[0], s.counter):
             entry[1] = max(entry[1], s.ts)
             continue
-        kept[s.sort_key()] = s
+        kept[(s.node,) if by_node else s.sort_key()] = s
     return CausalObj(
         mode=mode,
         siblings=tuple(kept[k] for k in sorted(kept)),
@@ -282,6 +285,8 @@ def merge(a: CausalObj, b: CausalObj) -> CausalObj:
         raise ValueError(f"cannot merge a {a.mode!r} object with a {b.mode!r} object")
     if a == b:
         return a
+    if bugs.active("merge-by-clock-size"):              # bug zoo: pick a side instead of joining
+        return bugs.bigger_clock(a, b, clock_of)
     rem = removed_map(a)
     for r in b.removed:
         add_removed(rem, r.node, r.ranges, r.ts)
@@ -303,6 +308,8 @@ def new_dot_counter(local_clock: Mapping[str, ClockEntry], ctx: Mapping[str, Clo
     """
     mine = local_clock.get(coordinator)
     theirs = ctx.get(coordinator)
+    if bugs.active("dot-from-context"):                 # bug zoo: the client's counter, plus one
+        return theirs.counter + 1 if theirs else 1
     wall = now * 1_000_000
     floor = int(wall) if 0 < wall < MAX_COUNTER else 0
     return max(mine.counter + 1 if mine else 1, theirs.counter + 1 if theirs else 1, floor)
@@ -346,6 +353,8 @@ class CausalVersioning:
         """
         self._check(local)
         ctx = self.decode(context)
+        if bugs.active("write-supersedes-local"):       # bug zoo: the context widened to the local clock
+            ctx = bugs.widen_context(ctx, clock_of(local))
         now = check_write_args(value, coordinator, now)
         counter = new_dot_counter(clock_of(local), ctx, coordinator, now)
         if counter > MAX_COUNTER:

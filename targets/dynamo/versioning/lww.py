@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from targets.dynamo import bugs
+
 from .causal import TOMBSTONE, check_write_args, decoded, encoded, value_key
 from .context import ClockEntry, decode_context, encode_context
 
@@ -69,6 +71,8 @@ class LwwVersioning:
         if context is not None:
             decode_context(context, self.mode)
         now = check_write_args(value, coordinator, now)
+        if bugs.active("lww-second-timestamps"):        # bug zoo: whole seconds, ties go by node name
+            now = float(int(now))
         return self.merge(local, LwwObj(LwwVersion(value, now, coordinator)))
 
     def merge(self, a: LwwObj, b: LwwObj) -> LwwObj:
