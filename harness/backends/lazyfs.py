@@ -262,8 +262,11 @@ class LazyFS(mfusepy.Operations):
         return 0
 
     def readdir(self, path: str | None, fh: int) -> list[str]:
+        """The directory's names, without libfuse's ``.fuse_hidden*`` (files unlinked while open:
+        on a real disk an unlinked file has no name, and a program that checks a directory is empty,
+        as etcd does for ``wal.tmp``, must not see one)."""
         self._alive()
-        return [".", "..", *os.listdir(fh)]
+        return [".", "..", *(n for n in os.listdir(fh) if not n.startswith(HIDDEN))]
 
     def readlink(self, path: str) -> str:
         return os.readlink(self._p(path))
