@@ -8,8 +8,19 @@ everything, so a skip there means something is broken.
 from __future__ import annotations
 
 import os
+import signal
 
 import pytest
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"pytest stopped by signal {signum}")
+
+
+# A test session stopped with SIGTERM (a CI timeout, `kill`) used to die at once, and clusters that
+# tests run inside this process kept their iptables chains (found on this host after a pkill of a
+# test run). As a KeyboardInterrupt, pytest stops and runs the fixtures' teardowns first.
+signal.signal(signal.SIGTERM, _terminated)
 
 
 def require(condition: bool, reason: str) -> None:

@@ -75,8 +75,26 @@ def wait_for_ops(tmp_path: Path, proc: subprocess.Popen[str], count: int = 30, t
         if hist and hist[0].read_bytes().count(b"\n") >= count and (hist[0].parent / "cluster.json").exists():
             return hist[0].parent
         time.sleep(0.2)
-    proc.kill()
+    stop_harness(proc, tmp_path)
     raise AssertionError("the run did not get going")
+
+
+def stop_harness(proc: subprocess.Popen[str], tmp_path: Path) -> None:
+    """A test giving up on a harness it started: SIGTERM first (the harness heals and tears down),
+    SIGKILL only if it does not stop, then tear down whatever cluster it left under ``tmp_path``.
+    A bare ``proc.kill()`` here left iptables chains on the host (kill -9: no cleanup runs)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    for state in tmp_path.glob("*/2*/cluster.json"):
+        try:
+            attach(state.parent).teardown()
+        except Exception:  # noqa: BLE001 - best effort on a failure path; the failure is what is reported
+            pass
 
 
 def gone(run_dir: Path, timeout: float = 10) -> bool:

@@ -21,7 +21,7 @@ from harness.campaign import CampaignDef, Cell, SubprocessCellRunner
 from harness.history import read_history
 from harness.signals import STOP_SIGNALS, Interrupted, raise_pending, shielded, stop_on_signals
 from tests.test_local_backend import chains, node_pids
-from tests.test_runner_cluster import ROOT
+from tests.test_runner_cluster import ROOT, stop_harness
 
 SMALL = {"nodes": 3, "rate": 50, "concurrency": 2, "seed": 2, "nemesis.faults": ["partition"], "nemesis.interval": 1}
 
@@ -96,8 +96,8 @@ def test_signal_stops_a_run_with_sigint_ignored(tmp_path: Path, sig: int) -> Non
         _, err = proc.communicate(timeout=60)
         took = time.monotonic() - t0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:        # the test gave up on it: stop it cleanly (a kill -9 left chains)
+            stop_harness(proc, tmp_path)
     name = signal.Signals(sig).name
     assert proc.returncode == 130 and f"interrupted by {name}" in err and "Traceback" not in err, err
     assert took < 10, f"took {took:.1f} s to stop"
