@@ -86,6 +86,21 @@ def seconds(name: str, v: Any, *, lo: float = 0.0, lo_open: bool = True) -> floa
     return number(name, v, lo, MAX_SECONDS, lo_open=lo_open)
 
 
+#: Units a duration given as text may carry (``90``, ``90s``, ``10m``, ``1.5h``).
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def seconds_text(name: str, text: str) -> float:
+    """A duration flag as text: a number of seconds, or with a unit ``s``, ``m`` or ``h``."""
+    t = text.strip().lower()
+    unit = t[-1] if t[-1:] in ("s", "m", "h") else ""
+    try:
+        value = float(t[:-1] if unit else t) * _UNITS[unit]
+    except ValueError:
+        raise UserError(f"{name} must be seconds or a duration such as 90s, 10m or 1h, got {text!r}") from None
+    return seconds(name, value)
+
+
 def _too_deep(e: BaseException) -> str:
     if isinstance(e, RecursionError):
         return "nested too deeply to read"

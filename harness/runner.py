@@ -108,7 +108,7 @@ def versions() -> dict[str, Any]:
 
 
 def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | None = None,
-             target: Any = None) -> RunOutcome:
+             target: Any = None, histories: Path | None = None) -> RunOutcome:
     """Run one test end to end and store it (see the module docstring).
 
     ``display``: True for the live panel on a terminal (plain lines elsewhere), ``"plain"`` for
@@ -130,7 +130,7 @@ def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | 
     plan = plan_nemesis(spec)
     workload = build_workload(spec.workload, spec.concurrency, spec.node_names)
     backend = backend or make_backend(spec)
-    root = histories_root(spec.histories)
+    root = histories if histories is not None else histories_root(spec.histories)
     run_dir = new_run_dir(root, spec.name)
     point_latest(root, run_dir)
     facts = {"run_dir": str(run_dir), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

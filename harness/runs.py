@@ -51,8 +51,14 @@ def new_run_dir(root: Path, test_name: str) -> Path:
     The path returned is absolute: node processes, ``cluster.json`` and
     ``attach`` must not depend on the current directory.
     """
+    d = new_stamped_dir(root.resolve() / test_name)
+    (d / "nodes").mkdir()
+    return d
+
+
+def new_stamped_dir(base: Path) -> Path:
+    """Create and return ``base/<UTC timestamp>`` (``-2``, ``-3``... when one exists already)."""
     stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-    base = root.resolve() / test_name
     base.mkdir(parents=True, exist_ok=True)
     for i in range(1, 1000):
         d = base / (stamp if i == 1 else f"{stamp}-{i}")
@@ -60,9 +66,8 @@ def new_run_dir(root: Path, test_name: str) -> Path:
             d.mkdir()
         except FileExistsError:
             continue
-        (d / "nodes").mkdir()
         return d
-    raise UserError(f"cannot create a run folder under {base}")
+    raise UserError(f"cannot create a folder under {base}")
 
 
 def point_latest(root: Path, run_dir: Path) -> None:

@@ -17,7 +17,7 @@ from harness.errors import ONE_LINE_ERRORS
 from harness.signals import INTERRUPTED_EXIT, signal_name
 
 #: Subcommand modules, in the order ``--help`` lists them.
-COMMANDS = ("run", "check", "ls", "heal", "cleanup", "image", "cluster", "campaign", "selftest", "report", "serve",
+COMMANDS = ("run", "check", "ls", "heal", "cleanup", "image", "cluster", "campaign", "selftest", "explore", "report", "serve",
             "import_edn")
 
 EPILOG = """exit codes: 0 valid, 1 anomalies found, 2 unknown, 3 the run failed or bad input,

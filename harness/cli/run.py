@@ -46,12 +46,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         v = getattr(args, dest, None)
         if v is not None:
             out[dotted] = v
-    if args.blind:
-        out["workload.blind"] = True
-    if args.leave_running:
-        out["leave_running"] = True
-    if args.allow_unscheduled:
-        out["nemesis.allow_unscheduled"] = True
+    for flag, dotted in (("blind", "workload.blind"), ("leave_running", "leave_running"),
+                         ("allow_unscheduled", "nemesis.allow_unscheduled")):
+        if getattr(args, flag, False):   # flags a command without them (explore) does not define
+            out[dotted] = True
     if args.nemesis is not None:
         names = [f.strip() for f in args.nemesis.split(",") if f.strip()]
         out["nemesis.faults"] = [] if names in ([], ["none"]) else names

@@ -1,0 +1,218 @@
+"""``dynharness explore``: search fault schedules for a failing run, shrink it, store a reproducer.
+
+Exit codes: 0 no failure found (within the budget), 1 a failure found and confirmed (its
+reproducer in ``minimal/``), 3 bad input or the runs cannot run, 130 interrupted (what was
+found is kept; ``--resume DIR`` continues). See :mod:`harness.explore`.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from harness.errors import UserError
+from harness.limits import seconds_text
+
+EXAMPLES = """examples:
+  dynharness explore --nemesis partition,crash --budget 10m
+  dynharness explore --spec my-test.toml --max-run 15s --checkers lost-writes
+  dynharness explore --set target.bug=handoff-skips-known --nemesis partition,crash --replays 5
+  dynharness explore --vary target.mode=vclock,dvv --vary target.r=2,1 --budget 30m
+  dynharness explore --resume histories/explore/20261204T231500 --budget 5m
+"""
+#: explore flags that are spec fields (a subset of run's; --set reaches every other)
+SPEC_FLAGS = ("backend", "nodes", "workload", "keys", "concurrency", "rate", "recovery", "mode", "n", "r", "w",
+              "fsync", "target", "seed", "histories")
+
+
+def cmd_explore(args: argparse.Namespace) -> int:
+    from harness.explore.display import ExploreDisplay
+    from harness.explore.folder import ExploreFolder, summary
+    from harness.explore.real_runs import RealRunner
+    from harness.explore.search import Explorer
+    from harness.runs import histories_root
+    from harness.signals import stop_on_signals
+
+    budget = seconds_text("--budget", args.budget)
+    shrink_budget = seconds_text("--shrink-budget", args.shrink_budget) if args.shrink_budget else budget
+    if args.resume:
+        folder = ExploreFolder.open(args.resume)
+        settings = folder.settings()["settings"]
+        if any(getattr(args, f, None) is not None for f in (*SPEC_FLAGS, "spec", "nemesis", "set", "vary",
+                                                            "checkers", "max_run", "max_faults", "confirm")):
+            raise UserError("--resume takes its settings from the explore folder; give only --budget, "
+                            "--replays and --no-display with it")
+    else:
+        settings = _settings(args)
+    space, base = _space(settings)
+    if not args.resume:
+        folder = ExploreFolder.create(histories_root(base.histories))
+        folder.write_settings(settings)
+    live = not args.no_display and sys.stderr.isatty()
+    display = ExploreDisplay(budget, live=live)
+    runner = RealRunner(settings["spec"], settings["overrides"], folder, tuple(settings["checkers"]),
+                        on_start=display.started)
+
+    def on_case(tried: Any, state: Any) -> None:
+        folder.log(tried)
+        display.finished(tried, state)
+
+    explorer = Explorer(space, runner, budget=budget, shrink_budget=shrink_budget, confirm=settings["confirm"], database=folder.database,
+                        on_case=on_case, first_number=folder.tried_before() + 1)
+    print(f"dynharness: explore {folder.root}: {base.workload.name} on {base.nodes} {base.backend} nodes, "
+          f"faults {','.join(space.faults)}, runs up to {space.max_run:g} s, budget {budget:g} s "
+          f"(+ {shrink_budget:g} s to shrink), "
+          f"a failure must fail {settings['confirm']} of {settings['confirm']} runs", file=sys.stderr)
+    interrupted: KeyboardInterrupt | None = None
+    with stop_on_signals(), display:
+        try:
+            state = explorer.run()
+        except KeyboardInterrupt as e:
+            interrupted, state = e, explorer.state
+    replays = None
+    if state.minimal is not None:
+        folder.write_reproducer(state.minimal)
+        if args.replays and interrupted is None:
+            replays = _replay(folder, args.replays, display)
+    folder.write_settings(settings, summary(state, replays))
+    _report(folder, state, replays)
+    if interrupted is not None:
+        raise interrupted
+    return 1 if state.minimal is not None else 0
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What an explore is (stored in explore.json; ``--resume`` reads it back)."""
+    from harness import plugins
+    from harness.cli.run import overrides_from_args
+    from harness.spec import parse_value
+
+    overrides = overrides_from_args(args)
+    overrides.setdefault("seed", random.randrange(2**31))   # every case's runs: the same ops, other timings
+    checkers = [c.strip() for c in (args.checkers or "").split(",") if c.strip()]
+    unknown = [c for c in checkers if c not in plugins.names("checkers")]
+    if unknown:
+        raise UserError(f"--checkers: unknown checker(s) {', '.join(unknown)} "
+                        f"(known: {', '.join(plugins.names('checkers'))})")
+    vary: dict[str, list[Any]] = {}
+    for item in args.vary or ():
+        key, sep, values = item.partition("=")
+        picked = [parse_value(v.strip()) for v in values.split(",") if v.strip()]
+        if not sep or not key.strip() or not picked:
+            raise UserError(f"--vary expects dotted.key=V1,V2,..., got {item!r}")
+        vary[key.strip()] = picked
+    max_run = seconds_text("--max-run", args.max_run or "15s")
+    return {"spec": args.spec, "overrides": overrides, "checkers": checkers, "vary": vary, "max_run": max_run,
+            "max_faults": _bounded("--max-faults", args.max_faults, 4, 1, 10),
+            "confirm": _bounded("--confirm", args.confirm, 3, 1, 20)}
+
+
+def _bounded(flag: str, v: int | None, default: int, lo: int, hi: int) -> int:
+    if v is None:
+        return default
+    if not lo <= v <= hi:
+        raise UserError(f"{flag} must be {lo}-{hi}, got {v}")
+    return v
+
+
+def _space(settings: Mapping[str, Any]) -> tuple[Any, Any]:
+    """The search space and the base spec (validated as ``run`` would, so nothing it cannot do runs)."""
+    from harness.explore.case import space_of
+    from harness.spec import load_spec
+    from nemeses.schedule import NemesisSpec
+
+    base = load_spec(settings["spec"], {**settings["overrides"], "duration": settings["max_run"],
+                                        "nemesis.allow_unscheduled": True})
+    for key, values in settings["vary"].items():   # each value alone must make a valid spec
+        for v in values:
+            load_spec(settings["spec"], {**settings["overrides"], "duration": settings["max_run"],
+                                         "nemesis.allow_unscheduled": True, key: v})
+    nspec = NemesisSpec.from_mapping(dict(base.nemesis))
+    vary = {k: tuple(dict.fromkeys(v)) for k, v in settings["vary"].items()}
+    space = space_of(nspec, base.node_names, max_run=settings["max_run"], keys=base.workload.keys,
+                     concurrency=base.concurrency, rate=base.rate, vary=vary, max_steps=settings["max_faults"])
+    return space, base
+
+
+def _replay(folder: Any, times: int, display: Any) -> dict[str, Any]:
+    """Run the stored reproducer ``times`` times exactly as a user would (its spec.json, its schedule)."""
+    from harness.runner import run_test
+    from harness.spec import load_spec
+
+    verdicts = []
+    for i in range(1, times + 1):
+        display.running = f"replay {i} of {times} of the minimal case"
+        spec = load_spec(folder.minimal / "spec.json", {"name": f"replay-{i}", "replay_schedule": str(folder.minimal)})
+        verdicts.append(run_test(spec, display=False, histories=folder.root / "replays").verdict)
+    return {"runs": times, "invalid": verdicts.count("invalid"), "verdicts": verdicts}
+
+
+_STOPPED = {"shrunk": "the failure is shrunk as far as it goes", "budget": "the budget is spent",
+            "no-failure": "no case left to try", "interrupted": "interrupted", "broken": "runs cannot run"}
+
+
+def _report(folder: Any, state: Any, replays: Mapping[str, Any] | None) -> None:
+    from harness.explore.case import describe
+
+    out = sys.stdout
+    print(f"explore: {len(state.tried)} cases in {state.elapsed():.0f} s ({state.count('pass')} pass, "
+          f"{state.count('fail')} fail, {state.count('flaky')} flaky, {state.count('unknown')} unknown); "
+          f"stopped: {_STOPPED.get(state.stopped, state.stopped)}", file=out)
+    if state.flaky:
+        print(f"flaky (failed some runs, not all): cases {', '.join(str(t.number) for t in state.flaky)}", file=out)
+    m = state.minimal
+    if m is None:
+        print(f"no failing case found; the search log: {folder.root / 'search.jsonl'}", file=out)
+        return
+    print(f"minimal failing case {m.number} after {state.shrink_steps} shrink step(s): {m.case.duration:g} s, "
+          f"{m.case.keys} key(s), {m.case.concurrency} client(s), {m.case.rate:g} ops/s"
+          + "".join(f", {k}={v}" for k, v in m.case.vary.items()), file=out)
+    for line in describe(m.actions) or ["no fault (it fails without one)"]:
+        print(f"  {line}", file=out)
+    checkers = sorted({c for a in m.attempts for c in a.invalid_checkers})
+    print(f"  invalid in {len(m.attempts)} of {len(m.attempts)} runs: {', '.join(checkers) or 'verdict'}", file=out)
+    if replays:
+        print(f"replays of the reproducer: {replays['invalid']} of {replays['runs']} invalid", file=out)
+    print(f"reproduce: dynharness run --spec {folder.minimal / 'spec.json'} --replay-schedule {folder.minimal}",
+          file=out)
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("explore", help="search fault schedules for a failure and shrink it to a reproducer",
+                       description="Search the fault schedules (and workload sizes) a spec allows with hypothesis, "
+                                   "each case a short real run; shrink a confirmed failure to a minimal reproducer.",
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--spec", metavar="FILE", help="the base test spec; its values bound the search")
+    p.add_argument("--budget", default="10m", metavar="TIME", help="time to search, e.g. 600, 90s, 10m (default 10m)")
+    p.add_argument("--shrink-budget", metavar="TIME", help="time to shrink a failure, from when it is "
+                                                             "confirmed (default: as --budget)")
+    p.add_argument("--max-run", metavar="TIME", help="longest run of a case (default 15s)")
+    p.add_argument("--checkers", metavar="C1,C2", help="a case fails when one of these is invalid "
+                                                        "(default: the run's verdict is invalid)")
+    p.add_argument("--confirm", type=int, metavar="K", help="runs a failure must fail, all of them (default 3)")
+    p.add_argument("--max-faults", type=int, metavar="K", help="fault steps per case, at most (default 4)")
+    p.add_argument("--vary", action="append", metavar="KEY=V1,V2", help="a spec field the search may pick, "
+                                                                        "simplest first (repeatable)")
+    p.add_argument("--replays", type=int, default=0, metavar="K", help="run the reproducer K more times at the end")
+    p.add_argument("--resume", metavar="DIR", help="continue an explore folder (its failures are tried first)")
+    p.add_argument("--no-display", action="store_true", help="plain progress lines instead of the live panel")
+    g = p.add_argument_group("base spec fields (as in run; --set reaches every other)")
+    g.add_argument("--backend", choices=("local", "docker", "ssh"))
+    g.add_argument("--nodes", type=int, metavar="K")
+    g.add_argument("--workload", metavar="NAME")
+    g.add_argument("--keys", type=int, metavar="K", help="most keys a case uses")
+    g.add_argument("--concurrency", type=int, metavar="C", help="most clients a case uses")
+    g.add_argument("--rate", type=float, metavar="OPS")
+    g.add_argument("--recovery", type=float, metavar="S")
+    g.add_argument("--target", metavar="KIND")
+    for flag in ("n", "r", "w"):
+        g.add_argument(f"--{flag}", type=int, metavar=flag.upper())
+    g.add_argument("--mode", metavar="MODE")
+    g.add_argument("--fsync", metavar="WHEN")
+    g.add_argument("--nemesis", metavar="F1,F2", help="the fault kinds the search may use")
+    g.add_argument("--seed", type=int, help="seed of the runs' ops (default random, recorded)")
+    g.add_argument("--histories", metavar="DIR")
+    g.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.set_defaults(func=cmd_explore)

@@ -1,0 +1,216 @@
+"""explore's search and shrinking against an in-process fake whose bug fires for a known schedule.
+
+The fake runs nothing: it reads the schedule a case became and says "invalid" exactly when the
+bug's trigger is in it, so these tests are fast and deterministic (hypothesis is seeded) and
+check the search itself: it finds the trigger, shrinks it to the faults the bug needs and no
+more, never calls a flaky case a failure, keeps to its budget, remembers failures across runs
+(its example database), and stops with what it found on Ctrl-C.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.errors import UserError
+from harness.explore.case import (Case, FaultStep, Space, build_schedule, cases, describe, fault_actions,
+                                  nodes_touched, space_of)
+from harness.explore.search import Attempt, CaseRejected, Explorer
+from nemeses.schedule import NemesisSpec, dump_schedule, load_schedule
+
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+
+
+def make_space(faults=("partition", "crash", "clock"), **kw) -> Space:
+    return space_of(NemesisSpec.from_mapping({"faults": list(faults)}), NODES, max_run=kw.pop("max_run", 15),
+                    keys=10, concurrency=10, rate=200, **kw)
+
+
+def kill_during_partition(actions) -> bool:
+    """The fake bug: a node is killed while a partition is on."""
+    windows, start = [], None
+    for a in actions:
+        if a.op.f == "start-partition":
+            start = a.at
+        elif a.op.f == "stop-partition" and start is not None:
+            windows.append((start, a.at))
+            start = None
+    return any(s <= a.at < e for a in actions if a.op.f == "kill" for s, e in windows)
+
+
+@dataclass
+class FakeRunner:
+    """Says invalid when ``trigger(actions, case)``; ``fail_runs`` limits how many attempts of a
+    triggering case fail (a flaky bug); records every call."""
+
+    trigger: object = staticmethod(lambda actions, case: kill_during_partition(actions))
+    fail_runs: int = 99
+    calls: list = field(default_factory=list)
+
+    def run(self, case, actions, number, attempt):
+        self.calls.append((number, attempt))
+        fires = self.trigger(actions, case) and attempt <= self.fail_runs
+        return Attempt("invalid" if fires else "valid", fires, run_dir=f"/runs/{number}-{attempt}",
+                       invalid_checkers=("lost-writes",) if fires else ())
+
+
+def test_finds_the_trigger_and_shrinks_it_to_the_two_faults_it_needs():
+    runner = FakeRunner()
+    state = Explorer(make_space(), runner, budget=600, confirm=3, seed=1).run()
+    assert state.stopped == "shrunk"
+    m = state.minimal
+    assert m is not None and m.outcome == "fail" and kill_during_partition(m.actions)
+    assert fault_actions(m.actions) == 2                      # a partition and a kill, nothing else
+    assert {a.op.f for a in m.actions} == {"start-partition", "stop-partition", "kill", "start", "heal"}
+    kill = next(a for a in m.actions if a.op.f == "kill")
+    assert len(kill.op.value["nodes"]) == 1                   # one node killed, not a minority or all
+    assert (m.case.keys, m.case.concurrency, m.case.duration) == (1, 1, 5.0)   # the smallest workload
+    assert all(s.hold == 0.5 for s in m.case.steps)           # the shortest windows
+    assert state.shrink_steps >= 1 and state.failures[0] is not m
+
+
+def test_every_failure_failed_every_one_of_its_runs():
+    runner = FakeRunner()
+    state = Explorer(make_space(), runner, budget=600, confirm=3, seed=2).run()
+    for t in state.tried:
+        runs = [a for n, a in runner.calls if n == t.number]
+        if t.outcome == "fail":
+            assert runs == [1, 2, 3] and all(a.failing for a in t.attempts)
+        else:
+            assert runs == [1]                                   # a passing case costs one run
+
+
+def test_a_flaky_bug_is_never_a_failure():
+    runner = FakeRunner(fail_runs=2)                             # fails 2 of 3 runs
+    state = Explorer(make_space(), runner, budget=600, confirm=3, seed=1, max_cases=60).run()
+    assert state.minimal is None and state.stopped == "no-failure"
+    assert state.flaky and all(t.outcome == "flaky" for t in state.flaky)
+    assert all([a.failing for a in t.attempts] == [True, True, False] for t in state.flaky)
+
+
+def test_nothing_is_found_in_a_clean_store():
+    runner = FakeRunner(trigger=lambda actions, case: False)
+    state = Explorer(make_space(), runner, budget=600, seed=3, max_cases=40).run()
+    assert state.minimal is None and state.count("pass") == len(state.tried) == 40
+
+
+def test_the_budget_stops_new_runs():
+    now = itertools.count()                                      # each clock read: one second later
+    runner = FakeRunner(trigger=lambda actions, case: False)
+    state = Explorer(make_space(), runner, budget=30, seed=1, clock=lambda: float(next(now))).run()
+    assert state.stopped == "budget"
+    assert 0 < len(runner.calls) < 30
+
+
+def test_a_confirmation_under_way_is_finished_when_the_budget_ends():
+    now = itertools.count()
+    runner = FakeRunner(trigger=lambda actions, case: True)      # every case fails
+    state = Explorer(make_space(), runner, budget=2, seed=1, clock=lambda: float(next(now))).run()
+    assert state.minimal is not None and len(state.minimal.attempts) == 3
+
+
+def test_the_example_database_tries_a_found_failure_first(tmp_path):
+    db = tmp_path / "hypothesis"
+    # no seed: a seeded hypothesis keeps no database
+    first = Explorer(make_space(), FakeRunner(), budget=600, database=db).run()
+    assert first.minimal is not None
+    again = Explorer(make_space(), FakeRunner(), budget=600, database=db).run()
+    assert again.tried[0].outcome == "fail"
+    assert again.tried[0].case == first.minimal.case
+
+
+def test_ctrl_c_keeps_what_was_found():
+    class Interrupting(FakeRunner):
+        def run(self, case, actions, number, attempt):
+            if len(self.calls) >= 40:
+                raise KeyboardInterrupt
+            return super().run(case, actions, number, attempt)
+
+    explorer = Explorer(make_space(), Interrupting(), budget=600, seed=1)
+    with pytest.raises(KeyboardInterrupt):
+        explorer.run()
+    state = explorer.state
+    assert state.stopped == "interrupted"
+    assert state.tried[-1].note == "interrupted"
+    if state.failures:
+        assert state.minimal in state.failures
+
+
+def test_runs_that_cannot_run_stop_the_search_with_their_reason():
+    class Broken(FakeRunner):
+        def run(self, case, actions, number, attempt):
+            self.calls.append((number, attempt))
+            return Attempt("failed", False, error="cannot start node n1: port in use")
+
+    runner = Broken()
+    with pytest.raises(UserError, match="3 cases in a row could not run.*port in use"):
+        Explorer(make_space(), runner, budget=600, seed=1).run()
+    assert len(runner.calls) == 3
+
+
+def test_a_case_that_makes_no_valid_spec_is_rejected_not_run():
+    class Rejecting(FakeRunner):
+        def run(self, case, actions, number, attempt):
+            if case.vary.get("target.r") == 4:
+                raise CaseRejected("r must be at most n")
+            return super().run(case, actions, number, attempt)
+
+    space = make_space(vary={"target.r": (2, 4)})
+    state = Explorer(space, Rejecting(), budget=600, seed=1).run()
+    assert state.count("rejected") > 0
+    assert state.minimal is not None and state.minimal.case.vary == {"target.r": 2}
+
+
+@pytest.mark.parametrize("faults", [(), ])
+def test_no_faults_to_vary_is_refused(faults):
+    with pytest.raises(UserError, match="no faults to vary"):
+        make_space(faults)
+
+
+@pytest.mark.parametrize("budget", [0, -1, float("nan"), float("inf")])
+def test_a_budget_must_be_positive_and_finite(budget):
+    with pytest.raises(UserError, match="budget"):
+        Explorer(make_space(), FakeRunner(), budget=budget)
+
+
+def test_same_part_steps_never_overlap_and_late_steps_are_left_out():
+    space = make_space()
+    case = Case(steps=(FaultStep("partition", 1.0, 3.0), FaultStep("partition", 2.0, 1.0),
+                       FaultStep("crash", 1.5, 2.0), FaultStep("clock", 1.0, 2.0, pick=3),
+                       FaultStep("crash", 4.0, 9.0)),
+                duration=8.0, keys=1, concurrency=1, rate=100)
+    actions = build_schedule(case, space)
+    fs = [(a.at, a.op.f) for a in actions]
+    assert (1.0, "start-partition") in fs and (4.0, "stop-partition") in fs
+    assert (4.5, "start-partition") in fs and (5.5, "stop-partition") in fs    # waited for the first
+    assert (1.5, "kill") in fs and (3.5, "start") in fs
+    assert sum(1 for _, f in fs if f == "kill") == 1                           # 4.0 + 9.0 > 8 - 0.5: left out
+    assert fs[-1] == (5.5, "heal") and [a.at for a in actions] == sorted(a.at for a in actions)
+    assert fault_actions(actions) == 4
+    assert len(describe(actions)) == 4 and "for 3 s" in describe(actions)[0]
+
+
+def test_a_case_schedule_replays_exactly(tmp_path):
+    from hypothesis import given, settings
+
+    space = make_space()
+
+    @settings(max_examples=30, deadline=None)
+    @given(cases(space))
+    def roundtrip(case):
+        actions = build_schedule(case, space)
+        assert actions == build_schedule(case, space)             # deterministic
+        dump_schedule(tmp_path / "s.json", actions)
+        assert load_schedule(tmp_path / "s.json") == actions
+        assert actions[-1].op.f == "heal" and all(a.at <= case.duration - 0.5 for a in actions)
+        assert 5 <= case.duration <= space.max_run
+
+    roundtrip()
+
+
+def test_nodes_touched_counts_killed_nodes_and_cut_off_ones():
+    space = make_space()
+    one = build_schedule(Case((FaultStep("crash", 1, 1, "one"),), 5, 1, 1, 100), space)
+    every = build_schedule(Case((FaultStep("crash", 1, 1, "all"),), 5, 1, 1, 100), space)
+    assert nodes_touched(one) == 1 and nodes_touched(every) == 5
