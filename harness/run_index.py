@@ -58,15 +58,16 @@ class RunSummary:
         return ", ".join(self.faults) if self.faults else NO_FAULTS
 
 
-def list_runs(root: Path) -> list[RunSummary]:
-    """Every stored run under root, oldest first (folders without a history are skipped)."""
+def list_runs(root: Path, count_ops: bool = True) -> list[RunSummary]:
+    """Every stored run under root, oldest first (folders without a history are skipped).
+    ``count_ops=False`` leaves ``ops`` None rather than read every history (the served index)."""
     out: list[RunSummary] = []
     if not root.is_dir():
         return out
     for test_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "campaigns"):
         for run in sorted(p for p in test_dir.iterdir() if p.is_dir()):
             if (run / HISTORY).exists():
-                out.append(summarize(test_dir.name, run))
+                out.append(summarize(test_dir.name, run, count_ops))
     out.sort(key=lambda r: (r.started, r.test))
     return out
 
@@ -79,7 +80,7 @@ def _json(path: Path) -> dict[str, Any]:
     return obj if isinstance(obj, dict) else {}
 
 
-def summarize(test: str, run: Path) -> RunSummary:
+def summarize(test: str, run: Path, count_ops: bool = True) -> RunSummary:
     """The row of one run folder (whatever its files lack shows as ``?`` or empty, never an error)."""
     res = _json(run / RESULTS)
     verdict = str(res.get("verdict", "unknown")) if res else "incomplete"
@@ -94,11 +95,13 @@ def summarize(test: str, run: Path) -> RunSummary:
     store = str(target.get("mode") or kind)
     nrw = "/".join(str(target[k]) for k in ("n", "r", "w")) if all(k in target for k in ("n", "r", "w")) else ""
     faults = nemesis.get("faults") if isinstance(nemesis.get("faults"), list) else []
+    ops: int | None = None
     try:
-        with open(run / HISTORY, "rb") as fh:
-            ops: int | None = sum(1 for _ in fh)
+        if count_ops:
+            with open(run / HISTORY, "rb") as fh:
+                ops = sum(1 for _ in fh)
     except OSError:
-        ops = None
+        pass
     return RunSummary(run, test, run.name, verdict, str(workload.get("name", "?")), ops, summary, store, nrw,
                       tuple(str(f) for f in faults))
 
