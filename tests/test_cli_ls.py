@@ -140,3 +140,21 @@ def test_ls_on_nothing_and_no_match(tmp_path: Path, stored: Path) -> None:
     assert p.returncode == 0 and "no stored runs" in p.stdout
     p = cli("ls", "--histories", str(stored), "--workload", "session", "--verdict", "valid")
     assert p.returncode == 0 and "no stored runs under" in p.stdout and "match (of 5)" in p.stdout
+
+
+def test_an_orphan_is_flagged_and_explained_whole_at_80_columns(stored: Path, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    from harness.backends import cluster_state as cs
+
+    run = stored / "cart-lww-clock+crash" / "20260102T100000"
+    gone = {"pid": 2 ** 22 + 7, "start": 1, "host": socket.gethostname(), "kept": None}   # above pid_max: no such process
+    assert cs.owner_status(gone) == cs.DEAD
+    (run / cs.STATE_FILE).write_text(json.dumps({"owner": gone}))
+    code, out, _ = ls(capsys, monkeypatch, "--histories", str(stored), width=80)
+    table = [line for line in out.splitlines() if not line.startswith(("ORPHAN ", "1 run(s)"))]
+    assert code == 0 and max(len(line) for line in table) <= 80   # the note under it is whole: a path to act on
+    assert any(" cart-lww-clock+crash " in line and " ORPHAN " in line for line in out.splitlines()), out
+    assert f"ORPHAN {run}: owner pid {2 ** 22 + 7} is gone" in out.splitlines()
+    assert "1 run(s) left an orphaned cluster" in out

@@ -1,7 +1,8 @@
 """``dynharness ls``: the stored runs with their verdicts and headline counts.
 
 A run whose cluster is still up says so in the ``cluster`` column: running (its harness lives),
-kept (left running on purpose) or ORPHAN (its harness is gone: ``dynharness cleanup``)."""
+kept running (on purpose) or ORPHAN (its harness is gone: ``dynharness cleanup``), the why
+(``ORPHAN <run folder>: owner pid N is gone``) on a line of its own under the table."""
 from __future__ import annotations
 
 import argparse
@@ -18,12 +19,13 @@ from harness.run_index import VERDICTS, RunFilter, RunSummary, build_filter, lis
 from harness.runs import histories_root
 
 
+ORPHAN = "ORPHAN"
 COLOUR = {"valid": "green", "invalid": "red", "unknown": "yellow", "failed": "red", "incomplete": "yellow"}
 #: The columns of ``ls``; in a narrow terminal the highest priority goes first. A run's default name
 #: says its workload, mode and faults (``cart-lww-partition``), so N/R/W is kept longer than they are.
 COLUMNS = (FitColumn("name"), FitColumn("time", 1), FitColumn("workload", 4), FitColumn("mode", 4),
            FitColumn("N/R/W", 2), FitColumn("faults", 3, wrap=True), FitColumn("ops", 6, justify="right"),
-           FitColumn("verdict"), FitColumn("cluster", 1, wrap=True), FitColumn("summary", 5, wrap=True))
+           FitColumn("verdict"), FitColumn("cluster", 1), FitColumn("summary", 5, wrap=True))
 
 
 def run_filter(args: argparse.Namespace, runs: list[RunSummary]) -> RunFilter:
@@ -52,33 +54,38 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(f"no stored runs under {root}" + (f" match (of {len(stored)})" if stored else ""))
         return 0
     console = Console()
-    rows, orphans = [], 0
+    rows, notes = [], []
     for r in runs:
-        cluster = cluster_note(r.path)
-        orphans += cluster.startswith("ORPHAN")
+        cluster, why = cluster_note(r.path)
+        if why:
+            notes.append((cluster, f"{cluster} {r.path}: {why}"))
         rows.append((r.test, r.started, r.workload, r.store, r.nrw or "-", r.faults_text,
                      str(r.ops if r.ops is not None else "?"), Text(r.verdict, COLOUR.get(r.verdict, "")),
-                     Text(cluster, "red" if cluster.startswith("ORPHAN") else ""),
+                     Text(cluster, "red" if cluster == ORPHAN else ""),
                      ", ".join(f"{k}={format_count(v)}" for k, v in r.summary.items())))
     columns = [c for i, c in enumerate(COLUMNS) if c.header != "cluster" or any(row[i].plain for row in rows)]
     if len(columns) < len(COLUMNS):
         rows = [row[:8] + row[9:] for row in rows]
     title = f"runs in {root}" + (f" ({len(runs)} of {len(stored)})" if len(runs) < len(stored) else "")
     console.print(fitted_table(columns, rows, console.width, title=title))
+    for _, line in notes:   # whole, whatever the width: a path and a pid to act on
+        print(line)
+    orphans = sum(1 for word, _ in notes if word == ORPHAN)
     if orphans:
         print(f"{orphans} run(s) left an orphaned cluster: `dynharness cleanup` removes them")
     return 0
 
 
-def cluster_note(run_dir: Path) -> str:
-    """What is left of a run's cluster: "" (torn down, or none), running, kept, ORPHAN (why)."""
+def cluster_note(run_dir: Path) -> tuple[str, str]:
+    """What is left of a run's cluster, in a word ("" torn down or none, running, kept running,
+    ORPHAN, elsewhere, up?) and, when the word needs it, why (``owner pid N is gone``)."""
     doc = cs.load(run_dir / cs.STATE_FILE)
     if doc is None or doc.get("stopped"):
-        return ""
+        return "", ""
     owner = doc.get("owner")
     status = cs.owner_status(owner)
-    return {cs.ALIVE: "running", cs.KEPT: "kept running", cs.DEAD: f"ORPHAN: {cs.describe_owner(owner)}",
-            cs.ELSEWHERE: cs.describe_owner(owner), cs.UNKNOWN: "up? (no owner recorded)"}[status]
+    return {cs.ALIVE: ("running", ""), cs.KEPT: ("kept running", ""), cs.DEAD: (ORPHAN, cs.describe_owner(owner)),
+            cs.ELSEWHERE: ("elsewhere", cs.describe_owner(owner)), cs.UNKNOWN: ("up?", "no owner recorded")}[status]
 
 
 def register(sub: Any) -> None:
