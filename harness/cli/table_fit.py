@@ -54,15 +54,21 @@ def fit_widths(columns: Sequence[FitColumn], rows: Sequence[Sequence[Any]], widt
     """Which columns to show at ``width`` and how wide each one's content is: {column index: width}.
 
     Columns are dropped by priority (the highest number first; among equals the rightmost) until
-    the shown ones fit at their narrowest (a wrapping column at its floor, any other whole); the
-    space left is shared among the wrapping columns up to their natural widths."""
+    the shown ones fit at their narrowest (a wrapping column at its floor, any other whole), then
+    those dropped before the last one are taken back, the most important first, where they fit;
+    the space left is shared among the wrapping columns up to their natural widths."""
     natural = [_natural(c.header, [r[i] for r in rows]) for i, c in enumerate(columns)]
     floor = [_floor(c, natural[i], [r[i] for r in rows]) for i, c in enumerate(columns)]
     shown = list(range(len(columns)))
     droppable = sorted((i for i, c in enumerate(columns) if c.priority > 0),
                        key=lambda i: (columns[i].priority, i), reverse=True)
+    dropped: list[int] = []
     while droppable and sum(floor[i] for i in shown) + _border(len(shown)) > width:
-        shown.remove(droppable.pop(0))
+        dropped.append(droppable.pop(0))
+        shown.remove(dropped[-1])
+    for i in reversed(dropped[:-1]):   # a column dropped before a wider one may fit again without it
+        if sum(floor[j] for j in shown) + floor[i] + _border(len(shown) + 1) <= width:
+            shown = sorted([*shown, i])
     widths = {i: floor[i] for i in shown}
     spare = width - sum(widths.values()) - _border(len(shown))
     while spare > 0:   # one character at a time to the wrapping column that lacks the most
