@@ -1,4 +1,5 @@
-"""Stored runs: the run folder, ``histories/latest``, checking a stored history, listing runs.
+"""Stored runs: the run folder, ``histories/latest``, checking a stored history
+(listing them: :mod:`harness.run_index`).
 
 A run lives in ``<histories>/<test-name>/<YYYYmmddTHHMMSS>/`` (contracts
 section 4): ``spec.json``, ``history.jsonl``, ``results.json``,
@@ -334,52 +335,3 @@ def write_report(run_dir: Path, history: History | None = None) -> str | None:
     except Exception as e:  # noqa: BLE001 - a report problem must not lose the run's results
         return f"report not written: {type(e).__name__}: {e}"
     return None
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """One row of ``dynharness ls``."""
-
-    path: Path
-    test: str
-    started: str
-    verdict: str                   # valid / invalid / unknown / failed / incomplete
-    workload: str
-    ops: int | None
-    summary: Mapping[str, Any]
-
-
-def list_runs(root: Path) -> list[RunSummary]:
-    """Every stored run under root, oldest first (folders without a history are skipped)."""
-    out: list[RunSummary] = []
-    if not root.is_dir():
-        return out
-    for test_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink()):
-        for run in sorted(p for p in test_dir.iterdir() if p.is_dir()):
-            if not (run / HISTORY).exists():
-                continue
-            out.append(_summary(test_dir.name, run))
-    out.sort(key=lambda r: (r.started, r.test))
-    return out
-
-
-def _summary(test: str, run: Path) -> RunSummary:
-    verdict, summary = "incomplete", {}
-    try:
-        res = json_loads((run / RESULTS).read_text())
-        verdict, summary = res.get("verdict", "unknown"), res.get("summary", {})
-        if res.get("run_error"):
-            verdict = "failed"
-    except (OSError, json.JSONDecodeError, AttributeError):
-        pass
-    try:
-        spec = json_loads((run / SPEC).read_text())
-        workload = (spec.get("workload") or {}).get("name", "?")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        workload = "?"
-    try:
-        with open(run / HISTORY, "rb") as fh:
-            ops = sum(1 for _ in fh)
-    except OSError:
-        ops = None
-    return RunSummary(run, test, run.name, verdict, workload, ops, summary)

@@ -144,6 +144,76 @@ def test_served_histories_index(page, tmp_path):
         t.join(5)
 
 
+DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
+
+
+def test_served_index_filters_rows_and_links_to_reports(page, tmp_path):
+    """The index of ``dynharness serve``: typing and selecting filters reduce the rows, the filters
+    live in the address, a link opens a run's report; its screenshot is the one in docs/reports.md."""
+    from harness.campaign import parse_campaign, run_campaign
+    from harness.cli.serve import make_server
+    from harness.reports.synthetic import write_synthetic_run
+    from tests.test_campaign import FakeRunner
+
+    root = tmp_path / "histories"
+    runs = [("cart-lww-partition", "20260105T101500", dict(mode="lww")),
+            ("cart-vclock-partition", "20260106T091000", dict(mode="vclock", lost_share=0.0)),
+            ("register-lww-nofaults", "20260107T120000", dict(workload="register", partition=False)),
+            ("cart-dvv-nofaults", "20260108T170500", dict(mode="dvv", lost_share=0.0, partition=False))]
+    for i, (name, stamp, kw) in enumerate(runs):
+        write_synthetic_run(root / name / stamp, ops=200, seed=i + 1, **kw)   # with nodes/n1.log ... n5.log
+    run_campaign(parse_campaign({"name": "lww-vs-vclock", "matrix": {"mode": ["lww", "vclock"]},
+                                 "expect": ["lost_writes == 0"]}), histories=root, runner=FakeRunner(root))
+    srv = make_server(root, 0)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}/"
+    rows = "#runs tbody tr:not(.hidden)"
+    try:
+        page.set_viewport_size({"width": 1280, "height": 760})
+        _open(page, base)
+        page.wait_for_selector("body[data-ready='1']")
+        total = page.locator(rows).count()
+        assert total == 6 and page.locator("#campaigns tbody tr").count() == 1
+        page.fill("#f-test", "cart-")
+        assert page.locator(rows).count() == 3   # not the campaign's cells (lww-vs-vclock.lww, ...)
+        page.select_option("#f-verdict", "invalid")
+        shown = page.locator(rows)
+        assert shown.count() == 1 and all(v == "invalid" for v in shown.evaluate_all("rs => rs.map(r => r.dataset.verdict)"))
+        assert "verdict=invalid" in page.url and "test=cart-" in page.url
+        page.click("#f-clear")
+        page.select_option("#f-workload", "register")
+        assert page.locator(rows).count() == 1
+        page.fill("#f-test", "vclock")
+        assert page.locator(rows).count() == 0 and page.is_visible("#no-match")
+        page.click("#f-clear")
+        page.fill("#f-since", "2026-01-07")
+        assert page.locator(rows).count() == 2   # 01-07 and 01-08 (the fake campaign's run folders have no date)
+        assert page.locator("#runs tbody tr[data-day='2026-01-05']:not(.hidden)").count() == 0
+        page.click("#f-clear")
+        page.select_option("#f-fault", "partition")
+        assert page.locator(rows).count() == 4   # the campaign's synthetic cells have a partition too
+        page.click("#f-clear")
+        assert page.locator(rows).count() == total
+        DOCS_IMG.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMG / "serve-index.png"), full_page=True)
+        # a filtered view from its address, then a link to a report
+        _open(page, base + "?workload=cart&verdict=valid")
+        page.wait_for_selector("body[data-ready='1']")
+        assert page.input_value("#f-verdict") == "valid" and page.locator(rows).count() >= 2
+        log = page.locator(f"{rows} .logs a").first.get_attribute("href")
+        page.locator(f"{rows} a.report").first.click()
+        page.wait_for_selector("body[data-ready='1'] #verdict", timeout=15000)
+        assert page.inner_text("#verdict").strip().lower() == "valid"
+        assert page.errors == []
+        _open(page, base + log)   # a node log shows as text in the page, not a download
+        assert "n1 synthetic log" in page.inner_text("body")
+    finally:
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
+
+
 def test_compressed_report_data_unpacks_in_the_browser(page, tmp_path, monkeypatch):
     from harness.reports import render
     from harness.reports.html import write_run_report

@@ -246,6 +246,33 @@ def test_live_table_shows_states_and_only_measured_columns(tmp_path):
     assert "lost %" in text and "linearizable" not in text   # no register cell: no linearizability column
 
 
+WIDE = {"name": "wide-matrix-for-narrow-terminals", "time_limit": 30,
+        "matrix": {"nrw": [[3, 1, 1], [3, 2, 2]], "mode": ["lww", "vclock"], "nemesis": ["none", "partition"]},
+        "nemeses": {"partition": {"faults": ["partition"]}}, "expect": ["lost_writes == 0", "max_siblings < 100"]}
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_final_table_stays_readable_in_a_narrow_terminal(tmp_path, width):
+    """Measured before: at 100 columns every cell was cut short ("311-lww-pa…", "inv…")."""
+    from rich.console import Console
+
+    from harness.cli.campaign import live_table
+
+    camp = run_campaign(parse_campaign(WIDE), histories=tmp_path, runner=FakeRunner(tmp_path, fail={"322-vclock-partition"}))
+    console = Console(record=True, width=width)
+    console.print(live_table(camp, None, 0.0, width=width))
+    text = console.export_text()
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= width and "…" not in text
+    for cid, r in camp.cells.items():   # each cell's name, state, verdict and expectations whole, on its own line
+        line = next(line for line in lines if f" {cid} " in line)
+        assert f" {r.state} " in line and f" {r.verdict or '-'} " in line, line
+        assert (" 1 broken of 2 " if cid.startswith(("311-lww", "322-lww")) else " 2/2 ok ") in line or r.state == "error"
+    header = next(line for line in lines if " cell " in line)
+    assert " lost " in header and " lost % " in header and " nemesis " not in header
+    assert "not shown at this width" in text and "nemesis" in text.split("not shown at this width")[1]
+
+
 def test_only_some_cells_do_not_fail_for_the_others(tmp_path):
     runner = FakeRunner(tmp_path)
     camp = run_campaign(parse_campaign(SMALL), histories=tmp_path, runner=runner, only=["311-vclock"])

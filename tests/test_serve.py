@@ -121,3 +121,30 @@ def test_serve_port_out_of_range_is_one_line(tmp_path: Path, capsys: pytest.Capt
         assert main(["serve", "--port", port, "--histories", str(tmp_path)]) == 3
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "--port must be at least 0 and at most 65535" in err, err
+
+
+def test_index_lists_every_run_and_campaign_with_filter_data_and_links(served: tuple[Path, Path, int]) -> None:
+    root, _, port = served
+    cart = write_synthetic_run(root / "cart-lww-partition" / "20260101T100000", ops=20, seed=1)
+    write_synthetic_run(root / "register-vclock-nofaults" / "20260102T100000", ops=20, seed=2, workload="register",
+                        mode="vclock", partition=False, lost_share=0.0)
+    (cart / "nodes").mkdir(exist_ok=True)
+    (cart / "nodes" / "n2.log").write_text("node n2 started\n")
+    camp = root / "campaigns" / "small" / "20260103T100000"
+    camp.mkdir(parents=True)
+    (camp / "campaign.json").write_text('{"cells": {"a": {"state": "done", "expectations": [{"ok": false}]}}}')
+    (camp / "index.html").write_text("<p>campaign page</p>")
+    status, headers, body = get(port, "/")
+    page = body.decode()
+    assert status == 200 and headers["content-type"].startswith("text/html")
+    for link in ('href="cart-lww-partition/20260101T100000/report.html"',
+                 'href="register-vclock-nofaults/20260102T100000/report.html"',
+                 'href="cart-lww-partition/20260101T100000/nodes/n2.log"', 'href="campaigns/small/20260103T100000/index.html"'):
+        assert link in page, link
+    assert 'data-workload="register"' in page and 'data-faults="partition"' in page and 'data-faults="none"' in page
+    assert 'data-day="2026-01-01"' in page and 'id="f-verdict"' in page and "<option>register</option>" in page
+    for href in ("/cart-lww-partition/20260101T100000/nodes/n2.log", "/campaigns/small/20260103T100000/index.html",
+                 "/cart-lww-partition/20260101T100000/report.html", "/cart-lww-partition/20260101T100000/"):
+        status, headers, _ = get(port, href)
+        assert status == 200, href
+    assert get(port, "/cart-lww-partition/20260101T100000/nodes/n2.log")[1]["content-type"] == "text/plain; charset=utf-8"

@@ -30,39 +30,39 @@ VERDICT_STYLE = {"valid": "green", "invalid": "red", "unknown": "yellow"}
 MAX_LOCAL_JOBS = 64
 
 
-def live_table(camp: Any, running: str | None, since: float, started: Mapping[str, float] | None = None) -> Any:
+def live_table(camp: Any, running: str | None, since: float, started: Mapping[str, float] | None = None,
+               width: int = 240) -> Any:
     """The rich table of cells: state (for how long a cell runs: ``running``/``since``, or
     ``started`` per cell when several run), the worker when on Dask, verdict, headline counts
-    and expectations."""
-    from rich.table import Table
+    and expectations, fitted to ``width`` columns: the cell and its verdict always whole, then
+    state and expectations, the metrics, the axes (the cell's name repeats them) and the worker
+    left out in that order as the terminal narrows (:mod:`harness.cli.table_fit`)."""
     from rich.text import Text
 
-    from harness.reports.summary import METRICS, expectation_text, label_axes, rows
+    from harness.cli.table_fit import FitColumn, fitted_table
+    from harness.reports.summary import METRICS, expectation_text, label_axes, measured, rows
 
     all_rows = rows(camp)
-    axes = [a for a in label_axes(all_rows)]
+    axes = label_axes(all_rows)
     done = sum(1 for r in all_rows if r.state in ("done", "error", "timeout"))
-    t = Table(title=f"campaign {camp.defn.name}: {done}/{len(all_rows)} cells · {camp.dir}", title_justify="left")
     workers = any(getattr(r, "worker", None) for r in camp.cells.values())
-    for col in ("cell", *axes, "state", *(("worker",) if workers else ()), "verdict"):
-        t.add_column(col, no_wrap=True)
-    # only the metrics some cell measured (a register campaign has no lost writes column)
-    shown = [i for i, (k, _, _) in enumerate(METRICS) if any(r.metrics.get(k) is not None for r in all_rows)]
-    for i in shown:
-        t.add_column(METRICS[i][1], justify="right", no_wrap=True)
-    t.add_column("expect", no_wrap=True)
+    shown = measured(all_rows)   # only the metrics some cell measured (a register campaign has no lost writes column)
+    columns = [FitColumn("cell"), *(FitColumn(a, 4) for a in axes), FitColumn("state", 1),
+               *((FitColumn("worker", 5),) if workers else ()), FitColumn("verdict"),
+               *(FitColumn(METRICS[i][1], 3, justify="right") for i in shown), FitColumn("expect", 1)]
     starts = dict(started or {})
     if running:
         starts[running] = since
+    table_rows = []
     for r in all_rows:
         state = r.state + (f" {time.monotonic() - starts[r.cell]:.0f}s" if r.state == "running" and r.cell in starts else "")
-        exp = expectation_text(r)
         texts = r.cells_text()
         on = (camp.cells[r.cell].worker or "",) if workers else ()
-        t.add_row(r.cell, *(str(r.labels.get(a, "")) for a in axes), Text(state, STATE_STYLE.get(r.state, "")), *on,
-                  Text(r.verdict or "-", VERDICT_STYLE.get(r.verdict or "", "")), *(texts[i] for i in shown),
-                  Text(exp, "red" if r.expect_broken else ""))
-    return t
+        table_rows.append((r.cell, *(str(r.labels.get(a, "")) for a in axes), Text(state, STATE_STYLE.get(r.state, "")),
+                           *on, Text(r.verdict or "-", VERDICT_STYLE.get(r.verdict or "", "")), *(texts[i] for i in shown),
+                           Text(expectation_text(r), "red" if r.expect_broken else "")))
+    return fitted_table(columns, table_rows, width, title=f"campaign {camp.defn.name}: {done}/{len(all_rows)} cells\n{camp.dir}",
+                        title_justify="left")
 
 
 def cmd_campaign(args: argparse.Namespace) -> int:
@@ -190,11 +190,11 @@ def _run_live(defn: Any, args: argparse.Namespace, histories: Path, resume: Any,
         from rich.live import Live
 
         with Live(console=console, refresh_per_second=1, get_renderable=lambda: (
-                live_table(state["camp"], None, 0.0, state["started"]) if state["camp"] else "starting...")):
+                live_table(state["camp"], None, 0.0, state["started"], console.width) if state["camp"] else "starting...")):
             camp = run_campaign(defn, **kwargs)
     else:
         camp = run_campaign(defn, **kwargs)
-        console.print(live_table(camp, None, time.monotonic()))
+        console.print(live_table(camp, None, time.monotonic(), width=console.width))
     return report_outcome(camp, args, console)
 
 
@@ -212,7 +212,7 @@ def cmd_merge(dirs: list[str], args: argparse.Namespace) -> int:
         console = Console(width=max(console.width, 240))
     camp = merge_campaigns(dirs, histories=histories_root(args.histories), out=args.out,
                            say=lambda m: console.print(f"note: {m}", soft_wrap=True))
-    console.print(live_table(camp, None, time.monotonic()))
+    console.print(live_table(camp, None, time.monotonic(), width=console.width))
     return report_outcome(camp, args, console)
 
 

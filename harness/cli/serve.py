@@ -1,5 +1,8 @@
 """``dynharness serve``: browse ``histories/`` (runs, campaigns, their reports) on 127.0.0.1.
 
+The front page (:mod:`harness.reports.histories_page`) lists every campaign and run, filterable by
+test name, workload, verdict, fault and date, with links to each report, node log and folder.
+
 Bound to the loopback address only: stored histories can hold whatever the
 workload wrote, so they are never offered to the network. A run without a
 ``report.html`` gets one built on first request.
@@ -18,7 +21,6 @@ from __future__ import annotations
 import argparse
 import html
 import ipaddress
-import os
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from harness.errors import UserError
-from harness.limits import MAX_PORT, json_loads, number
+from harness.limits import MAX_PORT, number
 
 HOST = "127.0.0.1"
 #: Files shown as text in the browser (unknown to mimetypes, so they would be downloads).
@@ -61,40 +63,6 @@ def loopback_host(host: str | None, bound: str) -> bool:
         return False
 
 
-def _verdict_of(run: Path) -> str:
-    try:
-        return str(json_loads((run / "results.json").read_text()).get("verdict", "unknown"))
-    except (OSError, ValueError, AttributeError):
-        return "incomplete"
-
-
-def index_page(root: Path, limit: int = 500) -> str:
-    """The listing at ``/``: campaigns (newest first) and runs (newest first) with verdicts."""
-    from harness.reports.render import render_page
-
-    campaigns = []
-    found = (f for f in (root / "campaigns").glob("*/*/campaign.json") if inside(root, f))
-    for f in sorted(found, key=lambda p: p.parent.name, reverse=True)[:limit]:
-        try:
-            obj = json_loads(f.read_text())
-            cells = obj.get("cells", {})
-            broken = sum(1 for c in cells.values() for e in c.get("expectations", []) if not e.get("ok"))
-            done = sum(1 for c in cells.values() if c.get("state") == "done")
-        except (OSError, ValueError, AttributeError):
-            cells, broken, done = {}, 0, 0
-        campaigns.append({"href": os.path.relpath(f.parent / "index.html", root), "name": f.parent.parent.name,
-                          "ts": f.parent.name, "cells": len(cells), "done": done, "broken": broken})
-    runs = []
-    for test_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.is_symlink() and p.name != "campaigns") if root.is_dir() else []:
-        for run in test_dir.iterdir():
-            if run.is_dir() and inside(root, run) and (run / "history.jsonl").is_file():
-                runs.append({"href": os.path.relpath(run / "report.html", root), "test": test_dir.name, "ts": run.name,
-                             "verdict": _verdict_of(run)})
-    runs.sort(key=lambda r: r["ts"], reverse=True)
-    return render_page("index.html.j2", root=str(root), campaigns=campaigns, runs=runs[:limit], total=len(runs),
-                       title="histories")
-
-
 class HistoriesHandler(SimpleHTTPRequestHandler):
     """Static files under the histories root, plus ``/`` as a listing and lazy run reports."""
 
@@ -106,7 +74,9 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
             return None
         path = unquote(urlsplit(self.path).path)
         if path in ("/", "/index.html"):
-            return self._send_html(index_page(self.root))
+            from harness.reports.histories_page import index_page
+
+            return self._send_html(index_page(self.root, partial(inside, self.root)))
         if path == "/favicon.ico":  # browsers ask; answer "nothing" rather than a 404 in their console
             self.send_response(204)
             self.end_headers()
