@@ -242,8 +242,8 @@ def test_linearizability_table_says_why_a_key_is_not_decided(counterexample_run)
     m = build_run_model(counterexample_run)
     rows = {r["key"]: r for r in next(c for c in m["checkers"] if c["name"] == "linearizable")["per_key"]}
     assert [r["label"] for r in rows.values()] == ["invalid", "not reached", "valid"]
-    assert rows["x"]["ops"] == 4 and rows["x"]["progress"].startswith("3 of 4 ops linearized")
-    assert rows["x"]["reason"].startswith("read -> 1 [8..11] cannot be placed")
+    assert rows["x"]["ops"] == 5 and rows["x"]["progress"].startswith("3 of 5 ops linearized")
+    assert rows["x"]["reason"].startswith("read -> 1 [9..13] cannot be placed")
     assert rows["z"]["progress"] == "never searched"
     assert rows["z"]["reason"].startswith("not reached: the checker stopped at the first non-linearizable key ('x')")
     assert rows["y"]["progress"].startswith("all 2 ops linearized")
@@ -254,10 +254,12 @@ def test_linearizability_table_says_why_a_key_is_not_decided(counterexample_run)
 
 def test_counterexample_drawn_per_process_on_the_run_clock(counterexample_run):
     (v,) = build_run_model(counterexample_run)["linear_views"]
-    assert v["unit"] == "ms" and v["processes"] == ["0", "1", "2", "3"]
+    assert v["unit"] == "ms" and v["processes"] == ["0", "1", "2", "3", "4"]
     roles = [(b["op"], b["role"], b["order"], b["process"], b["proof"]) for b in v["bars"]]
     assert roles == [("write 1", "prefix", 1, 0, True), ("write 2", "prefix", 2, 1, False),
-                     ("read -> 2", "prefix", 3, 3, True), ("read -> 1", "blocked", None, 2, True)]
+                     ("read -> 2", "prefix", 3, 3, True), ("write 3 (info)", "other", None, 4, False),
+                     ("read -> 1", "blocked", None, 2, True)]
+    assert [b["open"] for b in v["bars"]] == [False, False, False, True, False]   # the timed-out write never ended
     bars = {b["op"]: b for b in v["bars"]}
     # on the run's clock: write 1 [0.2 s, 0.4 s] is as long as write 2 [0.5 s, 0.7 s]; the cut is where the red op completed
     assert abs((bars["write 1"]["x1"] - bars["write 1"]["x0"]) - (bars["write 2"]["x1"] - bars["write 2"]["x0"])) < 0.1

@@ -248,7 +248,8 @@ def write_counterexample_run(run_dir: str | Path, *, down_s: tuple[float, float]
 
     Key ``x`` is not linearizable: ``write 1`` (process 0), then ``write 2`` (process 1) are
     acknowledged one after the other, process 3 reads 2, then process 2 reads 1: that read cannot
-    be placed after the longest linearizable prefix (write 1, write 2, read 2). Key ``y`` is linearizable; key ``z`` has more ops, so the
+    be placed after the longest linearizable prefix (write 1, write 2, read 2); process 4's write
+    of 3 timed out (info: it may or may not have happened, and explains nothing). Key ``y`` is linearizable; key ``z`` has more ops, so the
     checker (smallest keys first, stopping at the first invalid key) never reaches it. Node n2 is
     wiped at ``down_s[0]`` s and answers again at ``down_s[1]`` s (the ``start`` op's effect).
     """
@@ -267,6 +268,8 @@ def write_counterexample_run(run_dir: str | Path, *, down_s: tuple[float, float]
     op(0.50, 0.70, 1, "write", "x", 2)
     op(0.60, 0.85, 3, "read", "x", 2, node="n2")
     op(0.90, 1.20, 2, "read", "x", 1, node="n3")
+    script.append((int(0.75 * s), 4, "invoke", "write", {"key": "x", "value": 3, "node": "n2"}))   # never answered
+    script.append((int(1.05 * s), 4, "info", "write", {"key": "x", "value": 3, "node": "n2", "error": "timeout"}))
     op(0.25, 0.45, 3, "write", "y", 7)
     op(1.50, 1.90, 3, "read", "y", 7)
     for k in range(4):
