@@ -284,3 +284,21 @@ def test_older_results_without_stop_causes_still_read_plainly(info, label, reaso
 
     (row,) = key_rows({"keys": {"k": info}})
     assert row["label"] == label and row["reason"].startswith(reason)
+
+
+def test_a_long_prefix_is_cut_to_its_last_ops_but_every_proof_op_is_drawn():
+    from harness.reports.linear_view import MAX_PREFIX, linear_views
+
+    def op(i, text):
+        return {"invoke": 2 * i, "complete": 2 * i + 1, "process": i % 3, "type": "ok", "op": text}
+
+    prefix = [op(i, f"write {i}") for i in range(30)]
+    blocked = op(30, "read -> 1")
+    keys = {"k": {"verdict": "invalid", "longest_prefix": prefix, "blocked": blocked, "state_after_prefix": "29",
+                  "counterexample": [prefix[1], prefix[29], blocked], "counterexample_minimal": True}}
+    (v,) = linear_views({"checkers": {"linearizable": {"details": {"keys": keys}}}})
+    orders = [b["order"] for b in v["bars"] if b["role"] == "prefix"]
+    assert orders == [2] + list(range(31 - MAX_PREFIX, 31))       # write 1 (in the proof), then the last ones
+    assert v["hidden_prefix"] == 30 - len(orders) and v["unit"] == "position"
+    assert [b["proof"] for b in v["bars"]].count(True) == 3
+    assert all(96 <= b["x0"] < b["x1"] <= 1000 for b in v["bars"])

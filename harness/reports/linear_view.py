@@ -26,12 +26,13 @@ import re
 from typing import Any, Callable, Mapping
 
 MAX_KEYS = 3
-MAX_PREFIX = 24
+MAX_PREFIX = 12
 MAX_ROWS = 60
 MAX_TABLE = 500
 
 #: SVG geometry of a drawing (``run.html.j2`` uses the same numbers through the view's fields).
 WIDTH, LABEL_W, ROW_H, AXIS_H = 1000, 96, 36, 26
+CHAR_W = 6.6   # width of one character of the bars' 11 px monospace labels, in the drawing's units
 
 
 def _cause(info: Mapping[str, Any]) -> str | None:
@@ -160,16 +161,14 @@ def _view(key: str, info: Mapping[str, Any], time_of: Callable[[int], float | No
     prefix = [op for op in info.get("longest_prefix") or () if isinstance(op, Mapping)]
     cx = [op for op in info.get("counterexample") or () if isinstance(op, Mapping)]
     proof = {op.get("invoke") for op in cx}
-    shown = prefix[-MAX_PREFIX:]
-    first = len(prefix) - len(shown) + 1
+    # the last prefix ops before the red one, and every op of the proof wherever it is
+    shown = [(n, op) for n, op in enumerate(prefix) if n >= len(prefix) - MAX_PREFIX or op.get("invoke") in proof]
     blocked = info["blocked"]
-    bars = [_bar(op, "prefix", first + n, op.get("invoke") in proof) for n, op in enumerate(shown)]
+    bars = [_bar(op, "prefix", n + 1, op.get("invoke") in proof) for n, op in shown]
     bars.append(_bar(blocked, "blocked", None, blocked.get("invoke") in proof))
     drawn = {b["invoke"] for b in bars}
+    bars += [_bar(op, "proof", None, True) for op in cx if op.get("invoke") not in drawn and isinstance(op.get("invoke"), int)]
     window = min((b["invoke"] for b in bars if isinstance(b["invoke"], int)), default=0)
-    extra = [op for op in cx if op.get("invoke") not in drawn and isinstance(op.get("invoke"), int)]
-    bars += [_bar(op, "proof", None, True) for op in extra if op["invoke"] >= window]
-    proof_before = sum(1 for op in extra if op["invoke"] < window)
     scope_end = info.get("counterexample_scope_end")
     end = int(scope_end) if isinstance(scope_end, str) and scope_end.isdigit() else blocked.get("complete")
     if key_ops is not None and isinstance(end, int):   # the rest of the non-linearizable prefix, in grey
@@ -205,19 +204,25 @@ def _view(key: str, info: Mapping[str, Any], time_of: Callable[[int], float | No
         b["x1"] = max(b["x0"] + 3, x(at(b["complete"])) if not b["open"] else x(t_hi))
         b["row"] = procs.index(str(b["process"]))
         b["label"] = (f"#{b['order']} " if b["order"] else "✗ " if b["role"] == "blocked" else "") + b["op"]
-    for row in range(len(procs)):   # a label may run on until the next bar of its row
+    for row in range(len(procs)):   # a label runs on until the next bar of its row; the last one's may end at its bar's end
         mine = [b for b in bars if b["row"] == row]
-        for b, nxt in zip(mine, mine[1:] + [None]):
-            room = (nxt["x0"] if nxt else WIDTH) - b["x0"] - 4
-            b["label"] = b["label"] if len(b["label"]) * 6.6 <= room else b["label"][:max(0, int(room / 6.6) - 1)] + "…" if room > 20 else ""
+        for prev, b, nxt in zip([None] + mine, mine, mine[1:] + [None]):
+            need, room = len(b["label"]) * CHAR_W, (nxt["x0"] if nxt else WIDTH) - b["x0"] - 4
+            b["anchor"], b["tx"] = "start", b["x0"] + 1
+            if need > room and nxt is None:
+                left_room = b["x1"] - (prev["tx"] + len(prev["label"]) * CHAR_W if prev else LABEL_W) - 6
+                if left_room > room:
+                    b["anchor"], b["tx"], room = "end", min(b["x1"], WIDTH - 4), left_room
+            if need > room:
+                b["label"] = b["label"][:max(0, int(room / CHAR_W) - 1)] + "…" if room > 20 else ""
     unit = "ms" if real else "position"
     ticks = _ticks(t_lo, t_hi)
     step = ticks[1] - ticks[0] if len(ticks) > 1 else span
     cut = blocked.get("complete")
     height = len(procs) * ROW_H + AXIS_H
     return {"key": key, "state": info.get("state_after_prefix"), "prefix_len": len(prefix),
-            "hidden_prefix": first - 1, "blocked": _bar(blocked, "blocked", None, False)["text"],
-            "proof_len": len(proof), "proof_before": proof_before, "minimal": info.get("counterexample_minimal"),
+            "hidden_prefix": len(prefix) - len(shown), "blocked": _bar(blocked, "blocked", None, False)["text"],
+            "proof_len": len(proof), "minimal": info.get("counterexample_minimal"),
             "cut": x(at(cut)) if isinstance(cut, int) else None, "unit": unit,
             "processes": procs, "bars": bars, "width": WIDTH, "height": height, "label_w": LABEL_W, "row_h": ROW_H,
             "ticks": [{"x": x(t), "text": _tick_text(t, step, "position" if not real else unit)} for t in ticks],
