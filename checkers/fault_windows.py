@@ -18,7 +18,15 @@ completion times beside the window.
   kind's start op is closed by its stop op (``kill`` and ``wipe`` by
   ``start``, ``pause`` by ``resume``: ``nemeses.fault_kind``); a stop closes
   the oldest open window it can close;
-* ``heal`` closes every open window;
+* a stop that names nodes (``{"nodes": [...]}``, e.g. ``start``) closes the oldest open window
+  of the same nodes, so a crash of n1 and a wipe of n2 overlapping each end when their own node
+  answers again;
+* a stop whose completion is ``fail`` (a restarted node that never answered, rules that could not
+  be removed) closes nothing: the fault is still in effect, and its band runs on to the next stop
+  or heal that succeeds (or the end of the history);
+* ``heal`` closes every open window; a heal that failed closes only the windows of the parts its
+  completion reports healed (``{"crash": "healed", "partition": "...error..."}``), none when it
+  does not say;
 * any other nemesis op is an instant window spanning its own effect (else
   invoke)..completion;
 * a window still open at the end of the history closes there;
@@ -65,13 +73,41 @@ def registered_pairs() -> dict[str, set[str]]:
     """stop f -> the start fs it closes, from every registered fault kind (``dynharness.nemeses``
     entry points, read by their ``start`` / ``stop``; one that cannot be loaded adds nothing)."""
     out: dict[str, set[str]] = defaultdict(set)
-    for name in plugins.names("nemeses"):
-        try:
-            kind = plugins.load("nemeses", name, "nemesis")
-        except UserError:
-            continue
+    for kind in _kinds():
         out[kind.stop].add(kind.start)
     return dict(out)
+
+
+def registered_parts() -> dict[str, set[str]]:
+    """start f -> the nemesis parts that perform it (what a heal's completion reports on)."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for kind in _kinds():
+        if getattr(kind, "part", None):
+            out[kind.start].add(kind.part)
+    return dict(out)
+
+
+def _kinds() -> list[Any]:
+    kinds = []
+    for name in plugins.names("nemeses"):
+        try:
+            kinds.append(plugins.load("nemeses", name, "nemesis"))
+        except UserError:
+            continue
+    return kinds
+
+
+def _nodes(value: Any) -> frozenset[str] | None:
+    nodes = value.get("nodes") if isinstance(value, dict) else None
+    return frozenset(map(str, nodes)) if isinstance(nodes, list) and nodes else None
+
+
+def _healed_parts(comp: Op | None) -> set[str] | None:
+    """The parts a failed heal's completion reports healed; None when the heal did not fail."""
+    if comp is None or comp.type != FAIL:
+        return None
+    value = comp.value if isinstance(comp.value, dict) else {}
+    return {part for part, said in value.items() if said == "healed"}
 
 
 def _closes(f: str, pairs: dict[str, set[str]]) -> set[str]:
@@ -95,6 +131,7 @@ def fault_windows(history: History) -> list[FaultWindow]:
     open_: dict[str, deque[tuple[Op, Op | None]]] = defaultdict(deque)
     out: list[FaultWindow] = []
     stops = registered_pairs()
+    parts = registered_parts()
     openers = {start for starts in stops.values() for start in starts}
 
     def window(inv: Op, comp: Op | None, end: int, close_index: int | None, failed: bool = False) -> FaultWindow:
@@ -112,13 +149,21 @@ def fault_windows(history: History) -> list[FaultWindow]:
             else:
                 open_[f].append((inv, comp))
         elif f == "heal":
+            healed = _healed_parts(comp)
             for kind in list(open_):
+                if healed is not None and not parts.get(kind, set()) & healed:
+                    continue   # a failed heal: this part did not come back
                 while open_[kind]:
                     o_inv, o_comp = open_[kind].popleft()
                     out.append(window(o_inv, o_comp, undone, (comp or inv).index))
-        elif closable := [o for o in _closes(f, stops) if open_[o]]:
-            oldest = min(closable, key=lambda o: open_[o][0][0].index)
-            o_inv, o_comp = open_[oldest].popleft()
+        elif _closes(f, stops) and comp is not None and comp.type == FAIL:
+            continue  # a stop that failed: the fault is still in effect
+        elif closable := [(o, j) for o in _closes(f, stops) for j, (o_inv, _) in enumerate(open_[o])]:
+            named = _nodes(inv.value)
+            same = [(o, j) for o, j in closable if named is not None and _nodes(open_[o][j][0].value) == named]
+            o, j = min(same or closable, key=lambda oj: open_[oj[0]][oj[1]][0].index)
+            o_inv, o_comp = open_[o][j]
+            del open_[o][j]
             out.append(window(o_inv, o_comp, undone, (comp or inv).index))
         elif _closes(f, stops):
             continue  # a stop with nothing open (its start failed or was never recorded)

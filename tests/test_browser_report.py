@@ -2,10 +2,14 @@
 
 Each test opens a page, checks what a person would look at (verdict, anomaly
 list, timeline drawn), clicks through to the ops of an anomaly, asserts the
-console stayed clean, and keeps a screenshot under ``test-artifacts/``.
+console stayed clean, and keeps a screenshot under ``test-artifacts/``. With
+``DYNHARNESS_DOC_SCREENSHOTS=1`` the screenshots ``docs/reports.md`` shows are rewritten
+under ``docs/img/`` too.
 """
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -15,6 +19,7 @@ import pytest
 from tests.conftest import require
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+DOC_IMAGES = Path(__file__).resolve().parent.parent / "docs" / "img"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -44,6 +49,14 @@ def page(browser):
     pg.errors = errors
     yield pg
     pg.close()
+
+
+def _shot(target, name: str, **kw) -> None:
+    """A screenshot (of a page or one element) under test-artifacts/, and docs/img/ when asked."""
+    target.screenshot(path=str(ARTIFACTS / name), **kw)
+    if os.environ.get("DYNHARNESS_DOC_SCREENSHOTS") == "1":
+        DOC_IMAGES.mkdir(exist_ok=True)
+        shutil.copyfile(ARTIFACTS / name, DOC_IMAGES / name)
 
 
 def _open(page, path: Path | str) -> None:
@@ -144,9 +157,6 @@ def test_served_histories_index(page, tmp_path):
         t.join(5)
 
 
-DOCS_IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
-
-
 def test_served_index_filters_rows_and_links_to_reports(page, tmp_path):
     """The index of ``dynharness serve``: typing and selecting filters reduce the rows, the filters
     live in the address, a link opens a run's report; its screenshot is the one in docs/reports.md."""
@@ -195,8 +205,7 @@ def test_served_index_filters_rows_and_links_to_reports(page, tmp_path):
         assert page.locator(rows).count() == 4   # the campaign's synthetic cells have a partition too
         page.click("#f-clear")
         assert page.locator(rows).count() == total
-        DOCS_IMG.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(DOCS_IMG / "serve-index.png"), full_page=True)
+        _shot(page, "serve-index.png", full_page=True)
         # a filtered view from its address, then a link to a report
         _open(page, base + "?workload=cart&verdict=valid")
         page.wait_for_selector("body[data-ready='1']")
@@ -228,4 +237,106 @@ def test_compressed_report_data_unpacks_in_the_browser(page, tmp_path, monkeypat
     assert int(page.get_attribute("#tl-canvas", "data-drawn")) > 100
     page.locator("#anomaly-list li").first.click()
     assert int(page.get_attribute("#tl-canvas", "data-highlighted")) >= 1
+    assert page.errors == []
+
+
+@pytest.fixture
+def counterexample_report(tmp_path):
+    """The hand-built register run (an invalid key, a valid one, one never reached, n2 wiped and
+    answering again 4.3 s later), checked by the real linearizability checker, with its report."""
+    from harness.reports.synthetic import write_counterexample_run
+    from harness.runs import check_run
+
+    run = write_counterexample_run(tmp_path / "counterexample" / "1", down_s=(1.0, 5.3))
+    check_run(run, ["linearizable"])
+    return run
+
+
+def _band_columns(page, kind_rgb_max: int = 225) -> list[int]:
+    """x of the timeline canvas columns shaded by a fault band, read from the nemesis row's pixels."""
+    return page.evaluate("""() => {
+      const cv = document.getElementById('tl-canvas'), g = cv.getContext('2d'), dpr = window.devicePixelRatio || 1;
+      const y = Math.round(23 * dpr), row = g.getImageData(0, y, cv.width, 1).data, out = [];
+      for (let x = 0; x < cv.width; x++) { const k = 4 * x; if (row[k + 3] > 0 && row[k] < %d) out.push(x / dpr); }
+      return out;
+    }""" % kind_rgb_max)
+
+
+def test_wipe_band_is_as_wide_as_the_node_was_down(page, counterexample_report):
+    lines = [json.loads(x) for x in (counterexample_report / "history.jsonl").read_text().splitlines()]
+    wiped = next(o for o in lines if o["f"] == "wipe" and o["type"] != "invoke")["effective"]
+    back = next(o for o in lines if o["f"] == "start" and o["type"] != "invoke")["effective"]
+    end = max(o["time"] for o in lines)
+    _open(page, counterexample_report / "report.html")
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    cols = _band_columns(page)
+    width = page.evaluate("() => document.getElementById('tl-canvas').parentElement.clientWidth")
+    plot = width - 64 - 8   # report.js: LEFT = 64, 8 px right margin
+    assert cols, "no band drawn"
+    assert abs((max(cols) - min(cols) + 1) - (back - wiped) / end * plot) <= 3   # 4.29 s of 5.8 s
+    assert abs(min(cols) - (64 + wiped / end * plot)) <= 2
+    assert (back - wiped) / 1e9 > 4.2
+    _shot(page.locator("#timeline"), "report-fault-bands.png")
+    # the fault's own button zooms to it: the band fills the view but for the 10% padding each side
+    page.locator(".tl-window").first.click()
+    zoomed = _band_columns(page)
+    assert abs((max(zoomed) - min(zoomed) + 1) - plot / 1.2) <= 4
+    assert page.errors == []
+
+
+def test_linearizability_view_table_and_drawn_counterexample(page, counterexample_report):
+    _open(page, counterexample_report / "report.html")
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    rows = page.locator("#per-key-table tbody tr")
+    assert rows.evaluate_all("rs => rs.map(r => [r.dataset.key, r.dataset.label])") == [
+        ["x", "invalid"], ["z", "not reached"], ["y", "valid"]]
+    z = page.locator("#per-key-table tr[data-key='z']").inner_text()
+    assert "never searched" in z and "stopped at the first non-linearizable key" in z and "UNKNOWN" not in z.upper()
+    assert "not a failure" in page.inner_text("#linearizability")
+    # the drawing: one row per process, the red op that cannot be placed, ending at the dashed cut
+    svg = page.locator("#counterexample svg.linear-view")
+    assert svg.is_visible()
+    labels = page.locator("#counterexample svg > text").all_text_contents()
+    assert [t for t in labels if t.startswith("process")] == [f"process {i}" for i in range(5)]
+    blocked = page.locator("#counterexample g.cx-op.blocked")
+    assert blocked.count() == 1 and blocked.get_attribute("data-process") == "2"
+    assert blocked.locator("text").text_content() == "✗ read -> 1"
+    box, cut = blocked.locator("rect").bounding_box(), page.locator("#counterexample line.cx-cut").bounding_box()
+    assert abs((box["x"] + box["width"]) - cut["x"]) <= 2.5     # it completed at the cut
+    order = page.locator("#counterexample g.cx-op.prefix text").all_text_contents()
+    assert order == ["#1 write 1", "#2 write 2", "#3 read -> 2"]
+    assert page.locator("#counterexample g.cx-op.in-proof").count() == 3
+    # the raw JSON is still there, folded
+    assert not page.locator("#linearizability details pre").is_visible()
+    _shot(page.locator("#linearizability"), "report-linearizability.png")
+    page.locator("#per-key-table tr[data-key='x'] .key-show").click()
+    assert int(page.get_attribute("#tl-canvas", "data-highlighted")) >= 1
+    assert page.errors == []
+
+
+def test_timeline_ticks_stay_distinct_at_every_zoom(page, tmp_path):
+    from harness.reports.html import write_run_report
+    from harness.reports.synthetic import write_synthetic_run
+
+    run = write_synthetic_run(tmp_path / "ticks" / "1", workload="register", ops=600, seed=9, duration_s=5.0)
+    _open(page, write_run_report(run))
+    page.wait_for_selector("body[data-ready='1']", timeout=15000)
+    page.locator("#timeline").scroll_into_view_if_needed()
+    box = page.locator("#tl-canvas").bounding_box()
+    width = page.evaluate("() => document.getElementById('tl-canvas').parentElement.clientWidth")
+    page.mouse.move(box["x"] + 64 + (width - 72) * 2.58 / 5.0, box["y"] + 60)   # around 2.58 s, as in issue 21
+    seen_decimals = set()
+    for _ in range(16):   # from the whole run down to the 0.05 ms the view allows
+        labels = json.loads(page.get_attribute("#tl-canvas", "data-ticks"))
+        assert len(labels) >= 2 and len(set(labels)) == len(labels), labels
+        values = [float(x.rstrip("s")) for x in labels]
+        steps = {round(b - a, 9) for a, b in zip(values, values[1:])}
+        assert len(steps) == 1, labels                      # evenly spaced as printed
+        step = steps.pop()
+        assert step > 0 and f"{step:.1e}"[0] in "125"         # from the 1-2-5 series
+        seen_decimals.add(len(labels[0].rstrip("s").partition(".")[2]))
+        page.mouse.wheel(0, -400)
+        page.wait_for_timeout(30)
+    assert max(seen_decimals) >= 5 and min(seen_decimals) <= 1
+    _shot(page.locator("#timeline"), "report-ticks-zoomed.png")
     assert page.errors == []

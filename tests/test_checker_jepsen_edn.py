@@ -217,5 +217,7 @@ def test_the_report_draws_the_counterexample_of_an_invalid_import(tmp_path, caps
     assert "After 2 op(s) linearized" in page and "the state is <code>2</code>" in page
     views = __import__("harness.reports.linear_view", fromlist=["linear_views"]).linear_views(
         json.loads((out / "results.json").read_text()))
-    assert [(r["role"], r["order"], r["proof"]) for r in views[0]["rows"]] == [
-        ("prefix", 1, True), ("prefix", 2, True), ("blocked", None, True)]
+    assert [(r["role"], r["order"], r["proof"], r["process"]) for r in views[0]["bars"]] == [
+        ("prefix", 1, True, 0), ("prefix", 2, True, 1), ("blocked", None, True, 2)]
+    assert views[0]["processes"] == ["0", "1", "2"]   # one row per process
+    assert views[0]["unit"] == "position" and 'class="cx-op blocked in-proof"' in page   # no :time: file positions

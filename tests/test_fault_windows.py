@@ -67,6 +67,33 @@ def test_effect_times_outside_their_op_are_kept_inside_it() -> None:
     assert (w.start, w.end) == (100 * MS, 400 * MS)
 
 
+def test_a_node_down_band_lasts_until_that_node_answers_again() -> None:
+    """wipe / crash / power-loss windows end at the restart that brought their own node back:
+    a restart that failed (the node never answered) ends nothing, and overlapping faults on
+    different nodes end at their own node's restart."""
+    b = HistoryBuilder()
+    b.nemesis("wipe", 1000, 1020, value={"nodes": ["n2"]}, effective_ms=1010)
+    b.nemesis("kill", 1500, 1510, value={"nodes": ["n1"]}, effective_ms=1505)
+    b.nemesis("start", 2000, 2300, value={"nodes": ["n1"]}, effective_ms=2290)           # n1 back, not n2
+    b.nemesis("start", 3000, 33000, outcome="fail", value={"nodes": ["n2"]})             # n2 never answered
+    b.nemesis("start", 34000, 34300, value={"nodes": ["n2"]}, effective_ms=34280)        # now it does
+    b.nemesis("power-off", 40000, 40050, value={"nodes": ["n3"]}, effective_ms=40040)
+    b.nemesis("power-on", 45000, 45400, value={"nodes": ["n3"]}, effective_ms=45390)
+    got = [(w.kind, w.start // MS, w.end // MS) for w in fault_windows(b.build())]
+    assert got == [("wipe", 1010, 34280), ("kill", 1505, 2290), ("power-off", 40040, 45390)]
+
+
+def test_a_failed_heal_ends_only_the_parts_it_healed() -> None:
+    b = HistoryBuilder()
+    b.nemesis("start-partition", 100, 200, effective_ms=150)
+    b.nemesis("kill", 300, 400, value={"nodes": ["n1"]}, effective_ms=350)
+    b.nemesis("heal", 1000, 1500, outcome="fail", effective_ms=1400,
+              value={"partition": "healed", "crash": "crash heal: n1: no health answer"})
+    b.nemesis("heal", 5000, 5600, effective_ms=5500)
+    got = [(w.kind, w.start // MS, w.end // MS) for w in fault_windows(b.build())]
+    assert got == [("start-partition", 150, 1400), ("kill", 350, 5500)]
+
+
 def test_a_failed_start_is_listed_from_its_effect_and_opens_nothing() -> None:
     b = HistoryBuilder()
     b.nemesis("start-partition", 100, 1100, outcome="fail", effective_ms=150)   # rules in, probe said no

@@ -248,6 +248,9 @@ def test_time_limit_gives_unknown_not_a_hang():
     assert res.verdict == Verdict.UNKNOWN
     assert res.counts["keys_unknown"] == 1
     assert "time limit" in res.reason
+    info = res.details["keys"]["x"]
+    assert info["stopped"] == "time-limit" and info["steps"] > 0
+    assert 0 < info["depth"] <= info["ops"] and info["ok_ops"] <= info["ops"]   # how far it got, for the report
 
 
 def test_cache_cap_gives_unknown():
@@ -257,6 +260,7 @@ def test_cache_cap_gives_unknown():
     res = h.check(linearizable_max_cache=200)
     assert res.verdict == Verdict.UNKNOWN
     assert "cap" in res.details["keys"]["x"]["reason"]
+    assert res.details["keys"]["x"]["stopped"] == "cache-cap"
 
 
 def test_bad_key_found_although_another_key_cannot_be_decided():
@@ -267,6 +271,20 @@ def test_bad_key_found_although_another_key_cannot_be_decided():
     res = LinearizabilityChecker().check(History.of(h.ops), CheckContext(time_limit=30))
     assert res.verdict == Verdict.INVALID
     assert res.details["keys"]["hard"]["verdict"] == "unknown"
+    assert res.details["keys"]["hard"]["stopped"] == "invalid-elsewhere"
+    assert "stopped" not in res.details["keys"]["bad"]
+
+
+def test_a_key_never_searched_says_so():
+    h = H()
+    h.op(1, "write", 1, key="bad")
+    h.op(2, "read", None, key="bad")
+    for i in range(3):
+        h.op(3, "write", i, key="later")   # more ops: searched after "bad", which stops the check first
+    res = h.check()
+    later = res.details["keys"]["later"]
+    assert later["verdict"] == "unknown" and later["stopped"] == "invalid-elsewhere"
+    assert later["steps"] == 0 and later["depth"] == 0
 
 
 def test_bad_model_option_is_a_user_error():

@@ -226,3 +226,79 @@ def test_anomalies_accepted_by_design_are_notes_not_alarms(tmp_path):
     res["checkers"]["resurrections"]["verdict"] = "invalid"       # resurrections_invalid on: alarms again
     (run / "results.json").write_text(json.dumps(res))
     assert build_run_model(run)["accepted_keys"] == [] and 'class="m bad"' in write_run_report(run).read_text()
+
+
+@pytest.fixture(scope="module")
+def counterexample_run(tmp_path_factory):
+    from harness.reports.synthetic import write_counterexample_run
+    from harness.runs import check_run
+
+    run = write_counterexample_run(tmp_path_factory.mktemp("h") / "counterexample" / "1")
+    check_run(run, ["linearizable"])   # the real checker on the hand-built history
+    return run
+
+
+def test_linearizability_table_says_why_a_key_is_not_decided(counterexample_run):
+    m = build_run_model(counterexample_run)
+    rows = {r["key"]: r for r in next(c for c in m["checkers"] if c["name"] == "linearizable")["per_key"]}
+    assert [r["label"] for r in rows.values()] == ["invalid", "not reached", "valid"]
+    assert rows["x"]["ops"] == 5 and rows["x"]["progress"].startswith("3 of 5 ops linearized")
+    assert rows["x"]["reason"].startswith("read -> 1 [9..13] cannot be placed")
+    assert rows["z"]["progress"] == "never searched"
+    assert rows["z"]["reason"].startswith("not reached: the checker stopped at the first non-linearizable key ('x')")
+    assert rows["y"]["progress"].startswith("all 2 ops linearized")
+    assert m["linear_summary"]["linearizable"] == {"invalid": 1, "not reached": 1, "valid": 1}
+    page = write_run_report(counterexample_run).read_text()
+    assert 'id="linearizability"' in page and "linearizable details (raw JSON)</summary>" in page
+
+
+def test_counterexample_drawn_per_process_on_the_run_clock(counterexample_run):
+    (v,) = build_run_model(counterexample_run)["linear_views"]
+    assert v["unit"] == "ms" and v["processes"] == ["0", "1", "2", "3", "4"]
+    roles = [(b["op"], b["role"], b["order"], b["process"], b["proof"]) for b in v["bars"]]
+    assert roles == [("write 1", "prefix", 1, 0, True), ("write 2", "prefix", 2, 1, False),
+                     ("read -> 2", "prefix", 3, 3, True), ("write 3 (info)", "other", None, 4, False),
+                     ("read -> 1", "blocked", None, 2, True)]
+    assert [b["open"] for b in v["bars"]] == [False, False, False, True, False]   # the timed-out write never ended
+    bars = {b["op"]: b for b in v["bars"]}
+    # on the run's clock: write 1 [0.2 s, 0.4 s] is as long as write 2 [0.5 s, 0.7 s]; the cut is where the red op completed
+    assert abs((bars["write 1"]["x1"] - bars["write 1"]["x0"]) - (bars["write 2"]["x1"] - bars["write 2"]["x0"])) < 0.1
+    assert v["cut"] == bars["read -> 1"]["x1"] and bars["read -> 1"]["label"].startswith("✗")
+    assert [t["text"] for t in v["ticks"]] == ["0.2 s", "0.4 s", "0.6 s", "0.8 s", "1.0 s", "1.2 s"]
+
+
+@pytest.mark.parametrize("info, label, reason", [
+    ({"verdict": "unknown", "ops": 5, "steps": 0, "reason": "not finished: stopped once key 'a' was found non-linearizable"},
+     "not reached", "not reached: the checker stopped at the first non-linearizable key ('a')"),
+    ({"verdict": "unknown", "ops": 5, "steps": 40000, "reason": "not finished: stopped once key 'a' was found non-linearizable"},
+     "undecided", "not finished: the checker stopped when another key ('a')"),
+    ({"verdict": "unknown", "ops": 9, "steps": 12000, "reason": "time limit reached before the search finished"},
+     "undecided", "search budget exhausted: the time limit ran out after 12,000 steps"),
+    ({"verdict": "unknown", "ops": 9, "steps": 7000, "cache_peak": 201, "reason": "cache cap of 200 (linearized set, state) pairs reached"},
+     "undecided", "search budget exhausted: the memory cap was reached with 201 states cached"),
+    ({"verdict": "valid", "ops": 3}, "valid", ""),
+    ("invalid", "invalid", "no linearization exists"),
+])
+def test_older_results_without_stop_causes_still_read_plainly(info, label, reason):
+    from harness.reports.linear_view import key_rows
+
+    (row,) = key_rows({"keys": {"k": info}})
+    assert row["label"] == label and row["reason"].startswith(reason)
+
+
+def test_a_long_prefix_is_cut_to_its_last_ops_but_every_proof_op_is_drawn():
+    from harness.reports.linear_view import MAX_PREFIX, linear_views
+
+    def op(i, text):
+        return {"invoke": 2 * i, "complete": 2 * i + 1, "process": i % 3, "type": "ok", "op": text}
+
+    prefix = [op(i, f"write {i}") for i in range(30)]
+    blocked = op(30, "read -> 1")
+    keys = {"k": {"verdict": "invalid", "longest_prefix": prefix, "blocked": blocked, "state_after_prefix": "29",
+                  "counterexample": [prefix[1], prefix[29], blocked], "counterexample_minimal": True}}
+    (v,) = linear_views({"checkers": {"linearizable": {"details": {"keys": keys}}}})
+    orders = [b["order"] for b in v["bars"] if b["role"] == "prefix"]
+    assert orders == [2] + list(range(31 - MAX_PREFIX, 31))       # write 1 (in the proof), then the last ones
+    assert v["hidden_prefix"] == 30 - len(orders) and v["unit"] == "position"
+    assert [b["proof"] for b in v["bars"]].count(True) == 3
+    assert all(96 <= b["x0"] < b["x1"] <= 1000 for b in v["bars"])

@@ -35,6 +35,9 @@ from harness.ops import FAIL, NEMESIS, OK
 
 DEFAULT_TIME_LIMIT = 60.0
 QUANTUM = 1000                 # search steps per turn of one key (~1 ms)
+#: Why a key's search ended undecided (``details.keys[k].stopped``): the checker stopped at another
+#: key found invalid, its time limit, the memory cap over all keys, or this key's own cache cap.
+STOP_CAUSES = ("invalid-elsewhere", "time-limit", "memory-cap", "cache-cap")
 #: Rough bytes per cached (linearized set, state) pair, measured in benchmarks/linearizability_bench.py.
 BYTES_PER_CACHED_PAIR = 150
 
@@ -48,6 +51,8 @@ class KeyReport:
     verdict: str = "unknown"
     reason: str | None = None
     steps: int = 0
+    depth: int = 0              # the most ops the search had linearized at once (how far it got)
+    stopped: str | None = None  # why an unknown key was given up: one of STOP_CAUSES
     seconds: float = 0.0
     cache_peak: int = 0
     outcome: SearchOutcome | None = None
@@ -65,10 +70,10 @@ def run_keys(model: Model, ops_by_key: Mapping[Hashable, Sequence[Operation]], *
     live: dict[Hashable, int] = {}
     clock = time.perf_counter
 
-    def give_up(key: Hashable, reason: str) -> None:
+    def give_up(key: Hashable, cause: str, reason: str) -> None:
         tasks.pop(key).close()
         live.pop(key, None)
-        reports[key].verdict, reports[key].reason = "unknown", reason
+        reports[key].verdict, reports[key].reason, reports[key].stopped = "unknown", reason, cause
 
     while tasks:
         for key in list(tasks):
@@ -77,7 +82,8 @@ def run_keys(model: Model, ops_by_key: Mapping[Hashable, Sequence[Operation]], *
             rep = reports[key]
             t0 = clock()
             try:
-                rep.steps, cached = next(tasks[key])
+                rep.steps, cached, depth = next(tasks[key])
+                rep.depth = max(rep.depth, depth)
                 rep.cache_peak = max(rep.cache_peak, cached)
                 live[key] = cached
             except StopIteration as stop:
@@ -86,6 +92,9 @@ def run_keys(model: Model, ops_by_key: Mapping[Hashable, Sequence[Operation]], *
                 live.pop(key, None)
                 rep.outcome, rep.verdict, rep.reason = out, out.verdict, out.reason
                 rep.steps, rep.cache_peak = out.steps, max(rep.cache_peak, out.cache_peak)
+                rep.depth = max(rep.depth, len(out.longest))
+                if out.verdict not in (VALID, INVALID):
+                    rep.stopped = "cache-cap"
             except Exception as e:  # noqa: BLE001 - the model is the user's code: name it, in one line
                 for task in tasks.values():
                     task.close()
@@ -93,15 +102,16 @@ def run_keys(model: Model, ops_by_key: Mapping[Hashable, Sequence[Operation]], *
             rep.seconds += clock() - t0
             if rep.verdict == INVALID and stop_on_invalid:
                 for other in list(tasks):
-                    give_up(other, f"not finished: stopped once key {key!r} was found non-linearizable")
+                    give_up(other, "invalid-elsewhere",
+                            f"not finished: stopped once key {key!r} was found non-linearizable")
                 return reports
             if sum(live.values()) > max_cache:
                 biggest = max(live, key=live.__getitem__)
-                give_up(biggest, f"memory cap: the live search caches passed {max_cache} pairs "
+                give_up(biggest, "memory-cap", f"memory cap: the live search caches passed {max_cache} pairs "
                                  f"and this key held the most ({live.get(biggest, 0)})")
             if time.monotonic() >= deadline:
                 for other in list(tasks):
-                    give_up(other, "time limit reached before the search finished")
+                    give_up(other, "time-limit", "time limit reached before the search finished")
                 break
     return reports
 
@@ -128,7 +138,10 @@ def check_operations(model: Model, ops: Sequence[Operation], time_limit: float =
 def key_details(model: Model, rep: KeyReport, show: Any, with_linearization: bool = False) -> dict[str, Any]:
     """The per-key drill-down: cost always; proof of the verdict where there is one."""
     d: dict[str, Any] = {"verdict": rep.verdict, "ops": len(rep.ops), "steps": rep.steps,
-                         "seconds": round(rep.seconds, 6), "cache_peak": rep.cache_peak, "reason": rep.reason}
+                         "seconds": round(rep.seconds, 6), "cache_peak": rep.cache_peak, "reason": rep.reason,
+                         "ok_ops": sum(1 for op in rep.ops if not op.indeterminate), "depth": rep.depth}
+    if rep.stopped is not None:
+        d["stopped"] = rep.stopped
     out = rep.outcome
     if out is not None and out.verdict == VALID and with_linearization:
         d["linearization"] = [show(rep.ops[i]) for i in out.linearization]

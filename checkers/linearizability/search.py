@@ -70,8 +70,11 @@ class SearchOutcome:
 
 
 def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_CACHE,
-           quantum: int = 2000) -> Generator[tuple[int, int], None, SearchOutcome]:
-    """Search for a linearization of ``ops``; yields (steps, cached pairs) every ``quantum`` steps.
+           quantum: int = 2000) -> Generator[tuple[int, int, int], None, SearchOutcome]:
+    """Search for a linearization of ``ops``; yields (steps, cached pairs, depth) every ``quantum`` steps.
+
+    ``depth``: the most ops (ok and info) linearized at once so far, sampled at the yields and the
+    dead ends: how far an undecided search got, for a person reading why it is unknown.
 
     Drive it with ``next()`` until ``StopIteration``, whose ``value`` is the
     :class:`SearchOutcome` (``unknown`` only when the cache cap is hit; a
@@ -164,7 +167,7 @@ def search(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_M
         if not countdown:
             steps += quantum
             countdown = quantum
-            yield steps, cached
+            yield steps, cached, max(best_len, len(stack_e))
         o = op_of[e]
         if o >= 0:                                   # a call entry
             if cls[o] != phase:
@@ -342,7 +345,7 @@ def run(model: Model, ops: Sequence[Operation], *, max_cache: int = DEFAULT_MAX_
     gen = search(model, ops, max_cache=max_cache, quantum=1000)
     try:
         while True:
-            steps, _ = next(gen)
+            steps, _, _ = next(gen)
             if max_steps is not None and steps >= max_steps:
                 gen.close()
                 return SearchOutcome(UNKNOWN_VERDICT, steps, 0, f"step budget of {max_steps} spent")

@@ -20,7 +20,7 @@ from harness.errors import UserError
 from harness.history import History, read_history
 from harness.limits import json_loads
 from harness.ops import NEMESIS, Op
-from harness.reports.linear_view import linear_views
+from harness.reports.linear_view import key_rows, key_summary, linear_views
 from harness.reports.render import render_page
 
 OUTCOMES = ("ok", "fail", "info", "open")
@@ -172,7 +172,8 @@ def build_run_model(run_dir: str | Path, history: History | None = None) -> dict
                      "divergent": divergent, "reads": total_reads,
                      "over_time": _sibling_timelines((results or {}).get("checkers", {}).get("siblings", {}).get("details", {}))},
         "staleness": _curves((results or {}).get("checkers", {}).get("staleness", {}).get("details", {})),
-        "linear_views": linear_views(results or {}),
+        "linear_views": linear_views(results or {}, *_history_for_views(history)),
+        "linear_summary": {c["name"]: key_summary(c["per_key"]) for c in checkers if c["per_key"]},
         "history_ops": len(history.ops),
     }
 
@@ -200,7 +201,7 @@ def _results_model(results: Mapping[str, Any], history: History) -> tuple[list[d
         checkers.append({"name": name, "verdict": res.get("verdict", "unknown"), "reason": res.get("reason"),
                          "counts": res.get("counts") or {}, "seconds": res.get("seconds"),
                          "anomalies": len(res.get("anomalies") or ()), "details": _trim(details),
-                         "per_key": _per_key(details) if name.startswith("linear") else []})
+                         "per_key": key_rows(details) if name.startswith("linear") else []})
         for a in res.get("anomalies") or ():
             aid = len(anomalies)
             ops = [i for i in (a.get("ops") or []) if isinstance(i, int)]
@@ -214,22 +215,30 @@ def _results_model(results: Mapping[str, Any], history: History) -> tuple[list[d
     return checkers, anomalies, proof
 
 
-def _per_key(details: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Per-key linearizability rows from the checker's details (``keys``/``per_key`` mapping key -> info)."""
-    table = details.get("keys") or details.get("per_key") or {}
-    out = []
-    if isinstance(table, Mapping):
-        for k, info in table.items():
-            info = info if isinstance(info, Mapping) else {"verdict": info}
-            cx = info.get("counterexample")
-            text = ", ".join(f"{c.get('op')} [{c.get('invoke')}..{c.get('complete')}]" for c in cx
-                             if isinstance(c, Mapping)) if isinstance(cx, list) else ""
-            rest = {kk: vv for kk, vv in info.items() if kk not in ("verdict", "counterexample", "longest_prefix")}
-            info_text = json.dumps(rest, default=str)
-            out.append({"key": k, "verdict": info.get("verdict", "?"), "counterexample": text,
-                        "info_text": info_text if len(info_text) <= 240 else info_text[:239] + "…"})
-    order = {"invalid": 0, "unknown": 1}
-    return sorted(out, key=lambda r: (order.get(str(r["verdict"]), 2), str(r["key"])))[:500]
+def _history_for_views(history: History) -> tuple[Any, Any]:
+    """``time_of`` (op index -> ms; None for an import ordered by position, whose times are
+    positions) and ``key_ops`` (a key's register ops, as the linearizability checker shows them)
+    for :func:`linear_views`."""
+    by_index = {o.index: o for o in history.ops}
+    positions = all(o.time == o.index for o in history.ops)
+
+    def time_of(index: int) -> float | None:
+        op = by_index.get(index)
+        return None if op is None else op.time / 1e6
+
+    def key_ops(key: str) -> list[dict[str, Any]]:
+        out = []
+        for inv, comp in history.pairs():
+            if inv.process == NEMESIS or str(inv.key) != key or (comp is not None and comp.type == "fail"):
+                continue
+            done = comp is not None and comp.type == "ok"
+            value = comp.value if done and inv.f == "read" else inv.value
+            text = (f"read -> {_short(value) or 'absent'}" if done else "read") if inv.f == "read" else f"{inv.f} {_short(value)}"
+            out.append({"invoke": inv.index, "complete": comp.index if done else None, "process": inv.process,
+                        "op": text if done else text + " (info)"})
+        return out
+
+    return (None if positions else time_of), key_ops
 
 
 def _sibling_timelines(details: Mapping[str, Any], keep: int = 6) -> list[dict[str, Any]]:

@@ -241,3 +241,52 @@ def _write(run_dir: Path, ops: list[Op]) -> None:
     with open(run_dir / "history.jsonl", "w", encoding="utf-8") as fh:
         for o in ops:
             fh.write(json.dumps(o.to_json(), separators=(",", ":")) + "\n")
+
+
+def write_counterexample_run(run_dir: str | Path, *, down_s: tuple[float, float] = (1.0, 5.3)) -> Path:
+    """A small hand-built register run (history and spec, no results: run the checkers on it) with known answers.
+
+    Key ``x`` is not linearizable: ``write 1`` (process 0), then ``write 2`` (process 1) are
+    acknowledged one after the other, process 3 reads 2, then process 2 reads 1: that read cannot
+    be placed after the longest linearizable prefix (write 1, write 2, read 2); process 4's write
+    of 3 timed out (info: it may or may not have happened, and explains nothing). Key ``y`` is linearizable; key ``z`` has more ops, so the
+    checker (smallest keys first, stopping at the first invalid key) never reaches it. Node n2 is
+    wiped at ``down_s[0]`` s and answers again at ``down_s[1]`` s (the ``start`` op's effect).
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    b = _Builder()
+    s = 1_000 * MS
+    wipe_at, back_at = (int(t * s) for t in down_s)
+    script: list[tuple[int, Any, str, str, dict[str, Any]]] = []
+
+    def op(t0: float, t1: float, p: int, f: str, key: str, value: Any, node: str = "n1") -> None:
+        script.append((int(t0 * s), p, "invoke", f, {"key": key, "value": None if f == "read" else value, "node": node}))
+        script.append((int(t1 * s), p, "ok", f, {"key": key, "value": value, "node": node}))
+
+    op(0.20, 0.40, 0, "write", "x", 1)
+    op(0.50, 0.70, 1, "write", "x", 2)
+    op(0.60, 0.85, 3, "read", "x", 2, node="n2")
+    op(0.90, 1.20, 2, "read", "x", 1, node="n3")
+    script.append((int(0.75 * s), 4, "invoke", "write", {"key": "x", "value": 3, "node": "n2"}))   # never answered
+    script.append((int(1.05 * s), 4, "info", "write", {"key": "x", "value": 3, "node": "n2", "error": "timeout"}))
+    op(0.25, 0.45, 3, "write", "y", 7)
+    op(1.50, 1.90, 3, "read", "y", 7)
+    for k in range(4):
+        op(2.0 + k, 2.4 + k, k, "write", "z", k)
+        op(2.5 + k, 2.8 + k, k, "read", "z", k)
+    wiped = {"n2": {"signal": "KILL", "process_gone": True, "wiped": True, "data_dir_empty": True, "ok": True}}
+    script += [(wipe_at, "nemesis", "invoke", "wipe", {"value": {"nodes": ["n2"]}}),
+               (wipe_at + 20 * MS, "nemesis", "info", "wipe", {"value": wiped, "mechanism": "SIGKILL",
+                                                               "effective": wipe_at + 10 * MS}),
+               (back_at - 250 * MS, "nemesis", "invoke", "start", {"value": {"nodes": ["n2"]}}),
+               (back_at + 2 * MS, "nemesis", "info", "start", {"value": {"n2": {"started": True, "health": "ok", "ok": True}},
+                                                               "mechanism": "start", "effective": back_at})]
+    for t, p, type_, f, kw in sorted(script, key=lambda e: e[0]):
+        b.add(t, p, type_, f, **kw)
+    _write(run_dir, b.ops)
+    spec = {"name": "counterexample", "backend": "local", "nodes": 3, "seed": 1, "duration": 6.0,
+            "target": {"n": 3, "r": 1, "w": 1, "mode": "lww"}, "workload": {"name": "register", "keys": 3},
+            "nemesis": {"faults": ["wipe"]}, "synthetic": True}
+    (run_dir / "spec.json").write_text(json.dumps(spec, indent=1))
+    return run_dir

@@ -47,19 +47,20 @@
     view = {t0: a, t1: a + span};
     listeners.forEach(function (f) { f(); });
   }
-  function fmtT(ms, span) {
-    var s = ms / 1000;
-    return span < 50 ? s.toFixed(3) + 's' : span < 2000 ? s.toFixed(2) + 's' : s.toFixed(1) + 's';
+  function decimalsFor(stepMs) {  // enough decimals (of seconds) that ticks one step apart read differently
+    return Math.max(0, Math.min(6, -Math.floor(Math.log10(stepMs / 1000) + 1e-9)));
   }
+  function fmtT(ms, stepMs) { return (ms / 1000).toFixed(decimalsFor(stepMs)) + 's'; }
   function lowerBound(arr, idxs, v, lo, hi) { // first position p in idxs[lo..hi) with arr[idxs[p]] >= v
     while (lo < hi) { var mid = (lo + hi) >> 1; if (arr[idxs[mid]] < v) lo = mid + 1; else hi = mid; }
     return lo;
   }
-  function niceTicks(a, b, n) {
-    var span = b - a, step = Math.pow(10, Math.floor(Math.log10(span / n)));
+  function niceTicks(a, b, n) {  // at most ~n ticks over [a, b], a step from the 1-2-5 series; out.step is it
+    var span = Math.max(b - a, 1e-9), step = Math.pow(10, Math.floor(Math.log10(span / n)));
     [1, 2, 5, 10].some(function (m) { if (span / (step * m) <= n) { step *= m; return true; } return false; });
-    var out = [], t = Math.ceil(a / step) * step;
-    for (var i = 0; t <= b && i < 100; i++, t += step) out.push(t);
+    var out = [], k0 = Math.ceil(a / step);
+    for (var k = k0; k * step <= b && k - k0 < 100; k++) out.push(k * step);  // k * step: no drift from adding steps
+    out.step = step;
     return out;
   }
 
@@ -113,11 +114,13 @@
     g.clearRect(0, 0, w, hgt);
     g.font = '11px system-ui, sans-serif'; g.textBaseline = 'middle';
     // axis
-    var span = view.t1 - view.t0;
     g.fillStyle = '#5f6b7a'; g.strokeStyle = '#eceff3';
-    niceTicks(view.t0, view.t1, Math.max(2, Math.floor((w - LEFT) / 90))).forEach(function (t) {
-      var x = xOf(t, w); g.beginPath(); g.moveTo(x, TOP - 4); g.lineTo(x, hgt); g.stroke(); if (x < w - 40) g.fillText(fmtT(t, span), x + 2, 9);
+    var ticks = niceTicks(view.t0, view.t1, Math.max(2, Math.floor((w - LEFT) / 90))), labels = [];
+    ticks.forEach(function (t) {
+      var x = xOf(t, w); g.beginPath(); g.moveTo(x, TOP - 4); g.lineTo(x, hgt); g.stroke();
+      if (x < w - 40) { labels.push(fmtT(t, ticks.step)); g.fillText(labels[labels.length - 1], x + 2, 9); }
     });
+    tl.dataset.ticks = JSON.stringify(labels);
     // fault windows
     M.windows.forEach(function (win) {
       var x0 = Math.max(LEFT, xOf(win.start, w)), x1 = Math.min(w - 8, xOf(win.end, w));
@@ -182,7 +185,7 @@
       g.lineWidth = 1;
     }
     tl.dataset.drawn = String(drawn); tl.dataset.highlighted = String(hl);
-    document.getElementById('tl-range').textContent = fmtT(view.t0, span) + ' – ' + fmtT(view.t1, span) + ' · ' + drawn + ' ops drawn';
+    document.getElementById('tl-range').textContent = fmtT(view.t0, ticks.step / 10) + ' – ' + fmtT(view.t1, ticks.step / 10) + ' · ' + drawn + ' ops drawn';
   }
 
   function opAt(mx, my) {
@@ -264,8 +267,9 @@
     });
   }
   function timeAxis(g, w, h) {
-    var span = view.t1 - view.t0; g.fillStyle = '#5f6b7a'; g.font = '11px system-ui, sans-serif'; g.textBaseline = 'alphabetic';
-    niceTicks(view.t0, view.t1, Math.max(2, Math.floor((w - LEFT) / 90))).forEach(function (t) { if (xOf(t, w) < w - 40) g.fillText(fmtT(t, span), xOf(t, w) + 2, h - 3); });
+    g.fillStyle = '#5f6b7a'; g.font = '11px system-ui, sans-serif'; g.textBaseline = 'alphabetic';
+    var ticks = niceTicks(view.t0, view.t1, Math.max(2, Math.floor((w - LEFT) / 90)));
+    ticks.forEach(function (t) { if (xOf(t, w) < w - 40) g.fillText(fmtT(t, ticks.step), xOf(t, w) + 2, h - 3); });
   }
   function drawLatency() {
     var cv = document.getElementById('lat-canvas'), c = setupCanvas(cv, 260), g = c.g, w = c.w, h = c.h - 16;
