@@ -51,7 +51,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         folder = ExploreFolder.create(histories_root(base.histories))
         folder.write_settings(settings)
     live = not args.no_display and sys.stderr.isatty()
-    display = ExploreDisplay(budget, live=live)
+    display = ExploreDisplay(budget, live=live, shrink_budget=shrink_budget)
     runner = RealRunner(settings["spec"], settings["overrides"], folder, tuple(settings["checkers"]),
                         on_start=display.started)
 
@@ -157,7 +157,7 @@ def _report(folder: Any, state: Any, replays: Mapping[str, Any] | None) -> None:
     from harness.explore.case import describe
 
     out = sys.stdout
-    print(f"explore: {len(state.tried)} cases in {state.elapsed():.0f} s ({state.count('pass')} pass, "
+    print(f"explore: {len(state.tried)} case(s) in {state.elapsed():.0f} s ({state.count('pass')} pass, "
           f"{state.count('fail')} fail, {state.count('flaky')} flaky, {state.count('unknown')} unknown); "
           f"stopped: {_STOPPED.get(state.stopped, state.stopped)}", file=out)
     if state.flaky:

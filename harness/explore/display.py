@@ -13,8 +13,9 @@ from harness.explore.search import SearchState, Tried
 
 
 class ExploreDisplay:
-    def __init__(self, budget: float, *, live: bool) -> None:
+    def __init__(self, budget: float, *, live: bool, shrink_budget: float | None = None) -> None:
         self.budget = budget
+        self.shrink_budget = budget if shrink_budget is None else shrink_budget
         self.state: SearchState | None = None
         self.running = ""
         self.last = ""
@@ -45,10 +46,11 @@ class ExploreDisplay:
         faults = "; ".join(describe(tried.actions)) or "no fault fits"
         self.last = f"case {tried.number} ({tried.phase}): {tried.outcome.upper()} [{verdicts}] {faults}"
         if self._live is None:
-            print(f"explore: {self.last}  ({_counts(state)}, {_left(state, self.budget)})", file=sys.stderr,
-                  flush=True)
+            left = _left(state, self.budget, self.shrink_budget)
+            print(f"explore: {self.last}  ({_counts(state)}, {left})", file=sys.stderr, flush=True)
 
     def _panel(self) -> Any:
+        from rich.markup import escape
         from rich.panel import Panel
         from rich.table import Table
 
@@ -56,11 +58,11 @@ class ExploreDisplay:
         state = self.state
         grid.add_row("cases", _counts(state) if state else "none yet")
         if state is not None and state.failures:
-            grid.add_row("shrinking", f"step {state.shrink_steps}: smallest failing case so far "
-                                      f"{min(t.number for t in state.failures[-1:])}")
-        grid.add_row("time", _left(state, self.budget) if state else f"{self.budget:g} s budget")
-        grid.add_row("running", self.running or "-")
-        grid.add_row("last", self.last or "-")
+            grid.add_row("shrinking", f"step {state.shrink_steps}: the last smaller failing case is case "
+                                      f"{state.failures[-1].number}")
+        grid.add_row("time", _left(state, self.budget, self.shrink_budget) if state else f"{self.budget:g} s budget")
+        grid.add_row("running", escape(self.running or "-"))   # a verdict in [brackets] is not markup
+        grid.add_row("last", escape(self.last or "-"))
         return Panel(grid, title="dynharness explore", expand=False)
 
 
@@ -70,10 +72,15 @@ def _counts(state: SearchState) -> str:
     return ", ".join(parts)
 
 
-def _left(state: SearchState | None, budget: float) -> str:
+def _left(state: SearchState | None, budget: float, shrink_budget: float) -> str:
+    """Time left of the search budget, or once a failure is confirmed, of the shrink budget."""
     if state is None:
         return ""
     used = time.monotonic() - state.started
+    if state.failures:
+        first = state.failures[0]
+        used -= first.started_s + first.seconds
+        return f"shrinking: {max(0.0, shrink_budget - used):.0f} s of {shrink_budget:g} s left"
     return f"{max(0.0, budget - used):.0f} s of {budget:g} s left"
 
 
