@@ -85,6 +85,13 @@ def test_a_short_explore_finds_a_zoo_bug_and_its_reproducer_fails_again(tmp_path
                             "--no-display"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 1, again.stdout + again.stderr
     assert "lost" in again.stdout
+    # --resume: the same settings, numbering on, and what failed is the first case tried
+    resumed = cli("explore", "--resume", str(folder), "--budget", "5", "--shrink-budget", "1", "--no-display",
+                  timeout=300)
+    assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+    log = [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
+    first_new = log[summary["cases"]]
+    assert first_new["number"] == summary["cases"] + 1 and first_new["outcome"] == "fail"
 
 
 def test_ctrl_c_keeps_the_record_and_leaves_nothing_running(tmp_path: Path) -> None:

@@ -48,7 +48,8 @@ class Orphan:
 
 
 def _state_files(root: Path) -> list[Path]:
-    found = {p.resolve() for p in root.glob(f"*/*/{cs.STATE_FILE}")} if root.is_dir() else set()
+    patterns = (f"*/*/{cs.STATE_FILE}", f"explore/*/runs/*/*/{cs.STATE_FILE}")   # runs, explore's case runs
+    found = {p.resolve() for pattern in patterns for p in root.glob(pattern)} if root.is_dir() else set()
     for entry in cs.registered_chains().values():
         if isinstance(entry.get("state"), str) and Path(entry["state"]).exists():
             found.add(Path(entry["state"]).resolve())

@@ -46,7 +46,10 @@ class RealRunner:
         spec = self.spec_for(case, number, attempt)
         if self.on_start is not None:
             self.on_start(number, attempt, case)
-        outcome = run_test(spec, display=False, histories=self.folder.runs)
+        try:
+            outcome = run_test(spec, display=False, histories=self.folder.runs)
+        except UserError as e:   # refused before it started (no Docker engine...): a run that could not run
+            return Attempt(verdict="failed", failing=False, error=str(e))
         results = outcome.results or {}
         invalid = tuple(sorted(name for name, res in (results.get("checkers") or {}).items()
                                if isinstance(res, Mapping) and res.get("verdict") == "invalid"))
