@@ -214,3 +214,15 @@ def test_nodes_touched_counts_killed_nodes_and_cut_off_ones():
     one = build_schedule(Case((FaultStep("crash", 1, 1, "one"),), 5, 1, 1, 100), space)
     every = build_schedule(Case((FaultStep("crash", 1, 1, "all"),), 5, 1, 1, 100), space)
     assert nodes_touched(one) == 1 and nodes_touched(every) == 5
+
+
+def test_shrinking_cut_short_keeps_the_smallest_failure_so_far():
+    from harness.explore.case import size
+
+    now = itertools.count()
+    state = Explorer(make_space(), FakeRunner(), budget=10_000, shrink_budget=60, seed=1,
+                     clock=lambda: float(next(now))).run()
+    assert state.stopped == "budget" and len(state.failures) >= 2
+    smallest = min(size(t.case, t.actions) for t in state.failures)
+    assert size(state.minimal.case, state.minimal.actions) == smallest
+    assert size(state.failures[0].case, state.failures[0].actions) > smallest

@@ -170,8 +170,11 @@ class Explorer:
         try:
             test()
             self.state.stopped = "budget" if self._spent() else "no-failure"
-        except _Failed as found:   # shrinking cut short by its budget: the smallest failure so far
-            self.state.minimal, self.state.stopped = found.tried, "budget" if self._spent() else "shrunk"
+        except _Failed as found:
+            if self._spent():   # shrinking cut short by its budget: the smallest failure so far
+                self.state.stopped = "budget"
+            else:
+                self.state.minimal, self.state.stopped = found.tried, "shrunk"
         except KeyboardInterrupt:
             self.state.stopped = "interrupted"
             self._pick_minimal()
@@ -185,9 +188,10 @@ class Explorer:
         return self.state
 
     def _pick_minimal(self) -> None:
-        """Hypothesis's minimal case when it named one, else the smallest confirmed failure."""
+        """Hypothesis's minimal case when it finished shrinking, else the smallest confirmed failure."""
         if self.state.minimal is None and self.state.failures:
-            self.state.minimal = min(self.state.failures, key=lambda t: size(t.case, t.actions))
+            # the smallest; of equals the later (hypothesis only tries what it deems simpler)
+            self.state.minimal = min(self.state.failures, key=lambda t: (size(t.case, t.actions), -t.number))
 
     def _spent(self) -> bool:
         """Searching: the budget is spent; shrinking: the shrink budget since the first failure."""
