@@ -72,15 +72,25 @@ class FaultKind:
         return _generic_op(f, value, done)
 
 
+#: The kinds loaded for one set of registrations (``plugins.registrations``): loaded once, not on
+#: each of the many ``NemesisSpec.hold``/``streams`` calls (the room check bisects with them).
+_loaded: tuple[tuple[tuple[str, str], ...], dict[str, FaultKind]] | None = None
+
+
 def registered() -> dict[str, FaultKind]:
-    """Every registered fault kind by name (built-ins and installed packages)."""
-    out = {}
-    for name, kind in plugins.load_all("nemeses").items():
-        if not isinstance(kind, FaultKind) or kind.name != name:
-            raise UserError(f"nemesis plugin {name!r} must name a nemeses.fault_kind.FaultKind called {name!r}, "
-                            f"got {kind!r}")
-        out[name] = kind
-    return out
+    """Every registered fault kind by name (built-ins and installed packages); loaded once per
+    set of registrations (a changed entry-point table loads them again)."""
+    global _loaded
+    table = plugins.registrations("nemeses")
+    if _loaded is None or _loaded[0] != table:
+        out = {}
+        for name, kind in plugins.load_all("nemeses").items():
+            if not isinstance(kind, FaultKind) or kind.name != name:
+                raise UserError(f"nemesis plugin {name!r} must name a nemeses.fault_kind.FaultKind called "
+                                f"{name!r}, got {kind!r}")
+            out[name] = kind
+        _loaded = (table, out)
+    return dict(_loaded[1])
 
 
 def names() -> tuple[str, ...]:

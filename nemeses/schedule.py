@@ -122,10 +122,11 @@ class NemesisSpec:
             **{kind: dict(values) for kind, values in self.options.items()},
         }
 
-    def hold(self, fault: str) -> float:
-        """Seconds one fault of this kind stays on: ``restart_delay`` for a kind that restarts its
-        nodes (a killed or wiped node), ``interval`` for the others."""
-        return self.restart_delay if fault_kind.registered()[fault].restarts else self.interval
+    def holds(self) -> dict[str, float]:
+        """Seconds one fault of each requested kind stays on: ``restart_delay`` for a kind that
+        restarts its nodes (a killed or wiped node), ``interval`` for the others."""
+        kinds = fault_kind.registered()
+        return {f: self.restart_delay if kinds[f].restarts else self.interval for f in self.faults}
 
     def streams(self) -> list[tuple[float, tuple[str, ...]]]:
         """Each start/stop stream: when its first fault starts, and the fault kinds it draws from.
@@ -287,7 +288,8 @@ def resolve_targets(targets: str, nodes: Sequence[str], rng: random.Random) -> l
 def _check_size(spec: NemesisSpec, nodes: int, duration: float) -> None:
     """Refuse, before building it, a schedule too big to plan (``harness.limits`` says why):
     a week at the shortest interval would be millions of ops."""
-    changes = sum(2 * (max(0, math.floor((duration - start) / (min(map(spec.hold, kinds)) + spec.interval))) + 1)
+    holds = spec.holds()
+    changes = sum(2 * (max(0, math.floor((duration - start) / (min(holds[f] for f in kinds) + spec.interval))) + 1)
                   for start, kinds in spec.streams())
     too_many = changes > MAX_FAULT_CHANGES
     if too_many or ("partition" in spec.faults and changes * nodes**2 > MAX_PARTITION_PAIRS):
@@ -311,6 +313,7 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
     nodes = list(nodes)
     _check_size(spec, len(nodes), duration)
     kinds = {name: k for name, k in fault_kind.registered().items() if name in spec.faults}
+    holds = spec.holds()
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
     for s, (t, stream) in enumerate(spec.streams()):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
@@ -318,7 +321,7 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
         seq = 0
         while True:
             fault = rng.choice(pending or stream)
-            hold = spec.hold(fault)
+            hold = holds[fault]
             if t + hold >= duration:
                 break
             if fault in pending:
