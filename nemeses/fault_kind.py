@@ -51,7 +51,8 @@ class FaultKind:
     restarts: bool = False              # held for crash.restart_delay rather than the interval
     options: Mapping[str, Any] = field(default_factory=dict)  # [nemesis.<name>] settings -> default
     #: target capability -> why the fault cannot be done without it (a spec naming this fault for a
-    #: target that lacks one is refused before any node starts; the part re-checks at setup)
+    #: target that lacks one is refused before any node starts, and again by the composed nemesis's
+    #: setup: both through :func:`target_refusals`)
     target_needs: Mapping[str, str] = field(default_factory=dict)
     #: what the backend must set up before the nodes start (``ClusterConfig.extra["features"]``,
     #: e.g. ``lazy-disks``) -> why; a backend that offers none of it is refused before anything starts
@@ -99,7 +100,8 @@ def names() -> tuple[str, ...]:
 
 
 def target_refusals(faults: Sequence[str], target: Any) -> list[str]:
-    """One line per requested fault the target cannot take (its ``target_needs`` it lacks)."""
+    """One line per requested fault the target cannot take (its ``target_needs`` it lacks): the one
+    decision, made by the spec before anything starts and by the composed nemesis at setup."""
     kinds = registered()
     return [f"the {target.name} target {why}: refusing the {name} nemesis rather than pretending"
             for name in faults if name in kinds

@@ -31,7 +31,8 @@ def build_for(faults: Iterable[str]) -> ComposedNemesis:
     for name in sorted(wanted):
         by_part.setdefault(kinds[name].part, []).append(kinds[name])
     shared: dict[str, Any] = {}
-    return ComposedNemesis([group[0].build(frozenset(k.name for k in group), shared) for group in by_part.values()])
+    return ComposedNemesis([group[0].build(frozenset(k.name for k in group), shared) for group in by_part.values()],
+                           faults=wanted)
 
 
 def faults_of(actions: Iterable[ScheduledAction]) -> set[str]:
