@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from harness import plugins
 from harness.errors import UserError
@@ -92,6 +92,18 @@ def registered() -> dict[str, FaultKind]:
             out[name] = kind
         _loaded = (table, out)
     return dict(_loaded[1])
+
+
+def requested(faults: Iterable[str]) -> dict[str, FaultKind]:
+    """The records of the fault kinds a spec asks for (in its order, once each); UserError (one
+    line) naming every kind nobody registered: the one check of a spec's fault names."""
+    wanted = tuple(dict.fromkeys(faults))
+    known = names()
+    unknown = [f for f in wanted if f not in known]
+    if unknown:
+        raise UserError(f"nemesis: unknown fault(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    kinds = registered()
+    return {f: kinds[f] for f in wanted}
 
 
 def names() -> tuple[str, ...]:

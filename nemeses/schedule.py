@@ -182,11 +182,7 @@ def _kind_options(faults: Sequence[str], given: Mapping[str, Mapping[str, Any]])
 def _validated(flat: Mapping[str, Any]) -> NemesisSpec:
     out: dict[str, Any] = {}
     faults = _names("faults", flat.get("faults", ()))
-    known = fault_kind.names()
-    bad = [f for f in faults if f not in known]
-    if bad:
-        raise UserError(f"nemesis: unknown fault(s) {', '.join(bad)} (known: {', '.join(known)})")
-    out["faults"] = tuple(dict.fromkeys(faults))
+    out["faults"] = tuple(fault_kind.requested(faults))
     out["options"] = _kind_options(out["faults"], flat.get("options", {}))
     if "interval" in flat:
         out["interval"] = _number("interval", flat["interval"], 0.1, 86400)
