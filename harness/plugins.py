@@ -108,11 +108,6 @@ def load(group: str, name: str, what: str | None = None) -> Any:
     return obj
 
 
-def load_all(group: str) -> dict[str, Any]:
-    """name -> object for every entry point of a plug point (a broken one: UserError naming it)."""
-    return {name: load(group, name) for name in names(group)}
-
-
 def target(kind: str) -> Any:
     """A target instance by name (the ``dynharness.targets`` group names a class or factory)."""
     return load("targets", kind, "target")()

@@ -157,8 +157,7 @@ def _names(name: str, v: Any) -> tuple[str, ...]:
 
 def _kind_options(faults: Sequence[str], given: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The [nemesis.<kind>] settings of plugin kinds: each known key, of its default's type, else default."""
-    wanted = set(faults) | set(given)
-    kinds = {name: k for name, k in fault_kind.registered().items() if name in wanted and k.options}
+    kinds = {name: k for name, k in fault_kind.requested([*faults, *given]).items() if k.options}
     out: dict[str, dict[str, Any]] = {}
     for name, table in given.items():
         if name not in kinds:
