@@ -84,6 +84,12 @@ def names(group: str) -> tuple[str, ...]:
     return tuple(sorted(_entry_points(group)))
 
 
+def registrations(group: str) -> tuple[tuple[str, str], ...]:
+    """(name, "module:attr") of every entry point of a plug point, sorted: what a cache of the
+    loaded objects is keyed on, so it follows any change to the registrations."""
+    return tuple(sorted(_entry_points(group).items()))
+
+
 def load(group: str, name: str, what: str | None = None) -> Any:
     """The object an entry point names; UserError (one line) for an unknown or broken plugin."""
     what = what or group.rstrip("s")
@@ -100,11 +106,6 @@ def load(group: str, name: str, what: str | None = None) -> Any:
     except Exception as e:  # noqa: BLE001  a broken plugin is the user's input: one line, not a traceback
         raise UserError(f"{what} {name!r} ({table[name]}) cannot be loaded: {type(e).__name__}: {e}") from None
     return obj
-
-
-def load_all(group: str) -> dict[str, Any]:
-    """name -> object for every entry point of a plug point (a broken one: UserError naming it)."""
-    return {name: load(group, name) for name in names(group)}
 
 
 def target(kind: str) -> Any:

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from harness.backends.base import Backend
 from harness.errors import CapabilityError
-from nemeses import firewall, probes
+from nemeses import fault_kind, firewall, probes
 from nemeses.base import Nemesis, NemesisContext, NemesisOp, Outcome, Probe, confirmed
 from nemeses.clock import faketime_text
 from targets.adapter import AdminError, Target
@@ -38,7 +38,8 @@ class ComposedNemesis:
 
     name = "composed"
 
-    def __init__(self, parts: Sequence[Nemesis]):
+    def __init__(self, parts: Sequence[Nemesis], faults: Iterable[str] = ()):
+        self.faults = tuple(sorted(faults))   # the fault kinds the parts perform (their records' needs)
         self.parts = sorted(parts, key=lambda p: getattr(p, "heal_rank", LAST))
         self.routes: dict[str, Nemesis] = {}
         for part in self.parts:
@@ -51,7 +52,14 @@ class ComposedNemesis:
         self._lock = threading.RLock()
 
     def setup(self, ctx: NemesisContext) -> None:
-        """Set up every part; refuse (one CapabilityError naming every reason) if any part cannot run here."""
+        """Set up every part; refuse (one CapabilityError naming every reason) if any part cannot run here.
+
+        A fault whose record needs a target capability this target lacks is refused before any part is
+        set up, by the function the spec's check uses (``fault_kind.target_refusals``): the guard for a
+        spec the harness did not validate (``run_test`` from Python)."""
+        refusals = fault_kind.target_refusals(self.faults, ctx.target)
+        if refusals:
+            raise CapabilityError("; ".join(refusals))
         self.ctx = ctx
         reasons = []
         for part in self.parts:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from harness import plugins
 from harness.errors import UserError
@@ -51,7 +51,8 @@ class FaultKind:
     restarts: bool = False              # held for crash.restart_delay rather than the interval
     options: Mapping[str, Any] = field(default_factory=dict)  # [nemesis.<name>] settings -> default
     #: target capability -> why the fault cannot be done without it (a spec naming this fault for a
-    #: target that lacks one is refused before any node starts; the part re-checks at setup)
+    #: target that lacks one is refused before any node starts, and again by the composed nemesis's
+    #: setup: both through :func:`target_refusals`)
     target_needs: Mapping[str, str] = field(default_factory=dict)
     #: what the backend must set up before the nodes start (``ClusterConfig.extra["features"]``,
     #: e.g. ``lazy-disks``) -> why; a backend that offers none of it is refused before anything starts
@@ -72,24 +73,76 @@ class FaultKind:
         return _generic_op(f, value, done)
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """The kinds of one set of registrations (``plugins.registrations``), loaded once: not on each
+    of the many ``NemesisSpec.holds``/``streams`` calls (the room check bisects with them)."""
+
+    registrations: tuple[tuple[str, str], ...]
+    kinds: Mapping[str, FaultKind]
+    broken: Mapping[str, str]           # name -> why it cannot be loaded (one line)
+
+
+_loaded: _Loaded | None = None
+
+
+def _load() -> _Loaded:
+    global _loaded
+    table = plugins.registrations("nemeses")
+    if _loaded is None or _loaded.registrations != table:
+        kinds, broken = {}, {}
+        for name, value in table:
+            try:
+                kind = plugins.load("nemeses", name, "nemesis plugin")
+            except UserError as e:
+                broken[name] = str(e)
+                continue
+            if isinstance(kind, FaultKind) and kind.name == name:
+                kinds[name] = kind
+            else:
+                broken[name] = (f"nemesis plugin {name!r} ({value}) cannot be loaded: it is not a "
+                                f"nemeses.fault_kind.FaultKind called {name!r} (got {kind!r:.80})")
+        _loaded = _Loaded(table, kinds, broken)
+    return _loaded
+
+
 def registered() -> dict[str, FaultKind]:
-    """Every registered fault kind by name (built-ins and installed packages)."""
-    out = {}
-    for name, kind in plugins.load_all("nemeses").items():
-        if not isinstance(kind, FaultKind) or kind.name != name:
-            raise UserError(f"nemesis plugin {name!r} must name a nemeses.fault_kind.FaultKind called {name!r}, "
-                            f"got {kind!r}")
-        out[name] = kind
-    return out
+    """Every loadable registered fault kind by name (built-ins and installed packages); loaded once
+    per set of registrations (a changed entry-point table loads them again). A plug-in that cannot
+    be loaded is left out (:func:`broken` says why), so it fails only the specs that name it."""
+    return dict(_load().kinds)
+
+
+def broken() -> dict[str, str]:
+    """Registered fault kinds that cannot be loaded -> one line saying why (``nemesis plugin 'x'
+    (module:attr) cannot be loaded: ...``)."""
+    return dict(_load().broken)
+
+
+def requested(faults: Iterable[str]) -> dict[str, FaultKind]:
+    """The records of the fault kinds a spec asks for (in its order, once each); UserError (one
+    line) naming every kind nobody registered, or why a requested plug-in cannot be loaded: the one
+    check of a spec's fault names."""
+    wanted = tuple(dict.fromkeys(faults))
+    known = names()
+    unknown = [f for f in wanted if f not in known]
+    if unknown:
+        raise UserError(f"nemesis: unknown fault(s) {', '.join(unknown)} (known: {', '.join(known)})")
+    loaded = _load()
+    unloadable = [loaded.broken[f] for f in wanted if f in loaded.broken]
+    if unloadable:
+        raise UserError(unloadable[0])
+    return {f: loaded.kinds[f] for f in wanted}
 
 
 def names() -> tuple[str, ...]:
-    """Every registered fault kind name (without loading them)."""
+    """Every registered fault kind name (without loading them; an unloadable plug-in's too)."""
     return plugins.names("nemeses")
 
 
 def target_refusals(faults: Sequence[str], target: Any) -> list[str]:
-    """One line per requested fault the target cannot take (its ``target_needs`` it lacks)."""
+    """One line per requested fault the target cannot take (its ``target_needs`` it lacks): the one
+    decision, made by the spec before anything starts and by the composed nemesis at setup."""
     kinds = registered()
     return [f"the {target.name} target {why}: refusing the {name} nemesis rather than pretending"
             for name in faults if name in kinds

@@ -36,7 +36,6 @@ import threading
 import time
 from typing import Any, Mapping, Sequence
 
-from harness.errors import CapabilityError
 from nemeses import firewall, probes
 from nemeses.transport_faults import TransportFaultBook
 from targets.adapter import AdminError
@@ -77,15 +76,13 @@ class LinkNemesis:
         self._lock = threading.RLock()
 
     def setup(self, ctx: NemesisContext) -> None:
-        """Loss: iptables when possible, else in-process; latency: in-process only. Refuse what cannot run."""
+        """Loss: iptables when possible, else in-process; latency: in-process only (a target without it is
+        refused from the kind's ``target_needs`` by the composed nemesis). Refuse what cannot run."""
         self.ctx = ctx
         self.nodes = {n.name: n for n in ctx.nodes}
         self.transport.bind(ctx.nodes, ctx.target.admin)
         if "loss" in self.kinds:
             self.loss_mechanism = firewall.drop_mechanism(ctx.backend, ctx.target, "loss")
-        if "latency" in self.kinds and "transport-faults" not in ctx.target.capabilities:
-            raise CapabilityError(f"the {ctx.target.name} target has no in-process transport delay and this kernel "
-                                  "has no tc netem: refusing the latency nemesis")
 
     def invoke(self, op: NemesisOp) -> Outcome:
         """Start or stop one kind of link fault, then measure it."""

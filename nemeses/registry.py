@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from harness.errors import UserError
 from nemeses import fault_kind
 from nemeses.compose import ComposedNemesis
 from nemeses.schedule import NemesisSpec, ScheduledAction
@@ -22,16 +21,13 @@ def build(spec: NemesisSpec) -> ComposedNemesis:
 
 def build_for(faults: Iterable[str]) -> ComposedNemesis:
     """The composed nemesis for these fault kinds (UserError for a kind nobody registered)."""
-    wanted = set(faults)
-    kinds = fault_kind.registered()
-    unknown = sorted(wanted - set(kinds))
-    if unknown:
-        raise UserError(f"nemesis: unknown fault(s) {', '.join(unknown)} (known: {', '.join(kinds)})")
+    kinds = fault_kind.requested(sorted(set(faults)))
     by_part: dict[str, list[fault_kind.FaultKind]] = {}
-    for name in sorted(wanted):
-        by_part.setdefault(kinds[name].part, []).append(kinds[name])
+    for kind in kinds.values():
+        by_part.setdefault(kind.part, []).append(kind)
     shared: dict[str, Any] = {}
-    return ComposedNemesis([group[0].build(frozenset(k.name for k in group), shared) for group in by_part.values()])
+    return ComposedNemesis([group[0].build(frozenset(k.name for k in group), shared) for group in by_part.values()],
+                           faults=kinds)
 
 
 def faults_of(actions: Iterable[ScheduledAction]) -> set[str]:

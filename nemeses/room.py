@@ -30,7 +30,8 @@ _MIN_INTERVAL = 0.1
 
 def needed_duration(spec: NemesisSpec) -> float:
     """The run must be longer than this for every requested kind to start (and stop) once."""
-    return max((start + sum(spec.hold(f) for f in kinds) + (len(kinds) - 1) * spec.interval
+    holds = spec.holds()
+    return max((start + sum(holds[f] for f in kinds) + (len(kinds) - 1) * spec.interval
                 for start, kinds in spec.streams()), default=0.0)
 
 
@@ -68,7 +69,7 @@ def check_room(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: flo
     fix = f"a duration above {need:g} s (e.g. {math.floor(need) + 1})"
     if interval is not None and interval < spec.interval:
         fix += f" or nemesis.interval <= {interval:g}"
-    holds = "/".join(f"{h:g}" for h in sorted({spec.hold(f) for f in spec.faults}))
+    holds = "/".join(f"{h:g}" for h in sorted(set(spec.holds().values())))
     raise UserError(
         f"nemesis: a {duration:g} s run has no room for {', '.join(missing)} (the first fault starts at "
         f"{spec.first_at:g} s, each holds {holds} s, {spec.interval:g} s apart, and all stop before the run "

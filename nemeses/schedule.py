@@ -122,10 +122,11 @@ class NemesisSpec:
             **{kind: dict(values) for kind, values in self.options.items()},
         }
 
-    def hold(self, fault: str) -> float:
-        """Seconds one fault of this kind stays on: ``restart_delay`` for a kind that restarts its
-        nodes (a killed or wiped node), ``interval`` for the others."""
-        return self.restart_delay if fault_kind.registered()[fault].restarts else self.interval
+    def holds(self) -> dict[str, float]:
+        """Seconds one fault of each requested kind stays on: ``restart_delay`` for a kind that
+        restarts its nodes (a killed or wiped node), ``interval`` for the others."""
+        kinds = fault_kind.registered()
+        return {f: self.restart_delay if kinds[f].restarts else self.interval for f in self.faults}
 
     def streams(self) -> list[tuple[float, tuple[str, ...]]]:
         """Each start/stop stream: when its first fault starts, and the fault kinds it draws from.
@@ -156,8 +157,7 @@ def _names(name: str, v: Any) -> tuple[str, ...]:
 
 def _kind_options(faults: Sequence[str], given: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     """The [nemesis.<kind>] settings of plugin kinds: each known key, of its default's type, else default."""
-    wanted = set(faults) | set(given)
-    kinds = {name: k for name, k in fault_kind.registered().items() if name in wanted and k.options}
+    kinds = {name: k for name, k in fault_kind.requested([*faults, *given]).items() if k.options}
     out: dict[str, dict[str, Any]] = {}
     for name, table in given.items():
         if name not in kinds:
@@ -181,11 +181,7 @@ def _kind_options(faults: Sequence[str], given: Mapping[str, Mapping[str, Any]])
 def _validated(flat: Mapping[str, Any]) -> NemesisSpec:
     out: dict[str, Any] = {}
     faults = _names("faults", flat.get("faults", ()))
-    known = fault_kind.names()
-    bad = [f for f in faults if f not in known]
-    if bad:
-        raise UserError(f"nemesis: unknown fault(s) {', '.join(bad)} (known: {', '.join(known)})")
-    out["faults"] = tuple(dict.fromkeys(faults))
+    out["faults"] = tuple(fault_kind.requested(faults))
     out["options"] = _kind_options(out["faults"], flat.get("options", {}))
     if "interval" in flat:
         out["interval"] = _number("interval", flat["interval"], 0.1, 86400)
@@ -287,7 +283,8 @@ def resolve_targets(targets: str, nodes: Sequence[str], rng: random.Random) -> l
 def _check_size(spec: NemesisSpec, nodes: int, duration: float) -> None:
     """Refuse, before building it, a schedule too big to plan (``harness.limits`` says why):
     a week at the shortest interval would be millions of ops."""
-    changes = sum(2 * (max(0, math.floor((duration - start) / (min(map(spec.hold, kinds)) + spec.interval))) + 1)
+    holds = spec.holds()
+    changes = sum(2 * (max(0, math.floor((duration - start) / (min(holds[f] for f in kinds) + spec.interval))) + 1)
                   for start, kinds in spec.streams())
     too_many = changes > MAX_FAULT_CHANGES
     if too_many or ("partition" in spec.faults and changes * nodes**2 > MAX_PARTITION_PAIRS):
@@ -311,6 +308,7 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
     nodes = list(nodes)
     _check_size(spec, len(nodes), duration)
     kinds = {name: k for name, k in fault_kind.registered().items() if name in spec.faults}
+    holds = spec.holds()
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
     for s, (t, stream) in enumerate(spec.streams()):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
@@ -318,7 +316,7 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
         seq = 0
         while True:
             fault = rng.choice(pending or stream)
-            hold = spec.hold(fault)
+            hold = holds[fault]
             if t + hold >= duration:
                 break
             if fault in pending:

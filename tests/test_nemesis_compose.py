@@ -123,11 +123,12 @@ class StoreWithout:
 @pytest.mark.parametrize("fault, caps, missing, msg", [
     ("partition", {"signals"}, {"transport-faults"}, "no iptables.*plain target has no in-process transport faults"),
     ("loss", {"signals"}, {"transport-faults"}, "refusing the loss nemesis"),
-    ("latency", {"iptables"}, {"transport-faults"}, "no tc netem"),
+    ("latency", {"iptables"}, {"transport-faults"}, "plain target has no in-process transport delay .*refusing the "
+                                                    "latency nemesis rather than pretending$"),
     ("pause", {"iptables"}, set(), "cannot signal"),
     ("crash", set(), set(), "cannot signal"),
     ("wipe", {"signals"}, set(), "cannot wipe"),
-    ("wipe", {"signals", "wipe"}, {"wipe"}, "wiped plain node cannot rejoin"),
+    ("wipe", {"signals", "wipe"}, {"wipe"}, "plain target has no way for a node restarted with an empty disk"),
     ("clock", {"signals", "faketime"}, {"clock"}, "cannot report its nodes' own clocks"),
     ("partition", {"iptables", "shared-host"}, {"transport-faults", "peer-source-address"},
      "do not leave from each node's own address"),
@@ -136,6 +137,37 @@ def test_faults_refuse_what_the_backend_or_the_target_cannot_do(fault: str, caps
     with pytest.raises(CapabilityError, match=msg):
         registry.build_for([fault]).setup(NemesisContext(FakeBackend(frozenset(caps)), NODES, 0,
                                                          StoreWithout(frozenset(missing))))
+
+
+def test_setup_refuses_what_the_target_lacks_in_the_words_of_the_spec_check(monkeypatch) -> None:
+    """One decision (the record's target_needs, read by fault_kind.target_refusals): a spec the harness
+    never validated (run_test from Python) is refused at setup with the spec check's lines, before any
+    part is set up, and a plug-in kind's needs are honoured like a built-in's."""
+    from harness import plugins
+    from nemeses.compose import ComposedNemesis
+
+    monkeypatch.setitem(plugins._entry_points("nemeses"), "freeze", "tests.test_nemesis_compose:FREEZE")
+    target = StoreWithout(frozenset({"clock", "snapshots"}))
+    lines = fault_kind.target_refusals(["clock", "freeze", "pause"], target)
+    assert lines == ["the plain target cannot report its nodes' own clocks, so a skew could not be verified: "
+                     "refusing the clock nemesis rather than pretending",
+                     "the plain target cannot freeze a replica without snapshots: refusing the freeze nemesis "
+                     "rather than pretending"]
+    ctx = NemesisContext(FakeBackend(frozenset({"signals", "faketime"})), NODES, 0, target)
+    with pytest.raises(CapabilityError) as e:
+        registry.build_for(["clock", "pause"]).setup(ctx)
+    assert str(e.value) == lines[0]
+    part = Recorder("freeze", frozenset({"freeze", "thaw"}))
+    with pytest.raises(CapabilityError) as e:
+        ComposedNemesis([part], faults=["freeze", "clock"]).setup(ctx)
+    assert str(e.value) == "; ".join(lines) and part.calls == []
+    ComposedNemesis([part], faults=["pause"]).setup(ctx)
+    assert part.calls == ["setup"]
+
+
+FREEZE = fault_kind.FaultKind("freeze", "freeze", "thaw", "freeze", lambda kinds, shared: None,
+                              lambda spec, nodes, rng: (NemesisOp("freeze", None), NemesisOp("thaw", None)),
+                              target_needs={"snapshots": "cannot freeze a replica without snapshots"})
 
 
 @pytest.mark.parametrize("backend_caps, missing, mechanism", [

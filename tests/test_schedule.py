@@ -179,3 +179,13 @@ def test_registry_builds_one_nemesis_for_every_op_of_the_schedule() -> None:
     nemesis = registry.build(spec)
     fs = {a.op.f for a in build_schedule(spec, NODES, 1, 300)}
     assert fs <= nemesis.fs
+
+
+def test_an_unknown_fault_is_one_line_in_the_same_words_from_a_spec_and_from_the_registry() -> None:
+    with pytest.raises(UserError) as from_spec:
+        NemesisSpec.from_mapping({"faults": ["meteor", "partition", "comet", "meteor"]})
+    with pytest.raises(UserError) as from_registry:
+        registry.build_for(["partition", "comet", "meteor"])
+    known = ", ".join(fault_kind.names())
+    assert str(from_spec.value) == f"nemesis: unknown fault(s) meteor, comet (known: {known})"
+    assert str(from_registry.value) == f"nemesis: unknown fault(s) comet, meteor (known: {known})"
