@@ -336,7 +336,7 @@ def _check_target_can(target: Target, workload: str, faults: Any, bad: Any) -> N
 
 def _check_backend_can(backend: str, faults: Any, bad: Any) -> None:
     """Refuse, before anything starts, a fault whose setup the backend cannot make (power loss's
-    lazy disks anywhere but the local backend)."""
+    lazy disks on the ssh backend)."""
     from harness.backends import FEATURES
     from nemeses import fault_kind
 
