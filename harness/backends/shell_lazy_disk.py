@@ -66,7 +66,8 @@ class ShellLazyDisk:
         except RuntimeError:
             log = self.shell.get_file(self.log_file).decode(errors="replace").strip().splitlines()[-1:] or ["empty log"]
             self.unmount()
-            raise RuntimeError(f"lazy disk at {self.mount} did not mount within {MOUNT_TIMEOUT:g}s: {log[0][:200]}")
+            raise RuntimeError(f"lazy disk at {self.mount} did not mount (waited up to {MOUNT_TIMEOUT:g}s): "
+                               f"{log[0][:200]}")
         if first.strip():
             marker = f"{self.mount}/{SYNCED_MARKER}"
             self.shell.exec(remote.sh('echo synced > "$1" && sync -- "$1" "$2"', marker, self.mount),
