@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness.backends import cluster_state, remote
-from harness.backends.shell_lazy_disk import ShellLazyDisk
 from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, Node
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
                                              connect_engine, create_cluster, remove_clusters)
 from harness.backends.image import APP_DIR, SITE_DIR, ImageRecipe, ensure_image
+from harness.backends.lazy_disks import CANNOT_MOUNT
+from harness.backends.shell_lazy_disk import ShellLazyDisk
 from harness.errors import UserError
 from targets.adapter import Target
 LAYOUT = remote.NodeLayout(app_dir=APP_DIR, pythonpath=f"{SITE_DIR}:{APP_DIR}",
@@ -90,7 +91,7 @@ class DockerBackend:
         self._secret = secrets.token_urlsafe(32)
         lazy = "lazy-disks" in config.extra.get("features", ())
         if lazy and (why := fuse_unavailable()):
-            raise UserError(f"cannot put the nodes' data dirs on lazy disks (for power loss): {why}")
+            raise UserError(f"{CANNOT_MOUNT}: {why}")
         self._client = client = connect_engine(self.timeout)
         if self.image:
             tag = self.image
@@ -167,7 +168,7 @@ class DockerBackend:
             try:
                 self._disks[node].start()
             except RuntimeError as e:
-                raise UserError(f"cannot put the nodes' data dirs on lazy disks (for power loss): {e}") from None
+                raise UserError(f"{CANNOT_MOUNT}: {e}") from None
 
     def teardown(self) -> None:
         """Remove the run's cluster; on a kept cluster only stop the nodes and undo the faults."""

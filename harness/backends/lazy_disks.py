@@ -32,6 +32,8 @@ from harness.backends import lazyfs_control
 SYNCED_MARKER = ".lazyfs-synced"
 UNSYNCED_MARKER = ".lazyfs-unsynced"
 MOUNT_TIMEOUT = 15.0
+#: How a backend's setup says it cannot mount lazy disks (followed by ": " and why)
+CANNOT_MOUNT = "cannot put the nodes' data dirs on lazy disks (for power loss)"
 
 #: (argv, log path) -> the started process (the backend's: it decides what outlives the harness)
 Launch = Callable[[list[str], Path], subprocess.Popen]
