@@ -30,7 +30,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from harness import plugins, replica_snapshot
 from harness.backends import make_backend
@@ -68,8 +68,10 @@ class NemesisPlan:
     schedule: tuple[Any, ...]
 
 
-def plan_nemesis(spec: TestSpec) -> NemesisPlan:
-    """Parse the spec's nemesis and build (or load, for a replay) the schedule; UserError on bad input."""
+def plan_nemesis(spec: TestSpec, target: Any = None, keys: Sequence[str] = ()) -> NemesisPlan:
+    """Parse the spec's nemesis and build (or load, for a replay) the schedule; UserError on bad input.
+    ``nemesis.targets = "replicas"`` picks among the nodes holding each of ``keys`` (the workload's),
+    as ``target`` (a ``preference-list`` one, else refused) places them."""
     replay = spec.replay_schedule
     if not spec.faults and not replay:
         return NemesisPlan(None, ())
@@ -89,7 +91,15 @@ def plan_nemesis(spec: TestSpec) -> NemesisPlan:
                 raise UserError(f"{stored}: cannot read the replayed run's spec: {e}") from None
         return NemesisPlan(sched.NemesisSpec.from_mapping(nemesis_map), tuple(actions))
     nspec = sched.NemesisSpec.from_mapping(nemesis_map)
-    return NemesisPlan(nspec, tuple(sched.build_schedule(nspec, list(spec.node_names), spec.seed, spec.duration)))
+    replica_sets: list[tuple[str, ...]] = []
+    if nspec.targets == "replicas":
+        target = target or plugins.target(spec.target_kind)
+        why = sched.replicas_refusal(target)
+        if why:
+            raise UserError(why)
+        replica_sets = [target.preference_list(k, spec.node_names, spec.target_settings) for k in keys]
+    return NemesisPlan(nspec, tuple(sched.build_schedule(nspec, list(spec.node_names), spec.seed, spec.duration,
+                                                         replica_sets)))
 
 
 def versions() -> dict[str, Any]:
@@ -127,8 +137,8 @@ def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | 
     elif target.name != spec.target_kind:
         raise UserError(f"the spec tests {spec.target_kind!r} but the run was given the {target.name!r} target "
                         f"(build the spec with load_spec(..., target=...))")
-    plan = plan_nemesis(spec)
     workload = build_workload(spec.workload, spec.concurrency, spec.node_names)
+    plan = plan_nemesis(spec, target, workload.final_keys())
     backend = backend or make_backend(spec)
     root = histories if histories is not None else histories_root(spec.histories)
     run_dir = new_run_dir(root, spec.name)

@@ -259,7 +259,7 @@ def build_spec(data: Mapping[str, Any], source: str | None = None, *, target: Ta
     faults = nemesis.get("faults", [])
     _check_target_can(target, workload.name, faults if isinstance(faults, list) else [], bad)
     _check_backend_can(s.backend, faults if isinstance(faults, list) else [], bad)
-    _check_nemesis(nemesis, bad, None if s.replay_schedule else s)
+    _check_nemesis(nemesis, bad, None if s.replay_schedule else s, target)
     checkers = dict(data.get("checkers", {}))
     if (refused := checker_table_error(checkers)) is not None:
         raise bad(refused)
@@ -336,7 +336,7 @@ def _check_target_can(target: Target, workload: str, faults: Any, bad: Any) -> N
 
 def _check_backend_can(backend: str, faults: Any, bad: Any) -> None:
     """Refuse, before anything starts, a fault whose setup the backend cannot make (power loss's
-    lazy disks anywhere but the local backend)."""
+    lazy disks on the ssh backend)."""
     from harness.backends import FEATURES
     from nemeses import fault_kind
 
@@ -383,8 +383,9 @@ def _resolve_workload(given: dict[str, Any], concurrency: int, bad: Any) -> Work
     return dataclasses.replace(w, mix=MappingProxyType(mix))
 
 
-def _check_nemesis(nemesis: dict[str, Any], bad: Any, run: TestSpec | None) -> None:
-    """The nemesis table parses, and (``run``: not a replay) its schedule has room for every fault."""
+def _check_nemesis(nemesis: dict[str, Any], bad: Any, run: TestSpec | None, target: Target) -> None:
+    """The nemesis table parses, its targets suit the target, and (``run``: not a replay) its
+    schedule has room for every fault."""
     faults = nemesis.get("faults", [])
     if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
         raise bad(f"nemesis.faults must be a list of fault names, got {faults!r}")
@@ -392,11 +393,13 @@ def _check_nemesis(nemesis: dict[str, Any], bad: Any, run: TestSpec | None) -> N
         return
     try:
         from nemeses.room import check_room  # type: ignore[import-not-found]
-        from nemeses.schedule import NemesisSpec  # type: ignore[import-not-found]
+        from nemeses.schedule import NemesisSpec, replicas_refusal  # type: ignore[import-not-found]
     except ImportError:
         return  # checked again when the run builds the schedule
     try:
         nspec = NemesisSpec.from_mapping(nemesis)
+        if nspec.targets == "replicas" and (why := replicas_refusal(target)):
+            raise UserError(why)
         if run is not None:
             check_room(nspec, run.node_names, run.seed, run.duration)
     except UserError as e:

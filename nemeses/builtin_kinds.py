@@ -10,7 +10,7 @@ values, so a stored schedule replays without the seed.
 * ``pause``: SIGSTOP / SIGCONT.
 * ``loss`` / ``latency``: lossy or slow links from the chosen nodes (in-process transport).
 * ``power-loss``: SIGKILL of the chosen nodes and the loss of whatever their disks never fsynced
-  (a lazy file system under each data dir, local backend); ``power-on`` brings them back.
+  (a lazy file system under each data dir, local and docker backends); ``power-on`` brings them back.
 
 Partition and link parts share one :class:`~nemeses.transport_faults.TransportFaultBook` (the
 ``shared`` dict of a run's build), so their in-process faults merge per node instead of
@@ -162,4 +162,4 @@ LATENCY = FaultKind("latency", "start-link", "stop-link", "link", _link_part, _d
 POWER_LOSS = FaultKind("power-loss", "power-off", "power-on", "power", lambda kinds, shared: PowerLossNemesis(),
                        _draw_power, process=True, restarts=True, options={"torn": False}, describer=_describe_process,
                        backend_needs={"lazy-disks": "cannot put the nodes' data dirs on a lazy file system "
-                                                    "(FUSE; the local backend can)"})
+                                                    "(FUSE; the local and docker backends can)"})

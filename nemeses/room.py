@@ -54,6 +54,8 @@ def unscheduled(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: fl
     """The requested fault kinds the run's schedule never starts."""
     kinds = fault_kind.registered()
     started: set[str] = set()
+    if spec.targets == "replicas":    # drawn from a stream of their own: "all" starts the same faults
+        spec = dataclasses.replace(spec, targets="all")
     for action in build_schedule(spec, nodes, seed, duration):
         started |= fault_kind.kinds_of(action.op, kinds)
     return tuple(f for f in spec.faults if f not in started)

@@ -18,6 +18,7 @@ so they never fight over the same process.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,7 +31,8 @@ from harness.limits import MAX_FAULT_CHANGES, MAX_PARTITION_PAIRS, json_loads, n
 from nemeses import fault_kind, topology
 from nemeses.base import NemesisOp
 
-TARGETS = ("one", "minority", "majority", "all")
+#: ``replicas``: every replica of one key the workload uses (its preference list, from the target)
+TARGETS = ("one", "minority", "majority", "all", "replicas")
 CLOCK_MODES = ("bump", "strobe", "drift")
 SCHEDULE_VERSION = 1
 #: With overlap, stream k starts k * min(interval / streams, STAGGER) seconds after the first.
@@ -42,7 +44,7 @@ class NemesisSpec:
 
     faults: tuple[str, ...] = ()
     interval: float = 10.0                   # seconds between fault changes
-    targets: str = "one"                     # one | minority | majority | all | n1,n2
+    targets: str = "one"                     # one | minority | majority | all | replicas | n1,n2
     partition: str = "random-halves"         # topology (nemeses.topology)
     clock_modes: tuple[str, ...] = CLOCK_MODES
     clock_offsets_ms: tuple[float, ...] = (-60000.0, -5000.0, 5000.0, 60000.0)
@@ -102,8 +104,8 @@ class NemesisSpec:
                     flat[nested[k][s]] = v
             elif k in names and k != "options":
                 flat[k] = value
-            elif isinstance(value, Mapping) and k in fault_kind.names():
-                flat.setdefault("options", {})[k] = value
+            elif isinstance(value, Mapping) and str(key) in fault_kind.names():   # e.g. [nemesis.power-loss]
+                flat.setdefault("options", {})[str(key)] = value
             else:
                 raise UserError(f"nemesis: unknown setting {key!r} (known: {', '.join(sorted(names))})")
         return _validated(flat)
@@ -190,7 +192,8 @@ def _validated(flat: Mapping[str, Any]) -> NemesisSpec:
         if isinstance(t, (list, tuple)):
             t = ",".join(map(str, t))
         if not isinstance(t, str) or not t.strip():
-            raise UserError(f"nemesis targets must be one, minority, majority, all or a node list, got {t!r}")
+            raise UserError(f"nemesis targets must be one, minority, majority, all, replicas or a node list, "
+                            f"got {t!r}")
         out["targets"] = t.strip()
     if "partition" in flat:
         if not isinstance(flat["partition"], str):
@@ -257,6 +260,14 @@ class ScheduledAction:
         return ScheduledAction(at=float(at), op=NemesisOp(f=f, value=obj.get("value")))
 
 
+def replicas_refusal(target: Any) -> str | None:
+    """Why ``targets = "replicas"`` cannot be drawn for ``target`` (one line), or None."""
+    if "preference-list" in target.capabilities:
+        return None
+    return (f"nemesis targets replicas: the {target.name} target cannot say which nodes hold a key's replicas "
+            "(no preference-list capability)")
+
+
 def resolve_targets(targets: str, nodes: Sequence[str], rng: random.Random) -> list[str]:
     """Jepsen's node specs: one random node, a random minority/majority, all, or a named list."""
     nodes = list(nodes)
@@ -266,6 +277,8 @@ def resolve_targets(targets: str, nodes: Sequence[str], rng: random.Random) -> l
         return [rng.choice(nodes)]
     if targets == "all":
         return nodes
+    if targets == "replicas":       # build_schedule names each draw's replicas: never reaches here
+        raise UserError("nemesis targets replicas: the schedule was built without the keys' replicas")
     if targets in ("minority", "majority"):
         size = topology.majority(len(nodes)) - (1 if targets == "minority" else 0)
         if size < 1:
@@ -294,8 +307,14 @@ def _check_size(spec: NemesisSpec, nodes: int, duration: float) -> None:
                         f"fault changes ({limit}): use a longer nemesis.interval or a shorter duration")
 
 
-def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: float) -> list[ScheduledAction]:
-    """Every nemesis action of a run, in time order; the same for the same (spec, nodes, seed, duration).
+def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration: float,
+                   replica_sets: Sequence[Sequence[str]] = ()) -> list[ScheduledAction]:
+    """Every nemesis action of a run, in time order; the same for the same (spec, nodes, seed, duration,
+    replica_sets).
+
+    With ``targets = "replicas"``, each fault occurrence picks one of ``replica_sets`` (the nodes
+    holding one key's replicas each, one per key the workload uses: the target's preference
+    lists) and acts on those nodes together; UserError when there are none.
 
     A fault is only started if its stop falls before ``duration``; the last
     action is ``heal`` (after the last stop). No faults -> no actions. A stream
@@ -307,11 +326,15 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
         return []
     nodes = list(nodes)
     _check_size(spec, len(nodes), duration)
+    if spec.targets == "replicas" and not replica_sets:
+        raise UserError("nemesis targets replicas: no key's replicas to pick from (the target cannot say "
+                        "which nodes hold a key's replicas, or the workload has no keys)")
     kinds = {name: k for name, k in fault_kind.registered().items() if name in spec.faults}
     holds = spec.holds()
     timed: list[tuple[float, int, int, NemesisOp]] = []  # (at, stream, seq, op): a total, stable order
     for s, (t, stream) in enumerate(spec.streams()):
         rng = random.Random(f"dynharness-nemesis/{seed}/{s}")
+        picks = random.Random(f"dynharness-nemesis/{seed}/{s}/replicas")
         pending = list(stream)   # kinds not drawn yet
         seq = 0
         while True:
@@ -321,7 +344,10 @@ def build_schedule(spec: NemesisSpec, nodes: Sequence[str], seed: int, duration:
                 break
             if fault in pending:
                 pending.remove(fault)
-            start, stop = kinds[fault].draw(spec, nodes, rng)
+            drawn = spec
+            if spec.targets == "replicas":      # its own stream: which faults run when stays the same
+                drawn = dataclasses.replace(spec, targets=",".join(picks.choice(replica_sets)))
+            start, stop = kinds[fault].draw(drawn, nodes, rng)
             timed.append((t, s, seq, start))
             timed.append((t + hold, s, seq + 1, stop))
             seq += 2

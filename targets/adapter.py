@@ -68,8 +68,10 @@ class AdminError(Exception):
 #:                       cas-register workload needs it.
 #: ``replica-snapshot``  NodeAdmin.replica_snapshot shows what one node itself stores for some keys,
 #:                       without coordinating or repairing anything (the convergence checker).
+#: ``preference-list``   the target is a :class:`ReplicaPlacement`: it says which nodes hold a key's
+#:                       replicas, before any node starts (the nemesis's ``replicas`` targets).
 CAPABILITIES = ("clock", "transport-faults", "replica-reads", "wipe", "peer-source-address", "cas",
-                "replica-snapshot")
+                "replica-snapshot", "preference-list")
 
 
 @dataclass(frozen=True)
@@ -251,3 +253,11 @@ class Target(Protocol):
 
     def client(self, node: str, url: str, *, timeout: float, settings: Mapping[str, Any]) -> TargetClient:
         """An async client whose requests ``node`` serves."""
+
+
+class ReplicaPlacement(Protocol):
+    """A target with the ``preference-list`` capability: where the store puts a key's replicas."""
+
+    def preference_list(self, key: str, nodes: Sequence[str], settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """The nodes that hold ``key``'s replicas in a cluster of ``nodes`` running with ``settings``
+        (its home replicas, before any fallback a failure brings in), computed as the store does."""

@@ -27,20 +27,30 @@ from tests.test_runner_cluster import gone, start_cli, wait_for_ops
 pytestmark = pytest.mark.cluster
 
 
-def power_loss_run(tmp_path: Path, fsync: str | None, **more):
-    require(lazy_disks.unavailable() is None, f"no lazy disks here: {lazy_disks.unavailable()}")
-    name = f"power-{fsync or more.get('target.kind')}"
-    spec = load_spec(None, {"histories": str(tmp_path), "name": name, "nodes": 3, "duration": 8, "rate": 60,
-                            "concurrency": 4, "recovery": 2, "seed": 5,
-                            "nemesis.faults": ["power-loss"], "nemesis.targets": "all", "nemesis.start_at": 3,
-                            "nemesis.interval": 3, "final_read_timeout": 20,
-                            **({"target.fsync": fsync} if fsync else {}), **more})
-    out = run_test(spec)
+#: 3 nodes, N=3, every node loses power at once at 3 s and 6 s of an 8 s run
+ALL_REPLICAS_LOSE_POWER = {"nodes": 3, "duration": 8, "rate": 60, "concurrency": 4, "recovery": 2, "seed": 5,
+                           "nemesis.faults": ["power-loss"], "nemesis.targets": "all", "nemesis.start_at": 3,
+                           "nemesis.interval": 3, "final_read_timeout": 20}
+
+
+def probed_power_offs(out) -> list[dict]:
+    """The run's completed power-off ops, after checking it ran, every probe passed and the first
+    one cut every node."""
     assert out.error is None, out.error
     offs = [json.loads(line) for line in (out.run_dir / "history.jsonl").read_text().splitlines()
             if '"power-off"' in line and '"invoke"' not in line]
     assert offs and all(o["type"] == "info" and o["probe"]["ok"] for o in offs), offs
     assert set(offs[0]["value"]) == {"n1", "n2", "n3"}
+    return offs
+
+
+def power_loss_run(tmp_path: Path, fsync: str | None, **more):
+    require(lazy_disks.unavailable() is None, f"no lazy disks here: {lazy_disks.unavailable()}")
+    name = f"power-{fsync or more.get('target.kind')}"
+    spec = load_spec(None, {"histories": str(tmp_path), "name": name, **ALL_REPLICAS_LOSE_POWER,
+                            **({"target.fsync": fsync} if fsync else {}), **more})
+    out = run_test(spec)
+    offs = probed_power_offs(out)
     assert node_pids(out.run_dir) == []                 # nodes and lazyfs daemons gone
     mounts = [str(out.run_dir / "nodes" / n) for n in ("n1", "n2", "n3")]
     assert lazy_disks.stale_mounts(mounts) == []
@@ -71,9 +81,9 @@ def test_etcd_fsyncs_what_it_acknowledges_so_a_power_loss_of_every_member_loses_
 
 
 def test_power_loss_is_refused_in_one_line_where_it_cannot_happen(tmp_path: Path, monkeypatch) -> None:
-    with pytest.raises(UserError, match=r"^the docker backend cannot put the nodes' data dirs on a lazy file "
+    with pytest.raises(UserError, match=r"^the ssh backend cannot put the nodes' data dirs on a lazy file "
                                         r"system .*: refusing the power-loss nemesis rather than pretending$"):
-        load_spec(None, {"backend": "docker", "nemesis.faults": ["power-loss"]})
+        load_spec(None, {"backend": "ssh", "nemesis.faults": ["power-loss"]})
     monkeypatch.setattr(lazy_disks, "unavailable", lambda: "/dev/fuse is missing (no FUSE in this kernel or container)")
     spec = load_spec(None, {"histories": str(tmp_path), "nodes": 3, "duration": 2, "nemesis.faults": ["power-loss"],
                             "nemesis.allow_unscheduled": True})

@@ -30,7 +30,7 @@ BACKENDS: Mapping[str, tuple[str, str]] = {
 
 #: backend name -> what its setup can provide when a fault asks (``ClusterConfig.extra["features"]``;
 #: ``nemeses.fault_kind.FaultKind.backend_needs``), known without importing the backend
-FEATURES: Mapping[str, frozenset[str]] = {"local": frozenset({"lazy-disks"})}
+FEATURES: Mapping[str, frozenset[str]] = {"local": frozenset({"lazy-disks"}), "docker": frozenset({"lazy-disks"})}
 
 
 def _backend_class(name: str) -> Any:

@@ -7,6 +7,11 @@ container idles; the node is a daemon started with ``docker exec`` (see
 server while the container, its clock file and its firewall rules live on,
 as on a real machine.
 
+A run with the power-loss fault (``features`` ``lazy-disks``) gets a cluster of its own whose
+containers may mount FUSE (``/dev/fuse``, ``SYS_ADMIN``; other runs keep the minimal
+privileges): each node's data dir is a lazy disk mounted inside its container
+(:mod:`harness.backends.shell_lazy_disk`), so the mount and its daemon die with the container.
+
 Everything is labelled ``dynharness`` with the cluster and run id and removed
 on every exit path; ``dynharness cluster down --all`` removes what a crashed
 harness left behind. ``dynharness cluster up`` keeps a cluster between runs
@@ -28,11 +33,22 @@ from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, No
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
                                              connect_engine, create_cluster, remove_clusters)
 from harness.backends.image import APP_DIR, SITE_DIR, ImageRecipe, ensure_image
+from harness.backends.lazy_disks import CANNOT_MOUNT
+from harness.backends.shell_lazy_disk import ShellLazyDisk
 from harness.errors import UserError
 from targets.adapter import Target
 LAYOUT = remote.NodeLayout(app_dir=APP_DIR, pythonpath=f"{SITE_DIR}:{APP_DIR}",
                            data_dir="/var/lib/dynharness/data", clock_file="/var/lib/dynharness/clock",
                            pid_file="/var/lib/dynharness/node.pid", log_file="/var/lib/dynharness/node.log")
+
+
+def fuse_unavailable() -> str | None:
+    """Why the engine's containers cannot be given FUSE (one line), or None. Only a local engine's
+    host is looked at; on a remote one, a mount that fails inside the container says why."""
+    host = os.environ.get("DOCKER_HOST", "")
+    if (not host or host.startswith("unix://")) and not os.path.exists("/dev/fuse"):
+        return "/dev/fuse is missing on the Docker host (no FUSE in this kernel)"
+    return None
 
 
 class DockerBackend:
@@ -52,8 +68,7 @@ class DockerBackend:
         self.cluster = opts["cluster"]                 # the kept cluster to reuse / create
         self.keep, self.reuse = opts["keep"], opts["reuse"]   # keep: create a kept cluster (cluster up)
         self.port, self.timeout, self.health_timeout = opts["port"], opts["timeout"], opts["health_timeout"]
-        # every container has its own network namespace and address: not a shared host
-        # each container has its own network (no shared host, no cgroups needed); no lazy disks here
+        # each container has its own network (no shared host, no cgroups needed); lazy disks when asked
         self.capabilities = frozenset(CAPABILITIES) - {"shared-host", "node-cgroups", "power-loss"}
         self.target: Target | None = None
         self._client = None
@@ -66,6 +81,7 @@ class DockerBackend:
         self.image_build = None
         self._owner: dict[str, Any] | None = None
         self._secret: str | None = None       # the cluster's node secret (targets.adapter.NODE_SECRET_ENV)
+        self._disks: dict[str, ShellLazyDisk] = {}      # with the power-loss fault only
 
     # -- life cycle -------------------------------------------------------------------------
     def setup(self, config: ClusterConfig) -> list[Node]:
@@ -73,6 +89,9 @@ class DockerBackend:
         self.target = config.target
         self._owner = cluster_state.current_owner("leave_running" if config.extra.get("leave_running") else None)
         self._secret = secrets.token_urlsafe(32)
+        lazy = "lazy-disks" in config.extra.get("features", ())
+        if lazy and (why := fuse_unavailable()):
+            raise UserError(f"{CANNOT_MOUNT}: {why}")
         self._client = client = connect_engine(self.timeout)
         if self.image:
             tag = self.image
@@ -81,7 +100,8 @@ class DockerBackend:
             tag = self.image_build.tag
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
         self._run_dir = Path(config.run_dir)
-        ips = self._reusable(client, config.nodes, tag) if (self.reuse or self.keep) else None
+        # a kept cluster's containers cannot mount FUSE: a run with lazy disks makes its own
+        ips = self._reusable(client, config.nodes, tag) if (self.reuse or self.keep) and not lazy else None
         try:
             if ips is None:
                 self._name = self.cluster if self.keep else f"run-{run_id}"
@@ -91,7 +111,7 @@ class DockerBackend:
                 elif not config.extra.get("leave_running"):
                     atexit.register(self.teardown)             # a backstop: the runner tears down first
                 ips = create_cluster(client, self._name, config.nodes, tag, run_id=run_id, kept=self.keep,
-                                     subnet=self.subnet)
+                                     subnet=self.subnet, fuse=lazy)
             by_node = {c.labels[L_NODE]: c for c in cluster_containers(client, self._name)}
             self._shells = {n: DockerShell(by_node[n]) for n in config.nodes}
             self._nodes = {n: Node(n, ips[n], self.port, LAYOUT.data_dir,
@@ -100,9 +120,13 @@ class DockerBackend:
             peers = {n: node.address for n, node in self._nodes.items()}
             self._argv = {n: remote.node_argv(config, n, node.host, node.port, peers, LAYOUT.data_dir)
                           for n, node in self._nodes.items()}
+            if lazy:
+                self._disks = {n: ShellLazyDisk(self._shells[n], LAYOUT) for n in config.nodes}
+                self.capabilities = self.capabilities | {"power-loss"}
             self._write_cluster_json()                         # from here on attach() finds the cluster
             for n in self._nodes:
                 self._reset(n)
+                self._mount_disk(n)
                 remote.start_daemon(self._shells[n], LAYOUT, self._argv[n], faketime=config.faketime,
                                     secret=self._secret)
             remote.wait_healthy(self.target.admin, list(self._nodes.values()), self.health_timeout, self._log_tails)
@@ -138,6 +162,14 @@ class DockerBackend:
         shell.exec(remote.sh(script, LAYOUT.data_dir, LAYOUT.clock_file, LAYOUT.log_file, CHAIN)).check()
         remote.ensure_chain(shell, CHAIN)
 
+    def _mount_disk(self, node: str) -> None:
+        """Mount the node's lazy disk when this cluster has them (UserError, one line, when it fails)."""
+        if node in self._disks:
+            try:
+                self._disks[node].start()
+            except RuntimeError as e:
+                raise UserError(f"{CANNOT_MOUNT}: {e}") from None
+
     def teardown(self) -> None:
         """Remove the run's cluster; on a kept cluster only stop the nodes and undo the faults."""
         client, self._client = self._client, None
@@ -151,6 +183,8 @@ class DockerBackend:
                     remote.signal_daemon(shell, LAYOUT, "CONT")
                     remote.signal_daemon(shell, LAYOUT, "KILL")
                     shell.exec(remote.sh('echo +0 > "$1"; iptables -w 5 -F "$2"', LAYOUT.clock_file, CHAIN))
+                    if n in self._disks:
+                        self._disks[n].unmount()
             self._write_cluster_json(stopped=True)
         finally:
             client.close()
@@ -163,7 +197,8 @@ class DockerBackend:
             "backend": "docker", "cluster": self._name, "owned": self._owned, "stopped": stopped, "owner": self._owner,
             "run_dir": str(self._run_dir), "docker_host": os.environ.get("DOCKER_HOST"),
             "capabilities": sorted(self.capabilities), "argv": self._argv, "secret": self._secret,
-            "target": self.target.name if self.target else None}, list(self._nodes.values()))
+            "lazy_disks": bool(self._disks), "target": self.target.name if self.target else None},
+            list(self._nodes.values()))
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any], target: Target) -> "DockerBackend":
@@ -182,6 +217,9 @@ class DockerBackend:
                                        b._secret)
             if n["name"] in by_node:
                 b._shells[n["name"]] = DockerShell(by_node[n["name"]])
+                if state.get("lazy_disks"):
+                    b._disks[n["name"]] = ShellLazyDisk(b._shells[n["name"]], LAYOUT)
+        b.capabilities = frozenset(state.get("capabilities", b.capabilities))
         return b
 
     def _log_tails(self) -> dict[str, str]:
@@ -201,6 +239,9 @@ class DockerBackend:
         """Start the node's server again with its data (no-op when it runs); waits for health."""
         shell = self._shell(node)
         if remote.daemon_pid(shell, LAYOUT) is None:
+            if node in self._disks and not self._disks[node].serving():    # its daemon died: mount again
+                self._disks[node].unmount()
+                self._mount_disk(node)
             remote.start_daemon(shell, LAYOUT, self._argv[node], faketime=self._nodes[node].clock_file is not None,
                                 secret=self._secret)
         remote.wait_healthy(self.target.admin, [self._nodes[node]], self.health_timeout, self._log_tails)
@@ -210,6 +251,16 @@ class DockerBackend:
         shell = self._shell(node)
         if remote.signal_daemon(shell, LAYOUT, "KILL"):
             remote.wait_gone(shell, LAYOUT)
+
+    def power_loss(self, node: str, torn: bool = False) -> dict[str, Any]:
+        """Drop what the node's disk never fsynced and mount what is left (the node must be down);
+        the lazy file system's report of what it dropped."""
+        self._shell(node)
+        if node not in self._disks:
+            raise RuntimeError("this cluster's data dirs are not on lazy disks")
+        if self.is_running(node):
+            raise RuntimeError(f"{node} is running: kill it before its power goes")
+        return self._disks[node].power_loss(torn)
 
     def pause(self, node: str) -> None:
         remote.signal_daemon(self._shell(node), LAYOUT, "STOP")

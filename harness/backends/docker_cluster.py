@@ -5,7 +5,9 @@ A cluster is a user-defined bridge network with a fixed subnet, ``internal``
 every node in every other node's hosts file and DNS pointed at 127.0.0.1
 (Docker's embedded DNS would otherwise forward unknown names off the
 machine). Containers get the least privilege the faults need: ``NET_ADMIN``
-for iptables and ``init`` so signals and orphaned daemons are handled.
+for iptables and ``init`` so signals and orphaned daemons are handled; only
+a cluster made with ``fuse`` (a run with power loss: its data dirs are lazy
+disks) also gets ``/dev/fuse`` and ``SYS_ADMIN``, to mount them.
 Everything carries the ``dynharness`` label plus cluster/run/node labels and
 the owner (``dynharness.owner``: the harness process that made it, as
 ``cluster_state`` records owners, so a cluster whose harness was killed is
@@ -151,8 +153,10 @@ def _free_subnet(client) -> ipaddress.IPv4Network:
 
 
 def create_cluster(client, name: str, nodes: Sequence[str], image: str, *, run_id: str, kept: bool,
-                   subnet: str | None = None, mode: str = "idle", env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Network + one started container per node; returns {node: ip}. Removes what it made on failure."""
+                   subnet: str | None = None, mode: str = "idle", env: Mapping[str, str] | None = None,
+                   fuse: bool = False) -> dict[str, str]:
+    """Network + one started container per node; returns {node: ip}. Removes what it made on failure.
+    ``fuse``: the containers may mount FUSE file systems (``/dev/fuse``, ``SYS_ADMIN``)."""
     import docker.types
     import docker.errors
     try:
@@ -177,10 +181,13 @@ def create_cluster(client, name: str, nodes: Sequence[str], image: str, *, run_i
                 raise UserError(f"could not create the network of cluster {name} ({net_addr}): "
                                 f"{e.explanation or e}") from None
     ips = {n: str(hosts[10 + i]) for i, n in enumerate(nodes)}          # n1 = .11, n2 = .12, ...
+    privileges: dict[str, Any] = {"cap_add": ["NET_ADMIN"]}
+    if fuse:
+        privileges = {"cap_add": ["NET_ADMIN", "SYS_ADMIN"], "devices": ["/dev/fuse:/dev/fuse:rwm"]}
     try:
         for node, ip in ips.items():
             host_config = client.api.create_host_config(
-                cap_add=["NET_ADMIN"], init=True, dns=["127.0.0.1"], network_mode=network.name,
+                **privileges, init=True, dns=["127.0.0.1"], network_mode=network.name,
                 extra_hosts={other: oip for other, oip in ips.items() if other != node})
             created = client.api.create_container(
                 image, command=[mode], name=f"dynharness-{name}-{node}", hostname=node, detach=True,

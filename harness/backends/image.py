@@ -1,11 +1,12 @@
 """The node image: built locally, without a registry, cached by a hash of its recipe.
 
 Two layers. The *base* is a Debian root filesystem with python3, iptables,
-iproute2, libfaketime, procps, openssh-server and sudo: made with
-``debootstrap`` and ``docker import`` (no registry needed), or built
-``FROM --base-image`` with apt where a registry is reachable. The *node*
-layer adds the project's node code (the ``targets`` package and the
-first-party packages it imports) and its Python dependencies, unpacked from
+iproute2, libfaketime, procps, openssh-server, sudo and fuse3 (the lazy disks
+of a power loss): made with ``debootstrap`` and ``docker import`` (no registry
+needed), or built ``FROM --base-image`` with apt where a registry is reachable.
+The *node* layer adds the project's node code (the ``targets`` package, the
+lazy disk daemon, and the first-party modules they import) and its Python
+dependencies, unpacked from
 wheels downloaded on the host, so nothing is installed from the network
 inside the image. Each layer is tagged with a hash of what went into it and
 rebuilt only when that changes.
@@ -38,7 +39,7 @@ NODE_REPO = "dynharness/node"
 LABEL = "dynharness"                       # every image/container/network the harness makes carries it
 BASE_LABEL = f"{LABEL}.base"               # a node image's base recipe hash (which packages it has)
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
-DEFAULT_PACKAGES = ("python3", "iptables", "iproute2", "libfaketime", "procps", "openssh-server", "sudo")
+DEFAULT_PACKAGES = ("python3", "iptables", "iproute2", "libfaketime", "procps", "openssh-server", "sudo", "fuse3")
 APP_DIR = "/opt/dynharness/app"
 SITE_DIR = "/opt/dynharness/site"
 ENTRYPOINT = "/opt/dynharness/bin/entrypoint"

@@ -17,21 +17,23 @@ is what the node sees when it starts again. The node must be down first (the cal
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
+from harness.backends import lazyfs_control
+
 #: A file written and fsynced (file and directory) when a disk is first mounted: a power loss
 #: must leave it there; a probe checks it with one written without fsync, which must be gone.
 SYNCED_MARKER = ".lazyfs-synced"
 UNSYNCED_MARKER = ".lazyfs-unsynced"
 MOUNT_TIMEOUT = 15.0
+#: How a backend's setup says it cannot mount lazy disks (followed by ": " and why)
+CANNOT_MOUNT = "cannot put the nodes' data dirs on lazy disks (for power loss)"
 
 #: (argv, log path) -> the started process (the backend's: it decides what outlives the harness)
 Launch = Callable[[list[str], Path], subprocess.Popen]
@@ -102,14 +104,7 @@ class LazyDisk:
 
     def command(self, line: str, timeout: float = 30.0) -> dict[str, Any]:
         """Send one control command, return its JSON answer (OSError when the daemon is gone)."""
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-            s.settimeout(timeout)
-            s.connect("\0" + self.control[1:])
-            s.sendall(line.encode() + b"\n")
-            answer = s.makefile("r").readline()
-        if not answer:
-            raise OSError(f"lazy disk of {self.name}: no answer to {line!r}")
-        return json.loads(answer)
+        return lazyfs_control.send(self.control, line, timeout)
 
     def serving(self) -> bool:
         """Whether the daemon answers and has not lost power (then the mount is usable)."""

@@ -3,8 +3,9 @@
 ``python -m harness.backends.lazyfs_daemon --backing B --mount M --control SOCK`` mounts
 :class:`~harness.backends.lazyfs.LazyFS` over ``B`` at ``M`` (libfuse 3 through mfusepy, in the
 foreground, multithreaded) and answers one command per connection on the unix socket ``SOCK``
-(``@name``: Linux's abstract namespace, no file to leave behind): ``status`` answers what a
-power loss would drop (JSON); ``power-loss [torn]`` drops it and answers what was dropped.
+(``@name``: Linux's abstract namespace, :mod:`~harness.backends.lazyfs_control`): ``status``
+answers what a power loss would drop (JSON); ``power-loss [torn]`` drops it and answers what
+was dropped.
 Why a process of its own: the FUSE loop and every file operation of the node run here, off the
 harness's interpreter, and the process's death unmounts (``auto_unmount``; the local backend
 also gives it SIGTERM when the harness dies, on which libfuse unmounts before exiting).
@@ -21,6 +22,7 @@ from typing import Any
 
 import mfusepy
 
+from harness.backends import lazyfs_control
 from harness.backends.lazyfs import LazyFS
 
 
@@ -60,11 +62,9 @@ def _fh(fip: Any) -> int | None:
 def serve_control(fs: LazyFS, path: str) -> None:
     """Answer one command per connection on the unix socket ``path`` (see the module docstring)."""
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    if path.startswith("@"):                  # Linux's abstract namespace: no file to leave behind
-        path = "\0" + path[1:]
-    elif os.path.exists(path):
+    if not path.startswith("@") and os.path.exists(path):     # "@": abstract, no file to leave behind
         os.unlink(path)
-    srv.bind(path)
+    srv.bind(lazyfs_control.address(path))
     srv.listen(4)
     while True:
         conn, _ = srv.accept()

@@ -135,7 +135,7 @@ class LocalBackend:
         if "lazy-disks" in config.extra.get("features", ()):
             why = lazy_disks.unavailable()
             if why:
-                raise UserError(f"cannot put the nodes' data dirs on lazy disks (for power loss): {why}")
+                raise UserError(f"{lazy_disks.CANNOT_MOUNT}: {why}")
             self._disks = lazy_disks.DiskSet.mount_all(nodes_dir, list(self._nodes), secrets.token_hex(4),
                                                        self._launch)
             caps.add("power-loss")

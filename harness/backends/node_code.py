@@ -30,8 +30,13 @@ from harness.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("DYNHARNESS_CACHE", Path.home() / ".cache" / "dynharness"))
-NODE_REQUIREMENTS = ("httptools>=0.6", "uvloop>=0.19")
+#: httptools and uvloop: the reference store; mfusepy: the lazy disk daemon (power loss, over the
+#: image's fuse3), the same binding the local backend uses (pyproject.toml)
+NODE_REQUIREMENTS = ("httptools>=0.6", "uvloop>=0.19", "mfusepy>=3,<4")
 FIRST_PARTY = ("targets", "harness", "nemeses", "checkers")
+#: What runs on a node besides the store (with what they import): the lazy disk daemon and its
+#: control client, for a power loss inside a container
+NODE_MODULES = ("harness/backends/lazyfs_daemon.py", "harness/backends/lazyfs_control.py")
 
 
 def digest(text: str) -> str:
@@ -91,7 +96,8 @@ def _first_party_imports(root: Path, path: Path) -> set[Path]:
 
 
 def node_files(root: Path = PROJECT_ROOT) -> list[Path]:
-    """Every file of ``targets`` plus the first-party modules it imports, transitively.
+    """Every file of ``targets`` and :data:`NODE_MODULES` plus the first-party modules they import,
+    transitively.
 
     Parsing every module takes a while, so the answer is memoized on the files' sizes and mtimes."""
     stamp = tuple((str(p), p.stat().st_mtime_ns, p.stat().st_size) for pkg in FIRST_PARTY
@@ -102,7 +108,7 @@ def node_files(root: Path = PROJECT_ROOT) -> list[Path]:
 @functools.lru_cache(maxsize=4)
 def _node_files(root: Path, stamp: tuple) -> tuple[Path, ...]:
     todo = [p for p in (root / "targets").rglob("*") if p.is_file() and "__pycache__" not in p.parts
-            and p.suffix not in (".pyc", ".pyo")]
+            and p.suffix not in (".pyc", ".pyo")] + [root / m for m in NODE_MODULES]
     seen: set[Path] = set()
     while todo:
         path = todo.pop()

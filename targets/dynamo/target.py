@@ -15,6 +15,7 @@ from targets.adapter import TargetError
 from targets.dynamo.admin import DynamoAdmin
 from targets.dynamo.client import DynamoClient
 from targets.dynamo.config import DEFAULTS, SETTINGS, SETTINGS_BY_KEY, coerce_setting, validate_settings
+from targets.dynamo.ring import Ring
 from targets.dynamo.zoo import ZOO
 
 #: Every setting a node takes, with its default (see docs/store.md).
@@ -27,9 +28,10 @@ class DynamoTarget:
     name = "dynamo"
     #: the node reports its own clock, holds in-process transport faults, reads every replica at
     #: r=N, a wiped node is refilled, peer connections are bound to the node's own address, and
-    #: each node shows its own stored copies (``/admin/replicas``; docs/contracts.md section 1)
+    #: each node shows its own stored copies (``/admin/replicas``), and every node computes a key's
+    #: preference list from the static membership (docs/contracts.md section 1)
     capabilities = frozenset({"clock", "transport-faults", "replica-reads", "wipe", "peer-source-address",
-                              "replica-snapshot"})
+                              "replica-snapshot", "preference-list"})
     admin = DynamoAdmin()
     ports_per_node = 1                      # clients and peers share one port (server.ConnectionSniffer)
     node_packages = ("targets",)
@@ -60,6 +62,11 @@ class DynamoTarget:
     def summary(self, settings: Mapping[str, Any]) -> str:
         line = f"N={settings.get('n')} R={settings.get('r')} W={settings.get('w')} mode={settings.get('mode')}"
         return line + (f" BUG={settings['bug']}" if settings.get("bug") else "")
+
+    def preference_list(self, key: str, nodes: Sequence[str], settings: Mapping[str, Any]) -> tuple[str, ...]:
+        """``key``'s N home replicas: the ring every node builds from the membership (``Ring``)."""
+        s = {**DEFAULTS, **settings}
+        return tuple(Ring(list(nodes), partitions=s["partitions"]).preference_list(key, s["n"]))
 
     def check_installed(self) -> None:
         """Nothing to check: the node is this package, run by the harness's own Python."""
