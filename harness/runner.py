@@ -91,15 +91,21 @@ def plan_nemesis(spec: TestSpec, target: Any = None, keys: Sequence[str] = ()) -
                 raise UserError(f"{stored}: cannot read the replayed run's spec: {e}") from None
         return NemesisPlan(sched.NemesisSpec.from_mapping(nemesis_map), tuple(actions))
     nspec = sched.NemesisSpec.from_mapping(nemesis_map)
-    replica_sets: list[tuple[str, ...]] = []
-    if nspec.targets == "replicas":
-        target = target or plugins.target(spec.target_kind)
-        why = sched.replicas_refusal(target)
-        if why:
-            raise UserError(why)
-        replica_sets = [target.preference_list(k, spec.node_names, spec.target_settings) for k in keys]
+    replicas = replica_sets(spec, target, keys) if nspec.targets == "replicas" else []
     return NemesisPlan(nspec, tuple(sched.build_schedule(nspec, list(spec.node_names), spec.seed, spec.duration,
-                                                         replica_sets)))
+                                                         replicas)))
+
+
+def replica_sets(spec: TestSpec, target: Any, keys: Sequence[str]) -> list[tuple[str, ...]]:
+    """The nodes holding each of ``keys``, as ``target`` places them (its preference lists); UserError
+    naming why when the target cannot say."""
+    from nemeses import schedule as sched  # type: ignore[import-not-found]
+
+    target = target or plugins.target(spec.target_kind)
+    why = sched.replicas_refusal(target)
+    if why:
+        raise UserError(why)
+    return [tuple(target.preference_list(k, spec.node_names, spec.target_settings)) for k in keys]
 
 
 def versions() -> dict[str, Any]:

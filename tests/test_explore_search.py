@@ -226,3 +226,12 @@ def test_shrinking_cut_short_keeps_the_smallest_failure_so_far():
     smallest = min(size(t.case, t.actions) for t in state.failures)
     assert size(state.minimal.case, state.minimal.actions) == smallest
     assert size(state.failures[0].case, state.failures[0].actions) > smallest
+
+
+def test_a_step_may_hit_every_replica_of_a_key_where_the_target_can_say():
+    sets = [("n1", "n2", "n3"), ("n4", "n5", "n1")]
+    space = make_space(replica_sets=sets)
+    assert "replicas" in space.target_choices and "replicas" not in make_space().target_choices
+    for pick, nodes in ((0, ["n1", "n2", "n3"]), (1, ["n4", "n5", "n1"]), (2, ["n1", "n2", "n3"])):
+        actions = build_schedule(Case((FaultStep("crash", 1, 1, "replicas", pick),), 5, 1, 1, 100), space)
+        assert actions[0].op.f == "kill" and sorted(actions[0].op.value["nodes"]) == sorted(nodes)

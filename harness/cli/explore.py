@@ -119,9 +119,12 @@ def _bounded(flag: str, v: int | None, default: int, lo: int, hi: int) -> int:
 
 def _space(settings: Mapping[str, Any]) -> tuple[Any, Any]:
     """The search space and the base spec (validated as ``run`` would, so nothing it cannot do runs)."""
+    from harness import plugins
     from harness.explore.case import space_of
+    from harness.runner import replica_sets
     from harness.spec import load_spec
-    from nemeses.schedule import NemesisSpec
+    from harness.workloads import build as build_workload
+    from nemeses.schedule import NemesisSpec, replicas_refusal
 
     base = load_spec(settings["spec"], {**settings["overrides"], "duration": settings["max_run"],
                                         "nemesis.allow_unscheduled": True})
@@ -131,8 +134,14 @@ def _space(settings: Mapping[str, Any]) -> tuple[Any, Any]:
                                          "nemesis.allow_unscheduled": True, key: v})
     nspec = NemesisSpec.from_mapping(dict(base.nemesis))
     vary = {k: tuple(dict.fromkeys(v)) for k, v in settings["vary"].items()}
+    target = plugins.target(base.target_kind)
+    replicas = []    # where the target can say, a step may hit every replica of a key at once
+    if replicas_refusal(target) is None:
+        keys = build_workload(base.workload, base.concurrency, base.node_names).final_keys()
+        replicas = replica_sets(base, target, keys)
     space = space_of(nspec, base.node_names, max_run=settings["max_run"], keys=base.workload.keys,
-                     concurrency=base.concurrency, rate=base.rate, vary=vary, max_steps=settings["max_faults"])
+                     concurrency=base.concurrency, rate=base.rate, vary=vary, max_steps=settings["max_faults"],
+                     replica_sets=replicas)
     return space, base
 
 

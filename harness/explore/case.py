@@ -89,6 +89,9 @@ class Space:
     max_steps: int = 4
     max_hold: float = 8.0
     vary: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    #: the nodes holding each key's replicas (the target's preference lists): with these a step
+    #: may hit every replica of one key at once (targets ``replicas``; its pick chooses the key)
+    replica_sets: tuple[tuple[str, ...], ...] = ()
 
     @property
     def target_choices(self) -> tuple[str, ...]:
@@ -97,6 +100,10 @@ class Space:
             return (self.nemesis.targets,)
         usable = []
         for t in TARGETS:
+            if t == "replicas":
+                if self.replica_sets:
+                    usable.append(t)
+                continue
             try:
                 resolve_targets(t, self.nodes, random.Random(0))
             except UserError:
@@ -106,7 +113,8 @@ class Space:
 
 
 def space_of(nspec: NemesisSpec, nodes: Sequence[str], *, max_run: float, keys: int, concurrency: int,
-             rate: float, vary: Mapping[str, tuple[Any, ...]] | None = None, max_steps: int = 4) -> Space:
+             rate: float, vary: Mapping[str, tuple[Any, ...]] | None = None, max_steps: int = 4,
+             replica_sets: Sequence[Sequence[str]] = ()) -> Space:
     """The search space of a base spec; UserError when there is nothing to vary."""
     if not nspec.faults:
         raise UserError("explore: the spec has no faults to vary (give --nemesis KIND[,KIND] or [nemesis] faults)")
@@ -114,7 +122,8 @@ def space_of(nspec: NemesisSpec, nodes: Sequence[str], *, max_run: float, keys: 
         raise UserError(f"explore: --max-run must be at least 2 s, got {max_run:g}")
     return Space(faults=tuple(nspec.faults), nodes=tuple(nodes), nemesis=nspec, max_run=float(max_run),
                  min_run=min(5.0, float(max_run)), keys=keys, concurrency=concurrency, rate=float(rate),
-                 max_steps=max_steps, max_hold=min(8.0, max(GRID, max_run / 2)), vary=dict(vary or {}))
+                 max_steps=max_steps, max_hold=min(8.0, max(GRID, max_run / 2)), vary=dict(vary or {}),
+                 replica_sets=tuple(dict.fromkeys(tuple(r) for r in replica_sets)))
 
 
 def cases(space: Space) -> Any:
@@ -154,7 +163,10 @@ def build_schedule(case: Case, space: Space) -> list[ScheduledAction]:
         at = max(step.at, free_at[part] + GAP) if part in free_at else step.at
         if at + step.hold > case.duration - TAIL:
             continue
-        nspec = dataclasses.replace(space.nemesis, targets=step.targets)
+        targets = step.targets
+        if targets == "replicas":   # every replica of one key: the pick says which key
+            targets = ",".join(space.replica_sets[step.pick % len(space.replica_sets)])
+        nspec = dataclasses.replace(space.nemesis, targets=targets)
         start, stop = kind.draw(nspec, list(space.nodes), random.Random(f"dynharness-explore/{step.pick}"))
         timed += [(at, 2 * i, start), (at + step.hold, 2 * i + 1, stop)]
         free_at[part] = at + step.hold
