@@ -187,6 +187,13 @@ def test_a_docker_engine_over_ssh_without_paramiko_says_which_extra(tmp_path: Pa
     assert "a Docker engine over SSH" in p.stderr
 
 
+def test_cleanup_without_the_docker_sdk_says_why_it_skipped_docker(tmp_path: Path) -> None:
+    p = cli_without(("docker",), "cleanup", "--dry-run", "--histories", str(tmp_path), cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "Docker clusters not looked for: finding them needs the Docker SDK: pip install 'dynharness[docker]'" \
+        in p.stdout
+
+
 @pytest.mark.cluster
 def test_power_loss_without_mfusepy_says_which_extra(tmp_path: Path) -> None:
     p = cli_without(("mfusepy",), "run", "--nemesis", "power-loss", "--fsync", "never", "--nodes", "3",
