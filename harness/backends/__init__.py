@@ -2,7 +2,7 @@
 
 ``make_backend(spec)`` gives the backend a spec names: ``local`` (this
 package), ``docker`` and ``ssh`` (imported only when asked for, so a missing
-Docker SDK never breaks a local run). ``attach(path)`` rebuilds the backend
+Docker SDK never breaks a local run; when it is asked for, the one-line error names the pip extra). ``attach(path)`` rebuilds the backend
 of a cluster from the ``cluster.json`` its setup wrote, for ``dynharness
 heal``, for cleaning up after a crashed harness, and for ``leave_running``.
 """
@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-from harness import plugins
+from harness import optional, plugins
 from harness.errors import UserError
 from harness.limits import json_loads
 
@@ -28,6 +28,10 @@ BACKENDS: Mapping[str, tuple[str, str]] = {
     "ssh": ("harness.backends.ssh", "SshBackend"),
 }
 
+#: backend name -> the optional package it cannot start without (``harness.optional``): checked
+#: before the backend is imported, so a missing one is said before anything starts
+NEEDS: Mapping[str, str] = {"docker": "docker", "ssh": "paramiko"}
+
 #: backend name -> what its setup can provide when a fault asks (``ClusterConfig.extra["features"]``;
 #: ``nemeses.fault_kind.FaultKind.backend_needs``), known without importing the backend
 FEATURES: Mapping[str, frozenset[str]] = {"local": frozenset({"lazy-disks"}), "docker": frozenset({"lazy-disks"})}
@@ -37,6 +41,8 @@ def _backend_class(name: str) -> Any:
     if name not in BACKENDS:
         raise UserError(f"unknown backend {name!r} (known: {', '.join(BACKENDS)})")
     module_name, cls_name = BACKENDS[name]
+    if name in NEEDS:
+        optional.require(NEEDS[name], f"the {name} backend")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

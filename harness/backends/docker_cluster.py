@@ -26,6 +26,7 @@ import tarfile
 import time
 from typing import Any, Mapping, Sequence
 
+from harness import optional
 from harness.backends import cluster_state, remote
 from harness.backends.base import CommandResult
 from harness.backends.image import LABEL
@@ -39,11 +40,10 @@ L_OWNER = f"{LABEL}.owner"
 
 def connect_engine(timeout: float = DEFAULT_TIMEOUT):
     """A Docker SDK client whose every call times out; UserError saying what to do when none answers."""
-    try:
-        import docker
-    except ImportError:
-        raise UserError("the Docker SDK for Python is missing: pip install docker") from None
+    docker = optional.require("docker", "the docker backend")
     where = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if where.startswith("ssh://"):   # the SDK's SSH transport is paramiko's
+        optional.require("paramiko", "a Docker engine over SSH (DOCKER_HOST=ssh://...)")
     try:
         client = docker.from_env(timeout=timeout)
         client.ping()

@@ -16,7 +16,6 @@ is what the node sees when it starts again. The node must be down first (the cal
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -25,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from harness import optional
 from harness.backends import lazyfs_control
 
 #: A file written and fsynced (file and directory) when a disk is first mounted: a power loss
@@ -41,14 +41,15 @@ Launch = Callable[[list[str], Path], subprocess.Popen]
 
 def unavailable() -> str | None:
     """Why lazy disks cannot be mounted on this machine (one line), or None when they can."""
+    no_module = optional.missing("mfusepy", "the power-loss nemesis")
+    if no_module:
+        return no_module
     if not os.path.exists("/dev/fuse"):
         return "/dev/fuse is missing (no FUSE in this kernel or container)"
     if not os.access("/dev/fuse", os.R_OK | os.W_OK):
         return "/dev/fuse is not readable and writable by this user"
     if not shutil.which("fusermount3"):
         return "fusermount3 is missing (Debian: apt-get install fuse3)"
-    if importlib.util.find_spec("mfusepy") is None:
-        return "the mfusepy module is missing (pip install mfusepy)"
     return None
 
 

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from harness import optional
 from harness.backends import cluster_state, remote
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.backends.node_code import CACHE_DIR, build_bundle
@@ -89,8 +90,7 @@ class SshShell:
 def connect(host: str, *, user: str, port: int = 22, key: str | None = None, known_hosts: str | None = None,
             trust_on_first_use: bool = False, timeout: float = 10.0) -> SshShell:
     """An SSH connection whose host key is verified against known_hosts (or learned, when TOFU is asked)."""
-    import paramiko
-
+    paramiko = optional.require("paramiko", "the ssh backend")
     known = Path(os.path.expanduser(known_hosts or "~/.ssh/known_hosts"))
     client = paramiko.SSHClient()
     if known.exists():

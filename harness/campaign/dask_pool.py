@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, is_dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from harness import optional
 from harness.campaign.definition import Cell
 from harness.campaign.running import (WATCH_EVERY, CampaignRun, CellResult, CellRunner, Notify, _newest_run,
                                       _teardown_left, record_cell)
@@ -49,6 +50,8 @@ from harness.signals import shielded
 
 #: Seconds to wait for a scheduler given with --scheduler before saying it does not answer.
 CONNECT_TIMEOUT = 10.0
+#: What needs Dask, as the hint says when it is missing (``harness.optional``).
+WHAT = "campaign --jobs/--scheduler"
 #: Seconds, beyond the runner's grace, that stopped cells get to come back after Ctrl-C.
 STOP_SLACK = 15.0
 
@@ -70,8 +73,9 @@ class DaskPool:
     def open(cls, *, jobs: int | None, scheduler: str | None, histories: Path,
              shared_histories: bool = False) -> Iterator["DaskPool"]:
         """Start a LocalCluster of ``jobs`` workers, or connect to ``scheduler``; closed on exit."""
-        import dask
-        from distributed import Client, LocalCluster
+        dask = optional.require("dask", WHAT)
+        distributed = optional.require("distributed", WHAT)
+        Client, LocalCluster = distributed.Client, distributed.LocalCluster
 
         from harness.campaign.dask_worker import IgnoreTerminalSignals
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness import optional
 from harness.errors import UserError
 from harness.runs import histories_root
 
@@ -62,7 +63,8 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         client = docker_client_or_none()
         found = orph.find(histories_root(args.histories), docker_client=client, unattributed=args.all_orphans)
         if client is None:
-            print("(no Docker engine answers: Docker clusters not looked for)")
+            why = optional.missing("docker", "finding them") or "no Docker engine answers"
+            print(f"(Docker clusters not looked for: {why})")
     if not found:
         print("no orphaned clusters")
         return 0
