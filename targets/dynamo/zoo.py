@@ -85,7 +85,7 @@ SCENARIOS: Mapping[str, ZooScenario] = {s.name: s for s in (
          "rate": 100, "concurrency": 10, "recovery": 4}),
     ZooScenario(
         "convergence-after-partition", "carts under vclock, one node cut off for 6 s, then 8 s of recovery: every "
-        "replica of every key must agree (a 'convergence' checker, not yet in the harness)",
+        "replica of every key must agree (the convergence checker)",
         {**_BASE, "workload.name": "cart", "workload.keys": 50, "target.mode": "vclock", "target.ae_interval": 1.0,
          "nemesis.faults": ["partition"], "nemesis.partition": "isolate-one", "nemesis.start_at": 3,
          "nemesis.interval": 6, "duration": 12, "rate": 60, "concurrency": 4, "recovery": 8},
