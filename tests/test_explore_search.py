@@ -92,7 +92,8 @@ def test_a_flaky_bug_is_never_a_failure():
 def test_nothing_is_found_in_a_clean_store():
     runner = FakeRunner(trigger=lambda actions, case: False)
     state = Explorer(make_space(), runner, budget=600, seed=3, max_cases=40).run()
-    assert state.minimal is None and state.count("pass") == len(state.tried) == 40
+    assert state.minimal is None and state.count("pass") == len(state.tried)
+    assert 20 <= len(state.tried) <= 40          # 40 examples; the same run twice runs once
 
 
 def test_the_budget_stops_new_runs():
@@ -207,6 +208,21 @@ def test_a_case_schedule_replays_exactly(tmp_path):
         assert 5 <= case.duration <= space.max_run
 
     roundtrip()
+
+
+def test_cases_making_the_same_run_run_once():
+    runner = FakeRunner()
+    explorer = Explorer(make_space(), runner, budget=600, seed=1)
+    space = explorer.space
+    a = Case((FaultStep("partition", 1, 2), FaultStep("crash", 1.5, 1)), 5, 1, 1, 200)
+    b = Case(a.steps + (FaultStep("crash", 4.0, 3.0),), 5, 1, 1, 200)   # its third step does not fit
+    assert build_schedule(a, space) == build_schedule(b, space)
+    from harness.explore.search import _Failed
+    for case in (a, b):
+        with pytest.raises(_Failed) as found:
+            explorer._test(case)
+    assert found.value.tried.case == b and found.value.tried.note == "the same run as case 1"
+    assert len(runner.calls) == 3 and len(explorer.state.tried) == 1
 
 
 def test_nodes_touched_counts_killed_nodes_and_cut_off_ones():

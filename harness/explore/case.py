@@ -16,6 +16,7 @@ streams do; a step that no longer fits before the run's end is left out of the s
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -68,10 +69,6 @@ class Case:
         return {"steps": [s.to_json() for s in self.steps], "duration": self.duration, "keys": self.keys,
                 "concurrency": self.concurrency, "rate": self.rate, "vary": dict(self.vary)}
 
-    def key(self) -> str:
-        """Identity of the case (equal cases run once; their outcome is remembered)."""
-        import json
-        return json.dumps(self.to_json(), sort_keys=True, default=str)
 
 
 @dataclass(frozen=True)
@@ -174,6 +171,14 @@ def build_schedule(case: Case, space: Space) -> list[ScheduledAction]:
     actions = [ScheduledAction(at=round(at, 6), op=op) for at, _, op in timed]
     actions.append(ScheduledAction(at=actions[-1].at if actions else 0.0, op=NemesisOp("heal", None)))
     return actions
+
+
+def run_key(case: Case, actions: Sequence[ScheduledAction]) -> str:
+    """What makes two cases the same run: their schedule and workload, not their steps (a step
+    that does not fit changes nothing); the search runs each once and remembers its outcome."""
+    return json.dumps({"schedule": [a.to_json() for a in actions], "duration": case.duration, "keys": case.keys,
+                       "concurrency": case.concurrency, "rate": case.rate, "vary": dict(case.vary)},
+                      sort_keys=True, default=str)
 
 
 def fault_actions(actions: Sequence[ScheduledAction]) -> int:

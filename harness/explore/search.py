@@ -9,8 +9,9 @@ runs need:
   ``confirm`` runs out of ``confirm`` (stopping at the first that does not fail); a case that
   failed some but not all runs is *flaky*: logged and reported apart, and passed to hypothesis as
   a pass so shrinking never leans on luck.
-- **Memory.** Equal cases run once: hypothesis may draw a case again (and replays the minimal one
-  at the end); the remembered outcome answers.
+- **Memory.** Equal runs run once: hypothesis may draw a case again (and replays the minimal one
+  at the end), and two cases that differ only in steps that do not fit make the same run; the
+  remembered outcome answers, so shrinking away a step that changes nothing costs no run.
 - **Budgets.** One for searching, and one for shrinking that starts when the first failure is
   confirmed (so a failure found late still gets shrunk). Once the current one is spent no new
   case runs (a confirmation under way is finished: a found failure is never dropped
@@ -24,13 +25,14 @@ schedule, explore gives real runs (:mod:`harness.explore.real_runs`).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
 from harness.errors import UserError
-from harness.explore.case import Case, Space, build_schedule, cases, size
+from harness.explore.case import Case, Space, build_schedule, cases, run_key, size
 from nemeses.schedule import ScheduledAction
 
 #: Cases that could not run in a row before the search gives up (the backend or store is broken).
@@ -208,20 +210,24 @@ class Explorer:
 
         if self._abort is not None:
             reject()       # the runs cannot run: hypothesis stops, run() raises the reason
-        tried = self._known.get(case.key())
+        actions = tuple(build_schedule(case, self.space))
+        key = run_key(case, actions)
+        tried = self._known.get(key)
         if tried is None:
             if self._spent():
                 reject()   # no new runs: hypothesis counts these as invalid and stops
-            tried = self._known[case.key()] = self._try(case)
+            tried = self._known[key] = self._try(case, actions)
+        elif tried.case != case:   # the same run (a step that does not fit): its outcome, this case
+            tried = dataclasses.replace(tried, case=case, note=f"the same run as case {tried.number}")
         if tried.outcome == "rejected":
             reject()
         if tried.outcome == "fail":   # one raise statement: hypothesis tells failures apart by where they rose
             raise _Failed(tried)
 
-    def _try(self, case: Case) -> Tried:
+    def _try(self, case: Case, actions: tuple[ScheduledAction, ...]) -> Tried:
         number = self.first_number + len(self.state.tried)
         tried = Tried(number=number, phase="shrink" if self.state.failures else "search", case=case,
-                      actions=tuple(build_schedule(case, self.space)), started_s=self.state.elapsed(self.clock))
+                      actions=actions, started_s=self.state.elapsed(self.clock))
         self.state.tried.append(tried)
         began = self.clock()
         try:
