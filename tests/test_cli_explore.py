@@ -33,6 +33,8 @@ def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     (["--max-run", "1"], "--max-run must be at least 2 s"),
     (["--confirm", "0"], "--confirm must be 1-20"),
     (["--max-faults", "11"], "--max-faults must be 1-10"),
+    (["--reliable", "1.5"], "--reliable must be"),
+    (["--replays", "1000"], "--replays must be"),
     (["--vary", "target.r"], "--vary expects dotted.key=V1,V2"),
     (["--vary", "target.r=2,9"], "target.r = 9"),
     (["--checkers", "lost-writes,telepathy"], "unknown checker(s) telepathy"),

@@ -251,3 +251,35 @@ def test_a_step_may_hit_every_replica_of_a_key_where_the_target_can_say():
     for pick, nodes in ((0, ["n1", "n2", "n3"]), (1, ["n4", "n5", "n1"]), (2, ["n1", "n2", "n3"])):
         actions = build_schedule(Case((FaultStep("crash", 1, 1, "replicas", pick),), 5, 1, 1, 100), space)
         assert actions[0].op.f == "kill" and sorted(actions[0].op.value["nodes"]) == sorted(nodes)
+
+
+@pytest.mark.parametrize("invalid, kept, reliable", [
+    ({31: 5}, 31, True),                 # the minimal case reproduces: kept
+    ({31: 2, 21: 4, 14: 5}, 21, True),   # it is marginal: the next smallest that reproduces
+    ({31: 3, 21: 1, 14: 2}, 31, False),  # none does: the one that failed most often
+])
+def test_the_reproducer_is_the_smallest_failure_that_replays_reliably(monkeypatch, invalid, kept, reliable):
+    from harness.cli import explore as cli_explore
+    from harness.explore.search import SearchState, Tried
+
+    space = make_space()
+
+    def failing(number, hold):
+        case = Case((FaultStep("partition", 1, hold),), 5, 1, 1, 200)
+        return Tried(number, "search", case, tuple(build_schedule(case, space)), outcome="fail")
+
+    state = SearchState(budget=1, started=0)
+    state.tried = [failing(14, 3.0), failing(21, 2.0), failing(31, 1.0)]
+    state.minimal = state.tried[2]
+    written = []
+
+    class Folder:
+        def write_reproducer(self, tried):
+            written.append(tried.number)
+
+    monkeypatch.setattr(cli_explore, "_replay",
+                        lambda folder, number, times, display: ["invalid"] * invalid.get(number, 0)
+                        + ["valid"] * (times - invalid.get(number, 0)))
+    replays = cli_explore._reliable_reproducer(Folder(), state, 5, 0.8, display=type("D", (), {})())
+    assert state.minimal.number == kept and written[-1] == kept and replays["reliable"] is reliable
+    assert [r["case"] for r in replays["candidates"]] == [31, 21, 14][:len(replays["candidates"])]

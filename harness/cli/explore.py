@@ -7,13 +7,14 @@ found is kept; ``--resume DIR`` continues). See :mod:`harness.explore`.
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import UserError
-from harness.limits import seconds_text
+from harness.limits import number, seconds_text
 
 EXAMPLES = """examples:
   dynharness explore --nemesis partition,crash --budget 10m
@@ -36,6 +37,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     from harness.signals import stop_on_signals
 
     budget = seconds_text("--budget", args.budget)
+    number("--reliable", args.reliable, 0.0, 1.0, lo_open=True)
+    number("--replays", args.replays, 0, 100, integer=True)
     shrink_budget = seconds_text("--shrink-budget", args.shrink_budget) if args.shrink_budget else budget
     if args.resume:
         folder = ExploreFolder.open(args.resume)
@@ -75,7 +78,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if state.minimal is not None:
         folder.write_reproducer(state.minimal)
         if args.replays and interrupted is None:
-            replays = _replay(folder, args.replays, display)
+            replays = _reliable_reproducer(folder, state, args.replays, args.reliable, display)
     folder.write_settings(settings, summary(state, replays))
     _report(folder, state, replays)
     if interrupted is not None:
@@ -145,17 +148,47 @@ def _space(settings: Mapping[str, Any]) -> tuple[Any, Any]:
     return space, base
 
 
-def _replay(folder: Any, times: int, display: Any) -> dict[str, Any]:
+#: failing cases tried as the reproducer, smallest first, before the most reliable one is kept
+MAX_REPRODUCER_CANDIDATES = 3
+
+
+def _reliable_reproducer(folder: Any, state: Any, times: int, reliable: float, display: Any) -> dict[str, Any]:
+    """Replay the minimal case ``times`` times; if it fails in fewer than ``reliable`` of them (a
+    shrunk case can be marginal: it passed its confirmation by luck), try the next smallest
+    confirmed failures the same way, and keep the first that is reliable, else the one that failed
+    most often. ``state.minimal`` becomes the kept case, ``minimal/`` holds it."""
+    from harness.explore.case import size
+
+    others = sorted((t for t in state.failures if t.number != state.minimal.number),
+                    key=lambda t: (size(t.case, t.actions), -t.number))
+    candidates = [state.minimal, *others][:MAX_REPRODUCER_CANDIDATES]
+    tried: list[dict[str, Any]] = []
+    for case in candidates:
+        folder.write_reproducer(case)
+        verdicts = _replay(folder, case.number, times, display)
+        tried.append({"case": case.number, "runs": times, "invalid": verdicts.count("invalid"), "verdicts": verdicts})
+        if verdicts.count("invalid") >= math.ceil(reliable * times):
+            break
+    best = max(range(len(tried)), key=lambda i: (tried[i]["invalid"], -i))
+    if best != len(tried) - 1:
+        folder.write_reproducer(candidates[best])
+    state.minimal = candidates[best]
+    return {**tried[best], "reliable": tried[best]["invalid"] >= math.ceil(reliable * times),
+            "candidates": tried}
+
+
+def _replay(folder: Any, number: int, times: int, display: Any) -> list[str]:
     """Run the stored reproducer ``times`` times exactly as a user would (its spec.json, its schedule)."""
     from harness.runner import run_test
     from harness.spec import load_spec
 
     verdicts = []
     for i in range(1, times + 1):
-        display.running = f"replay {i} of {times} of the minimal case"
-        spec = load_spec(folder.minimal / "spec.json", {"name": f"replay-{i}", "replay_schedule": str(folder.minimal)})
+        display.running = f"replay {i} of {times} of case {number}"
+        spec = load_spec(folder.minimal / "spec.json", {"name": f"replay-{number:04d}-{i}",
+                                                        "replay_schedule": str(folder.minimal)})
         verdicts.append(run_test(spec, display=False, histories=folder.root / "replays").verdict)
-    return {"runs": times, "invalid": verdicts.count("invalid"), "verdicts": verdicts}
+    return verdicts
 
 
 _STOPPED = {"shrunk": "the failure is shrunk as far as it goes", "budget": "the budget is spent",
@@ -183,7 +216,11 @@ def _report(folder: Any, state: Any, replays: Mapping[str, Any] | None) -> None:
     checkers = sorted({c for a in m.attempts for c in a.invalid_checkers})
     print(f"  invalid in {len(m.attempts)} of {len(m.attempts)} runs: {', '.join(checkers) or 'verdict'}", file=out)
     if replays:
-        print(f"replays of the reproducer: {replays['invalid']} of {replays['runs']} invalid", file=out)
+        for r in replays["candidates"]:
+            print(f"replays of case {r['case']}: {r['invalid']} of {r['runs']} invalid", file=out)
+        if not replays["reliable"]:
+            print(f"no failing case reproduced reliably; the reproducer is case {m.number}, the one that failed "
+                  f"most often", file=out)
     print(f"reproduce: dynharness run --spec {folder.minimal / 'spec.json'} --replay-schedule {folder.minimal}",
           file=out)
 
@@ -204,7 +241,11 @@ def register(sub: Any) -> None:
     p.add_argument("--max-faults", type=int, metavar="K", help="fault steps per case, at most (default 4)")
     p.add_argument("--vary", action="append", metavar="KEY=V1,V2", help="a spec field the search may pick, "
                                                                         "simplest first (repeatable)")
-    p.add_argument("--replays", type=int, default=0, metavar="K", help="run the reproducer K more times at the end")
+    p.add_argument("--replays", type=int, default=0, metavar="K",
+                   help="run the reproducer K more times at the end; if it fails in too few (--reliable), "
+                        "try the next smallest failures and keep the most reliable")
+    p.add_argument("--reliable", type=float, default=0.8, metavar="F",
+                   help="share of --replays a reproducer must fail in (default 0.8)")
     p.add_argument("--resume", metavar="DIR", help="continue an explore folder (its failures are tried first)")
     p.add_argument("--no-display", action="store_true", help="plain progress lines instead of the live panel")
     g = p.add_argument_group("base spec fields (as in run; --set reaches every other)")
