@@ -126,3 +126,20 @@ def test_ctrl_c_keeps_the_record_and_leaves_nothing_running(tmp_path: Path) -> N
     for pid in filter(None, pids):
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+@pytest.mark.docker
+def test_explore_runs_its_cases_on_docker(tmp_path: Path) -> None:
+    from harness.backends.docker_cluster import engine_available
+    from tests.conftest import require
+
+    require(engine_available(), "a Docker engine")
+    p = cli("explore", *SMALL, "--backend", "docker", "--nemesis", "crash,partition", "--max-run", "5",
+            "--budget", "15", "--confirm", "1", "--histories", str(tmp_path), "--no-display", timeout=400)
+    assert p.returncode == 0, p.stdout + p.stderr            # the clean store: nothing found
+    [folder] = (tmp_path / "explore").iterdir()
+    log = [json.loads(line) for line in (folder / "search.jsonl").read_text().splitlines()]
+    assert log and all(c["outcome"] == "pass" for c in log)
+    for case in log:
+        spec = json.loads(Path(case["attempts"][0]["run_dir"], "spec.json").read_text())
+        assert spec["backend"] == "docker" and spec["replay_schedule"]
