@@ -265,7 +265,7 @@ class _RunState:
 
     async def _drive(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
         spec = self.spec
-        clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout, settings=spec.target_settings)
+        clients = {n.name: plugins.node_client(target, n, timeout=spec.client_timeout, settings=spec.target_settings)
                    for n in nodes}
         try:
             assert self.display is not None

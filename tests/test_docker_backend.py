@@ -22,9 +22,13 @@ from targets.dynamo.admin import DynamoAdmin
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
-PROBE = ("import sys, urllib.request\n"
+#: Prints "reached" when the URL gives any HTTP answer (a 401 from an endpoint behind the cluster's
+#: secret too: the request got through), "cut <error>" when none comes.
+PROBE = ("import sys, urllib.error, urllib.request\n"
          "try:\n"
          "    urllib.request.urlopen(sys.argv[1], timeout=1.5).read(); print('reached')\n"
+         "except urllib.error.HTTPError:\n"
+         "    print('reached')\n"
          "except Exception as e:\n"
          "    print('cut', type(e).__name__)\n")
 
