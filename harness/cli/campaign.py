@@ -37,17 +37,17 @@ def live_table(camp: Any, running: str | None, since: float, started: Mapping[st
     from rich.table import Table
     from rich.text import Text
 
-    from harness.reports.summary import METRICS, expectation_text, label_axes, rows
+    from harness.reports.summary import METRICS, expectation_text, label_axes, measured, on_workers, rows
 
     all_rows = rows(camp)
     axes = [a for a in label_axes(all_rows)]
     done = sum(1 for r in all_rows if r.state in ("done", "error", "timeout"))
     t = Table(title=f"campaign {camp.defn.name}: {done}/{len(all_rows)} cells · {camp.dir}", title_justify="left")
-    workers = any(getattr(r, "worker", None) for r in camp.cells.values())
+    workers = on_workers(all_rows)
     for col in ("cell", *axes, "state", *(("worker",) if workers else ()), "verdict"):
         t.add_column(col, no_wrap=True)
     # only the metrics some cell measured (a register campaign has no lost writes column)
-    shown = [i for i, (k, _, _) in enumerate(METRICS) if any(r.metrics.get(k) is not None for r in all_rows)]
+    shown = measured(all_rows)
     for i in shown:
         t.add_column(METRICS[i][1], justify="right", no_wrap=True)
     t.add_column("expect", no_wrap=True)
@@ -58,7 +58,7 @@ def live_table(camp: Any, running: str | None, since: float, started: Mapping[st
         state = r.state + (f" {time.monotonic() - starts[r.cell]:.0f}s" if r.state == "running" and r.cell in starts else "")
         exp = expectation_text(r)
         texts = r.cells_text()
-        on = (camp.cells[r.cell].worker or "",) if workers else ()
+        on = (r.worker or "",) if workers else ()
         t.add_row(r.cell, *(str(r.labels.get(a, "")) for a in axes), Text(state, STATE_STYLE.get(r.state, "")), *on,
                   Text(r.verdict or "-", VERDICT_STYLE.get(r.verdict or "", "")), *(texts[i] for i in shown),
                   Text(exp, "red" if r.expect_broken else ""))
