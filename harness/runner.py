@@ -27,6 +27,7 @@ import asyncio
 import json
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -197,6 +198,11 @@ def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], di
     return RunOutcome(run_dir, results["verdict"], EXIT_CODES.get(results["verdict"], 2), results)
 
 
+def _setup_line(line: str) -> None:
+    """What a backend says about a slow setup step, before the live display starts."""
+    print(f"[setup] {line}", file=sys.stderr, flush=True)
+
+
 class _RunState:
     """Everything one run holds, so the cleanup can undo exactly what was done."""
 
@@ -231,7 +237,8 @@ class _RunState:
             target=target, nodes=spec.node_names, settings=spec.target_settings, run_dir=self.run_dir,
             # libfaketime only under a store that reports its own clock: a skew no probe can see is not offered
             faketime="clock" in target.capabilities,
-            extra={"leave_running": spec.leave_running, "features": self._backend_features()}))
+            extra={"leave_running": spec.leave_running, "features": self._backend_features(),
+                   **({"progress": _setup_line} if display else {})}))
         if self.plan.nspec is not None:
             from nemeses import registry  # type: ignore[import-not-found]
             from nemeses.base import NemesisContext
