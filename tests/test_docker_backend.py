@@ -315,7 +315,7 @@ def test_an_image_build_says_what_it_does_while_a_cached_one_stays_quiet(monkeyp
     on_step("node layer (code + deps)", "Step 3/6 : COPY app")     # 2.0: too soon
     on_step("node layer (code + deps)", "Step 5/6 : ENV")          # 7.0: shown
     on_step("node layer (code + deps)", "done in 9.0s")
-    assert lines == ["node image: building node layer (code + deps) (first use of this recipe; about a minute)",
+    assert lines == ["node image: building node layer (code + deps) (not cached for this recipe yet)",
                      "node image: node layer (code + deps): Step 5/6 : ENV",
                      "node image: node layer (code + deps): done in 9.0s"]
 

@@ -159,7 +159,7 @@ def progress_lines(say: Callable[[str], None], every: float = 5.0) -> StepCallba
             return
         now = time.monotonic()
         if step not in last:
-            say(f"node image: building {step} (first use of this recipe; about a minute)")
+            say(f"node image: building {step} (not cached for this recipe yet)")
         elif now - last[step] < every:
             return
         else:
