@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.backends.base import ClusterConfig  # noqa: E402
 from harness.backends.local import LocalBackend  # noqa: E402
 from harness.history import HistoryJournal  # noqa: E402
+from harness.plugins import node_client  # noqa: E402
 from harness.spec import load_spec  # noqa: E402
 from harness.workers import ClientPhase, run_clients  # noqa: E402
 from harness.workloads import build  # noqa: E402
@@ -135,7 +136,7 @@ def main() -> None:
 
         async def cluster_phases() -> None:
             target = DynamoTarget()
-            clients = {n.name: target.client(n.name, n.url, timeout=5.0) for n in nodes}
+            clients = {n.name: node_client(target, n, timeout=5.0, settings=settings) for n in nodes}
             try:
                 ops, busy = await raw(clients, args.seconds, args.concurrency)
                 print(f"raw client: {ops / args.seconds:.0f} ops/s (read+write pairs), "

@@ -18,6 +18,7 @@ the code actually running resolve the same way.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from functools import lru_cache
 from importlib import metadata
@@ -111,3 +112,22 @@ def load(group: str, name: str, what: str | None = None) -> Any:
 def target(kind: str) -> Any:
     """A target instance by name (the ``dynharness.targets`` group names a class or factory)."""
     return load("targets", kind, "target")()
+
+
+def node_client(target: Any, node: Any, *, timeout: float, settings: Mapping[str, Any]) -> Any:
+    """``target``'s async client for ``node`` (a ``targets.adapter.Node``), given the cluster's
+    secret when the target's ``client`` takes a ``secret`` parameter (the contract's optional
+    one: a target written before it, or one whose store has no guarded endpoints, has none)."""
+    kwargs: dict[str, Any] = {"timeout": timeout, "settings": settings}
+    if node.secret and _takes(target.client, "secret"):
+        kwargs["secret"] = node.secret
+    return target.client(node.name, node.url, **kwargs)
+
+
+def _takes(fn: Any, name: str) -> bool:
+    """Whether ``fn`` accepts the keyword ``name`` (by name or through ``**kwargs``)."""
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any((p.name == name and p.kind != p.POSITIONAL_ONLY) or p.kind == p.VAR_KEYWORD for p in params)

@@ -27,6 +27,7 @@ import asyncio
 import json
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,6 +214,11 @@ def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], di
     return RunOutcome(run_dir, results["verdict"], EXIT_CODES.get(results["verdict"], 2), results)
 
 
+def _setup_line(line: str) -> None:
+    """What a backend says about a slow setup step, before the live display starts."""
+    print(f"[setup] {line}", file=sys.stderr, flush=True)
+
+
 class _RunState:
     """Everything one run holds, so the cleanup can undo exactly what was done."""
 
@@ -247,7 +253,8 @@ class _RunState:
             target=target, nodes=spec.node_names, settings=spec.target_settings, run_dir=self.run_dir,
             # libfaketime only under a store that reports its own clock: a skew no probe can see is not offered
             faketime="clock" in target.capabilities,
-            extra={"leave_running": spec.leave_running, "features": self._backend_features()}))
+            extra={"leave_running": spec.leave_running, "features": self._backend_features(),
+                   **({"progress": _setup_line} if display else {})}))
         if self.plan.nspec is not None:
             from nemeses import registry  # type: ignore[import-not-found]
             from nemeses.base import NemesisContext
@@ -281,7 +288,7 @@ class _RunState:
 
     async def _drive(self, target: Any, nodes: list[Any], journal: HistoryJournal) -> None:
         spec = self.spec
-        clients = {n.name: target.client(n.name, n.url, timeout=spec.client_timeout, settings=spec.target_settings)
+        clients = {n.name: plugins.node_client(target, n, timeout=spec.client_timeout, settings=spec.target_settings)
                    for n in nodes}
         try:
             assert self.display is not None

@@ -251,8 +251,12 @@ class Target(Protocol):
         """argv that starts one node in the foreground (the backend daemonizes/supervises it).
         ``peers`` maps every node name to its ``host:port``."""
 
-    def client(self, node: str, url: str, *, timeout: float, settings: Mapping[str, Any]) -> TargetClient:
-        """An async client whose requests ``node`` serves."""
+    def client(self, node: str, url: str, *, timeout: float, settings: Mapping[str, Any],
+               secret: str | None = None) -> TargetClient:
+        """An async client whose requests ``node`` serves. ``secret``: the cluster's secret
+        (:attr:`Node.secret`), for whatever the client reads that the store guards with it (the
+        reference Dynamo's ``/admin`` views). Optional: the harness passes it only to a ``client``
+        that takes a ``secret`` parameter, so a target without one works as before."""
 
 
 class ReplicaPlacement(Protocol):

@@ -131,13 +131,27 @@ def test_riak_2013_has_the_jepsen_table_cells():
     assert any("lost_writes == 0" in c.expect for c in vc)
 
 
-def test_nrw_matrix_covers_the_six_triples_with_and_without_partitions():
+def test_nrw_matrix_covers_the_six_triples_with_a_slow_node_and_with_partitions():
     d = load_campaign(builtin="nrw-matrix")
     triples = {c.labels["nrw"] for c in d.cells}
     assert triples == {"3/1/1", "3/1/2", "3/2/1", "3/2/2", "3/3/1", "3/1/3"}
-    assert {c.labels["nemesis"] for c in d.cells} == {"none", "partition"}
+    assert {c.labels["nemesis"] for c in d.cells} == {"slow-node", "partition"}
     assert {c.labels["workload"] for c in d.cells} == {"session", "register"}
     assert {c.labels["mode"] for c in d.cells if c.labels["workload"] == "register"} == {"lww"}
+
+
+
+def test_nrw_matrix_expects_only_what_quorum_overlap_guarantees_under_a_slow_node():
+    """The first column slows one node (no failure) so R+W <= N shows its stale reads whatever the
+    load; only R+W > N cells carry expectations, and only what overlap promises at any timing."""
+    d = load_campaign(builtin="nrw-matrix")
+    for c in d.cells:
+        if c.labels["nemesis"] != "slow-node":
+            continue
+        assert c.overrides["nemesis.faults"] == ["latency"] and c.overrides["nemesis.targets"] == "n1"
+        n, r, w = (int(x) for x in c.labels["nrw"].split("/"))
+        want = {"session": ["rw_violations == 0"], "register": ["stale_read_share == 0"]}[c.labels["workload"]]
+        assert list(c.expect) == (want if r + w > n else []), c.id
 
 
 # ---------- running (fake runner writing synthetic runs) ----------

@@ -22,9 +22,13 @@ from targets.dynamo.admin import DynamoAdmin
 
 pytestmark = [pytest.mark.docker, pytest.mark.cluster]
 
-PROBE = ("import sys, urllib.request\n"
+#: Prints "reached" when the URL gives any HTTP answer (a 401 from an endpoint behind the cluster's
+#: secret too: the request got through), "cut <error>" when none comes.
+PROBE = ("import sys, urllib.error, urllib.request\n"
          "try:\n"
          "    urllib.request.urlopen(sys.argv[1], timeout=1.5).read(); print('reached')\n"
+         "except urllib.error.HTTPError:\n"
+         "    print('reached')\n"
          "except Exception as e:\n"
          "    print('cut', type(e).__name__)\n")
 
@@ -249,6 +253,35 @@ def test_pruning_keeps_node_images_of_another_base() -> None:
     assert client.images.removed == ["n:old", "n:ancient"]
 
 
+def test_a_forced_rebuild_removes_the_images_it_replaced() -> None:
+    """``image build --force`` moves the node and base tags to new images; the old ones, untagged,
+    are removed (node first: it is built on the base), except one the rebuild reproduced (same id
+    under the tag) and one a container still uses."""
+    import docker.errors
+
+    from harness.backends.image import remove_replaced
+
+    class Images:
+        def __init__(self):
+            self.tags = {"node:h": "sha-new-node", "base:h": "sha-base"}   # the base came out the same
+            self.in_use, self.removed = {"sha-kept-by-container"}, []
+
+        def get(self, tag):
+            if tag not in self.tags:
+                raise docker.errors.ImageNotFound(tag)
+            return type("Image", (), {"id": self.tags[tag]})()
+
+        def remove(self, image_id, noprune=False):
+            if image_id in self.in_use:
+                raise docker.errors.APIError("conflict: image is being used by a running container")
+            self.removed.append(image_id)
+
+    client = type("Client", (), {"images": Images()})()
+    got = remove_replaced(client, ["sha-old-node", "sha-base", "sha-kept-by-container"], keep=("node:h", "base:h"))
+    assert got == ("sha-old-node",) and client.images.removed == ["sha-old-node"]
+    assert remove_replaced(client, [], keep=("node:h", "gone:h")) == ()
+
+
 def test_nodes_on_docker_need_the_cluster_secret(cluster):
     """On Docker a node listens on a network address: its admin endpoints refuse callers without
     the secret, which reaches the node through its environment, never a command line."""
@@ -265,3 +298,24 @@ def test_nodes_on_docker_need_the_cluster_secret(cluster):
     assert "python" in cmdlines and n1.secret not in cmdlines
     mode = backend.run("n1", ["stat", "-c", "%a", "/var/lib/dynharness/secret"]).check().stdout.strip()
     assert mode == "600"
+
+
+def test_an_image_build_says_what_it_does_while_a_cached_one_stays_quiet(monkeypatch) -> None:
+    """The first ``--backend docker`` run builds the image for about a minute: the run's progress
+    says which step builds, its status now and then, and when each is done; cached steps say nothing."""
+    from harness.backends import image
+
+    clock = iter([0.0, 1.0, 2.0, 7.0])
+    monkeypatch.setattr(image.time, "monotonic", lambda: next(clock))
+    lines: list[str] = []
+    on_step = image.progress_lines(lines.append, every=5.0)
+    on_step("base image (debootstrap + import)", "done (cached)")
+    on_step("node layer (code + deps)", "Step 1/6 : FROM base")    # 0.0: starts
+    on_step("node layer (code + deps)", "Step 2/6 : COPY site")    # 1.0: too soon
+    on_step("node layer (code + deps)", "Step 3/6 : COPY app")     # 2.0: too soon
+    on_step("node layer (code + deps)", "Step 5/6 : ENV")          # 7.0: shown
+    on_step("node layer (code + deps)", "done in 9.0s")
+    assert lines == ["node image: building node layer (code + deps) (not cached for this recipe yet)",
+                     "node image: node layer (code + deps): Step 5/6 : ENV",
+                     "node image: node layer (code + deps): done in 9.0s"]
+

@@ -5,7 +5,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from harness.backends.base import ClusterConfig
 from harness.backends.local import LIBFAKETIME, LocalBackend, iptables_usable
 from harness.spec import target_defaults
 from tests.conftest import require
+from targets.dynamo.admin import request
 from targets.dynamo.target import DynamoTarget
 
 pytestmark = pytest.mark.cluster
@@ -37,9 +37,11 @@ def chains() -> str:
     return subprocess.run(["iptables", "-S"], capture_output=True, text=True).stdout if iptables_usable() else ""
 
 
-def get(url: str) -> dict:
-    with urllib.request.urlopen(url, timeout=3) as r:
-        return json.loads(r.read())
+def health(node) -> dict:
+    """The node's ``/admin/health`` answer, asked with the cluster's secret (OSError: no answer)."""
+    status, answer = request(node, "GET", "/admin/health", timeout=3)
+    assert status == 200, (status, answer)
+    return answer
 
 
 @pytest.fixture
@@ -56,7 +58,7 @@ def test_lifecycle_and_teardown_leave_nothing(cluster) -> None:
     b, nodes, run_dir = cluster
     assert [n.host for n in nodes] == ["127.0.0.11", "127.0.0.12", "127.0.0.13"]
     assert len({n.port for n in nodes}) == 1
-    assert all(get(n.url + "/admin/health")["ok"] for n in nodes)
+    assert all(health(n)["ok"] for n in nodes)
     assert len(node_pids(run_dir)) >= 3
     state = json.loads((run_dir / "cluster.json").read_text())
     assert state["backend"] == "local" and [n["name"] for n in state["nodes"]] == ["n1", "n2", "n3"]
@@ -75,18 +77,18 @@ def test_kill_start_pause_resume_wipe(cluster) -> None:
     b.kill("n2")
     assert not b.is_running("n2")
     with pytest.raises(OSError):
-        get(n2.url + "/admin/health")
+        health(n2)
     Path(n2.data_dir, "marker").write_text("x")
     b.wipe("n2")
     assert not Path(n2.data_dir, "marker").exists()
     b.start("n2")
-    assert b.is_running("n2") and get(n2.url + "/admin/health")["ok"]
+    assert b.is_running("n2") and health(n2)["ok"]
     b.pause("n3")
     with pytest.raises(OSError):  # a paused node accepts TCP but never answers
-        get(nodes[2].url + "/admin/health")
+        health(nodes[2])
     assert b.is_running("n3")
     b.resume("n3")
-    assert get(nodes[2].url + "/admin/health")["ok"]
+    assert health(nodes[2])["ok"]
 
 
 def test_faketime_clock_file_moves_the_node_clock(cluster) -> None:

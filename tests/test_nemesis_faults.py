@@ -108,7 +108,7 @@ def stored_on(node, key: str) -> bool:
 
 
 async def wait_converged(nodes) -> dict[str, Any]:
-    clients = {n.name: DynamoClient(n.name, n.url) for n in nodes}
+    clients = {n.name: DynamoClient(n.name, n.url, secret=n.secret) for n in nodes}
     try:
         return await converge(clients, timeout=20)
     finally:

@@ -1,13 +1,15 @@
 """A node with the cluster's secret: who may call what, malformed input, and slow connections.
 
-Real node processes on loopback, raw sockets. Checked: admin and internal endpoints answer 401
-without the secret and 403 with a wrong one, the peer handshake is refused without it, the
-client API stays open; a hypothesis fuzz of the HTTP API (malformed bodies, NaN, deep nesting,
+Real node processes on loopback, raw sockets. Checked: every admin endpoint (health, members and
+hints too) and the internal ones answer 401 without the secret and 403 with a wrong one, the
+harness's workload client presents it, the peer handshake is refused without it, the client API
+stays open; a hypothesis fuzz of the HTTP API (malformed bodies, NaN, deep nesting,
 huge numbers, huge and many headers) never gets a 5xx; a slow-loris connection is closed once
 its headers are late by the documented limit.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import struct
@@ -17,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from targets.adapter import OpIndeterminate
 from targets.dynamo import httpserver
 from targets.dynamo.admin import DynamoAdmin
 from targets.dynamo.launcher import local_cluster
@@ -67,6 +70,9 @@ AUTH = {"Authorization": f"Bearer {SECRET}"}
 WRONG = {"Authorization": "Bearer not-the-secret"}
 GUARDED = [("POST", "/admin/faults", b'{"drop": []}'), ("DELETE", "/admin/faults", b""), ("GET", "/admin/faults", b""),
            ("GET", "/admin/stats", b""), ("GET", "/admin/local/k", b""), ("GET", "/admin/clock", b""),
+           ("GET", "/admin/health", b""), ("GET", "/admin/members", b""), ("GET", "/admin/hints", b""),
+           ("GET", "/admin/ring", b""), ("GET", "/admin/preflist/k", b""), ("GET", "/admin/antientropy", b""),
+           ("POST", "/admin/replicas", b'{"keys": ["k"]}'),
            ("POST", "/internal/get", b'{"key": "k"}'), ("POST", "/internal/gossip", b"{}")]
 
 
@@ -78,11 +84,47 @@ def test_admin_and_internal_endpoints_need_the_secret(node, method: str, path: s
     assert send(node, request(method, path, body, {**AUTH, "X-Dynamo-From": "n2"})) in (200, 404)
 
 
-def test_client_api_and_health_views_stay_open(node) -> None:
+def test_every_admin_route_is_in_the_guarded_list() -> None:
+    """A new ``/admin`` route cannot slip in open: each one the node serves is checked above."""
+    from targets.dynamo.admin_api import ADMIN_ROUTES
+    checked = {(m, p[:-1] + "{key}" if p.endswith("/k") else p) for m, p, _ in GUARDED}
+    assert {(m, p) for m, p, _ in ADMIN_ROUTES} <= checked
+
+
+def test_client_api_stays_open(node) -> None:
     assert send(node, request("PUT", "/kv/open", b'{"value": 1}')) == 200
     assert send(node, request("GET", "/kv/open")) == 200
-    for path in ("/admin/health", "/admin/members", "/admin/hints"):
-        assert send(node, request("GET", path)) == 200
+    assert send(node, request("DELETE", "/kv/open", b"{}")) == 200
+
+
+def test_the_workload_client_reads_the_admin_views_with_the_secret(cluster) -> None:
+    """What the harness's client reads to judge the cluster (health, membership, hints) needs the
+    secret now: given it, the client gets answers; without it, the node refuses it."""
+    from harness.plugins import node_client
+    from targets.dynamo.client import DynamoClient
+    from targets.dynamo.target import DynamoTarget
+
+    n1 = cluster.nodes["n1"]
+
+    async def ask(client, key: str) -> tuple:
+        try:
+            answers = [await client.health()]
+            for question in (client.peers_down, client.pending_handoffs):
+                try:
+                    answers.append(await question())
+                except OpIndeterminate as e:
+                    answers.append(str(e))
+            await client.put(key, 1)
+            answers.append((await client.get(key)).values)
+            return tuple(answers)
+        finally:
+            await client.close()
+
+    with_secret = node_client(DynamoTarget(), n1, timeout=5.0, settings={})
+    assert asyncio.run(ask(with_secret, "client-with-secret")) == (True, [], 0, (1,))
+    without = DynamoClient(n1.name, n1.url, 5.0)
+    healthy, down, hints, values = asyncio.run(ask(without, "client-without"))
+    assert not healthy and down.startswith("401") and hints.startswith("401") and values == (1,)
 
 
 def test_the_admin_client_sends_the_secret(cluster) -> None:
@@ -201,4 +243,4 @@ def test_a_slow_loris_connection_is_closed_after_the_header_timeout(node) -> Non
 
 
 def test_node_still_serves_after_the_abuse(node) -> None:
-    assert send(node, request("GET", "/admin/health")) == 200
+    assert send(node, request("GET", "/admin/health", headers=AUTH)) == 200

@@ -149,3 +149,29 @@ def test_an_editable_install_of_another_checkout_falls_back_to_the_builtin_table
     assert plugins._describes_this_checkout(Dist(json.dumps({"url": "file:///x", "dir_info": {}})))
     assert "convergence" in plugins.names("checkers")
 
+
+
+def test_a_targets_client_gets_the_cluster_secret_only_when_it_takes_one() -> None:
+    """``client(..., secret=)`` is the contract's optional parameter: the harness hands a target's
+    client the cluster's secret when its signature names it (or takes ``**kwargs``), and leaves a
+    client written before it as it was."""
+    from targets.adapter import Node
+
+    class Older:
+        def client(self, node, url, *, timeout, settings):
+            return {"node": node, "url": url}
+
+    class Newer:
+        def client(self, node, url, *, timeout, settings, secret=None):
+            return {"node": node, "secret": secret}
+
+    class Open:
+        def client(self, node, url, **kwargs):
+            return kwargs
+
+    n1 = Node("n1", "127.0.0.11", 7000, "/tmp/n1", secret="s3cret")
+    assert plugins.node_client(Older(), n1, timeout=1.0, settings={}) == {"node": "n1", "url": "http://127.0.0.11:7000"}
+    assert plugins.node_client(Newer(), n1, timeout=1.0, settings={}) == {"node": "n1", "secret": "s3cret"}
+    assert plugins.node_client(Open(), n1, timeout=1.0, settings={})["secret"] == "s3cret"
+    no_secret = Node("n1", "127.0.0.11", 7000, "/tmp/n1")
+    assert plugins.node_client(Newer(), no_secret, timeout=1.0, settings={}) == {"node": "n1", "secret": None}

@@ -141,8 +141,10 @@ def test_a_different_host_key_is_refused_even_with_trust_on_first_use(hosts):
 
 
 def test_teardown_stops_everything_and_removes_chain_and_files(hosts):
+    # a port of its own: the module's cluster still listens on 7000 on this host (with /admin/health
+    # open, its node once answered this backend's health check in place of a node that never bound)
     backend = SshBackend({"hosts": hosts["ips"][:1], "user": "dyn", "key": hosts["key"],
-                          "known_hosts": hosts["known_hosts"]})
+                          "known_hosts": hosts["known_hosts"], "node_port": 7200})
     backend.setup(ClusterConfig(target=DynamoTarget(), nodes=("n1",), settings={"n": 1, "r": 1, "w": 1}, run_dir=hosts["tmp"] / "run1"))
     chain, root = backend.firewall_chain, backend._run_root["n1"]
     backend.teardown()

@@ -42,7 +42,10 @@ class ClusterConfig:
     run_dir: Path                               # node logs and local data dirs live under here
     faketime: bool = True                       # start nodes under libfaketime when available (the runner:
                                                 # only for a target with the ``clock`` capability)
-    extra: Mapping[str, object] = field(default_factory=dict)
+    extra: Mapping[str, object] = field(default_factory=dict)   # leave_running, features, and
+                                                # progress: a callable(str) for one line about a slow
+                                                # setup step (the Docker image build), when the run
+                                                # shows progress
 
 
 #: Capability names a backend may offer; nemeses refuse (CapabilityError) what is missing. What the

@@ -32,7 +32,7 @@ from harness.backends import cluster_state, remote
 from harness.backends.base import CAPABILITIES, ClusterConfig, CommandResult, Node
 from harness.backends.docker_cluster import (CHAIN, DEFAULT_TIMEOUT, L_KEPT, L_NODE, DockerShell, cluster_containers,
                                              connect_engine, create_cluster, remove_clusters)
-from harness.backends.image import APP_DIR, SITE_DIR, ImageRecipe, ensure_image
+from harness.backends.image import APP_DIR, SITE_DIR, ImageRecipe, ensure_image, progress_lines
 from harness.backends.lazy_disks import CANNOT_MOUNT
 from harness.backends.shell_lazy_disk import ShellLazyDisk
 from harness.errors import UserError
@@ -96,7 +96,9 @@ class DockerBackend:
         if self.image:
             tag = self.image
         else:
-            self.image_build = ensure_image(client, ImageRecipe.for_target(self.target, self.base_image))
+            say = config.extra.get("progress")
+            self.image_build = ensure_image(client, ImageRecipe.for_target(self.target, self.base_image),
+                                            on_step=progress_lines(say) if callable(say) else None)
             tag = self.image_build.tag
         run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(2)}"
         self._run_dir = Path(config.run_dir)

@@ -136,6 +136,7 @@ class BuildStep:
 class ImageBuild:
     tag: str
     steps: tuple[BuildStep, ...]
+    removed: tuple[str, ...] = ()   # ids of the images a forced rebuild replaced and removed
 
     @property
     def cached(self) -> bool:
@@ -143,6 +144,29 @@ class ImageBuild:
 
 
 StepCallback = Callable[[str, str], None]     # (step name, status line) while a step runs
+
+
+def progress_lines(say: Callable[[str], None], every: float = 5.0) -> StepCallback:
+    """A StepCallback that tells ``say`` (one line each) what a build does: a step when it starts
+    building and when it is done, and its status at most every ``every`` seconds in between, so a
+    first ``--backend docker`` run that builds the image for a minute is not silent. Cached
+    steps say nothing (a cached image is the usual case)."""
+    last: dict[str, float] = {}
+
+    def on_step(step: str, status: str) -> None:
+        if status.startswith("done"):
+            if step in last:
+                say(f"node image: {step}: {status}")
+            return
+        now = time.monotonic()
+        if step not in last:
+            say(f"node image: building {step} (not cached for this recipe yet)")
+        elif now - last[step] < every:
+            return
+        else:
+            say(f"node image: {step}: {status[:120]}")
+        last[step] = now
+    return on_step
 
 
 def apt_mirror() -> str:
@@ -176,13 +200,17 @@ def _dockerfile(base: str) -> str:
             f'CMD ["idle"]\n')
 
 
-def _image_exists(client, tag: str) -> bool:
+def _image_id(client, tag: str) -> str | None:
+    """The id of the image ``tag`` names, None when there is none."""
     import docker.errors
     try:
-        client.images.get(tag)
-        return True
+        return client.images.get(tag).id
     except docker.errors.ImageNotFound:
-        return False
+        return None
+
+
+def _image_exists(client, tag: str) -> bool:
+    return _image_id(client, tag) is not None
 
 
 def _stream_build(client, context: bytes, tag: str, labels: dict[str, str], pull: bool,
@@ -280,6 +308,9 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
         say(name, "done (cached)" if cached else f"done in {time.monotonic() - t0:.1f}s")
 
     base_tag, node_tag = recipe.base_tag(), recipe.node_tag()
+    # a forced rebuild moves both tags to new images: the old ones (200+ MB each) would be left
+    # untagged, out of reach of prune_node_images, so note them now and remove them at the end
+    replaced = [i for i in (_image_id(client, node_tag), _image_id(client, base_tag)) if i] if force else []
     if recipe.base_image:
         step("base image (apt)", not force and _image_exists(client, base_tag),
              lambda: _apt_base(client, recipe, lambda s: say("base image (apt)", s)))
@@ -307,7 +338,25 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
     step("node layer (code + deps)", have_node, build_node)
     if not have_node:
         prune_node_images(client, keep=node_tag, base=recipe.base_hash())
-    return ImageBuild(node_tag, tuple(steps))
+    removed = remove_replaced(client, replaced, keep=(node_tag, base_tag))
+    return ImageBuild(node_tag, tuple(steps), removed)
+
+
+def remove_replaced(client, image_ids: list[str], keep: tuple[str, ...]) -> tuple[str, ...]:
+    """Remove the images a forced rebuild replaced (ids, the node image's before its base's, which
+    it is built on), except one that ``keep``'s tags still name (a rebuild that reproduced it).
+    One a container still uses stays. The ids removed."""
+    kept = {_image_id(client, tag) for tag in keep}
+    removed = []
+    for image_id in image_ids:
+        if image_id in kept:
+            continue
+        try:
+            client.images.remove(image_id, noprune=False)
+            removed.append(image_id)
+        except Exception:       # noqa: BLE001 - in use by a container (a kept cluster), or gone: keep going
+            pass
+    return tuple(removed)
 
 
 def prune_node_images(client, keep: str, base: str) -> int:

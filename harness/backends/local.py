@@ -1,7 +1,7 @@
 """The local backend: real node processes on this host's loopback.
 
 Node ``i`` (1-based) listens on ``127.0.0.(10+i)`` at one port shared by all
-nodes (picked free per run). Each node is its own process group, with its
+nodes (picked free per run, below the ephemeral range: ``local_ports``). Each node is its own process group, with its
 data dir and log under ``<run_dir>/nodes/``, started under libfaketime when
 the library exists (clock file ``nodes/<name>.faketime``, initially ``+0``).
 As root with a working ``iptables``, setup creates a chain ``DH-<run id>``
@@ -29,7 +29,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,6 +37,7 @@ from typing import Any, Mapping, Sequence
 
 from harness.backends import cluster_state, lazy_disks, local_chain, node_cgroups
 from harness.backends.local_chain import iptables_usable  # noqa: F401 - also this module's API
+from harness.backends.local_ports import pick_port  # noqa: F401 - also this module's API
 from harness.backends.local_procs import Spawner, kill_group, pid_alive, runs_with_arg
 from harness.backends.base import ClusterConfig, CommandResult, Node
 from harness.errors import UserError
@@ -51,28 +51,6 @@ START_TIMEOUT = 30.0
 def host_of(i: int) -> str:
     """Loopback address of node i (1-based)."""
     return f"127.0.0.{10 + i}"
-
-
-def pick_port(hosts: Sequence[str], attempts: int = 50, span: int = 1) -> int:
-    """A TCP port free on every host (all nodes listen on the same port), with the ``span - 1``
-    ports after it free too (a target with ``ports_per_node`` > 1 uses them)."""
-    for _ in range(attempts):
-        with socket.socket() as s:
-            s.bind((hosts[0], 0))
-            port = s.getsockname()[1]
-        if port + span <= 65536 and all(_port_free(h, p) for h in hosts for p in range(port, port + span)):
-            return port
-    raise UserError(f"no TCP port free on all of {', '.join(hosts)} after {attempts} tries")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 class LocalBackend:

@@ -40,12 +40,12 @@ def live_table(camp: Any, running: str | None, since: float, started: Mapping[st
     from rich.text import Text
 
     from harness.cli.table_fit import FitColumn, fitted_table
-    from harness.reports.summary import METRICS, expectation_text, label_axes, measured, rows
+    from harness.reports.summary import METRICS, expectation_text, label_axes, measured, on_workers, rows
 
     all_rows = rows(camp)
     axes = label_axes(all_rows)
     done = sum(1 for r in all_rows if r.state in ("done", "error", "timeout"))
-    workers = any(getattr(r, "worker", None) for r in camp.cells.values())
+    workers = on_workers(all_rows)
     shown = measured(all_rows)   # only the metrics some cell measured (a register campaign has no lost writes column)
     columns = [FitColumn("cell"), *(FitColumn(a, 4) for a in axes), FitColumn("state", 1),
                *((FitColumn("worker", 5),) if workers else ()), FitColumn("verdict"),
@@ -57,7 +57,7 @@ def live_table(camp: Any, running: str | None, since: float, started: Mapping[st
     for r in all_rows:
         state = r.state + (f" {time.monotonic() - starts[r.cell]:.0f}s" if r.state == "running" and r.cell in starts else "")
         texts = r.cells_text()
-        on = (camp.cells[r.cell].worker or "",) if workers else ()
+        on = (r.worker or "",) if workers else ()
         table_rows.append((r.cell, *(str(r.labels.get(a, "")) for a in axes), Text(state, STATE_STYLE.get(r.state, "")),
                            *on, Text(r.verdict or "-", VERDICT_STYLE.get(r.verdict or "", "")), *(texts[i] for i in shown),
                            Text(expectation_text(r), "red" if r.expect_broken else "")))

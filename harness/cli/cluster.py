@@ -12,6 +12,7 @@ histories folder; ``dynharness cleanup`` removes orphans.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from typing import Any
 
@@ -27,14 +28,15 @@ def _client(args: argparse.Namespace):
 
 def cmd_up(args: argparse.Namespace) -> int:
     from harness.backends.docker_cluster import cluster_containers, create_cluster, remove_clusters
-    from harness.backends.image import ImageRecipe, ensure_image
+    from harness.backends.image import ImageRecipe, ensure_image, progress_lines
 
     if not 1 <= args.nodes <= 50:
         raise UserError(f"--nodes must be between 1 and 50, got {args.nodes}")
     client = _client(args)
     try:
         t0 = time.monotonic()
-        tag = args.image or ensure_image(client, ImageRecipe(base_image=args.base_image)).tag
+        tag = args.image or ensure_image(client, ImageRecipe(base_image=args.base_image),
+                                         on_step=progress_lines(lambda line: print(line, file=sys.stderr))).tag
         existing = cluster_containers(client, args.name)
         if existing:
             if all(c.status == "running" and c.image.tags and tag in c.image.tags for c in existing) \

@@ -43,6 +43,8 @@ def cmd_image_build(args: argparse.Namespace) -> int:
         table.add_row(s.name, f"{s.seconds:.1f}", "cached" if s.cached else (s.detail or "built"))
     table.add_row("total", f"{time.monotonic() - started:.1f}", "cached" if build.cached else "built")
     Console().print(table)
+    if build.removed:
+        console.print(f"removed {len(build.removed)} image(s) the rebuild replaced")
     print(build.tag)
     return 0
 
@@ -60,7 +62,8 @@ def register(sub: Any) -> None:
     b.add_argument("--mirror", metavar="URL", help="Debian mirror for debootstrap (default: the one apt uses here)")
     b.add_argument("--target", default=plugins.DEFAULT_TARGET, metavar="KIND",
                    help="the store the image is for: its Debian packages are added (default dynamo; etcd)")
-    b.add_argument("--force", action="store_true", help="rebuild every step, ignoring the cache")
+    b.add_argument("--force", action="store_true",
+                   help="rebuild every step, ignoring the cache, and remove the images it replaces")
     b.add_argument("--timeout", type=float, default=120.0, metavar="S", help="timeout of each Docker call (default 120)")
     b.set_defaults(func=cmd_image_build)
     p.set_defaults(func=lambda args: (p.print_help(), 3)[1])

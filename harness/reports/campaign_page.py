@@ -14,7 +14,8 @@ from typing import Any
 from harness.reports.junit import campaign_junit
 from harness.reports.markdown import campaign_markdown
 from harness.reports.render import render_page
-from harness.reports.summary import BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, measured, rows, status_text
+from harness.reports.summary import (BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, measured,
+                                     on_workers, rows, status_text)
 
 GOOD_STRINGS = {"valid": 0.0, "unknown": 0.5, "invalid": 1.0}
 
@@ -100,6 +101,7 @@ def campaign_index_html(camp: Any) -> str:
               "expect": expectation_text(r), "href": _link(camp.dir, r.run_dir),
               "description": r.labels.get("description", "")} for r in all_rows]
     return render_page("campaign.html.j2", camp=camp, status=status_text(camp), broken=camp.broken(), axes=axes,
+                       workers=on_workers(all_rows),
                        table=table, metrics=[METRICS[i] for i in shown], heatmaps=heatmaps(camp, all_rows), bad_high=BAD_HIGH,
                        title=f"campaign {camp.defn.name}")
 

@@ -8,7 +8,8 @@ The file keeps to the common (Jenkins / Ant) JUnit schema that CI servers valida
 (``tests/data/junit-common.xsd``): a ``<testcase>`` may hold only its outcome and
 ``<system-out>``/``<system-err>``, so each cell's labels, verdict, run folder and metrics go to
 the suite's ``<properties>`` (named ``<cell>.<label>``, for tools that read properties) and to
-the cell's run case as ``<system-out>`` lines (what a person reads in the CI's test view).
+the cell's run case as ``<system-out>`` lines (what a person reads in the CI's test view). A
+cell run on a Dask worker (``--jobs``/``--scheduler``) has ``<cell>.worker`` among them.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ def _cell_facts(c: Any, r: Any) -> list[tuple[str, str]]:
     """(name, value) of everything known about one cell's run, in the order a reader wants it."""
     facts = [(k, str(v)) for k, v in c.labels.items()]
     facts += [("verdict", str(r.verdict)), ("run_dir", str(r.run_dir))]
+    if r.worker:                    # the Dask worker that ran it (campaign --jobs/--scheduler)
+        facts.append(("worker", str(r.worker)))
     facts += [(k, fmt_metric(k, r.metrics[k])) for k, _, _ in METRICS if r.metrics.get(k) is not None]
     return facts
 

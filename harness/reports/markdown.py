@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.reports.summary import METRICS, expectation_text, label_axes, measured, rows, status_text
+from harness.reports.summary import METRICS, expectation_text, label_axes, measured, on_workers, rows, status_text
 
 
 def _esc(text: Any) -> str:
@@ -38,13 +38,15 @@ def campaign_markdown(camp: Any, *, title_level: int = 2) -> str:
         out.append("")
     shown = measured(all_rows)
     described = any(r.labels.get("description") for r in all_rows)
-    head = ["cell", *(["what"] if described else []), *axes, "state", "verdict", *(METRICS[i][1] for i in shown),
-            "expectations"]
+    workers = on_workers(all_rows)
+    head = ["cell", *(["what"] if described else []), *axes, "state", *(["worker"] if workers else []), "verdict",
+            *(METRICS[i][1] for i in shown), "expectations"]
     out += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in all_rows:
         texts = r.cells_text()
         vals = [r.cell, *([r.labels.get("description", "")] if described else []), *(r.labels.get(a, "") for a in axes),
-                r.state, r.verdict or "-", *(texts[i] for i in shown), expectation_text(r)]
+                r.state, *([r.worker or "-"] if workers else []), r.verdict or "-", *(texts[i] for i in shown),
+                expectation_text(r)]
         out.append("| " + " | ".join(_esc(v) for v in vals) + " |")
     out += ["", "Columns: " + "; ".join(f"**{METRICS[i][1]}** {METRICS[i][2]}" for i in shown) + "."]
     return "\n".join(out) + "\n"

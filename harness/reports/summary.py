@@ -2,7 +2,8 @@
 
 The live table, ``summary.md``, the JUnit properties and the campaign's
 ``index.html`` all show these columns, formatted the same way, so a number
-read in CI means the same thing as the one on the page.
+read in CI means the same thing as the one on the page; each shows the Dask
+worker that ran a cell when the campaign ran on workers (``--jobs``/``--scheduler``).
 """
 from __future__ import annotations
 
@@ -56,6 +57,7 @@ class Row:
     run_dir: str | None
     error: str | None
     seconds: float | None
+    worker: str | None = None       # the Dask worker that ran the cell (campaign --jobs/--scheduler)
 
     def cells_text(self) -> list[str]:
         """The metric columns as text, lost writes as 'count (share)' when acked writes are known."""
@@ -71,8 +73,13 @@ def rows(camp: Any) -> list[Row]:
             continue
         broken = len(r.broken)
         out.append(Row(c.id, dict(c.labels), r.state, r.verdict, dict(r.metrics), len(r.expectations) - broken, broken,
-                       r.run_dir, r.error, r.seconds))
+                       r.run_dir, r.error, r.seconds, r.worker))
     return out
+
+
+def on_workers(all_rows: list[Row]) -> bool:
+    """Whether any cell ran on a Dask worker (the tables then show a worker column)."""
+    return any(r.worker for r in all_rows)
 
 
 def measured(all_rows: list[Row]) -> list[int]:

@@ -1,8 +1,8 @@
 """The node's ``/admin`` endpoints: health, clock, ring, hints, stats, a key's local copy, faults.
 
-Split from :mod:`targets.dynamo.server` (which routes them, behind the cluster's secret except
-:data:`OPEN_ADMIN`) to keep each module to one concern: these only read the node's state,
-except ``/admin/faults``, which sets the in-process transport faults the nemeses use.
+Split from :mod:`targets.dynamo.server` (which routes them, every one behind the cluster's
+secret) to keep each module to one concern: these only read the node's state, except
+``/admin/faults``, which sets the in-process transport faults the nemeses use.
 """
 from __future__ import annotations
 
@@ -19,11 +19,6 @@ from targets.dynamo.faults import Faults
 from targets.dynamo.transport import FrameWriter
 
 log = logging.getLogger("dynamo.server")
-
-#: Admin views open to anyone who can reach the node: what a client (``TargetClient.health``,
-#: ``peers_down``, ``pending_handoffs``) reads to judge the cluster. Nothing in them changes state.
-OPEN_ADMIN = frozenset({"/admin/health", "/admin/members", "/admin/hints"})
-
 
 async def admin_health(state: NodeState, request: Request) -> Response:
     return reply(200, {"ok": True, "node": state.name})

@@ -8,6 +8,10 @@ the history's outcome types exactly as ``docs/contracts.md`` says:
   some replicas and may still win); ``stored == 0`` -> :class:`OpFailed`;
 * 503 on a read, 400, 507 -> :class:`OpFailed`;
 * timeouts and connection errors -> :class:`OpIndeterminate`.
+
+The ``/admin`` views the client reads (health, membership, hints) need the cluster's secret
+(``Node.secret``, handed in as ``secret``): they go out with ``Authorization: Bearer``, the
+``/kv`` requests without it, as any client of the store's public API.
 """
 from __future__ import annotations
 
@@ -24,10 +28,11 @@ from targets.adapter import OpFailed, OpIndeterminate, ReadResult, WriteResult
 class DynamoClient:
     """Client bound to one node: every request it sends is coordinated by that node."""
 
-    def __init__(self, node: str, url: str, timeout: float = 5.0) -> None:
+    def __init__(self, node: str, url: str, timeout: float = 5.0, secret: str | None = None) -> None:
         self.node = node
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._admin_headers = {"Authorization": f"Bearer {secret}"} if secret else {}
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -44,7 +49,9 @@ class DynamoClient:
         limit = (timeout + 1.0) if timeout is not None else self.timeout
         try:
             async with asyncio.timeout(limit):
-                async with self._http().request(method, self.url + path, params=query, json=body) as resp:
+                headers = self._admin_headers if path.startswith("/admin/") else None
+                async with self._http().request(method, self.url + path, params=query, json=body,
+                                                headers=headers) as resp:
                     text = await resp.text()
                     try:
                         data = json.loads(text) if text else {}

@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import http.client
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from targets.adapter import NODE_SECRET_ENV, Node, TargetError
+from targets.dynamo.admin import DynamoAdmin
+from targets.dynamo.admin import request as admin_request
 from targets.dynamo.config import DEFAULTS, SETTINGS, coerce_setting, validate_settings
 from targets.dynamo.target import DynamoTarget
 
@@ -75,24 +75,22 @@ def start_node_process(argv: Sequence[str], log_path: str | os.PathLike, *,
         log.close()
 
 
-def wait_healthy(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None,
+def wait_healthy(node: Node, timeout: float = 20.0, proc: subprocess.Popen | None = None,
                  log_path: str | None = None) -> None:
-    """Poll ``url``/admin/health until it answers ok; TargetError (with the log tail) otherwise."""
+    """Poll the node's ``/admin/health`` (with its secret) until it answers ok; TargetError (with
+    the log tail) otherwise."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     for _ in range(int(timeout / 0.05) + 1):
         if proc is not None and proc.poll() is not None:
-            raise TargetError(f"node at {url} exited with {proc.returncode}: {_tail(log_path)}")
-        try:
-            with urllib.request.urlopen(url + "/admin/health", timeout=1.0) as resp:
-                if json.loads(resp.read()).get("ok") is True:
-                    return
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            last = str(exc)
+            raise TargetError(f"node at {node.url} exited with {proc.returncode}: {_tail(log_path)}")
+        ok, last = DynamoAdmin().health(node, timeout=1.0)
+        if ok:
+            return
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)
-    raise TargetError(f"node at {url} not healthy after {timeout:.0f}s ({last}): {_tail(log_path)}")
+    raise TargetError(f"node at {node.url} not healthy after {timeout:.0f}s ({last}): {_tail(log_path)}")
 
 
 def _tail(log_path: str | None) -> str:
@@ -128,7 +126,7 @@ class LocalCluster:
         env = {**os.environ, NODE_SECRET_ENV: self.secret} if self.secret else None
         self.procs[name] = start_node_process(self.argv(name), self.logs[name], env=env, clock_file=info.clock_file)
         if wait:
-            wait_healthy(info.url, proc=self.procs[name], log_path=self.logs[name])
+            wait_healthy(info, proc=self.procs[name], log_path=self.logs[name])
             self.wait_members_up()
 
     def start_all(self, converge: float = 10.0) -> None:
@@ -136,7 +134,7 @@ class LocalCluster:
         for name in self.nodes:
             self.start(name, wait=False)
         for name, info in self.nodes.items():
-            wait_healthy(info.url, proc=self.procs[name], log_path=self.logs[name])
+            wait_healthy(info, proc=self.procs[name], log_path=self.logs[name])
         self.wait_members_up(converge)
 
     def wait_members_up(self, timeout: float = 10.0) -> bool:
@@ -150,11 +148,11 @@ class LocalCluster:
 
     def _sees_up(self, name: str, others: list[str]) -> bool:
         try:
-            with urllib.request.urlopen(self.nodes[name].url + "/admin/members", timeout=1.0) as resp:
-                view = json.loads(resp.read())["members"]
-        except (urllib.error.URLError, OSError, ValueError, KeyError):
+            status, answer = admin_request(self.nodes[name], "GET", "/admin/members", timeout=1.0)
+        except (OSError, http.client.HTTPException):
             return False
-        return all(view.get(o, {}).get("up") for o in others)
+        view = answer.get("members") if status == 200 and isinstance(answer, dict) else None
+        return isinstance(view, dict) and all(isinstance(view.get(o), dict) and view[o].get("up") for o in others)
 
     def kill(self, name: str) -> None:
         """SIGKILL the node and reap it."""

@@ -4,12 +4,13 @@ The HTTP API is the one in ``docs/contracts.md`` section 1 and ``docs/store.md``
 Every handler answers JSON; every client error is a 4xx with a one-line
 ``{"error": ...}`` and nothing stored.
 
-Who may call what: the client API (``/kv``) is the store's public interface and stays open,
-as do the read-only views a client judges the cluster by (:data:`OPEN_ADMIN`: health, the
-membership view, pending hints). Every other ``/admin`` endpoint (faults above all),
-``/internal/*`` and the peer handshake need the cluster's secret, which the harness hands each
-node in :data:`targets.adapter.NODE_SECRET_ENV`: on Docker and SSH a node listens on a network
-address, and without it anyone who could reach it could inject faults or pose as a peer. A node
+Who may call what: the client API (``/kv``) is the store's public interface and stays open.
+Every ``/admin`` endpoint (faults above all, but also health, the membership view and pending
+hints: the harness's client presents the secret for those), ``/internal/*`` and the peer
+handshake need the cluster's secret, which the harness hands each node in
+:data:`targets.adapter.NODE_SECRET_ENV`: on Docker and SSH a node listens on a network
+address, and without it anyone who could reach it could inject faults, pose as a peer or map
+the cluster. A node
 started without a secret (by hand, ``targets.dynamo.launcher``) is open, and says so in its log.
 """
 from __future__ import annotations
@@ -265,7 +266,7 @@ def build_router(state: NodeState) -> tuple[Router, dict[str, Any]]:
     r.add("PUT", "/kv/{key}", handled(kv_put))
     r.add("DELETE", "/kv/{key}", handled(kv_delete))
     for method, path, fn in admin_api.ADMIN_ROUTES:
-        r.add(method, path, handled(fn) if path in admin_api.OPEN_ADMIN else guarded(handled(fn)))
+        r.add(method, path, guarded(handled(fn)))
     r.add("POST", "/admin/replicas", guarded(handled(admin_replicas)))   # a replica's own copies: harness only
     for path, ifn in INTERNAL_ROUTES.items():
         r.add("POST", path, internal(ifn))

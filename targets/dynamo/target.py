@@ -88,9 +88,11 @@ class DynamoTarget:
                 argv += [setting.flag, str(coerce_setting(setting.key, settings[setting.key]))]
         return argv
 
-    def client(self, node: str, url: str, *, timeout: float, settings: Mapping[str, Any] | None = None) -> DynamoClient:
-        """An async client whose requests ``node`` coordinates."""
-        return DynamoClient(node, url, timeout)
+    def client(self, node: str, url: str, *, timeout: float, settings: Mapping[str, Any] | None = None,
+               secret: str | None = None) -> DynamoClient:
+        """An async client whose requests ``node`` coordinates (``secret``: the cluster's, for the
+        ``/admin`` views it reads)."""
+        return DynamoClient(node, url, timeout, secret)
 
 
 def _coerce(key: str, value: Any) -> Any:
