@@ -27,6 +27,7 @@ examples:
   dynharness run --spec examples/riak-lww.toml    # a test spec file (every field is also a flag)
   dynharness check histories/latest               # re-run the checkers on a stored run
   dynharness ls                                   # stored runs and their verdicts
+  dynharness explore --nemesis partition,crash    # search fault schedules; shrink a failure to a reproducer
 """
 
 
