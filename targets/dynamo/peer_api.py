@@ -251,10 +251,19 @@ class PeerConnection(asyncio.Protocol):
             task.add_done_callback(self._tasks.discard)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """The requester hung up: its replies go nowhere, but the requests it made run to the end.
+
+        Cancelling them broke a forwarded write (``/internal/coordinate``) between the
+        coordinator's own commit and its sends to the other replicas: a version on one replica
+        only, with no hint, that only anti-entropy could spread. A coordinated write, once begun,
+        finishes whatever became of its requester, as it does for a client's HTTP request; every
+        other request is a merge or a read, bounded by its own timeout. The node holds the tasks
+        (``NodeState.background``) until they end."""
         if self._hello_timer is not None:
             self._hello_timer.cancel()
         for task in list(self._tasks):
-            task.cancel()
+            self.state.background(task)
+        self._tasks.clear()
 
     def _get_now(self, rid: Any, body: Any) -> bool:
         """Answer a read from the cache at once when no fault applies (no task): True if answered."""
