@@ -10,7 +10,6 @@ import argparse
 import math
 import random
 import sys
-from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import UserError
