@@ -27,7 +27,12 @@ SMALL = {"nodes": 3, "rate": 50, "concurrency": 2, "seed": 2, "nemesis.faults": 
 
 
 def ignore_sigint() -> None:
+    """A child as a script's background job has it: SIGINT ignored. SIGTERM and SIGHUP are put
+    back to their defaults, so a test session itself started under ``nohup`` (SIGHUP ignored,
+    which the harness honours on purpose) still tests what it means to."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
 
 @pytest.fixture
