@@ -23,6 +23,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from harness.explore.case import fault_actions  # noqa: E402
+from nemeses.schedule import ScheduledAction  # noqa: E402
+
 CALM = ["--set", "target.fsync=never", "--set", "final_read_timeout=10", "--recovery", "2"]
 CART5 = ["--nodes", "5", "--workload", "cart", "--mode", "vclock", "--keys", "10", "--concurrency", "10",
          "--rate", "100"]
@@ -56,13 +61,12 @@ def explore(bug: str | None, flags: list[str], faults: str, checker: str, args: 
     log = [json.loads(x) for x in (folders[-1] / "search.jsonl").read_text().splitlines()] if folders else []
     first = next((c for c in log if c["outcome"] == "fail"), None)
     m = summary.get("minimal") or {}
-    starts = [a for a in m.get("schedule", []) if a["f"] in ("start-partition", "kill", "wipe", "pause", "start-clock",
-                                                              "start-link", "power-off")]
+    actions = [ScheduledAction.from_json(a) for a in m.get("schedule", [])]
     replays = summary.get("replays") or {}
     return {"bug": bug or "clean", "exit": p.returncode, "seconds": round(took), "cases": summary.get("cases"),
             "found_at_case": first and first["number"], "found_after_s": first and round(first["started_s"]),
             "shrink_steps": summary.get("shrink_steps"), "stopped": summary.get("stopped"),
-            "fault_actions": len(starts) if m else None, "faults": m.get("faults"),
+            "fault_actions": fault_actions(actions) if m else None, "faults": m.get("faults"),
             "flaky": summary.get("flaky"), "replays": f"{replays.get('invalid')}/{replays.get('runs')}" if replays else None,
             "replays_per_candidate": {c["case"]: f"{c['invalid']}/{c['runs']}" for c in replays.get("candidates", [])},
             "folder": str(folders[-1]) if folders else None, "error": p.stderr.strip().splitlines()[-1:] if p.returncode == 3 else None}

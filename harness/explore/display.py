@@ -5,7 +5,6 @@ On a terminal a rich panel refreshes in place; elsewhere (logs, CI) one plain li
 from __future__ import annotations
 
 import sys
-import time
 from typing import Any
 
 from harness.explore.case import Case, describe
@@ -76,11 +75,9 @@ def _left(state: SearchState | None, budget: float, shrink_budget: float) -> str
     """Time left of the search budget, or once a failure is confirmed, of the shrink budget."""
     if state is None:
         return ""
-    used = time.monotonic() - state.started
-    if state.failures:
-        first = state.failures[0]
-        used -= first.started_s + first.seconds
-        return f"shrinking: {max(0.0, shrink_budget - used):.0f} s of {shrink_budget:g} s left"
+    used, found = state.elapsed(), state.shrink_started_s
+    if found is not None:
+        return f"shrinking: {max(0.0, shrink_budget - (used - found)):.0f} s of {shrink_budget:g} s left"
     return f"{max(0.0, budget - used):.0f} s of {budget:g} s left"
 
 

@@ -7,6 +7,7 @@ tried case can be opened, checked again or replayed like a run of ``dynharness r
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from harness.errors import UserError
@@ -28,22 +29,22 @@ class RealRunner:
     checkers: tuple[str, ...] = ()      # failing = one of these invalid; () = the run's verdict invalid
     on_start: Callable[[int, int, Case], None] | None = field(default=None)
 
-    def spec_for(self, case: Case, number: int, attempt: int) -> TestSpec:
+    def spec_for(self, case: Case, number: int, attempt: int, schedule_dir: Path) -> TestSpec:
         """The spec one attempt runs; CaseRejected when the case's fields make no valid spec."""
         try:
             return load_spec(self.spec_path, {**self.overrides, **case.overrides(),
                                               "name": f"case-{number:04d}-{attempt}",
-                                              "replay_schedule": str(self.folder.schedule_dir(number))})
+                                              "replay_schedule": str(schedule_dir)})
         except UserError as e:
             raise CaseRejected(str(e)) from None
 
     def run(self, case: Case, actions: Sequence[ScheduledAction], number: int, attempt: int) -> Attempt:
         from harness.runner import run_test
 
-        where = self.folder.schedule_dir(number) / SCHEDULE
-        if not where.exists():
-            dump_schedule(where, actions)
-        spec = self.spec_for(case, number, attempt)
+        schedule_dir = self.folder.schedule_dir(number)
+        if not (schedule_dir / SCHEDULE).exists():
+            dump_schedule(schedule_dir / SCHEDULE, actions)
+        spec = self.spec_for(case, number, attempt, schedule_dir)
         if self.on_start is not None:
             self.on_start(number, attempt, case)
         try:

@@ -115,6 +115,13 @@ class SearchState:
     def elapsed(self, clock: Callable[[], float] = time.monotonic) -> float:
         return clock() - self.started
 
+    @property
+    def shrink_started_s(self) -> float | None:
+        """Seconds into the search when the first failure was confirmed (the shrink budget's
+        start), None while searching."""
+        failures = self.failures
+        return failures[0].started_s + failures[0].seconds if failures else None
+
 
 class _Failed(Exception):
     """Raised inside hypothesis's test function for a confirmed failing case."""
@@ -197,10 +204,9 @@ class Explorer:
 
     def _spent(self) -> bool:
         """Searching: the budget is spent; shrinking: the shrink budget since the first failure."""
-        failures = self.state.failures
-        if not failures:
+        found = self.state.shrink_started_s
+        if found is None:
             return self.state.elapsed(self.clock) >= self.budget
-        found = failures[0].started_s + failures[0].seconds
         limit = self.budget if self.shrink_budget is None else self.shrink_budget
         return self.state.elapsed(self.clock) - found >= limit
 
