@@ -267,7 +267,7 @@ def test_the_reproducer_is_the_smallest_failure_that_replays_reliably(monkeypatc
         case = Case((FaultStep("partition", 1, hold),), 5, 1, 1, 200)
         return Tried(number, "search", case, tuple(build_schedule(case, space)), outcome="fail")
 
-    state = SearchState(budget=1, started=0)
+    state = SearchState(started=0)
     state.tried = [failing(14, 3.0), failing(21, 2.0), failing(31, 1.0)]
     state.minimal = state.tried[2]
     written = []

@@ -87,7 +87,6 @@ class Tried:
 class SearchState:
     """What the search has done so far (the live display and the summary read it)."""
 
-    budget: float
     started: float
     tried: list[Tried] = field(default_factory=list)
     #: why it ended: shrunk (hypothesis is done), budget (spent: while searching, or while
@@ -157,7 +156,7 @@ class Explorer:
                 raise UserError(f"explore: the {name} must be a positive number of seconds, got {v!r}")
         if not 1 <= self.confirm <= 20:
             raise UserError(f"explore: --confirm must be 1-20 runs, got {self.confirm!r}")
-        self.state = SearchState(budget=self.budget, started=self.clock())
+        self.state = SearchState(started=self.clock())
 
     def run(self) -> SearchState:
         """Search until a failure is found and shrunk, the budget is spent, or the space is done.
