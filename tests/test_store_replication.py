@@ -214,6 +214,38 @@ def test_tombstones_are_reaped_after_the_grace_period(tmp_path):
                    for n in c.nodes.values()) == 3
 
 
+def test_a_fallback_keeps_a_hinted_tombstone_past_the_grace_until_it_is_handed_off(tmp_path):
+    """The delete reaches the primary that was down only through the fallback's hint: the fallback
+    must not reap that tombstone while the hint is pending, or the primary's old copy comes back."""
+    with local_cluster(4, tmp_path, n=3, r=2, w=3, tombstone_grace=1.0, request_timeout=5.0,
+                       ae_interval=600) as c:
+        key, primaries = find_key(c, primaries_include="n4", excludes="n1")
+        coordinator = next(p for p in primaries if p != "n4")
+
+        async def put(cs):
+            return await cs[coordinator].put(key, "old", w=3)
+        written = with_clients(c, put)
+        assert local(c, "n4", key)["siblings"] == ["old"]
+        c.kill("n4")                                          # n4 keeps "old" on disk
+
+        async def delete(cs):
+            await cs[coordinator].delete(key, written.context, w=3)   # needs the fallback n1
+        with_clients(c, delete)
+        assert http("GET", c.nodes["n1"].url + "/admin/hints")[1]["queues"]["n4"]["keys"] == [key]
+        others = [p for p in primaries if p != "n4"]
+        # the primaries reap their tombstones after the grace (1 s, swept every second) ...
+        assert eventually(lambda: all(local(c, p, key)["found"] is False for p in others), timeout=20)
+        time.sleep(2.5)                                       # ... and the fallback had sweeps too
+        assert local(c, "n1", key).get("deleted") is True      # kept: its hint for n4 is pending
+        c.start("n4")
+        assert eventually(lambda: http("GET", c.nodes["n1"].url + "/admin/hints")[1]["total"] == 0)
+        assert eventually(lambda: local(c, "n4", key).get("siblings", []) == [])   # "old" is superseded
+
+        async def read(cs):
+            return await cs["n4"].get(key, r=3)
+        assert with_clients(c, read).values == ()
+
+
 def test_a_replica_that_times_out_is_replaced_by_a_fallback_within_the_request(tmp_path):
     with local_cluster(4, tmp_path, n=3, r=2, w=3, request_timeout=5.0, ae_interval=600,
                        gossip_interval=5) as c:

@@ -87,4 +87,5 @@ class Txn:
         return cur.rowcount > 0
 
     def hinted_elsewhere(self, key: str) -> bool:
+        """Whether this node holds a hint for ``key`` (to any target): it must still hand it off."""
         return self._db.execute("SELECT 1 FROM hints WHERE key = ? LIMIT 1", (key,)).fetchone() is not None
