@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, part INTEGER NOT NULL, obj 
 CREATE INDEX IF NOT EXISTS kv_part ON kv (part);
 CREATE TABLE IF NOT EXISTS hints (target TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,
                                   PRIMARY KEY (target, key));
+CREATE INDEX IF NOT EXISTS hints_key ON hints (key);
 """
 
 
