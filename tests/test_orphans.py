@@ -197,3 +197,34 @@ def test_chains_no_record_names_are_listed_only_when_asked_and_live_ones_never(t
         for chain in (stray, live):
             local_chain.remove(chain)
             cs.unregister_chain(chain)
+
+
+def test_a_lazy_disk_mount_is_named_by_its_cluster_or_listed_as_a_leftover_and_unmounted(tmp_path: Path) -> None:
+    """A power-loss run's mounts are in the orphan report: with the cluster whose state names
+    them (a dead owner: attributed, its teardown unmounts), never when the owner lives, and one no
+    record names is listed when asked for leftovers and unmounted by its removal."""
+    from harness.backends import lazy_disks, orphans
+    from tests.test_lazyfs import launch
+
+    require(lazy_disks.unavailable() is None, f"no lazy disks here: {lazy_disks.unavailable()}")
+    disk = lazy_disks.LazyDisk(tmp_path / "nodes", "n1", f"o{os.getpid()}")
+    (tmp_path / "nodes").mkdir()
+    disk.start(launch)
+    try:
+        mount = os.path.realpath(disk.mount)
+        assert mount in orphans.lazy_mounts()
+        mine = lambda found: [o for o in found if mount in o.extra.get("mounts", ())]   # noqa: E731
+        assert not mine(orphans.find(tmp_path / "h"))                       # no record: not attributed
+        stray = mine(orphans.find(tmp_path / "h", unattributed=True))
+        assert len(stray) == 1 and not stray[0].attributed and stray[0].what == f"lazy-disk mount {mount}"
+        state = {"backend": "local", "disks": {"n1": disk.state()}}
+        cs.save(tmp_path / "h" / "run" / "t1", {**state, "owner": cs.current_owner()})
+        assert not mine(orphans.find(tmp_path / "h", unattributed=True))    # a live owner's: never
+        cs.save(tmp_path / "h" / "run" / "t1", {**state, "owner": {**cs.current_owner(), "start": -1}})
+        dead = mine(orphans.find(tmp_path / "h"))
+        assert len(dead) == 1 and dead[0].attributed and dead[0].what.endswith("with 1 lazy-disk mount(s)")
+        (tmp_path / "h" / "run" / "t1" / cs.STATE_FILE).unlink()
+        orphans.remove(mine(orphans.find(tmp_path / "h", unattributed=True))[0])
+        assert lazy_disks.stale_mounts([mount]) == [] and mount not in orphans.lazy_mounts()
+    finally:
+        disk.unmount()

@@ -32,6 +32,8 @@ from harness.backends import lazyfs_control
 SYNCED_MARKER = ".lazyfs-synced"
 UNSYNCED_MARKER = ".lazyfs-unsynced"
 MOUNT_TIMEOUT = 15.0
+#: The file system name a lazy disk's mount shows in the mount table (the daemon's ``fsname``)
+FSNAME = "lazyfs"
 #: How a backend's setup says it cannot mount lazy disks (followed by ": " and why)
 CANNOT_MOUNT = "cannot put the nodes' data dirs on lazy disks (for power loss)"
 

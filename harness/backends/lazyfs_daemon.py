@@ -23,6 +23,7 @@ from typing import Any
 import mfusepy
 
 from harness.backends import lazyfs_control
+from harness.backends.lazy_disks import FSNAME
 from harness.backends.lazyfs import LazyFS
 
 
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     # no hard_remove: libfuse renames an unlinked open file to .fuse_hidden* and unlinks that at its
     # release (both name changes, undone as any), so fstat of an unlinked open file still works;
     # auto_unmount: the mount goes with this process, however it dies
-    _Fuse(fs, args.mount, foreground=True, fsname="lazyfs", auto_unmount=True)
+    _Fuse(fs, args.mount, foreground=True, fsname=FSNAME, auto_unmount=True)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Clusters whose harness is gone (orphans): finding them, and removing everything they left.
 
 A harness killed with ``kill -9`` leaves its cluster behind: on the local backend an iptables
-chain hooked from INPUT (and OUTPUT) and its nodes' cgroups, on Docker containers, a network and
-rules inside, on SSH a chain, a node and a run folder per host. Each cluster names its owner
+chain hooked from INPUT (and OUTPUT), its nodes' cgroups and, with power loss, lazy-disk mounts
+(their daemons unmount themselves when the harness dies, so one left means a daemon killed
+too), on Docker containers, a network and rules inside, on SSH a chain, a node and a run folder per host. Each cluster names its owner
 (``cluster_state``), so an orphan is a cluster whose owner is dead, found from:
 
 * the state files (``cluster.json``) under the histories folder;
@@ -12,13 +13,14 @@ rules inside, on SSH a chain, a node and a run folder per host. Each cluster nam
 
 Those are *attributed*: a record names a dead owner, so removing them cannot hurt a live run.
 Leftovers no record names (a ``DH-`` chain in ``iptables -S``, a cgroup under ``dynharness/``,
-a container without an owner label, a state file older than owners) may belong to a live run of
+a lazy-disk mount (FUSE, ``lazyfs``) in this host's mount table, a container without an owner label, a state file older than owners) may belong to a live run of
 an older harness; they are listed and removed only when asked (``--all-orphans``). A cluster
 whose record names a live owner, another host's process, or a cluster kept on purpose is never
 an orphan.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -27,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from harness.backends import cluster_state as cs
-from harness.backends import node_cgroups
+from harness.backends import lazy_disks, node_cgroups
 
 _CHAIN = re.compile(r"^-N (DH-[0-9a-f]{8})$", re.M)
 
@@ -63,13 +65,40 @@ def _from_states(root: Path, named: set[str]) -> list[Orphan]:
         if doc is None:
             continue
         named.update(x for x in (doc.get("firewall_chain"), doc.get("cluster")) if isinstance(x, str) and x)
+        mounts = _disk_mounts(doc)
+        named.update(mounts)
         if doc.get("stopped"):
             continue
         status = cs.owner_status(doc.get("owner"))
         if status in (cs.DEAD, cs.UNKNOWN):
-            out.append(Orphan(f"{doc.get('backend', '?')} cluster of {path.parent}", cs.describe_owner(doc.get("owner")),
-                              str(doc.get("backend", "?")), state=path, attributed=status == cs.DEAD))
+            left = lazy_disks.stale_mounts(mounts)
+            what = f"{doc.get('backend', '?')} cluster of {path.parent}" + (
+                f" with {len(left)} lazy-disk mount(s)" if left else "")
+            out.append(Orphan(what, cs.describe_owner(doc.get("owner")), str(doc.get("backend", "?")), state=path,
+                              attributed=status == cs.DEAD, extra={"mounts": left} if left else {}))
     return out
+
+
+def _disk_mounts(doc: dict[str, Any]) -> list[str]:
+    """The lazy-disk mount points a cluster's state names (power loss), resolved."""
+    disks = doc.get("disks") if isinstance(doc.get("disks"), dict) else {}
+    return [os.path.realpath(d["mount"]) for d in disks.values() if isinstance(d, dict) and isinstance(d.get("mount"), str)]
+
+
+def lazy_mounts() -> list[str]:
+    """Mount points of lazy disks on this host (FUSE mounts whose source is ``lazyfs``)."""
+    try:
+        lines = open("/proc/self/mountinfo", encoding="utf-8").read().splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        mine, sep, fs = line.partition(" - ")
+        fields, fs_fields = mine.split(), fs.split()
+        if sep and len(fields) > 4 and len(fs_fields) > 1 and fs_fields[0].startswith("fuse") \
+                and fs_fields[1] == lazy_disks.FSNAME:
+            found.append(fields[4].replace("\\040", " "))
+    return found
 
 
 def _from_chain_index(named: set[str]) -> list[Orphan]:
@@ -121,6 +150,10 @@ def _unnamed_local(named: set[str]) -> list[Orphan]:
         if run not in named:
             out.append(Orphan(f"cgroups {node_cgroups.PARENT}/{run}", "no record names them", "local",
                               cgroups=tuple(paths), attributed=False, extra={"run": run}))
+    for mount in lazy_mounts():
+        if mount not in named:
+            out.append(Orphan(f"lazy-disk mount {mount}", "no record names it", "local", attributed=False,
+                              extra={"mounts": [mount]}))
     return out
 
 
@@ -151,8 +184,10 @@ def remove(orphan: Orphan, docker_client: Callable[[], Any] | None = None) -> No
     from harness.backends import local_chain
 
     if orphan.state is not None:
-        attach(orphan.state).teardown()
+        attach(orphan.state).teardown()      # unmounts its lazy disks, or says which stay
         return
+    for mount in orphan.extra.get("mounts", ()):
+        subprocess.run(["fusermount3", "-u", "-z", mount], capture_output=True, timeout=30)
     if orphan.docker_cluster:
         from harness.backends.docker_cluster import remove_clusters
         assert docker_client is not None
