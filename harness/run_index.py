@@ -27,6 +27,7 @@ VERDICTS = ("valid", "invalid", "unknown", "failed", "incomplete")
 NO_FAULTS = "none"
 _STAMP = re.compile(r"(\d{8}T\d{6})(?:-\d+)?")
 _AGO = re.compile(r"(\d{1,6})([mhd])")
+_INVOKE = re.compile(rb'"type"\s*:\s*"invoke"')
 _DATES = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S")
 
 
@@ -39,7 +40,7 @@ class RunSummary:
     started: str                   # its folder: YYYYmmddTHHMMSS (UTC), suffixed -2.. when two shared a second
     verdict: str                   # one of VERDICTS
     workload: str
-    ops: int | None                # lines of history.jsonl
+    ops: int | None                # operations invoked (client and nemesis): the history's invoke lines
     summary: Mapping[str, Any]     # results.json's headline counts
     store: str = "?"               # the versioning mode of the reference store (vclock, dvv, lww), else the target kind
     nrw: str = ""                  # "3/2/2" when the target has N, R and W
@@ -98,8 +99,8 @@ def summarize(test: str, run: Path, count_ops: bool = True) -> RunSummary:
     ops: int | None = None
     try:
         if count_ops:
-            with open(run / HISTORY, "rb") as fh:
-                ops = sum(1 for _ in fh)
+            with open(run / HISTORY, "rb") as fh:      # an op is its invoke line (+ its completion)
+                ops = sum(1 for line in fh if _INVOKE.search(line))
     except OSError:
         pass
     return RunSummary(run, test, run.name, verdict, str(workload.get("name", "?")), ops, summary, store, nrw,

@@ -58,7 +58,7 @@ def test_runs_are_read_with_workload_mode_nrw_and_faults(stored: Path) -> None:
     reg = runs[2]
     assert (reg.workload, reg.store, reg.nrw, reg.faults) == ("register", "lww", "3/1/1", ("partition", "pause"))
     assert runs[3].verdict == "incomplete" and runs[3].faults_text == "none"
-    assert runs[0].ops == 280 and runs[0].summary["lost_writes"] == 2 and len(runs) == 5
+    assert runs[0].ops == 140 and runs[0].summary["lost_writes"] == 2 and len(runs) == 5   # 280 lines: 140 ops
 
 
 @pytest.mark.parametrize("width", [80, 100])
