@@ -36,3 +36,26 @@ def test_wrapping_columns_share_the_space_left_and_the_caption_names_the_left_ou
     console = Console(width=75, record=True)
     console.print(fitted_table(COLS, ROWS, 75))
     assert "not shown at this width (75 columns): summary" in console.export_text()
+
+
+@pytest.mark.parametrize("width", [80, 100])
+def test_the_fault_table_keeps_every_word_whole_at_80_and_100_columns(width: int, capsys, monkeypatch) -> None:
+    """``run`` and ``check`` print the faults as they ran; at 80 columns its fault and probe cells
+    were folded mid-word ("answerin|g"). Every word of what a fault did, its outcome and its probe
+    must appear whole on some line, and no line may pass the width."""
+    from harness.cli.check import print_fault_table
+
+    did = "power loss of n1, n2, n3: killed, unsynced writes dropped, restarted"
+    probe = "every node answering again; unsynced marker gone and synced marker present in-process"
+    rows = [{"t": 11.82, "effective": 11.3, "f": "power-loss", "type": "info", "did": did,
+             "mechanism": "SIGKILL + lazy disk (in-process transport)", "probe": {"ok": True, "detail": probe}},
+            {"t": 21.8, "f": "power-on", "type": "fail", "did": "power on n1, n2, n3", "mechanism": "lazyfs",
+             "probe": {"ok": False, "detail": "n2 not answering after 30 s"}}]
+    monkeypatch.setenv("COLUMNS", str(width))
+    print_fault_table({"faults": rows})
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert max(len(line) for line in lines) <= width
+    words = {w.strip(",;:") for text in (did, probe, "FAILED", "done", "not verified") for w in text.split()}
+    pieces = {w.strip(",;:│") for line in lines for w in line.split()}
+    assert not words - pieces, f"split or lost at {width} columns: {sorted(words - pieces)}\n{out}"

@@ -68,25 +68,28 @@ def print_fault_table(results: Mapping[str, Any]) -> None:
     when its probe confirmed it (one number when they agree to 0.1 s).
     """
     from rich.console import Console
-    from rich.table import Table
+    from rich.text import Text
+
+    from harness.cli.table_fit import FitColumn, fitted_table
 
     rows = results.get("faults") or []
     if not rows:
         return
-    table = Table(title="faults as they ran", expand=True)
-    for col in ("t (s)", "fault", "via", "outcome", "probe"):
-        wide = {"fault": 3, "probe": 3}.get(col)
-        table.add_column(col, overflow="fold", ratio=wide, no_wrap=not wide)
+    # what a fault did and its outcome never go; at 80 columns the mechanism first, then the probe
+    columns = [FitColumn("t (s)", 0), FitColumn("fault", 0, wrap=True), FitColumn("via", 2),
+               FitColumn("outcome", 0), FitColumn("probe", 1, wrap=True)]
+    cells = []
     for row in rows:
         probe = row.get("probe") or {}
-        outcome = {"info": "[green]done[/]", "fail": "[red]FAILED[/]"}.get(row["type"], row["type"])
+        outcome = {"info": Text("done", "green"), "fail": Text("FAILED", "red")}.get(row["type"], Text(str(row["type"])))
         detail = str(probe.get("detail") or row.get("error") or "")
         if probe and not probe.get("ok"):
             detail = "not verified: " + detail
         eff, conf = row.get("effective"), row["t"]
         when = f"{conf:.2f}" if not isinstance(eff, (int, float)) or abs(conf - eff) < 0.1 else f"{eff:.2f}→{conf:.2f}"
-        table.add_row(when, str(row.get("did") or row["f"]), str(row.get("mechanism") or ""), outcome, detail[:160])
-    Console().print(table)
+        cells.append([when, str(row.get("did") or row["f"]), str(row.get("mechanism") or ""), outcome, detail[:160]])
+    console = Console()
+    console.print(fitted_table(columns, cells, console.width, title="faults as they ran"))
 
 
 def _fmt(x: Any) -> str:
