@@ -75,6 +75,16 @@ def test_a_run_folder_linked_from_outside_is_neither_listed_nor_reported(served:
     assert status == 403 and not (outside / "run" / "report.html").exists(), "nothing written outside"
 
 
+def test_malformed_paths_get_a_400_and_the_server_goes_on(served: tuple[Path, Path, int]) -> None:
+    root, _, port = served
+    for path in ("/a%00b", "/%00", "/x/" + "y" * 5000 + "/report.html"):
+        for method in ("GET", "HEAD"):
+            status, _, _ = get(port, path, method=method)
+            assert status in (400, 404), (path, method, status)
+    assert get(port, "/a%00b")[0] == 400
+    assert get(port, "/")[0] == 200
+
+
 def test_links_inside_the_root_still_work(served: tuple[Path, Path, int]) -> None:
     root, _, port = served
     run = write_synthetic_run(root / "demo" / "20260101T000000", ops=20, seed=1)

@@ -101,9 +101,14 @@ class HistoriesHandler(SimpleHTTPRequestHandler):
         if not loopback_host(self.headers.get("Host"), self.server.server_address[0]):
             self.send_error(400, "Host must be a loopback address or localhost")
             return False
-        path = Path(self.translate_path(self.path))
-        candidates = [path] + ([path / "index.html", path / "index.htm"] if path.is_dir() else [])
-        if not all(inside(self.root, c) for c in candidates):
+        try:
+            path = Path(self.translate_path(self.path))
+            candidates = [path] + ([path / "index.html", path / "index.htm"] if path.is_dir() else [])
+            outside = not all(inside(self.root, c) for c in candidates)
+        except (ValueError, OSError):     # a NUL byte (%00), a name too long: no such file can exist
+            self.send_error(400, "malformed path")
+            return False
+        if outside:
             self.send_error(403, "outside the served folder")
             return False
         return True
