@@ -179,19 +179,63 @@ def test_bad_parallel_flags_are_one_line_exit_3(tmp_path, capsys, argv, words):
     assert err.startswith("dynharness: error:") and words in err and err.count("\n") == 1
 
 
-def test_a_scheduler_that_does_not_answer_is_one_line_exit_3(tmp_path, capsys, monkeypatch):
+def _listener(reply: bytes | None):
+    """A loopback listener that accepts and then says nothing (None) or sends ``reply`` and hangs
+    on: a port where something answers that is not a Dask scheduler. (port, stop)."""
+    import socket
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def serve():
+        conns = []
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            conns.append(conn)
+            if reply is not None:
+                conn.sendall(reply)
+        for c in conns:
+            c.close()
+        server.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server.getsockname()[1], done.set
+
+
+@pytest.mark.parametrize("far_end", ["nobody", "silent", "http", "garbage"])
+def test_a_scheduler_that_does_not_answer_is_one_line_exit_3(tmp_path, capsys, monkeypatch, far_end):
+    """A closed port, a listener that accepts and says nothing, an HTTP server, bytes that read as
+    absurd frame sizes: each is one line, exit 3, within the connect timeout (the last three hung
+    or gave a traceback when only Client's own connect timeout applied)."""
     import socket
 
     from harness.campaign import dask_pool
     from harness.cli import main
 
     monkeypatch.setattr(dask_pool, "CONNECT_TIMEOUT", 2.0)
-    with socket.socket() as s:   # a loopback port nobody listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    f = tmp_path / "one.toml"
-    f.write_text('name = "one"\n[matrix]\nmode = ["lww"]\n')
-    assert main(["campaign", str(f), "--histories", str(tmp_path), "--scheduler", f"tcp://127.0.0.1:{port}"]) == 3
+    stop = lambda: None   # noqa: E731
+    if far_end == "nobody":
+        with socket.socket() as s:   # a loopback port nobody listens on
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    else:
+        reply = {"silent": None, "http": b"HTTP/1.0 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+                 "garbage": b"\xff" * 64}[far_end]
+        port, stop = _listener(reply)
+    try:
+        f = tmp_path / "one.toml"
+        f.write_text('name = "one"\n[matrix]\nmode = ["lww"]\n')
+        code = main(["campaign", str(f), "--histories", str(tmp_path), "--scheduler", f"tcp://127.0.0.1:{port}"])
+    finally:
+        stop()
     err = capsys.readouterr().err
-    assert f"the Dask scheduler at tcp://127.0.0.1:{port} does not answer" in err and err.count("\n") == 1
+    assert code == 3 and f"the Dask scheduler at tcp://127.0.0.1:{port} does not answer" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "campaigns").exists()   # nothing was started

@@ -25,6 +25,7 @@ adds is here and in ``harness.campaign.dask_worker``:
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import os
@@ -54,6 +55,35 @@ CONNECT_TIMEOUT = 10.0
 WHAT = "campaign --jobs/--scheduler"
 #: Seconds, beyond the runner's grace, that stopped cells get to come back after Ctrl-C.
 STOP_SLACK = 15.0
+
+
+def probe_scheduler(address: str) -> None:
+    """Connect to ``address`` and ask it who it is, all within CONNECT_TIMEOUT s: UserError (one
+    line) unless a Dask scheduler answers. ``Client(timeout=...)`` bounds the TCP connect only: a
+    listener that accepts and says nothing hung it, an HTTP server left it hanging and then a
+    traceback, and another protocol's bytes read as frame sizes raised MemoryError deep inside."""
+    from distributed.comm import connect
+
+    async def ask() -> Any:
+        comm = await connect(address, timeout=CONNECT_TIMEOUT)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    try:
+        answer = asyncio.run(asyncio.wait_for(ask(), CONNECT_TIMEOUT))
+    except Exception as e:   # noqa: BLE001 (whatever the far end did, it did not answer as a scheduler)
+        raise UserError(f"the Dask scheduler at {address} does not answer ({_first_line(e)})") from None
+    if not (isinstance(answer, dict) and answer.get("type") == "Scheduler"):
+        raise UserError(f"{address} answers, but not as a Dask scheduler (it says it is "
+                        f"{answer.get('type') if isinstance(answer, dict) else type(answer).__name__!r})")
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 @dataclass
@@ -87,11 +117,12 @@ class DaskPool:
             with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                                   "distributed.scheduler.worker-saturation": 1.0}):
                 if scheduler:
+                    probe_scheduler(scheduler)
                     try:
                         client = Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
                     except (OSError, TimeoutError, ValueError) as e:
                         raise UserError(f"the Dask scheduler at {scheduler} does not answer "
-                                        f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                                        f"({_first_line(e)})") from None
                 else:
                     cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, host="127.0.0.1",
                                            dashboard_address=None, silence_logs=logging.ERROR)
