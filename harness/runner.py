@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from harness import plugins, replica_snapshot
-from harness.backends import make_backend
+from harness.backends import local_share, make_backend
 from harness.backends.base import Backend, ClusterConfig
 from harness.errors import ONE_LINE_ERRORS, UserError
 from harness.limits import json_loads
@@ -125,7 +125,7 @@ def versions() -> dict[str, Any]:
 
 
 def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | None = None,
-             target: Any = None, histories: Path | None = None) -> RunOutcome:
+             target: Any = None, histories: Path | None = None, take_host: bool = True) -> RunOutcome:
     """Run one test end to end and store it (see the module docstring).
 
     ``display``: True for the live panel on a terminal (plain lines elsewhere), ``"plain"`` for
@@ -138,6 +138,10 @@ def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | 
     UserError before anything starts; a run that fails later returns exit
     code 3 with ``error`` set; SIGINT/SIGTERM/SIGHUP clean up and re-raise
     (:class:`harness.signals.Interrupted`, a KeyboardInterrupt).
+
+    On a host where local runs cannot keep their faults to themselves (no node cgroups) the run
+    first waits its turn (:mod:`harness.backends.local_share`; it says so unless ``display`` is
+    False); ``take_host=False``: the caller already holds the host for it (a Dask cell).
     """
     if target is None:
         target = plugins.target(spec.target_kind)
@@ -147,6 +151,15 @@ def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | 
     workload = build_workload(spec.workload, spec.concurrency, spec.node_names)
     plan = plan_nemesis(spec, target, workload.final_keys())
     backend = backend or make_backend(spec)
+    need = local_share.host_need(spec) if take_host else None
+    say = (lambda why: print(f"dynharness: {why}", file=sys.stderr, flush=True)) if display else None
+    with stop_on_signals(), local_share.hold_host(need, on_wait=say):
+        return _start_and_run(spec, plan, workload, backend, target, histories, display)
+
+
+def _start_and_run(spec: TestSpec, plan: NemesisPlan, workload: Any, backend: Backend, target: Any,
+                   histories: Path | None, display: bool | str) -> RunOutcome:
+    """The run's folder, its facts, then the run itself (see :func:`run_test`)."""
     root = histories if histories is not None else histories_root(spec.histories)
     run_dir = new_run_dir(root, spec.name)
     point_latest(root, run_dir)
@@ -157,8 +170,7 @@ def run_test(spec: TestSpec, *, display: bool | str = False, backend: Backend | 
     (run_dir / SPEC).write_text(spec_json(spec, **facts))
     (run_dir / HISTORY).touch()  # a run that fails in setup still leaves a (empty) readable history
     state = _RunState(spec, plan, workload, backend, run_dir)
-    with stop_on_signals():
-        return _run_and_check(state, spec, facts, display, target)
+    return _run_and_check(state, spec, facts, display, target)
 
 
 def _run_and_check(state: "_RunState", spec: TestSpec, facts: dict[str, Any], display: bool | str,

@@ -1,5 +1,5 @@
 """Local cells side by side on a host without node cgroups: partition cells run alone, never
-beside another local cell, and a waiting one is not starved (harness.campaign.host_share)."""
+beside another local cell, and a waiting one is not starved (harness.backends.local_share)."""
 from __future__ import annotations
 
 import threading
@@ -8,8 +8,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness.campaign import host_share
-from harness.campaign.host_share import ALONE, SHARED, HostWaitStopped, hold_host, host_need
+from harness.backends import local_share as host_share
+from harness.backends.local_share import ALONE, SHARED, HostWaitStopped, hold_host, host_need
 
 
 @pytest.fixture
@@ -84,3 +84,31 @@ def test_the_campaign_says_which_cells_run_alone(monkeypatch):
     _say_host_sharing(defn, None, console, 2, None)
     text = console.export_text()
     assert "cannot keep local runs apart" in text and "the 1 local cell(s) with partition or loss faults" in text
+
+
+def test_a_run_waits_its_turn_while_another_holds_the_host_and_says_why(own_locks, monkeypatch, tmp_path, capsys):
+    """``dynharness run`` itself (not only campaign cells) waits while another local run's
+    address-based partition holds the host, says so once, and starts nothing meanwhile; a run
+    told the host is held for it (a Dask cell's child) does not wait."""
+    import threading
+    import time
+
+    from harness.runner import run_test
+    from tests.test_runner import FakeBackend, FakeTarget, spec_for
+
+    monkeypatch.setattr(host_share, "isolated", lambda: False)
+    spec = spec_for(tmp_path)
+    assert host_need(spec) == SHARED
+    out = {}
+    with hold_host(ALONE):      # another run's partition holds the host
+        t = threading.Thread(target=lambda: out.update(
+            run=run_test(spec, backend=FakeBackend(), target=FakeTarget(), display="plain")))
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive() and not list((tmp_path / "h").glob("*/*"))   # waiting: no run folder yet
+        held = run_test(spec, backend=FakeBackend(), target=FakeTarget(), take_host=False)   # held for it
+        assert held.verdict == "valid"
+    t.join(60)
+    assert not t.is_alive() and out["run"].verdict == "valid"
+    err = capsys.readouterr().err
+    assert err.count("this host has no node cgroups") == 1 and "waiting for it to end" in err

@@ -55,7 +55,7 @@ def node_cgroups_usable() -> bool:
     """Whether a local run on this host would get the ``node-cgroups`` capability (root, iptables,
     a writable cgroup2 hierarchy and iptables' cgroup match, probed for real in a throw-away chain):
     what the local backend's setup would find, asked before any run starts
-    (``harness.campaign.host_share``)."""
+    (``harness.backends.local_share``)."""
     if not iptables_usable():
         return False
     chain = f"DH-{secrets.token_hex(4)}"

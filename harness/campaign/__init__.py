@@ -15,8 +15,8 @@ continues it), ``summary.md``, ``junit.xml`` and ``index.html``.
 
 Side by side: ``run_campaign(..., pool=...)`` hands the cells to a CellPool
 (``dask_pool``: a local Dask cluster for ``--jobs K``, or the user's for
-``--scheduler``; ``dask_worker`` is a cell as a Dask task; ``host_share``
-keeps local cells from disturbing each other on a host without node cgroups).
+``--scheduler``; ``dask_worker`` is a cell as a Dask task; ``harness.backends.local_share``
+keeps local runs and cells from disturbing each other on a host without node cgroups).
 ``shards`` splits a campaign for a CI matrix and merges the folders back.
 """
 

@@ -37,7 +37,7 @@ from distributed import Event, Variable, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from harness.campaign.definition import CampaignDef, Cell, cell_spec
-from harness.campaign.host_share import HostWaitStopped, hold_host, host_need
+from harness.backends.local_share import HostWaitStopped, hold_host, host_need
 from harness.campaign.running import CellResult
 from harness.errors import UserError
 
@@ -104,12 +104,12 @@ def run_cell_task(job: dict[str, Any]) -> dict[str, Any]:
         runner, defn = job["runner"], job["defn"]
         if job.get("ship"):
             runner, defn = _run_here(runner, defn, job.get("spec_text"), Path(tmp))
-        if dataclasses.is_dataclass(runner) and hasattr(runner, "watch"):
-            runner = dataclasses.replace(runner, watch=watch)
         try:
             need = host_need(cell_spec(defn.spec_path, cell.overrides))
         except UserError:
             need = None   # the runner reports the cell's bad spec as its error
+        if dataclasses.is_dataclass(runner) and hasattr(runner, "watch"):
+            runner = dataclasses.replace(runner, watch=watch, host_held=need is not None)
         try:
             with hold_host(need, watch.stop_requested):
                 watch.tell("started")

@@ -95,6 +95,7 @@ class SubprocessCellRunner:
     histories: Path = Path("histories")
     grace: float = 60.0   # seconds between SIGTERM at the time limit and SIGKILL
     watch: CellWatch | None = None   # set by an executor that runs cells off the main thread (harness.campaign.dask_worker)
+    host_held: bool = False          # that executor holds the host for the cell (harness.backends.local_share)
 
     def run(self, defn: CampaignDef, cell: Cell) -> CellResult:
         """Start the child, wait (at most the time limit), and read the result it wrote."""
@@ -103,6 +104,8 @@ class SubprocessCellRunner:
         job = {"spec_path": defn.spec_path, "overrides": {**cell.overrides, "histories": str(self.histories)}, "out": str(out)}
         if self.watch is not None:   # no main thread to stop it: the child stops itself if its worker dies
             job["parent_pid"] = os.getpid()
+        if self.host_held:
+            job["host_held"] = True
         t0 = time.time()
         proc = subprocess.Popen([sys.executable, "-m", "harness.campaign", "--run-cell", json.dumps(job)],
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -207,7 +210,8 @@ def _run_cell_child(job_json: str) -> int:
                 die_with_parent(int(job["parent_pid"]))
             from harness.runner import run_test
 
-            outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False)
+            outcome = run_test(cell_spec(job["spec_path"], job["overrides"]), display=False,
+                               take_host=not job.get("host_held"))
         out = {"run_dir": str(outcome.run_dir), "verdict": getattr(outcome.verdict, "value", outcome.verdict),
                "exit_code": outcome.exit_code, "error": getattr(outcome, "error", None)}
     except ONE_LINE_ERRORS as e:

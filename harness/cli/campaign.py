@@ -144,9 +144,9 @@ def _parallel(args: argparse.Namespace) -> tuple[int | None, str | None]:
 
 
 def _say_host_sharing(defn: Any, only: Any, console: Any, jobs: int | None, scheduler: str | None) -> None:
-    """On a host that cannot keep local runs apart, say which cells will run alone (host_share)."""
+    """On a host that cannot keep local runs apart, say which cells will run alone (local_share)."""
     from harness.campaign import cell_specs
-    from harness.campaign.host_share import ALONE, host_need
+    from harness.backends.local_share import ALONE, host_need
 
     if scheduler is not None:
         return
