@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -260,8 +261,14 @@ class CampaignRun:
     started: str
     finished: str | None = None
     interrupted: bool = False
-    only: tuple[str, ...] = ()   # --cell: the cells this invocation was asked to run (others may stay pending)
+    only: tuple[str, ...] = ()   # --cell / --shard: the cells this invocation was asked to run (others may stay pending)
     shard: tuple[int, int] | None = None   # --shard i/n: this folder holds shard i of n (harness.campaign.shards)
+    host: str = ""   # the machine that ran the campaign (merged shards: theirs, comma-separated); JUnit's hostname
+
+    def asked(self, cid: str) -> bool:
+        """Whether this invocation was to run the cell (all, or those of --cell / --shard): an
+        asked cell left pending makes the campaign incomplete (exit 3, JUnit ``not-run``)."""
+        return not self.only or cid in self.only
 
     def broken(self) -> list[tuple[str, dict[str, Any]]]:
         """(cell id, expectation outcome) for every broken expectation."""
@@ -271,7 +278,7 @@ class CampaignRun:
         """130 interrupted, 3 a cell could not run, 1 an expectation broke, else 0."""
         if self.interrupted:
             return INTERRUPTED_EXIT
-        if any(r.state in ("error", "timeout") or (r.state == "pending" and (not self.only or cid in self.only))
+        if any(r.state in ("error", "timeout") or (r.state == "pending" and self.asked(cid))
                for cid, r in self.cells.items()):
             return 3
         return 1 if self.broken() else 0
@@ -280,7 +287,7 @@ class CampaignRun:
         """campaign.json: the definition, where it is written, and every cell's result."""
         return {"format": 1, "definition": self.defn.to_json(), "dir": str(self.dir), "started": self.started,
                 "finished": self.finished, "interrupted": self.interrupted,
-                "shard": list(self.shard) if self.shard else None,
+                "shard": list(self.shard) if self.shard else None, "only": list(self.only), "host": self.host,
                 "cells": {cid: r.to_json() for cid, r in self.cells.items()}}
 
     def save(self) -> None:
@@ -315,7 +322,8 @@ class CampaignRun:
             cells.setdefault(c.id, CellResult())
         shard = obj.get("shard")
         return CampaignRun(defn, d, cells, obj.get("started", ""), obj.get("finished"), obj.get("interrupted", False),
-                           shard=(int(shard[0]), int(shard[1])) if shard else None)
+                           tuple(obj.get("only") or ()), (int(shard[0]), int(shard[1])) if shard else None,
+                           obj.get("host", ""))
 
 
 def new_campaign_dir(histories: Path, name: str) -> Path:
@@ -363,10 +371,10 @@ def run_campaign(defn: CampaignDef, *, histories: Path, runner: CellRunner | Non
     runner = runner or SubprocessCellRunner(histories)
     if resume is None:
         camp = CampaignRun(defn, new_campaign_dir(histories, defn.name), {c.id: CellResult() for c in defn.cells},
-                           time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                           time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), host=socket.gethostname())
     else:
         camp = resume
-        camp.interrupted, camp.finished = False, None
+        camp.interrupted, camp.finished, camp.host = False, None, camp.host or socket.gethostname()
     camp.only = tuple(only or ())
     camp.shard = shard or camp.shard
     camp.save()

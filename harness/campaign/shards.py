@@ -106,7 +106,8 @@ def merge_campaigns(dirs: Sequence[str | Path], *, histories: Path, out: str | P
         raise UserError(f"{target} already holds a campaign; give another --out")
     finished = max((c.finished for c in camps if c.finished), default=None)
     merged = CampaignRun(first.defn, target, cells, min(c.started for c in camps), finished,
-                         interrupted=any(c.interrupted for c in camps))
+                         interrupted=any(c.interrupted for c in camps),
+                         host=",".join(sorted({c.host for c in camps if c.host})))
     merged.save()
     return merged
 
