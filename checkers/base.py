@@ -54,6 +54,7 @@ HEADLINE = (
     "availability",        # share of client ops that completed ok
     "availability_outside_faults",  # perf: the same share among ops clear of every fault window and its grace
     "p999_latency_ms",     # 99.9th percentile latency of ok ops
+    "load_ok_ops_per_s",   # perf: ok client ops per second over the load phase (final reads left out)
     "divergent_keys",      # convergence: keys whose replicas hold different versions after settle
     "under_replicated_keys",  # convergence: keys a replica of their preference list lacks after settle
 )

@@ -4,7 +4,11 @@
   p50, p95, p99, p99.9 and max (nearest rank) per ``f`` and outcome
   (ok / fail / info; open ops have no latency).
 * Throughput: completed ops per second over the span from the first invoke
-  to the last completion, and a per-second timeline by outcome.
+  to the last completion, and a per-second timeline by outcome; and the load
+  phase's alone (``load_ok_ops_per_s``): ok ops per second among the ops that
+  are not final reads (``final: true``), from the first one's invoke to the
+  last one's completion, so the recovery wait and the final reads after the
+  load do not dilute it (the campaign summary's ops/s column).
 * Availability: served ops / all client ops, where served is ok or a fail the
   store decided on purpose (a cas whose compare failed, ``compared: true``);
   other fails, info and still-open ops count as unavailable. Overall; per fault
@@ -25,8 +29,8 @@ quorum). So a run whose availability outside faults is below
 :data:`MIN_OPS_OUTSIDE_FAULTS` such ops, fewer say nothing) is **invalid**, and
 each fault-free op that was not served is an ``unavailable`` anomaly.
 
-Headline: ``availability``, ``availability_outside_faults`` and
-``p999_latency_ms`` (of ok ops). Valid unless that threshold or the options
+Headline: ``availability``, ``availability_outside_faults``,
+``p999_latency_ms`` (of ok ops) and ``load_ok_ops_per_s``. Valid unless that threshold or the options
 ``min_availability`` / ``max_p999_latency_ms`` are missed; unknown when there
 are no client ops.
 """
@@ -64,6 +68,17 @@ def availability_of(pairs: Sequence[OpPair]) -> dict[str, Any]:
     return {"ops": len(pairs), "ok": len(ok_lat),
             "availability": (sum(p.served for p in pairs) / len(pairs)) if pairs else None,
             "p99_latency_ms": lat["p99"], "p999_latency_ms": lat["p999"]}
+
+
+def load_ok_ops_per_s(pairs: Sequence[OpPair]) -> float | None:
+    """Ok ops per second of the load phase: the ops that are not final reads, from the first one's
+    invoke to the last completion among them; None when no such op completed."""
+    load = [p for p in pairs if not p.flag("final")]
+    ends = [p.completion.time for p in load if p.completion is not None]
+    if not ends:
+        return None
+    span_ns = max(ends) - load[0].invoke.time
+    return sum(1 for p in load if p.ok) * NS_PER_S / span_ns if span_ns > 0 else None
 
 
 def fault_spans(windows: Sequence[FaultWindow], grace_ns: int) -> list[tuple[int, int]]:
@@ -165,6 +180,7 @@ class PerfChecker:
             "p99_latency_ms": overall["p99"],
             "throughput_ops_s": completed / span_s,
             "ok_throughput_ops_s": by_outcome.get("ok", 0) / span_s,
+            "load_ok_ops_per_s": load_ok_ops_per_s(pairs),
             "ops": len(pairs),
             **{f"{k}_ops": v for k, v in sorted(by_outcome.items())},
             "availability_in_faults": availability_of(inside)["availability"],

@@ -24,7 +24,7 @@ from harness.errors import UserError
 KNOWN_NAMES = frozenset({
     "acked_writes", "lost_writes", "lost_share", "resurrections", "resurrected_deletes", "max_siblings",
     "rw_violations", "mr_violations", "mw_violations", "wfr_violations",
-    "stale_read_share", "linearizable", "availability", "p999_latency_ms",
+    "stale_read_share", "linearizable", "availability", "p999_latency_ms", "load_ok_ops_per_s",
     "divergent_keys", "under_replicated_keys", "availability_outside_faults",
 })
 #: Names computed from the headline counts and the run's verdict.

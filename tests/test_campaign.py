@@ -7,11 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from checkers.base import CheckContext
+from checkers.perf import PerfChecker
 from harness.campaign import (CampaignRun, CellResult, load_campaign, parse_campaign, run_campaign,
                               validate_cells)
 from harness.errors import UserError
 from harness.expectations import cell_metrics, evaluate, parse_expectation, parse_expectations
 from harness.reports.synthetic import write_synthetic_run
+from harness.runs import load_run
 
 
 # ---------- expectations ----------
@@ -258,6 +261,31 @@ def test_live_table_shows_states_and_only_measured_columns(tmp_path):
     text = console.export_text()
     assert "311-lww" in text and "error" in text and "1 broken of 1" in text
     assert "lost %" in text and "linearizable" not in text   # no register cell: no linearizability column
+    assert " ops/s " in text
+
+
+def test_ops_per_second_is_the_perf_checkers_load_throughput_in_every_summary(tmp_path):
+    from harness.reports.summary import METRICS, Row
+
+    results = {"verdict": "valid", "summary": {"lost_writes": 0},
+               "checkers": {"perf": {"counts": {"load_ok_ops_per_s": 93.4, "ok_throughput_ops_s": 70.0}}}}
+    m = cell_metrics(results)
+    assert m["load_ok_ops_per_s"] == 93.4
+    row = Row("c", {}, "done", "valid", m, 0, 0, None, None, None)
+    assert row.cells_text()[[t for _, t, _ in METRICS].index("ops/s")] == "93.4"
+
+    camp = run_campaign(parse_campaign(SMALL), histories=tmp_path, runner=FakeRunner(tmp_path))
+    ops = {cid: r.metrics["load_ok_ops_per_s"] for cid, r in camp.cells.items()}
+    assert all(v > 0 for v in ops.values())
+    history = load_run(camp.cells["311-lww"].run_dir).history    # the synthetic run's figure is the checker's
+    assert PerfChecker().check(history, CheckContext()).counts["load_ok_ops_per_s"] == pytest.approx(ops["311-lww"])
+    md = (camp.dir / "summary.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| cell"))
+    assert header.rstrip(" |").split(" | ")[-2] == "ops/s"      # the last metric, before the expectations
+    assert f"| {ops['311-lww']:.1f} |" in md and "**ops/s** ok client ops per second" in md
+    props = {p.get("name"): p.get("value") for p in ET.parse(camp.dir / "junit.xml").getroot().iter("property")}
+    assert props["311-lww.load_ok_ops_per_s"] == f"{ops['311-lww']:.1f}"
+    assert "ops/s" in (camp.dir / "index.html").read_text()
 
 
 WIDE = {"name": "wide-matrix-for-narrow-terminals", "time_limit": 30,
@@ -284,7 +312,9 @@ def test_final_table_stays_readable_in_a_narrow_terminal(tmp_path, width):
         assert (" 1 broken of 2 " if cid.startswith(("311-lww", "322-lww")) else " 2/2 ok ") in line or r.state == "error"
     header = next(line for line in lines if " cell " in line)
     assert " lost " in header and " lost % " in header and " nemesis " not in header
-    assert "not shown at this width" in text and "nemesis" in text.split("not shown at this width")[1]
+    assert " ops/s " not in header   # throughput is the first metric left out
+    caption = text.split("not shown at this width")[1]
+    assert "nemesis" in caption and "ops/s" in caption
 
 
 def test_only_some_cells_do_not_fail_for_the_others(tmp_path):

@@ -94,6 +94,24 @@ def test_latency_throughput_and_availability_inside_and_outside_faults():
     assert r.counts["throughput_ops_s"] == pytest.approx(30 / 0.292)
 
 
+def test_load_throughput_counts_ok_ops_of_the_load_phase_only():
+    """Load: 10 ops from 0 to 1000 ms (8 ok, 1 fail, 1 info); then a 5 s recovery and two final
+    reads. 8 ok ops over 1 s = 8 ops/s; over the whole 0..6011 ms span it would be 10 / 6.011."""
+    b = HistoryBuilder()
+    for i in range(10):
+        outcome = {3: "fail", 7: "info"}.get(i, "ok")
+        b.op(i % 2 + 1, "write", "k", i, 100 * i, 100 * i + (100 if i == 9 else 5), outcome)
+    b.op(3, "read", "k", None, 6000, 6005, final=True).op(3, "read", "j", None, 6006, 6011, final=True)
+    counts = PerfChecker().check(b.build(), CheckContext()).counts
+    assert counts["load_ok_ops_per_s"] == pytest.approx(8.0)
+    assert counts["ok_throughput_ops_s"] == pytest.approx(10 / 6.011)   # the whole span, final reads included
+
+
+def test_load_throughput_is_none_when_no_load_op_completed():
+    b = HistoryBuilder().op(1, "write", "k", 1, 0, None).op(2, "read", "k", None, 10, 12, final=True)
+    assert PerfChecker().check(b.build(), CheckContext()).counts["load_ok_ops_per_s"] is None
+
+
 def test_thresholds_make_it_invalid():
     r = PerfChecker().check(history_with_a_partition(), CheckContext(options={"min_availability": 0.9}))
     assert r.verdict == Verdict.INVALID and "availability" in r.reason

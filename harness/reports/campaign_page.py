@@ -14,8 +14,8 @@ from typing import Any
 from harness.reports.junit import campaign_junit
 from harness.reports.markdown import campaign_markdown
 from harness.reports.render import render_page
-from harness.reports.summary import (BAD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes, measured,
-                                     on_workers, rows, status_text)
+from harness.reports.summary import (BAD_HIGH, GOOD_HIGH, METRICS, Row, expectation_text, fmt_metric, label_axes,
+                                     measured, on_workers, rows, status_text)
 
 GOOD_STRINGS = {"valid": 0.0, "unknown": 0.5, "invalid": 1.0}
 
@@ -34,6 +34,8 @@ def _badness(key: str, value: Any, top: float) -> float | None:
         return 0.0 if value <= 1 or top <= 1 else max(0.0, min(1.0, (float(value) - 1) / (top - 1)))
     if key in ("lost_share", "stale_read_share"):
         return max(0.0, min(1.0, float(value)))
+    if key in GOOD_HIGH:
+        return 0.0 if not top else max(0.0, min(1.0, 1.0 - float(value) / top))
     return 0.0 if not top else max(0.0, min(1.0, float(value) / top))
 
 

@@ -182,7 +182,10 @@ def write_synthetic_run(run_dir: str | Path, *, workload: str = "cart", ops: int
     max_sib = max(sibling_counts, default=1)
     checkers["siblings"] = {"checker": "siblings", "verdict": "valid", "counts": {"max_siblings": max_sib},
                             "anomalies": [], "details": {"histogram": sib_hist}, "reason": None, "seconds": 0.01}
-    perf_counts = {"availability": ok_n / max(1, len(client)), "p999_latency_ms": _quantile(lat_sorted, 0.999)}
+    load = [o for o in ops_list if o.process != "nemesis" and not o.get("final")]   # the ops before the final reads
+    load_span_s = (max(o.time for o in load) - min(o.time for o in load)) / 1e9 if load else 0.0
+    perf_counts = {"availability": ok_n / max(1, len(client)), "p999_latency_ms": _quantile(lat_sorted, 0.999),
+                   "load_ok_ops_per_s": sum(o.type == "ok" for o in load) / load_span_s if load_span_s else None}
     checkers["perf"] = {"checker": "perf", "verdict": "valid", "counts": perf_counts, "anomalies": [],
                         "details": {"quantiles_ms": {q: _quantile(lat_sorted, float(q)) for q in ("0.5", "0.95", "0.99", "0.999")}},
                         "reason": None, "seconds": 0.01}
