@@ -27,8 +27,8 @@ def make_space(faults=("partition", "crash", "clock"), **kw) -> Space:
                     keys=10, concurrency=10, rate=200, **kw)
 
 
-def kill_during_partition(actions) -> bool:
-    """The fake bug: a node is killed while a partition is on."""
+def kill_depth(actions) -> float | None:
+    """How far into a partition a node is killed (the deepest such kill), None when none is."""
     windows, start = [], None
     for a in actions:
         if a.op.f == "start-partition":
@@ -36,7 +36,13 @@ def kill_during_partition(actions) -> bool:
         elif a.op.f == "stop-partition" and start is not None:
             windows.append((start, a.at))
             start = None
-    return any(s <= a.at < e for a in actions if a.op.f == "kill" for s, e in windows)
+    depths = [a.at - s for a in actions if a.op.f == "kill" for s, e in windows if s <= a.at < e]
+    return max(depths) if depths else None
+
+
+def kill_during_partition(actions) -> bool:
+    """The fake bug: a node is killed while a partition is on."""
+    return kill_depth(actions) is not None
 
 
 @dataclass
@@ -282,3 +288,50 @@ def test_the_reproducer_is_the_smallest_failure_that_replays_reliably(monkeypatc
     replays = cli_explore._reliable_reproducer(Folder(), state, 5, 0.8, display=type("D", (), {})())
     assert state.minimal.number == kept and written[-1] == kept and replays["reliable"] is reliable
     assert [r["case"] for r in replays["candidates"]] == [31, 21, 14][:len(replays["candidates"])]
+
+
+
+def test_an_unreliable_reproducer_sends_the_search_on_to_one_that_replays(monkeypatch):
+    """A kill at the very start of a partition fails only the first 3 runs (marginal: it passes
+    the default 3-of-3 confirmation, then fails 2 of 5 replays); one at least 1 s into it fails
+    every run. Shrinking favours the marginal one; the search must go on until the reproducer
+    replays reliably, never keeping a case the replays did not bear out."""
+    import argparse
+
+    from harness.cli import explore as cli_explore
+
+    deep = lambda actions: (kill_depth(actions) or 0) >= 1.0   # noqa: E731
+
+    @dataclass
+    class MarginalRunner(FakeRunner):
+        def run(self, case, actions, number, attempt):
+            self.calls.append((number, attempt))
+            fires = kill_depth(actions) is not None and (deep(actions) or attempt <= 3)
+            return Attempt("invalid" if fires else "valid", fires, run_dir=f"/runs/{number}-{attempt}")
+
+    now = itertools.count()
+    explorer = Explorer(make_space(), MarginalRunner(), budget=10_000, shrink_budget=10_000, seed=1,
+                        clock=lambda: float(next(now)))
+    by_number = lambda n: next(t for t in explorer.state.tried if t.number == n)   # noqa: E731
+
+    def replay(folder, number, times, display):
+        invalid = times if deep(by_number(number).actions) else 2
+        return ["invalid"] * invalid + ["valid"] * (times - invalid)
+
+    monkeypatch.setattr(cli_explore, "_replay", replay)
+
+    class Folder:
+        def write_reproducer(self, tried):
+            self.written = tried.number
+
+    folder, replayed = Folder(), {}
+    state = cli_explore._search(explorer, folder, argparse.Namespace(replays=5, reliable=0.8), None, replayed)
+    unreliable = [t for t in state.tried if t.outcome == "unreliable"]
+    assert unreliable and not any(deep(t.actions) for t in unreliable)     # a marginal one was found first
+    assert all(replayed[t.number]["invalid"] == 2 for t in unreliable)
+    m = state.minimal
+    assert deep(m.actions) and replayed[m.number]["invalid"] == 5 and folder.written == m.number
+    # after the first round a failure had to fail 5 of 5 runs: no marginal case failed again
+    later = [t for t in state.tried if t.started_s >= state.round_started_s > 0]
+    assert later and all(len(t.attempts) == 5 for t in later if t.outcome == "fail")
+    assert not any(t.outcome == "fail" and not deep(t.actions) for t in later)

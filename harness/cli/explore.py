@@ -68,16 +68,19 @@ def cmd_explore(args: argparse.Namespace) -> int:
           f"(+ {shrink_budget:g} s to shrink), "
           f"a failure must fail {settings['confirm']} of {settings['confirm']} runs", file=sys.stderr)
     interrupted: KeyboardInterrupt | None = None
+    replayed: dict[int, dict[str, Any]] = {}     # case number -> its replays, across rounds
     with stop_on_signals(), display:
         try:
-            state = explorer.run()
+            state = _search(explorer, folder, args, display, replayed)
         except KeyboardInterrupt as e:
             interrupted, state = e, explorer.state
     replays = None
-    if state.minimal is not None:
+    if replayed and (state.minimal is None or state.minimal.number in replayed):
+        replays = _keep_best(folder, state, replayed, math.ceil(args.reliable * args.replays))
+    elif state.minimal is not None:   # no replays asked, or interrupted before this one's
         folder.write_reproducer(state.minimal)
-        if args.replays and interrupted is None:
-            replays = _reliable_reproducer(folder, state, args.replays, args.reliable, display)
+        if replayed:
+            replays = {"case": state.minimal.number, "reliable": None, "candidates": list(replayed.values())}
     folder.write_settings(settings, summary(state, replays))
     _report(folder, state, replays)
     if interrupted is not None:
@@ -147,33 +150,62 @@ def _space(settings: Mapping[str, Any]) -> tuple[Any, Any]:
     return space, base
 
 
-#: failing cases tried as the reproducer, smallest first, before the most reliable one is kept
+#: failing cases tried as the reproducer per round, smallest first, before the search goes on
 MAX_REPRODUCER_CANDIDATES = 3
 
 
-def _reliable_reproducer(folder: Any, state: Any, times: int, reliable: float, display: Any) -> dict[str, Any]:
+def _search(explorer: Any, folder: Any, args: argparse.Namespace, display: Any,
+            replayed: dict[int, dict[str, Any]]) -> Any:
+    """Search, then (with ``--replays``) replay the reproducer; while no candidate reproduces
+    reliably and search budget is left, search on with the replay bar as the confirmation (see
+    :meth:`Explorer.search_on`). The final state; ``replayed`` gets every candidate's replays."""
+    while True:
+        state = explorer.run()
+        if state.minimal is None or not args.replays:
+            return state
+        before = set(replayed)
+        replays = _reliable_reproducer(folder, state, args.replays, args.reliable, display, replayed)
+        if replays["reliable"] or not explorer.search_on(replayed, confirm=args.replays):
+            return state
+        print(f"explore: no failing case reproduced in {math.ceil(args.reliable * args.replays)} of "
+              f"{args.replays} replays (case(s) {', '.join(str(n) for n in replayed if n not in before)}); "
+              f"searching on for one that fails {args.replays} of {args.replays} runs", file=sys.stderr)
+
+
+def _reliable_reproducer(folder: Any, state: Any, times: int, reliable: float, display: Any,
+                         replayed: dict[int, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Replay the minimal case ``times`` times; if it fails in fewer than ``reliable`` of them (a
     shrunk case can be marginal: it passed its confirmation by luck), try the next smallest
-    confirmed failures the same way, and keep the first that is reliable, else the one that failed
-    most often. ``state.minimal`` becomes the kept case, ``minimal/`` holds it."""
+    confirmed failures the same way (none replayed before: ``replayed``), and keep the first that
+    is reliable, else the one that failed most often. ``state.minimal`` becomes the kept case,
+    ``minimal/`` holds it."""
     from harness.explore.case import size
 
+    replayed = {} if replayed is None else replayed
+    need = math.ceil(reliable * times)
     others = sorted((t for t in state.failures if t.number != state.minimal.number),
                     key=lambda t: (size(t.case, t.actions), -t.number))
-    candidates = [state.minimal, *others][:MAX_REPRODUCER_CANDIDATES]
-    tried: list[dict[str, Any]] = []
+    candidates = [t for t in (state.minimal, *others) if t.number not in replayed][:MAX_REPRODUCER_CANDIDATES]
     for case in candidates:
         folder.write_reproducer(case)
         verdicts = _replay(folder, case.number, times, display)
-        tried.append({"case": case.number, "runs": times, "invalid": verdicts.count("invalid"), "verdicts": verdicts})
-        if verdicts.count("invalid") >= math.ceil(reliable * times):
+        replayed[case.number] = {"case": case.number, "runs": times, "invalid": verdicts.count("invalid"),
+                                 "verdicts": verdicts}
+        if verdicts.count("invalid") >= need:
             break
-    best = max(range(len(tried)), key=lambda i: (tried[i]["invalid"], -i))
-    if best != len(tried) - 1:
-        folder.write_reproducer(candidates[best])
-    state.minimal = candidates[best]
-    return {**tried[best], "reliable": tried[best]["invalid"] >= math.ceil(reliable * times),
-            "candidates": tried}
+    return _keep_best(folder, state, replayed, need)
+
+
+def _keep_best(folder: Any, state: Any, replayed: Mapping[int, Mapping[str, Any]], need: int) -> dict[str, Any]:
+    """Of the replayed cases the last that reached ``need`` (each round goes on only when none
+    did), else the first of those that failed most often: ``state.minimal`` and ``minimal/``."""
+    order = list(replayed)
+    reliable = [n for n in order if replayed[n]["invalid"] >= need]
+    best = reliable[-1] if reliable else max(order, key=lambda n: (replayed[n]["invalid"], -order.index(n)))
+    kept = next(t for t in state.tried if t.number == best)
+    folder.write_reproducer(kept)
+    state.minimal = kept
+    return {**replayed[best], "reliable": replayed[best]["invalid"] >= need, "candidates": list(replayed.values())}
 
 
 def _replay(folder: Any, number: int, times: int, display: Any) -> list[str]:
@@ -199,7 +231,9 @@ def _report(folder: Any, state: Any, replays: Mapping[str, Any] | None) -> None:
 
     out = sys.stdout
     print(f"explore: {len(state.tried)} case(s) in {state.elapsed():.0f} s ({state.count('pass')} pass, "
-          f"{state.count('fail')} fail, {state.count('flaky')} flaky, {state.count('unknown')} unknown); "
+          f"{state.count('fail')} fail, {state.count('flaky')} flaky, {state.count('unknown')} unknown"
+          + (f", {state.count('unreliable')} failed but not in their replays" if state.count("unreliable") else "")
+          + "); "
           f"stopped: {_STOPPED.get(state.stopped, state.stopped)}", file=out)
     if state.flaky:
         print(f"flaky (failed some runs, not all): cases {', '.join(str(t.number) for t in state.flaky)}", file=out)
@@ -217,7 +251,7 @@ def _report(folder: Any, state: Any, replays: Mapping[str, Any] | None) -> None:
     if replays:
         for r in replays["candidates"]:
             print(f"replays of case {r['case']}: {r['invalid']} of {r['runs']} invalid", file=out)
-        if not replays["reliable"]:
+        if replays["reliable"] is False:
             print(f"no failing case reproduced reliably; the reproducer is case {m.number}, the one that failed "
                   f"most often", file=out)
     print(f"reproduce: dynharness run --spec {folder.minimal / 'spec.json'} --replay-schedule {folder.minimal}",

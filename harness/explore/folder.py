@@ -124,7 +124,7 @@ def summary(state: SearchState, replays: Mapping[str, Any] | None = None) -> dic
     """The part of ``explore.json`` written when the search ends."""
     m = state.minimal
     return {"stopped": state.stopped, "seconds": round(state.elapsed(), 1), "cases": len(state.tried),
-            **{o: state.count(o) for o in ("pass", "fail", "flaky", "unknown", "rejected")},
+            **{o: state.count(o) for o in ("pass", "fail", "flaky", "unknown", "rejected", "unreliable")},
             "shrink_steps": state.shrink_steps,
             "flaky_cases": [t.number for t in state.flaky],
             "minimal": None if m is None else {"number": m.number, "case": m.case.to_json(),

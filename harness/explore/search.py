@@ -17,6 +17,11 @@ runs need:
   case runs (a confirmation under way is finished: a found failure is never dropped
   half-checked); hypothesis is told each further case is invalid and stops, and the smallest
   failure so far is the reproducer.
+- **Rounds.** A reproducer must also fail again when replayed (the CLI's ``--replays``). When none
+  of the smallest failures does, :meth:`Explorer.search_on` starts a new round in what is left of
+  the budget: those cases count as passes (``unreliable``), the confirmation bar rises to the
+  replays' count, and the shrink budget starts again at the round's first failure; a shrinker
+  that favours marginal cases then stops at the smallest case that reproduces at that bar.
 - **A record.** Every tried case, its schedule and each run's verdict goes to ``on_case`` (the
   folder's search log, the live display) as it finishes.
 
@@ -29,7 +34,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from harness.errors import UserError
 from harness.explore.case import Case, Space, build_schedule, cases, run_key, size
@@ -69,7 +74,7 @@ class Tried:
     case: Case
     actions: tuple[ScheduledAction, ...]
     attempts: list[Attempt] = field(default_factory=list)
-    outcome: str = "pass"                 # pass / fail / flaky / unknown / rejected
+    outcome: str = "pass"                 # pass / fail / flaky / unknown / rejected / unreliable
     started_s: float = 0.0
     seconds: float = 0.0
     note: str | None = None
@@ -94,6 +99,8 @@ class SearchState:
     #: max_cases is done), interrupted, broken (the runs cannot run)
     stopped: str | None = None
     minimal: Tried | None = None
+    #: seconds into the search when the current round began (0: the first; see Explorer.search_on)
+    round_started_s: float = 0.0
 
     def count(self, outcome: str) -> int:
         return sum(1 for t in self.tried if t.outcome == outcome)
@@ -115,10 +122,15 @@ class SearchState:
         return clock() - self.started
 
     @property
+    def round_failures(self) -> list[Tried]:
+        """Failures confirmed in the current round (at its confirmation bar)."""
+        return [t for t in self.failures if t.started_s >= self.round_started_s]
+
+    @property
     def shrink_started_s(self) -> float | None:
-        """Seconds into the search when the first failure was confirmed (the shrink budget's
-        start), None while searching."""
-        failures = self.failures
+        """Seconds into the search when this round's first failure was confirmed (the shrink
+        budget's start), None while searching."""
+        failures = self.round_failures
         return failures[0].started_s + failures[0].seconds if failures else None
 
 
@@ -195,11 +207,28 @@ class Explorer:
             raise self._abort
         return self.state
 
+    def search_on(self, unreliable: Iterable[int], confirm: int) -> bool:
+        """A new round after the reproducer failed its replays: the cases numbered ``unreliable``
+        count as passes from now on, a failure must fail ``confirm`` of ``confirm`` runs (failures
+        confirmed at the old bar run again if met), and the shrink budget starts again at the
+        round's first failure. False, and nothing changes, when no search budget is left."""
+        now = self.state.elapsed(self.clock)
+        if now >= self.budget:
+            return False
+        numbers = set(unreliable)
+        for t in self.state.tried:
+            if t.number in numbers and t.outcome == "fail":
+                t.outcome = "unreliable"
+        self._known = {k: t for k, t in self._known.items() if t.outcome != "fail"}
+        self.confirm = max(self.confirm, confirm)
+        self.state.minimal, self.state.stopped, self.state.round_started_s = None, None, now
+        return True
+
     def _pick_minimal(self) -> None:
-        """Hypothesis's minimal case when it finished shrinking, else the smallest confirmed failure."""
-        if self.state.minimal is None and self.state.failures:
+        """Hypothesis's minimal case when it finished shrinking, else this round's smallest confirmed failure."""
+        if self.state.minimal is None and self.state.round_failures:
             # the smallest; of equals the later (hypothesis only tries what it deems simpler)
-            self.state.minimal = min(self.state.failures, key=lambda t: (size(t.case, t.actions), -t.number))
+            self.state.minimal = min(self.state.round_failures, key=lambda t: (size(t.case, t.actions), -t.number))
 
     def _spent(self) -> bool:
         """Searching: the budget is spent; shrinking: the shrink budget since the first failure."""
@@ -231,7 +260,7 @@ class Explorer:
 
     def _try(self, case: Case, actions: tuple[ScheduledAction, ...]) -> Tried:
         number = self.first_number + len(self.state.tried)
-        tried = Tried(number=number, phase="shrink" if self.state.failures else "search", case=case,
+        tried = Tried(number=number, phase="shrink" if self.state.round_failures else "search", case=case,
                       actions=actions, started_s=self.state.elapsed(self.clock))
         self.state.tried.append(tried)
         began = self.clock()
