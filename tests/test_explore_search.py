@@ -335,3 +335,53 @@ def test_an_unreliable_reproducer_sends_the_search_on_to_one_that_replays(monkey
     later = [t for t in state.tried if t.started_s >= state.round_started_s > 0]
     assert later and all(len(t.attempts) == 5 for t in later if t.outcome == "fail")
     assert not any(t.outcome == "fail" and not deep(t.actions) for t in later)
+
+
+def test_a_new_round_tries_the_unreliable_case_grown_first(monkeypatch):
+    """A partition held 0.5 s fails only the first 3 runs (passes confirmation, fails replays);
+    held 1 s or more it always fails. The new round's first case is the marginal one grown
+    (twice the hold, keys and clients, same start and nodes), which fails 5 of 5 and is kept
+    at once rather than shrunk from a random large case."""
+    import argparse
+
+    from harness.cli import explore as cli_explore
+
+    def hold(actions):
+        starts = [a.at for a in actions if a.op.f == "start-partition"]
+        stops = [a.at for a in actions if a.op.f == "stop-partition"]
+        return max((e - s for s, e in zip(starts, stops)), default=None)
+
+    @dataclass
+    class HoldRunner(FakeRunner):
+        def run(self, case, actions, number, attempt):
+            self.calls.append((number, attempt))
+            h = hold(actions)
+            fires = h is not None and (h >= 1.0 or attempt <= 3)
+            return Attempt("invalid" if fires else "valid", fires, run_dir=f"/runs/{number}-{attempt}")
+
+    now = itertools.count()
+    explorer = Explorer(make_space(faults=("partition",)), HoldRunner(), budget=10_000, shrink_budget=10_000,
+                        seed=1, clock=lambda: float(next(now)))
+    by_number = lambda n: next(t for t in explorer.state.tried if t.number == n)   # noqa: E731
+
+    def replay(folder, number, times, display):
+        invalid = times if hold(by_number(number).actions) >= 1.0 else 2
+        return ["invalid"] * invalid + ["valid"] * (times - invalid)
+
+    class Folder:
+        def write_reproducer(self, tried):
+            self.written = tried.number
+
+    monkeypatch.setattr(cli_explore, "_replay", replay)
+    replayed = {}
+    state = cli_explore._search(explorer, Folder(), argparse.Namespace(replays=5, reliable=0.8), None, replayed)
+    marginal = [t for t in state.tried if t.outcome == "unreliable"]
+    assert len(marginal) == 1 and hold(marginal[0].actions) == 0.5
+    m = state.minimal
+    assert state.stopped == "grown" and m.number == marginal[0].number + 1 and len(m.attempts) == 5
+    (before,), (after,) = marginal[0].case.steps, m.case.steps
+    assert (after.kind, after.at, after.targets, after.pick, after.hold) == (before.kind, before.at, before.targets,
+                                                                             before.pick, 2 * before.hold)
+    assert (m.case.keys, m.case.concurrency) == (min(10, 2 * marginal[0].case.keys),
+                                                 min(10, 2 * marginal[0].case.concurrency))
+    assert replayed[m.number]["invalid"] == 5

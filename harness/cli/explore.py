@@ -223,6 +223,8 @@ def _replay(folder: Any, number: int, times: int, display: Any) -> list[str]:
 
 
 _STOPPED = {"shrunk": "the failure is shrunk as far as it goes", "budget": "the budget is spent",
+            "grown": "a failure that did not replay reliably, grown one step (longer faults, more keys and "
+                     "clients), fails every run",
             "no-failure": "no case left to try", "interrupted": "interrupted", "broken": "runs cannot run"}
 
 

@@ -149,6 +149,18 @@ def cases(space: Space) -> Any:
                      st.integers(1, space.concurrency), st.sampled_from(rates), vary)
 
 
+def grown(case: Case, space: Space) -> Case:
+    """A marginal failing case made one step surer: each fault held twice as long (on the grid,
+    at most ``max_hold``), twice the keys and clients (at most the spec's), the run as long as that
+    needs (at most ``max_run``); the faults' kinds, starts and nodes stay. The first case a new
+    search round tries after a reproducer failed its replays (as a hypothesis explicit example)."""
+    steps = tuple(dataclasses.replace(s, hold=min(space.max_hold, max(GRID, 2 * s.hold))) for s in case.steps)
+    ends = max(s.at + s.hold for s in steps) + TAIL
+    return dataclasses.replace(case, steps=steps, keys=min(space.keys, 2 * case.keys),
+                               concurrency=min(space.concurrency, 2 * case.concurrency),
+                               duration=min(space.max_run, max(case.duration, math.ceil(ends / GRID) * GRID)))
+
+
 def build_schedule(case: Case, space: Space) -> list[ScheduledAction]:
     """The nemesis actions of ``case``, in time order, ending with a ``heal``."""
     kinds = fault_kind.registered()

@@ -21,7 +21,11 @@ runs need:
   of the smallest failures does, :meth:`Explorer.search_on` starts a new round in what is left of
   the budget: those cases count as passes (``unreliable``), the confirmation bar rises to the
   replays' count, and the shrink budget starts again at the round's first failure; a shrinker
-  that favours marginal cases then stops at the smallest case that reproduces at that bar.
+  that favours marginal cases then stops at the smallest case that reproduces at that bar. The
+  round first tries each unreliable case grown one step (:func:`harness.explore.case.grown`:
+  longer faults, more keys and clients), as a hypothesis explicit example: when that fails every
+  run it is the reproducer (``stopped: grown``; hypothesis does not shrink explicit examples), so
+  the answer is one step from the marginal case instead of a long shrink of a random large one.
 - **A record.** Every tried case, its schedule and each run's verdict goes to ``on_case`` (the
   folder's search log, the live display) as it finishes.
 
@@ -37,7 +41,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from harness.errors import UserError
-from harness.explore.case import Case, Space, build_schedule, cases, run_key, size
+from harness.explore.case import Case, Space, build_schedule, cases, grown, run_key, size
 from nemeses.schedule import ScheduledAction
 
 #: Cases that could not run in a row before the search gives up (the backend or store is broken).
@@ -95,8 +99,9 @@ class SearchState:
     started: float
     tried: list[Tried] = field(default_factory=list)
     #: why it ended: shrunk (hypothesis is done), budget (spent: while searching, or while
-    #: shrinking, then ``minimal`` is the smallest failure so far), no-failure (the space or
-    #: max_cases is done), interrupted, broken (the runs cannot run)
+    #: shrinking, then ``minimal`` is the smallest failure so far), grown (a new round's grown
+    #: case failed every run: see the module docstring), no-failure (the space or max_cases is
+    #: done), interrupted, broken (the runs cannot run)
     stopped: str | None = None
     minimal: Tried | None = None
     #: seconds into the search when the current round began (0: the first; see Explorer.search_on)
@@ -161,6 +166,7 @@ class Explorer:
     _known: dict[str, Tried] = field(init=False, default_factory=dict)
     _broken: int = field(init=False, default=0)
     _abort: UserError | None = field(init=False, default=None)
+    _explicit: list[Case] = field(init=False, default_factory=list)   # tried first (search_on's grown cases)
 
     def __post_init__(self) -> None:
         for name, v in (("budget", self.budget), ("shrink budget", self.shrink_budget)):
@@ -174,13 +180,15 @@ class Explorer:
         """Search until a failure is found and shrunk, the budget is spent, or the space is done.
         A KeyboardInterrupt (Ctrl-C, or a stop signal the runner turned into one) ends the search
         with what was found and is raised again once the state says so."""
-        from hypothesis import HealthCheck, Phase, Verbosity, given, settings
+        from hypothesis import HealthCheck, Phase, Verbosity, example, given, settings
         from hypothesis import seed as hypothesis_seed
         from hypothesis.database import DirectoryBasedExampleDatabase
         from hypothesis.errors import HypothesisException
 
         db = DirectoryBasedExampleDatabase(str(self.database)) if self.database is not None else None
         test = given(cases(self.space))(self._test)
+        for case in reversed(self._explicit):   # decorators apply inside out: these run in list order
+            test = example(case)(test)
         test = settings(database=db, deadline=None, max_examples=self.max_cases, derandomize=False,
                         phases=(Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink),
                         suppress_health_check=list(HealthCheck), verbosity=Verbosity.quiet,
@@ -191,7 +199,9 @@ class Explorer:
             test()
             self.state.stopped = "budget" if self._spent() else "no-failure"
         except _Failed as found:
-            if self._spent():   # shrinking cut short by its budget: the smallest failure so far
+            if found.tried.case in self._explicit:   # a grown case: hypothesis does not shrink those
+                self.state.minimal, self.state.stopped = found.tried, "grown"
+            elif self._spent():   # shrinking cut short by its budget: the smallest failure so far
                 self.state.stopped = "budget"
             else:
                 self.state.minimal, self.state.stopped = found.tried, "shrunk"
@@ -219,6 +229,9 @@ class Explorer:
         for t in self.state.tried:
             if t.number in numbers and t.outcome == "fail":
                 t.outcome = "unreliable"
+                bigger = grown(t.case, self.space)
+                if bigger != t.case and bigger not in self._explicit:
+                    self._explicit.append(bigger)
         self._known = {k: t for k, t in self._known.items() if t.outcome != "fail"}
         self.confirm = max(self.confirm, confirm)
         self.state.minimal, self.state.stopped, self.state.round_started_s = None, None, now
