@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.backends import docker as docker_backend
+from harness.backends import remote
 from harness.backends.docker import LAYOUT
 from harness.backends.docker_cluster import (L_CLUSTER, LABEL, DockerShell, cluster_containers, connect_engine,
                                              create_cluster, engine_available, remove_clusters)
@@ -64,6 +65,29 @@ def test_only_a_fuse_cluster_mounts_a_lazy_disk_and_its_power_loss_drops_what_wa
     finally:
         remove_clusters(client, name)
         remove_clusters(client, f"{name}-fuse")
+        client.close()
+
+
+def test_a_wipe_empties_a_lazy_disk_without_removing_its_mount_point() -> None:
+    """A run with wipe and power-loss wipes a data dir that is a mount point: ``rm -rf`` of the
+    dir itself fails there ("Device or resource busy"), so the wipe must empty it instead."""
+    client = _engine()
+    tag = ensure_image(client, ImageRecipe.for_target(DynamoTarget())).tag
+    name = "pytest-docker-wipe-lazy"
+    try:
+        create_cluster(client, name, ["n1"], tag, run_id=name, kept=False, fuse=True)
+        shell = DockerShell(cluster_containers(client, name)[0], fast=False)
+        disk = ShellLazyDisk(shell, LAYOUT)
+        disk.start()
+        data = LAYOUT.data_dir
+        shell.exec(["sh", "-c", 'mkdir -p "$1/ring" && echo x > "$1/ring/a" && echo y > "$1/.hidden"', "sh",
+                    data]).check()
+        remote.wipe(shell, LAYOUT)
+        assert shell.exec(["ls", "-A", data]).check().stdout == ""
+        assert disk.mounted()                                  # the same lazy disk, emptied
+        disk.unmount()
+    finally:
+        remove_clusters(client, name)
         client.close()
 
 

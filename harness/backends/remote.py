@@ -175,10 +175,13 @@ def wait_gone(shell: NodeShell, layout: NodeLayout, timeout: float = 10.0) -> No
 
 
 def wipe(shell: NodeShell, layout: NodeLayout) -> None:
-    """Delete the node's data directory (refused while the node runs: it would keep open files)."""
+    """Delete everything in the node's data directory (refused while the node runs: it would keep
+    open files). The directory itself stays: it may be a mount point (a lazy disk), which ``rm``
+    cannot remove ("Device or resource busy")."""
     if daemon_pid(shell, layout) is not None:
         raise RuntimeError("wipe refused: the node is running (kill it first)")
-    shell.exec(sh('rm -rf -- "$1" && mkdir -p -- "$1"', layout.data_dir), privileged=True).check()
+    script = 'mkdir -p -- "$1" && find "$1" -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +'
+    shell.exec(sh(script, layout.data_dir), privileged=True).check()
 
 
 def ensure_chain(shell: NodeShell, chain: str) -> None:
