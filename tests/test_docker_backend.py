@@ -253,6 +253,37 @@ def test_pruning_keeps_node_images_of_another_base() -> None:
     assert client.images.removed == ["n:old", "n:ancient"]
 
 
+def test_base_images_no_node_image_uses_are_pruned_but_another_targets_stays() -> None:
+    """A changed base recipe leaves its old ~200 MB base behind; after a build, bases no node image
+    is built on go, the one just used and another target's (its node image names it) stay, and
+    one a container uses survives its failed removal."""
+    from harness.backends.image import BASE_LABEL, BASE_REPO, NODE_REPO, prune_unused_bases
+
+    class Img:
+        def __init__(self, tag, labels=None):
+            self.tags, self.labels = [tag], labels or {}
+
+    class Images:
+        def __init__(self):
+            self.nodes = [Img(f"{NODE_REPO}:new", {BASE_LABEL: "a" * 16 + "rest"}),
+                          Img(f"{NODE_REPO}:etcd", {BASE_LABEL: "e" * 16 + "rest"})]
+            self.bases = [Img(f"{BASE_REPO}:{'a' * 16}"), Img(f"{BASE_REPO}:{'e' * 16}"),
+                          Img(f"{BASE_REPO}:{'o' * 16}"), Img(f"{BASE_REPO}:{'u' * 16}")]
+            self.removed = []
+
+        def list(self, name):
+            return self.nodes if name == NODE_REPO else self.bases
+
+        def remove(self, tag, noprune=False):
+            if "u" * 16 in tag:
+                raise RuntimeError("image is being used by a container")
+            self.removed.append(tag)
+
+    client = type("Client", (), {"images": Images()})()
+    assert prune_unused_bases(client, keep=f"{BASE_REPO}:{'a' * 16}") == 1
+    assert client.images.removed == [f"{BASE_REPO}:{'o' * 16}"]
+
+
 def test_a_forced_rebuild_removes_the_images_it_replaced() -> None:
     """``image build --force`` moves the node and base tags to new images; the old ones, untagged,
     are removed (node first: it is built on the base), except one the rebuild reproduced (same id

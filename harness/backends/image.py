@@ -338,6 +338,7 @@ def ensure_image(client, recipe: ImageRecipe = ImageRecipe(), *, force: bool = F
     step("node layer (code + deps)", have_node, build_node)
     if not have_node:
         prune_node_images(client, keep=node_tag, base=recipe.base_hash())
+        prune_unused_bases(client, keep=base_tag)
     removed = remove_replaced(client, replaced, keep=(node_tag, base_tag))
     return ImageBuild(node_tag, tuple(steps), removed)
 
@@ -357,6 +358,25 @@ def remove_replaced(client, image_ids: list[str], keep: tuple[str, ...]) -> tupl
         except Exception:       # noqa: BLE001 - in use by a container (a kept cluster), or gone: keep going
             pass
     return tuple(removed)
+
+
+def prune_unused_bases(client, keep: str) -> int:
+    """Remove base images no node image is built on any more (their recipe changed: other default
+    packages), except ``keep``: a base another target's node image uses stays (etcd's beside the
+    reference store's), and so does one a container uses. Each is ~200 MB."""
+    used = {str(img.labels.get(BASE_LABEL, ""))[:16] for img in client.images.list(name=NODE_REPO)}
+    removed = 0
+    for img in client.images.list(name=BASE_REPO):
+        hashes = {t.partition(":")[2] for t in img.tags if t.startswith(f"{BASE_REPO}:")}
+        if keep in img.tags or hashes & used:
+            continue
+        for tag in img.tags:
+            try:
+                client.images.remove(tag, noprune=False)
+                removed += 1
+            except Exception:       # in use by a container: keep it
+                pass
+    return removed
 
 
 def prune_node_images(client, keep: str, base: str) -> int:
