@@ -212,7 +212,7 @@ def test_a_lazy_disk_mount_is_named_by_its_cluster_or_listed_as_a_leftover_and_u
     disk.start(launch)
     try:
         mount = os.path.realpath(disk.mount)
-        assert mount in orphans.lazy_mounts()
+        assert mount in lazy_disks.lazy_mounts()
         mine = lambda found: [o for o in found if mount in o.extra.get("mounts", ())]   # noqa: E731
         assert not mine(orphans.find(tmp_path / "h"))                       # no record: not attributed
         stray = mine(orphans.find(tmp_path / "h", unattributed=True))
@@ -225,6 +225,6 @@ def test_a_lazy_disk_mount_is_named_by_its_cluster_or_listed_as_a_leftover_and_u
         assert len(dead) == 1 and dead[0].attributed and dead[0].what.endswith("with 1 lazy-disk mount(s)")
         (tmp_path / "h" / "run" / "t1" / cs.STATE_FILE).unlink()
         orphans.remove(mine(orphans.find(tmp_path / "h", unattributed=True))[0])
-        assert lazy_disks.stale_mounts([mount]) == [] and mount not in orphans.lazy_mounts()
+        assert lazy_disks.stale_mounts([mount]) == [] and mount not in lazy_disks.lazy_mounts()
     finally:
         disk.unmount()

@@ -55,14 +55,31 @@ def unavailable() -> str | None:
     return None
 
 
-def stale_mounts(paths: list[str]) -> list[str]:
-    """Those of ``paths`` that are still mount points (read from /proc/self/mountinfo)."""
+def _mount_table() -> list[tuple[str, str, str]]:
+    """(mount point, file system type, source) of every mount, from /proc/self/mountinfo."""
     try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+        with open("/proc/self/mountinfo", encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
     except OSError:
         return []
-    mounted = {line.split()[4].replace("\\040", " ") for line in lines if len(line.split()) > 4}
+    table = []
+    for line in lines:
+        mine, sep, fs = line.partition(" - ")
+        fields, fs_fields = mine.split(), fs.split()
+        if sep and len(fields) > 4 and len(fs_fields) > 1:
+            table.append((fields[4].replace("\\040", " "), fs_fields[0], fs_fields[1]))
+    return table
+
+
+def stale_mounts(paths: list[str]) -> list[str]:
+    """Those of ``paths`` that are still mount points."""
+    mounted = {point for point, _, _ in _mount_table()}
     return [p for p in paths if os.path.realpath(p) in mounted]
+
+
+def lazy_mounts() -> list[str]:
+    """Mount points of lazy disks on this host (FUSE mounts whose source is :data:`FSNAME`)."""
+    return [point for point, fstype, source in _mount_table() if fstype.startswith("fuse") and source == FSNAME]
 
 
 class LazyDisk:

@@ -3,7 +3,8 @@
 A harness killed with ``kill -9`` leaves its cluster behind: on the local backend an iptables
 chain hooked from INPUT (and OUTPUT), its nodes' cgroups and, with power loss, lazy-disk mounts
 (their daemons unmount themselves when the harness dies, so one left means a daemon killed
-too), on Docker containers, a network and rules inside, on SSH a chain, a node and a run folder per host. Each cluster names its owner
+too), on Docker containers, a network and rules inside, on SSH a chain, a node and a run
+folder per host. Each cluster names its owner
 (``cluster_state``), so an orphan is a cluster whose owner is dead, found from:
 
 * the state files (``cluster.json``) under the histories folder;
@@ -13,7 +14,8 @@ too), on Docker containers, a network and rules inside, on SSH a chain, a node a
 
 Those are *attributed*: a record names a dead owner, so removing them cannot hurt a live run.
 Leftovers no record names (a ``DH-`` chain in ``iptables -S``, a cgroup under ``dynharness/``,
-a lazy-disk mount (FUSE, ``lazyfs``) in this host's mount table, a container without an owner label, a state file older than owners) may belong to a live run of
+a lazy-disk mount (FUSE, ``lazyfs``) in this host's mount table, a container without an owner
+label, a state file older than owners) may belong to a live run of
 an older harness; they are listed and removed only when asked (``--all-orphans``). A cluster
 whose record names a live owner, another host's process, or a cluster kept on purpose is never
 an orphan.
@@ -85,22 +87,6 @@ def _disk_mounts(doc: dict[str, Any]) -> list[str]:
     return [os.path.realpath(d["mount"]) for d in disks.values() if isinstance(d, dict) and isinstance(d.get("mount"), str)]
 
 
-def lazy_mounts() -> list[str]:
-    """Mount points of lazy disks on this host (FUSE mounts whose source is ``lazyfs``)."""
-    try:
-        lines = open("/proc/self/mountinfo", encoding="utf-8").read().splitlines()
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        mine, sep, fs = line.partition(" - ")
-        fields, fs_fields = mine.split(), fs.split()
-        if sep and len(fields) > 4 and len(fs_fields) > 1 and fs_fields[0].startswith("fuse") \
-                and fs_fields[1] == lazy_disks.FSNAME:
-            found.append(fields[4].replace("\\040", " "))
-    return found
-
-
 def _from_chain_index(named: set[str]) -> list[Orphan]:
     out = []
     for chain, entry in cs.registered_chains().items():
@@ -150,7 +136,7 @@ def _unnamed_local(named: set[str]) -> list[Orphan]:
         if run not in named:
             out.append(Orphan(f"cgroups {node_cgroups.PARENT}/{run}", "no record names them", "local",
                               cgroups=tuple(paths), attributed=False, extra={"run": run}))
-    for mount in lazy_mounts():
+    for mount in lazy_disks.lazy_mounts():
         if mount not in named:
             out.append(Orphan(f"lazy-disk mount {mount}", "no record names it", "local", attributed=False,
                               extra={"mounts": [mount]}))
