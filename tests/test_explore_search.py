@@ -325,12 +325,14 @@ def test_an_unreliable_reproducer_sends_the_search_on_to_one_that_replays(monkey
             self.written = tried.number
 
     folder, replayed = Folder(), {}
-    state = cli_explore._search(explorer, folder, argparse.Namespace(replays=5, reliable=0.8), None, replayed)
+    state, replays = cli_explore._search(explorer, folder, argparse.Namespace(replays=5, reliable=0.8), None,
+                                         replayed)
     unreliable = [t for t in state.tried if t.outcome == "unreliable"]
     assert unreliable and not any(deep(t.actions) for t in unreliable)     # a marginal one was found first
     assert all(replayed[t.number]["invalid"] == 2 for t in unreliable)
     m = state.minimal
     assert deep(m.actions) and replayed[m.number]["invalid"] == 5 and folder.written == m.number
+    assert replays["reliable"] is True and replays["case"] == m.number
     # after the first round a failure had to fail 5 of 5 runs: no marginal case failed again
     later = [t for t in state.tried if t.started_s >= state.round_started_s > 0]
     assert later and all(len(t.attempts) == 5 for t in later if t.outcome == "fail")
@@ -374,7 +376,8 @@ def test_a_new_round_tries_the_unreliable_case_grown_first(monkeypatch):
 
     monkeypatch.setattr(cli_explore, "_replay", replay)
     replayed = {}
-    state = cli_explore._search(explorer, Folder(), argparse.Namespace(replays=5, reliable=0.8), None, replayed)
+    state, replays = cli_explore._search(explorer, Folder(), argparse.Namespace(replays=5, reliable=0.8), None,
+                                         replayed)
     marginal = [t for t in state.tried if t.outcome == "unreliable"]
     assert len(marginal) == 1 and hold(marginal[0].actions) == 0.5
     m = state.minimal
@@ -384,4 +387,4 @@ def test_a_new_round_tries_the_unreliable_case_grown_first(monkeypatch):
                                                                              before.pick, 2 * before.hold)
     assert (m.case.keys, m.case.concurrency) == (min(10, 2 * marginal[0].case.keys),
                                                  min(10, 2 * marginal[0].case.concurrency))
-    assert replayed[m.number]["invalid"] == 5
+    assert replayed[m.number]["invalid"] == 5 and replays["reliable"] is True and replays["case"] == m.number

@@ -69,15 +69,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
           f"a failure must fail {settings['confirm']} of {settings['confirm']} runs", file=sys.stderr)
     interrupted: KeyboardInterrupt | None = None
     replayed: dict[int, dict[str, Any]] = {}     # case number -> its replays, across rounds
+    replays = None
     with stop_on_signals(), display:
         try:
-            state = _search(explorer, folder, args, display, replayed)
+            state, replays = _search(explorer, folder, args, display, replayed)
         except KeyboardInterrupt as e:
             interrupted, state = e, explorer.state
-    replays = None
-    if replayed and (state.minimal is None or state.minimal.number in replayed):
+    if interrupted is not None and replayed and (state.minimal is None or state.minimal.number in replayed):
         replays = _keep_best(folder, state, replayed, math.ceil(args.reliable * args.replays))
-    elif state.minimal is not None:   # no replays asked, or interrupted before this one's
+    elif replays is None and state.minimal is not None:   # no replays asked, or interrupted before this one's
         folder.write_reproducer(state.minimal)
         if replayed:
             replays = {"case": state.minimal.number, "reliable": None, "candidates": list(replayed.values())}
@@ -155,18 +155,22 @@ MAX_REPRODUCER_CANDIDATES = 3
 
 
 def _search(explorer: Any, folder: Any, args: argparse.Namespace, display: Any,
-            replayed: dict[int, dict[str, Any]]) -> Any:
+            replayed: dict[int, dict[str, Any]]) -> tuple[Any, dict[str, Any] | None]:
     """Search, then (with ``--replays``) replay the reproducer; while no candidate reproduces
     reliably and search budget is left, search on with the replay bar as the confirmation (see
-    :meth:`Explorer.search_on`). The final state; ``replayed`` gets every candidate's replays."""
+    :meth:`Explorer.search_on`). The final state and the replays' summary (None without replays;
+    then ``minimal/`` is still to be written); ``replayed`` gets every candidate's replays."""
+    need = math.ceil(args.reliable * args.replays)
     while True:
         state = explorer.run()
-        if state.minimal is None or not args.replays:
-            return state
+        if state.minimal is None:   # nothing found, or a round found nothing new: the best replayed
+            return state, (_keep_best(folder, state, replayed, need) if replayed else None)
+        if not args.replays:
+            return state, None
         before = set(replayed)
         replays = _reliable_reproducer(folder, state, args.replays, args.reliable, display, replayed)
         if replays["reliable"] or not explorer.search_on(replayed, confirm=args.replays):
-            return state
+            return state, replays
         print(f"explore: no failing case reproduced in {math.ceil(args.reliable * args.replays)} of "
               f"{args.replays} replays (case(s) {', '.join(str(n) for n in replayed if n not in before)}); "
               f"searching on for one that fails {args.replays} of {args.replays} runs", file=sys.stderr)
