@@ -360,6 +360,19 @@ def remove_replaced(client, image_ids: list[str], keep: tuple[str, ...]) -> tupl
     return tuple(removed)
 
 
+def _remove_tags(client, img) -> int:
+    """Remove every tag of ``img`` (its last removes the image); how many went. One a container
+    uses (a kept cluster) stays."""
+    removed = 0
+    for tag in img.tags:
+        try:
+            client.images.remove(tag, noprune=False)
+            removed += 1
+        except Exception:       # in use by a container: keep it
+            pass
+    return removed
+
+
 def prune_unused_bases(client, keep: str) -> int:
     """Remove base images no node image is built on any more (their recipe changed: other default
     packages), except ``keep``: a base another target's node image uses stays (etcd's beside the
@@ -370,12 +383,7 @@ def prune_unused_bases(client, keep: str) -> int:
         hashes = {t.partition(":")[2] for t in img.tags if t.startswith(f"{BASE_REPO}:")}
         if keep in img.tags or hashes & used:
             continue
-        for tag in img.tags:
-            try:
-                client.images.remove(tag, noprune=False)
-                removed += 1
-            except Exception:       # in use by a container: keep it
-                pass
+        removed += _remove_tags(client, img)
     return removed
 
 
@@ -387,10 +395,5 @@ def prune_node_images(client, keep: str, base: str) -> int:
     for img in client.images.list(name=NODE_REPO):
         if keep in img.tags or img.labels.get(BASE_LABEL, base) != base:
             continue
-        for tag in img.tags:
-            try:
-                client.images.remove(tag, noprune=False)
-                removed += 1
-            except Exception:       # in use by a container (a kept cluster): keep it
-                pass
+        removed += _remove_tags(client, img)
     return removed
